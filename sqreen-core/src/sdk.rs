@@ -1,0 +1,594 @@
+//! The SDK surface handlers use: [`Sqreen`], its event builder
+//! [`TrackEvent`], and [`SqreenUser`] for user-scoped calls.
+//!
+//! Shaped after the Go SDK's `sdk.FromContext(ctx).TrackEvent("my.event")`:
+//! an adapter hands each handler a [`Sqreen`] handle bound to the current
+//! request; every call records an entry in that request's record. A handle
+//! from a request the agent does not record (agent off, passlisted path, no
+//! middleware) is *disabled*: every call is a cheap no-op and never panics.
+//!
+//! Input limits, enforced with a counted, rate-limited warning:
+//!
+//! | what | limit | beyond it |
+//! |---|---|---|
+//! | event name | 1 to 256 bytes | empty: the event is dropped; longer: cut |
+//! | properties per event | 16 | the extra ones are dropped |
+//! | user identifiers per map | 16 | the extra ones are dropped |
+//! | key length | 256 bytes | cut |
+//! | string value length | 4 096 bytes | cut |
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use compact_str::CompactString;
+
+use crate::actions::SecurityResponse;
+use crate::record::{Entry, RecordInner, UserIds};
+use crate::stats::bump;
+
+const MAX_NAME_LEN: usize = 256;
+const MAX_KEY_LEN: usize = 256;
+const MAX_VALUE_LEN: usize = 4096;
+const MAX_PROPERTIES: usize = 16;
+
+/// A scalar property value: a string, a number or a boolean.
+///
+/// Anything that converts into a JSON scalar converts into it; a JSON array
+/// or object becomes its JSON text, and `null` the string `"null"`.
+///
+/// ```
+/// use sqreen_core::PropertyValue;
+/// assert_eq!(PropertyValue::from(3), PropertyValue::Int(3));
+/// assert_eq!(PropertyValue::from("eur"), PropertyValue::String("eur".into()));
+/// assert_eq!(PropertyValue::from(serde_json::json!(true)), PropertyValue::Bool(true));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub enum PropertyValue {
+    /// A string (short ones are stored inline, without allocating).
+    String(CompactString),
+    /// A signed integer.
+    Int(i64),
+    /// An unsigned integer too large for `i64`.
+    UInt(u64),
+    /// A floating-point number (NaN and infinities are sent as `null`).
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl PropertyValue {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        match self {
+            Self::String(s) => serde_json::Value::String(s.to_string()),
+            Self::Int(i) => (*i).into(),
+            Self::UInt(u) => (*u).into(),
+            Self::Float(f) => serde_json::Number::from_f64(*f)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
+            Self::Bool(b) => (*b).into(),
+        }
+    }
+}
+
+impl From<&str> for PropertyValue {
+    fn from(s: &str) -> Self {
+        Self::String(CompactString::new(s))
+    }
+}
+impl From<&String> for PropertyValue {
+    fn from(s: &String) -> Self {
+        Self::String(CompactString::new(s))
+    }
+}
+impl From<String> for PropertyValue {
+    fn from(s: String) -> Self {
+        Self::String(CompactString::from(s))
+    }
+}
+impl From<CompactString> for PropertyValue {
+    fn from(s: CompactString) -> Self {
+        Self::String(s)
+    }
+}
+impl From<bool> for PropertyValue {
+    fn from(b: bool) -> Self {
+        Self::Bool(b)
+    }
+}
+impl From<f64> for PropertyValue {
+    fn from(f: f64) -> Self {
+        Self::Float(f)
+    }
+}
+impl From<f32> for PropertyValue {
+    fn from(f: f32) -> Self {
+        Self::Float(f64::from(f))
+    }
+}
+macro_rules! int_property {
+    ($($t:ty),*) => {$(
+        impl From<$t> for PropertyValue {
+            fn from(i: $t) -> Self {
+                Self::Int(i64::from(i))
+            }
+        }
+    )*};
+}
+int_property!(i8, i16, i32, i64, u8, u16, u32);
+impl From<u64> for PropertyValue {
+    fn from(u: u64) -> Self {
+        i64::try_from(u).map_or(Self::UInt(u), Self::Int)
+    }
+}
+impl From<usize> for PropertyValue {
+    fn from(u: usize) -> Self {
+        Self::from(u as u64)
+    }
+}
+impl From<isize> for PropertyValue {
+    fn from(i: isize) -> Self {
+        Self::Int(i as i64)
+    }
+}
+impl From<serde_json::Value> for PropertyValue {
+    fn from(v: serde_json::Value) -> Self {
+        use serde_json::Value;
+        match v {
+            Value::String(s) => Self::from(s),
+            Value::Bool(b) => Self::Bool(b),
+            Value::Number(n) => n
+                .as_i64()
+                .map(Self::Int)
+                .or_else(|| n.as_u64().map(Self::UInt))
+                .unwrap_or_else(|| Self::Float(n.as_f64().unwrap_or(f64::NAN))),
+            Value::Null => Self::String(CompactString::const_new("null")),
+            other => Self::String(CompactString::from(other.to_string())),
+        }
+    }
+}
+
+/// The error a handler gets when a security response applies to its user.
+///
+/// Returned by [`SqreenUser::identify`]. Every adapter turns it into the
+/// response it carries (a block page with the configured status, or a 303
+/// redirect), so `?` in a handler is all it takes.
+///
+/// ```
+/// use sqreen_core::{Blocked, SecurityResponse};
+/// fn status_of(err: &Blocked) -> u16 { err.response().status() }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocked {
+    response: SecurityResponse,
+}
+
+impl Blocked {
+    pub(crate) fn new(response: SecurityResponse) -> Self {
+        Self { response }
+    }
+
+    /// The response to send instead of the handler's.
+    pub fn response(&self) -> &SecurityResponse {
+        &self.response
+    }
+
+    /// Takes the response out.
+    pub fn into_response(self) -> SecurityResponse {
+        self.response
+    }
+}
+
+impl std::fmt::Display for Blocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.response {
+            SecurityResponse::Block { .. } => f.write_str("user blocked by a security response"),
+            SecurityResponse::Redirect { .. } => {
+                f.write_str("user redirected by a security response")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Blocked {}
+
+/// The handle a request handler tracks events through.
+///
+/// Cheap to clone (one reference count), `Send + Sync`, and usable from any
+/// task the handler spawns while the request runs. Adapters provide it as an
+/// extractor / request guard / filter; [`Sqreen::disabled`] (also its
+/// `Default`) is the inert handle used when nothing records the request.
+///
+/// ```
+/// use sqreen_core::Sqreen;
+/// let sq = Sqreen::disabled(); // what a handler gets without the middleware
+/// sq.track_event("payment.failed").with_properties([("amount", 42)]);
+/// let user = sq.for_user([("uid", "my-uid")]);
+/// user.track_auth_success();
+/// assert!(user.identify().is_ok());
+/// ```
+#[derive(Clone, Default)]
+pub struct Sqreen {
+    record: Option<Arc<RecordInner>>,
+}
+
+impl std::fmt::Debug for Sqreen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sqreen")
+            .field("enabled", &self.is_enabled())
+            .finish()
+    }
+}
+
+impl Sqreen {
+    pub(crate) fn from_record(record: Option<Arc<RecordInner>>) -> Self {
+        Self { record }
+    }
+
+    /// A handle that records nothing.
+    pub fn disabled() -> Self {
+        Self { record: None }
+    }
+
+    /// True when calls on this handle are recorded.
+    pub fn is_enabled(&self) -> bool {
+        self.record.is_some()
+    }
+
+    /// Starts a custom event; it is recorded when the returned builder is
+    /// dropped, so a bare statement works.
+    ///
+    /// ```
+    /// # let sq = sqreen_core::Sqreen::disabled();
+    /// sq.track_event("user.invited");
+    /// sq.track_event("payment.failed")
+    ///     .with_properties([("currency", "eur")])
+    ///     .with_timestamp(std::time::SystemTime::now());
+    /// ```
+    pub fn track_event(&self, name: impl AsRef<str>) -> TrackEvent<'_> {
+        TrackEvent::new(self.record.as_deref(), name.as_ref(), None)
+    }
+
+    /// User-scoped calls for the user with these identifiers
+    /// (`[("uid", "42")]`, `[("username", "bob"), ("org", "acme")]`).
+    pub fn for_user<I, K, V>(&self, identifiers: I) -> SqreenUser
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let ids = match &self.record {
+            Some(record) => user_ids(record, identifiers),
+            None => Arc::from(Vec::new()),
+        };
+        SqreenUser {
+            sq: self.clone(),
+            ids,
+        }
+    }
+}
+
+/// Counts and warns (rate-limited) about invalid SDK input.
+fn invalid_input(record: &RecordInner, what: &'static str) {
+    bump(&record.shared.counters.invalid_sdk_input, 1);
+    if record.shared.sdk_warnings.allow() {
+        tracing::warn!(
+            target: "sqreen::sdk",
+            event = "sdk.invalid_input",
+            problem = what,
+            "invalid SDK input was truncated or dropped (further warnings suppressed for 10 s)"
+        );
+    }
+}
+
+fn bounded(record: &RecordInner, s: &str, max: usize, what: &'static str) -> CompactString {
+    if s.len() <= max {
+        return CompactString::new(s);
+    }
+    invalid_input(record, what);
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    CompactString::new(&s[..end])
+}
+
+fn bounded_value(record: &RecordInner, value: PropertyValue) -> PropertyValue {
+    match value {
+        PropertyValue::String(s) if s.len() > MAX_VALUE_LEN => {
+            PropertyValue::String(bounded(record, &s, MAX_VALUE_LEN, "value too long"))
+        }
+        other => other,
+    }
+}
+
+fn user_ids<I, K, V>(record: &RecordInner, identifiers: I) -> UserIds
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    let mut ids: Vec<(CompactString, CompactString)> = Vec::new();
+    for (i, (k, v)) in identifiers.into_iter().enumerate() {
+        if i == MAX_PROPERTIES {
+            invalid_input(record, "too many user identifiers");
+            break;
+        }
+        ids.push((
+            bounded(record, k.as_ref(), MAX_KEY_LEN, "key too long"),
+            bounded(record, v.as_ref(), MAX_VALUE_LEN, "value too long"),
+        ));
+    }
+    ids.sort_unstable();
+    ids.dedup_by(|a, b| a.0 == b.0);
+    Arc::from(ids)
+}
+
+/// A custom event being built; recorded when dropped.
+///
+/// Each `with_*` consumes and returns the builder. On a disabled handle every
+/// method returns at once.
+pub struct TrackEvent<'a> {
+    record: Option<&'a RecordInner>,
+    name: CompactString,
+    properties: Vec<(CompactString, PropertyValue)>,
+    user_identifiers: Option<UserIds>,
+    timestamp: Option<SystemTime>,
+}
+
+impl std::fmt::Debug for TrackEvent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackEvent")
+            .field("name", &self.name)
+            .field("properties", &self.properties.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> TrackEvent<'a> {
+    fn new(record: Option<&'a RecordInner>, name: &str, user: Option<UserIds>) -> Self {
+        let (record, name) = match record {
+            None => (None, CompactString::default()),
+            Some(r) if name.is_empty() => {
+                invalid_input(r, "empty event name");
+                (None, CompactString::default())
+            }
+            Some(r) => (Some(r), bounded(r, name, MAX_NAME_LEN, "event name too long")),
+        };
+        Self {
+            record,
+            name,
+            properties: Vec::new(),
+            user_identifiers: user,
+            timestamp: None,
+        }
+    }
+
+    /// Adds properties: string keys with scalar values
+    /// (`[("amount", 42)]`, `[("currency", "eur")]`). At most 16 per event.
+    pub fn with_properties<I, K, V>(mut self, properties: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<PropertyValue>,
+    {
+        let Some(record) = self.record else {
+            return self;
+        };
+        let properties = properties.into_iter();
+        if self.properties.is_empty() {
+            self.properties
+                .reserve(properties.size_hint().0.min(MAX_PROPERTIES));
+        }
+        for (k, v) in properties {
+            if self.properties.len() == MAX_PROPERTIES {
+                invalid_input(record, "more than 16 properties");
+                break;
+            }
+            self.properties.push((
+                bounded(record, k.as_ref(), MAX_KEY_LEN, "key too long"),
+                bounded_value(record, v.into()),
+            ));
+        }
+        self
+    }
+
+    /// Sets when the event happened (default: when it was recorded).
+    pub fn with_timestamp(mut self, timestamp: SystemTime) -> Self {
+        if self.record.is_some() {
+            self.timestamp = Some(timestamp);
+        }
+        self
+    }
+
+    /// Attaches the user the event is about.
+    pub fn with_user_identifiers<I, K, V>(mut self, identifiers: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        if let Some(record) = self.record {
+            self.user_identifiers = Some(user_ids(record, identifiers));
+        }
+        self
+    }
+}
+
+impl Drop for TrackEvent<'_> {
+    fn drop(&mut self) {
+        if let Some(record) = self.record {
+            record.push(Entry::Track {
+                time: SystemTime::now(),
+                name: std::mem::take(&mut self.name),
+                properties: std::mem::take(&mut self.properties),
+                user_identifiers: self.user_identifiers.take(),
+                timestamp: self.timestamp,
+            });
+        }
+    }
+}
+
+/// User-scoped SDK calls, from [`Sqreen::for_user`].
+#[derive(Clone)]
+pub struct SqreenUser {
+    sq: Sqreen,
+    ids: UserIds,
+}
+
+impl std::fmt::Debug for SqreenUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Identifiers are personal data: only their keys are shown.
+        f.debug_struct("SqreenUser")
+            .field("keys", &self.ids.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl SqreenUser {
+    /// A custom event about this user (its `user_identifiers` are set).
+    pub fn track_event(&self, name: impl AsRef<str>) -> TrackEvent<'_> {
+        TrackEvent::new(
+            self.sq.record.as_deref(),
+            name.as_ref(),
+            Some(Arc::clone(&self.ids)),
+        )
+    }
+
+    /// Counts a login attempt of this user from this client IP
+    /// (`sdk-login-success` or `sdk-login-fail`).
+    pub fn track_auth(&self, success: bool) {
+        if let Some(record) = &self.sq.record {
+            record.push(Entry::Auth {
+                success,
+                ids: Arc::clone(&self.ids),
+            });
+        }
+    }
+
+    /// Same as `track_auth(true)`.
+    pub fn track_auth_success(&self) {
+        self.track_auth(true);
+    }
+
+    /// Same as `track_auth(false)`.
+    pub fn track_auth_failure(&self) {
+        self.track_auth(false);
+    }
+
+    /// Counts a signup of this user from this client IP (`sdk-signup`).
+    pub fn track_signup(&self) {
+        if let Some(record) = &self.sq.record {
+            record.push(Entry::Signup {
+                ids: Arc::clone(&self.ids),
+            });
+        }
+    }
+
+    /// Associates the request with this user, and applies the security
+    /// responses that target them.
+    ///
+    /// # Errors
+    /// [`Blocked`] when a live block or redirect action covers exactly this
+    /// identifier map; the enforcement is recorded as a
+    /// `sq.action.block_user` / `sq.action.redirect_user` event.
+    pub fn identify(&self) -> Result<(), Blocked> {
+        let Some(record) = &self.sq.record else {
+            return Ok(());
+        };
+        record.push(Entry::Identify {
+            time: SystemTime::now(),
+            ids: Arc::clone(&self.ids),
+        });
+        let shared = &record.shared;
+        let state = shared.runtime.load();
+        if !state.actions.has_user_actions() {
+            return Ok(());
+        }
+        let ids = self.ids.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let Some(action) = state.actions.match_user(ids, Instant::now()) else {
+            return Ok(());
+        };
+        bump(&shared.counters.actions_enforced, 1);
+        let user = serde_json::Value::Object(
+            self.ids
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+                .collect(),
+        );
+        record.push(Entry::Track {
+            time: SystemTime::now(),
+            name: CompactString::const_new(action.kind.event_name()),
+            properties: vec![
+                (
+                    CompactString::const_new("action_id"),
+                    PropertyValue::from(action.id.as_str()),
+                ),
+                (
+                    CompactString::const_new("user"),
+                    PropertyValue::from(user.to_string()),
+                ),
+            ],
+            user_identifiers: Some(Arc::clone(&self.ids)),
+            timestamp: None,
+        });
+        tracing::info!(
+            target: "sqreen::actions",
+            event = "action.user",
+            action_id = %action.id,
+            action = action.kind.event_name(),
+            "security response applied to an identified user"
+        );
+        match action.response(shared.blocking_status) {
+            Some(response) => Err(Blocked::new(response)),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The handle types cross threads, as handlers spawned on any executor need.
+    #[test]
+    fn handles_are_send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Sqreen>();
+        assert_send_sync::<SqreenUser>();
+        assert_send_sync::<TrackEvent<'static>>();
+        assert_send_sync::<Blocked>();
+    }
+
+    /// Every call on a disabled handle is a no-op that never fails.
+    #[test]
+    fn disabled_handle_is_inert() {
+        let sq = Sqreen::disabled();
+        assert!(!sq.is_enabled());
+        sq.track_event("").with_properties([("k", 1)]);
+        sq.track_event("x")
+            .with_user_identifiers([("uid", "1")])
+            .with_timestamp(SystemTime::now());
+        let user = sq.for_user([("uid", "1")]);
+        user.track_auth(true);
+        user.track_auth_failure();
+        user.track_signup();
+        user.track_event("y");
+        assert_eq!(user.identify(), Ok(()));
+    }
+
+    /// Property values convert from the usual scalar types.
+    #[test]
+    fn property_conversions() {
+        assert_eq!(PropertyValue::from(u64::MAX), PropertyValue::UInt(u64::MAX));
+        assert_eq!(PropertyValue::from(7u64), PropertyValue::Int(7));
+        assert_eq!(PropertyValue::from(1.5f32), PropertyValue::Float(1.5));
+        assert_eq!(
+            PropertyValue::from(serde_json::json!([1, 2])),
+            PropertyValue::String("[1,2]".into())
+        );
+        assert_eq!(
+            PropertyValue::from(serde_json::Value::Null),
+            PropertyValue::String("null".into())
+        );
+        assert_eq!(PropertyValue::Float(f64::NAN).to_json(), serde_json::Value::Null);
+    }
+}

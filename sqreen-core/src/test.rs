@@ -1,0 +1,188 @@
+//! Test support (feature `test`): an in-memory backend that speaks the
+//! protocol without a network, so adapters and applications can assert on
+//! exactly what the agent would send.
+//!
+//! Modelled on `sentry::test::with_captured_events`.
+//!
+//! ```
+//! use sqreen_core::{RequestInfo, ResponseInfo, Begin};
+//! let events = sqreen_core::test::with_captured_events(|agent| {
+//!     let headers: &[(&str, &str)] = &[("User-Agent", "curl/8")];
+//!     if let Begin::Record(record) = agent.begin(&RequestInfo::new("GET", "/", headers)) {
+//!         record.handle().track_event("my.event").with_properties([("key", "value")]);
+//!         record.close(ResponseInfo::new(200));
+//!     }
+//! });
+//! assert_eq!(events.len(), 1);
+//! assert_eq!(events[0]["observed"]["sdk"][0]["args"][0], "my.event");
+//! ```
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::agent::{Agent, AgentGuard};
+use crate::config::{Config, ConfigBuilder};
+use crate::protocol::{ACTIONSPACK_PATH, BATCH_PATH, BEAT_PATH, LOGIN_PATH, LOGOUT_PATH};
+use crate::transport::{ApiRequest, ApiResponse, BoxFuture, Transport, TransportError};
+
+#[derive(Debug, Default)]
+struct CaptureState {
+    logins: Vec<Value>,
+    batches: Vec<Vec<Value>>,
+    beats: Vec<Value>,
+    commands: VecDeque<Value>,
+    actions: Vec<Value>,
+    features: Value,
+    logouts: usize,
+    sessions: u64,
+}
+
+/// An in-memory backend: accepts any login, stores batches and heartbeats,
+/// serves the action pack and queued commands.
+#[derive(Clone, Debug, Default)]
+pub struct CaptureBackend {
+    state: Arc<Mutex<CaptureState>>,
+}
+
+impl CaptureBackend {
+    /// An empty backend.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, CaptureState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every event received, in order.
+    pub fn events(&self) -> Vec<Value> {
+        self.state().batches.iter().flatten().cloned().collect()
+    }
+
+    /// Every batch received, in order.
+    pub fn batches(&self) -> Vec<Vec<Value>> {
+        self.state().batches.clone()
+    }
+
+    /// Every heartbeat body received, in order.
+    pub fn heartbeats(&self) -> Vec<Value> {
+        self.state().beats.clone()
+    }
+
+    /// Every metric store received with heartbeats, in order.
+    pub fn metrics(&self) -> Vec<Value> {
+        self.state()
+            .beats
+            .iter()
+            .filter_map(|b| b["metrics"].as_array())
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// Every login body received.
+    pub fn logins(&self) -> Vec<Value> {
+        self.state().logins.clone()
+    }
+
+    /// How many logouts were received.
+    pub fn logouts(&self) -> usize {
+        self.state().logouts
+    }
+
+    /// Sets the action set returned at login and by the action pack.
+    /// Agents already logged in pick it up after [`push_command`](Self::push_command)`("actions_reload", ..)`.
+    pub fn set_actions(&self, actions: Value) {
+        self.state().actions = actions.as_array().cloned().unwrap_or_default();
+    }
+
+    /// Sets the login answer's `features`.
+    pub fn set_features(&self, features: Value) {
+        self.state().features = features;
+    }
+
+    /// Queues a command for the next login or heartbeat answer.
+    pub fn push_command(&self, name: &str, uuid: &str, params: Value) {
+        self.state()
+            .commands
+            .push_back(json!({"name": name, "uuid": uuid, "params": params}));
+    }
+
+    fn answer(&self, request: &ApiRequest) -> (u16, Value) {
+        let body: Value = request
+            .body
+            .as_deref()
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or(Value::Null);
+        let mut state = self.state();
+        match request.path {
+            LOGIN_PATH => {
+                state.logins.push(body);
+                state.sessions += 1;
+                let commands: Vec<Value> = state.commands.drain(..).collect();
+                (
+                    200,
+                    json!({"status": true, "session_id": format!("session-{}", state.sessions),
+                           "commands": commands, "features": state.features.clone(),
+                           "actions": state.actions.clone()}),
+                )
+            }
+            BEAT_PATH => {
+                state.beats.push(body);
+                let commands: Vec<Value> = state.commands.drain(..).collect();
+                (200, json!({"status": true, "commands": commands}))
+            }
+            BATCH_PATH => {
+                let batch = body["batch"].as_array().cloned().unwrap_or_default();
+                state.batches.push(batch);
+                (200, json!({"status": true}))
+            }
+            ACTIONSPACK_PATH => (200, json!({"actions": state.actions.clone()})),
+            LOGOUT_PATH => {
+                state.logouts += 1;
+                (200, json!({"status": true}))
+            }
+            _ => (404, json!({"status": false})),
+        }
+    }
+}
+
+impl Transport for CaptureBackend {
+    fn call(&self, request: ApiRequest) -> BoxFuture<Result<ApiResponse, TransportError>> {
+        let (status, body) = self.answer(&request);
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        Box::pin(async move { Ok(ApiResponse { status, body }) })
+    }
+}
+
+/// The configuration test agents start from: a token, and defaults otherwise.
+pub fn test_config() -> ConfigBuilder {
+    Config::builder().token("test-token").app_name("test")
+}
+
+/// Starts an agent on a fresh [`CaptureBackend`] and waits for its login.
+pub fn start_captured(config: Config) -> (AgentGuard, CaptureBackend) {
+    let backend = CaptureBackend::new();
+    let guard = Agent::start(config, Arc::new(backend.clone()));
+    guard.wait_ready(Duration::from_secs(10));
+    (guard, backend)
+}
+
+/// Runs `f` with a logged-in agent on an in-memory backend, flushes, and
+/// returns the events the backend received.
+pub fn with_captured_events(f: impl FnOnce(&Agent)) -> Vec<Value> {
+    let config = match test_config().build() {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!(error = %e, "test configuration is invalid");
+            return Vec::new();
+        }
+    };
+    let (guard, backend) = start_captured(config);
+    f(&guard);
+    guard.flush(Duration::from_secs(10));
+    backend.events()
+}

@@ -1,0 +1,874 @@
+//! The agent thread: batching, heartbeat, login and commands.
+//!
+//! One task on a current-thread runtime of the agent's own thread owns all
+//! protocol state, so nothing here needs a lock. At most one backend call is
+//! in flight; while it runs, the loop keeps draining the record queue, so a
+//! slow backend delays delivery but never the application.
+//!
+//! | setting | default | env | what it drives here |
+//! |---|---|---|---|
+//! | `heartbeat_delay` | 60 s | `SQREEN_HEARTBEAT_DELAY` | beat period (login `features` override) |
+//! | `batch_size` | 1000 | `SQREEN_BATCH_SIZE` | a batch is sent when this many events wait |
+//! | `max_staleness` | 60 s | `SQREEN_MAX_STALENESS` | … or when the oldest waited this long |
+//! | `event_queue_length` | 10 000 | `SQREEN_EVENT_QUEUE_LENGTH` | records queued from the request path; also the bound of events waiting here (pending + retry) |
+//! | `shutdown_timeout` | 5 s | `SQREEN_SHUTDOWN_TIMEOUT` | bound of the final batch + beat + logout |
+//!
+//! Failures: a failed login retries with exponential backoff (1 s doubling,
+//! capped at 5 min) forever; a failed batch goes to the retry buffer and is
+//! retried with the same backoff, oldest events dropped (and counted) when
+//! the buffer is full; a `401` anywhere drops the session and logs in again,
+//! keeping every pending event. While re-logging in, requests go on being
+//! recorded (the session loss is transient); only before the first login,
+//! or after `instrumentation_remove`, do requests pass through.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use ipnet::IpNet;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::actions::{ActionStore, parse_cidr};
+use crate::agent::{RuntimeState, Shared};
+use crate::event::request_record;
+use crate::metrics::{MetricKind, MetricStores};
+use crate::protocol::{
+    ACTIONSPACK_PATH, ActionsPack, BATCH_PATH, BEAT_PATH, BeatRequest, BeatResponse, Command,
+    CommandResult, LOGIN_PATH, LOGOUT_PATH, LoginRequest, LoginResponse, Metric, VariousInfos,
+    format_time,
+};
+use crate::record::{Entry, RecordInner, StoredHeaders};
+use crate::scrub::{Scrubber, ScrubberError};
+use crate::stats::{LoginState, bump};
+use crate::transport::{
+    ApiMethod, ApiRequest, ApiResponse, BoxFuture, Transport, TransportError,
+};
+
+/// Where a flush or shutdown reports its outcome.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Sync(std::sync::mpsc::SyncSender<bool>),
+    Async(tokio::sync::oneshot::Sender<bool>),
+}
+
+impl Reply {
+    fn send(self, ok: bool) {
+        match self {
+            Reply::Sync(tx) => {
+                let _ = tx.try_send(ok);
+            }
+            Reply::Async(tx) => {
+                let _ = tx.send(ok);
+            }
+        }
+    }
+}
+
+/// Messages from the agent handle.
+#[derive(Debug)]
+pub(crate) enum Control {
+    Flush { deadline: Instant, reply: Reply },
+    Shutdown { deadline: Instant, reply: Reply },
+}
+
+/// Exponential backoff: 1 s doubling, capped at 5 min.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_secs(1);
+    const CAP: Duration = Duration::from_secs(300);
+
+    fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    fn step(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(Self::CAP);
+        d
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+/// A backend call and what it carried, so its result can be handled.
+#[derive(Debug)]
+enum Op {
+    Login,
+    Beat {
+        results: BTreeMap<String, CommandResult>,
+        metrics: Vec<Metric>,
+    },
+    Batch {
+        events: Vec<Value>,
+        retried: bool,
+    },
+    ActionsPack {
+        uuid: Option<String>,
+    },
+    Logout,
+}
+
+type OpResult = (Op, Result<ApiResponse, TransportError>);
+
+pub(crate) struct Worker {
+    shared: Arc<Shared>,
+    transport: Arc<dyn Transport>,
+    rx: mpsc::UnboundedReceiver<Arc<RecordInner>>,
+    control: mpsc::UnboundedReceiver<Control>,
+    scrubber: Scrubber,
+    started: SystemTime,
+
+    heartbeat_delay: Duration,
+    batch_size: usize,
+    max_staleness: Duration,
+    /// Bound of pending + retry events.
+    capacity: usize,
+
+    session: Option<String>,
+    login_at: Instant,
+    login_backoff: Backoff,
+    next_beat: Instant,
+    pending: Vec<Value>,
+    pending_since: Option<Instant>,
+    retry: VecDeque<Value>,
+    retry_at: Instant,
+    retry_backoff: Backoff,
+    reload_actions: Option<Option<String>>,
+    command_results: BTreeMap<String, CommandResult>,
+    metrics: MetricStores,
+    in_flight: Option<BoxFuture<OpResult>>,
+    in_flight_batch: bool,
+    /// Flush callers waiting for pending + retry to drain.
+    flush_waiters: Vec<(Instant, Reply)>,
+    /// A batch failed since the current flush began.
+    flush_failed: bool,
+}
+
+impl Worker {
+    pub fn new(
+        shared: Arc<Shared>,
+        transport: Arc<dyn Transport>,
+        rx: mpsc::UnboundedReceiver<Arc<RecordInner>>,
+        control: mpsc::UnboundedReceiver<Control>,
+    ) -> Result<Self, ScrubberError> {
+        let scrubber = shared.config.scrubber()?;
+        let config = &shared.config;
+        let now = Instant::now();
+        Ok(Self {
+            heartbeat_delay: config.heartbeat_delay,
+            batch_size: config.batch_size.max(1),
+            max_staleness: config.max_staleness,
+            capacity: config.event_queue_length.max(config.batch_size).max(1),
+            transport,
+            rx,
+            control,
+            scrubber,
+            started: SystemTime::now(),
+            session: None,
+            login_at: now,
+            login_backoff: Backoff::new(),
+            next_beat: now + config.heartbeat_delay,
+            pending: Vec::new(),
+            pending_since: None,
+            retry: VecDeque::new(),
+            retry_at: now,
+            retry_backoff: Backoff::new(),
+            reload_actions: None,
+            command_results: BTreeMap::new(),
+            metrics: MetricStores::new(SystemTime::now()),
+            in_flight: None,
+            in_flight_batch: false,
+            flush_waiters: Vec::new(),
+            flush_failed: false,
+            shared,
+        })
+    }
+
+    /// The thread's body: a current-thread runtime running [`Worker::run`].
+    pub fn run_blocking(self) {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(self.run()),
+            Err(e) => {
+                tracing::error!(target: "sqreen::agent", event = "agent.runtime_error", error = %e,
+                    "sqreen agent stops: cannot build its runtime");
+                self.shared.counters.set_login_state(LoginState::Off);
+            }
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            let now = Instant::now();
+            self.expire_flush_waiters(now);
+            if self.in_flight.is_none()
+                && let Some(op) = self.next_op(now)
+            {
+                self.in_flight_batch = matches!(op, Op::Batch { .. });
+                self.in_flight = Some(self.start_op(op));
+            }
+            let wake = self.next_wakeup();
+            tokio::select! {
+                biased;
+                control = self.control.recv() => match control {
+                    Some(Control::Flush { deadline, reply }) => self.begin_flush(deadline, reply),
+                    Some(Control::Shutdown { deadline, reply }) => {
+                        let ok = self.shutdown(deadline).await;
+                        reply.send(ok);
+                        return;
+                    }
+                    None => {
+                        let deadline = Instant::now() + self.shared.config.shutdown_timeout;
+                        self.shutdown(deadline).await;
+                        return;
+                    }
+                },
+                (op, result) = wait(&mut self.in_flight) => {
+                    self.in_flight = None;
+                    self.handle(op, result);
+                }
+                record = self.rx.recv() => if let Some(record) = record {
+                    self.process(&record);
+                },
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+        }
+    }
+
+    // ── records ────────────────────────────────────────────────────────
+
+    fn process(&mut self, record: &RecordInner) {
+        self.shared.queue_len.fetch_sub(1, Ordering::Relaxed);
+        let state = record.state();
+        let client_ip = record.client_ip.or_else(|| {
+            self.shared
+                .resolver
+                .resolve(&StoredHeaders(record), record.peer.map(|p| p.ip()))
+        });
+        let mut has_track = false;
+        for entry in &state.entries {
+            let (kind, ids) = match entry {
+                Entry::Auth { success: true, ids } => (MetricKind::LoginSuccess, ids),
+                Entry::Auth { success: false, ids } => (MetricKind::LoginFail, ids),
+                Entry::Signup { ids } => (MetricKind::Signup, ids),
+                Entry::Track { .. } => {
+                    has_track = true;
+                    continue;
+                }
+                Entry::Identify { .. } => continue,
+            };
+            self.metrics
+                .add(kind, ids.iter().map(|(k, v)| (k.as_str(), v.as_str())), client_ip);
+        }
+        if !has_track {
+            return;
+        }
+        let (event, report) = request_record(
+            record,
+            &state,
+            client_ip,
+            self.shared.config.strip_http_referer,
+            &self.scrubber,
+        );
+        drop(state);
+        let counters = &self.shared.counters;
+        bump(&counters.values_scrubbed, report.scrubbed);
+        if report.invalid_input > 0 {
+            bump(&counters.invalid_request_input, report.invalid_input);
+            if self.shared.input_warnings.allow() {
+                tracing::warn!(target: "sqreen::request", event = "request.invalid_input",
+                    skipped = report.invalid_input,
+                    "request fields that are not valid UTF-8 or JSON were left out of a record");
+            }
+        }
+        self.pending.push(event);
+        self.pending_since.get_or_insert_with(Instant::now);
+        self.enforce_capacity();
+    }
+
+    /// Keeps pending + retry within `capacity`, dropping the oldest first.
+    fn enforce_capacity(&mut self) {
+        let mut over = (self.pending.len() + self.retry.len()).saturating_sub(self.capacity);
+        if over == 0 {
+            self.update_pending_gauge();
+            return;
+        }
+        let dropped = over as u64;
+        let from_retry = over.min(self.retry.len());
+        self.retry.drain(..from_retry);
+        over -= from_retry;
+        self.pending.drain(..over.min(self.pending.len()));
+        bump(&self.shared.counters.events_dropped_retry_buffer, dropped);
+        if self.shared.queue_warnings.allow() {
+            tracing::warn!(target: "sqreen::batch", event = "batch.buffer_full", dropped,
+                capacity = self.capacity,
+                "events waiting for the backend exceed the buffer: oldest dropped");
+        }
+        self.update_pending_gauge();
+    }
+
+    fn update_pending_gauge(&self) {
+        self.shared.counters.events_pending.store(
+            (self.pending.len() + self.retry.len()) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn drain_queue(&mut self) {
+        while let Ok(record) = self.rx.try_recv() {
+            self.process(&record);
+        }
+    }
+
+    // ── scheduling ─────────────────────────────────────────────────────
+
+    fn flushing(&self) -> bool {
+        !self.flush_waiters.is_empty()
+    }
+
+    fn next_op(&mut self, now: Instant) -> Option<Op> {
+        if self.session.is_none() {
+            return (now >= self.login_at).then_some(Op::Login);
+        }
+        if let Some(uuid) = self.reload_actions.take() {
+            return Some(Op::ActionsPack { uuid });
+        }
+        if !self.retry.is_empty() && (now >= self.retry_at || self.flushing()) {
+            let n = self.retry.len().min(self.batch_size);
+            let events: Vec<Value> = self.retry.drain(..n).collect();
+            bump(&self.shared.counters.events_retried, events.len() as u64);
+            return Some(Op::Batch {
+                events,
+                retried: true,
+            });
+        }
+        if !self.pending.is_empty()
+            && (self.pending.len() >= self.batch_size
+                || self.flushing()
+                || self
+                    .pending_since
+                    .is_some_and(|t| now >= t + self.max_staleness))
+        {
+            return Some(self.take_pending_batch());
+        }
+        if now >= self.next_beat {
+            return Some(self.beat_op(SystemTime::now()));
+        }
+        None
+    }
+
+    fn take_pending_batch(&mut self) -> Op {
+        let n = self.pending.len().min(self.batch_size);
+        let events: Vec<Value> = self.pending.drain(..n).collect();
+        self.pending_since = if self.pending.is_empty() {
+            None
+        } else {
+            Some(Instant::now())
+        };
+        Op::Batch {
+            events,
+            retried: false,
+        }
+    }
+
+    fn beat_op(&mut self, now: SystemTime) -> Op {
+        self.next_beat = Instant::now() + self.heartbeat_delay;
+        Op::Beat {
+            results: std::mem::take(&mut self.command_results),
+            metrics: self.metrics.take(now),
+        }
+    }
+
+    fn next_wakeup(&self) -> Instant {
+        let mut wake = Instant::now() + Duration::from_secs(3600);
+        if self.in_flight.is_none() {
+            if self.session.is_none() {
+                wake = wake.min(self.login_at);
+            } else {
+                wake = wake.min(self.next_beat);
+                if let Some(since) = self.pending_since {
+                    wake = wake.min(since + self.max_staleness);
+                }
+                if !self.retry.is_empty() {
+                    wake = wake.min(self.retry_at);
+                }
+            }
+        }
+        for (deadline, _) in &self.flush_waiters {
+            wake = wake.min(*deadline);
+        }
+        wake
+    }
+
+    // ── calls ──────────────────────────────────────────────────────────
+
+    fn request(&self, method: ApiMethod, path: &'static str, body: Option<Vec<u8>>) -> ApiRequest {
+        let mut headers = Vec::with_capacity(2);
+        if let Some(session) = &self.session {
+            headers.push(("X-Session-Key", session.clone()));
+        }
+        ApiRequest {
+            method,
+            path,
+            headers,
+            body,
+        }
+    }
+
+    fn start_op(&self, op: Op) -> BoxFuture<OpResult> {
+        let request = match &op {
+            Op::Login => {
+                let mut request = self.request(ApiMethod::Post, LOGIN_PATH, Some(self.login_body()));
+                request.headers.clear();
+                request.headers.push((
+                    "X-Api-Key",
+                    self.shared.config.token.clone().unwrap_or_default(),
+                ));
+                if let Some(app) = &self.shared.config.app_name {
+                    request.headers.push(("X-App-Name", app.clone()));
+                }
+                request
+            }
+            Op::Beat { results, metrics } => {
+                let body = serde_json::to_vec(&BeatRequest {
+                    command_results: results,
+                    metrics,
+                })
+                .unwrap_or_default();
+                self.request(ApiMethod::Post, BEAT_PATH, Some(body))
+            }
+            Op::Batch { events, .. } => {
+                let body = serde_json::to_vec(&serde_json::json!({ "batch": events }))
+                    .unwrap_or_default();
+                self.request(ApiMethod::Post, BATCH_PATH, Some(body))
+            }
+            Op::ActionsPack { .. } => self.request(ApiMethod::Get, ACTIONSPACK_PATH, None),
+            Op::Logout => self.request(ApiMethod::Get, LOGOUT_PATH, None),
+        };
+        let call = self.transport.call(request);
+        Box::pin(async move { (op, call.await) })
+    }
+
+    fn login_body(&self) -> Vec<u8> {
+        let config = &self.shared.config;
+        let (framework_type, framework_version) = self
+            .shared
+            .framework
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default()
+            .unwrap_or_default();
+        let body = LoginRequest {
+            agent_type: "rust",
+            agent_version: env!("CARGO_PKG_VERSION"),
+            os_type: format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
+            hostname: gethostname::gethostname().to_string_lossy().into_owned(),
+            runtime_version: env!("CARGO_PKG_RUST_VERSION"),
+            framework_type,
+            framework_version,
+            environment: String::new(),
+            various_infos: VariousInfos {
+                time: format_time(self.started),
+                pid: std::process::id(),
+                name: config.app_name.clone().unwrap_or_default(),
+            },
+        };
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    /// Runs one call to completion (shutdown path).
+    async fn run_op(&mut self, op: Op) -> bool {
+        let (op, result) = self.start_op(op).await;
+        self.handle(op, result)
+    }
+
+    // ── results ────────────────────────────────────────────────────────
+
+    /// Handles a call's outcome; true when it succeeded.
+    fn handle(&mut self, op: Op, result: Result<ApiResponse, TransportError>) -> bool {
+        let ok = match &result {
+            Ok(r) => (200..300).contains(&r.status),
+            Err(_) => false,
+        };
+        let unauthorized = matches!(&result, Ok(r) if r.status == 401);
+        let problem = match &result {
+            Ok(r) => format!("status {}", r.status),
+            Err(e) => e.to_string(),
+        };
+        let body = result.map(|r| r.body).unwrap_or_default();
+        match op {
+            Op::Login => return self.on_login(ok, &body, &problem),
+            Op::Batch { events, retried } => {
+                if ok {
+                    let counters = &self.shared.counters;
+                    bump(&counters.events_sent, events.len() as u64);
+                    bump(&counters.batches_sent, 1);
+                    self.retry_backoff.reset();
+                    tracing::debug!(target: "sqreen::batch", event = "batch.sent",
+                        events = events.len(), retried, "batch delivered");
+                } else {
+                    bump(&self.shared.counters.batches_failed, 1);
+                    let delay = self.retry_backoff.step();
+                    self.retry_at = Instant::now() + delay;
+                    tracing::warn!(target: "sqreen::batch", event = "batch.failed",
+                        events = events.len(), problem = %problem, retry_in_s = delay.as_secs(),
+                        "batch not delivered; kept for retry");
+                    for event in events.into_iter().rev() {
+                        self.retry.push_front(event);
+                    }
+                    self.enforce_capacity();
+                    if self.flushing() {
+                        self.flush_failed = true;
+                    }
+                }
+            }
+            Op::Beat { results, metrics } => {
+                if ok {
+                    bump(&self.shared.counters.heartbeats_sent, 1);
+                    match serde_json::from_slice::<BeatResponse>(&body) {
+                        Ok(beat) => self.execute_commands(beat.commands),
+                        Err(e) => self.bad_answer("app-beat", &e.to_string()),
+                    }
+                } else {
+                    tracing::warn!(target: "sqreen::heartbeat", event = "heartbeat.failed",
+                        problem = %problem, "heartbeat not delivered; its data is kept");
+                    for (uuid, r) in results {
+                        self.command_results.entry(uuid).or_insert(r);
+                    }
+                    self.metrics.restore(metrics);
+                }
+            }
+            Op::ActionsPack { uuid } => {
+                let outcome = if ok {
+                    match serde_json::from_slice::<ActionsPack>(&body) {
+                        Ok(pack) => Ok(self.load_actions(&pack.actions)),
+                        Err(e) => {
+                            self.bad_answer("actionspack", &e.to_string());
+                            Err(format!("invalid actionspack answer: {e}"))
+                        }
+                    }
+                } else {
+                    Err(format!("actionspack failed: {problem}"))
+                };
+                if let Some(uuid) = uuid {
+                    let result = match outcome {
+                        Ok(n) => CommandResult {
+                            status: true,
+                            output: format!("{n} actions loaded"),
+                        },
+                        Err(output) => CommandResult {
+                            status: false,
+                            output,
+                        },
+                    };
+                    self.command_results.insert(uuid, result);
+                }
+            }
+            Op::Logout => {}
+        }
+        if unauthorized {
+            tracing::warn!(target: "sqreen::login", event = "login.session_lost",
+                "backend answered 401: logging in again");
+            self.session = None;
+            self.login_at = Instant::now();
+        }
+        self.check_flush_done();
+        ok
+    }
+
+    fn bad_answer(&self, call: &'static str, error: &str) {
+        bump(&self.shared.counters.bad_backend_answers, 1);
+        tracing::warn!(target: "sqreen::protocol", event = "protocol.bad_answer", call,
+            error, "backend answer could not be understood");
+    }
+
+    fn on_login(&mut self, ok: bool, body: &[u8], problem: &str) -> bool {
+        let shared = Arc::clone(&self.shared);
+        let counters = &shared.counters;
+        bump(&counters.login_attempts, 1);
+        let answer = if ok {
+            match serde_json::from_slice::<LoginResponse>(body) {
+                Ok(a) if a.status && !a.session_id.is_empty() => Ok(a),
+                Ok(a) => Err(if a.error.is_empty() {
+                    "login refused".to_owned()
+                } else {
+                    format!("login refused: {}", a.error)
+                }),
+                Err(e) => {
+                    self.bad_answer("app-login", &e.to_string());
+                    Err(format!("invalid login answer: {e}"))
+                }
+            }
+        } else {
+            Err(problem.to_owned())
+        };
+        let login = match answer {
+            Ok(login) => login,
+            Err(error) => {
+                let delay = self.login_backoff.step();
+                self.login_at = Instant::now() + delay;
+                tracing::warn!(target: "sqreen::login", event = "login.failed", error = %error,
+                    token = self.shared.config.redacted_token().as_deref().unwrap_or(""),
+                    retry_in_s = delay.as_secs(), "sqreen login failed; retrying with backoff");
+                return false;
+            }
+        };
+        bump(&counters.logins, 1);
+        self.session = Some(login.session_id);
+        self.login_backoff.reset();
+        self.retry_at = Instant::now();
+        self.apply_features(&login.features);
+        self.next_beat = Instant::now() + self.heartbeat_delay;
+        self.load_actions(&login.actions);
+        if counters.login_state() != LoginState::Paused {
+            counters.set_login_state(LoginState::LoggedIn);
+            self.shared.enabled.store(true, Ordering::Relaxed);
+        }
+        tracing::info!(target: "sqreen::login", event = "login.ok",
+            heartbeat_delay_s = self.heartbeat_delay.as_secs(), batch_size = self.batch_size,
+            "sqreen agent logged in");
+        self.execute_commands(login.commands);
+        self.shared.set_ready(true);
+        true
+    }
+
+    fn apply_features(&mut self, features: &crate::protocol::Features) {
+        if let Some(s) = features.heartbeat_delay {
+            self.heartbeat_delay = Duration::from_secs(s.min(86_400));
+        }
+        if let Some(n) = features.batch_size {
+            self.batch_size = usize::try_from(n).unwrap_or(usize::MAX).clamp(1, 100_000);
+        }
+        if let Some(s) = features.max_staleness {
+            self.max_staleness = Duration::from_secs(s.min(86_400));
+        }
+        if let Some(n) = features.event_queue_length {
+            let n = usize::try_from(n).unwrap_or(usize::MAX).clamp(1, 1_000_000);
+            self.shared.queue_limit.store(n, Ordering::Relaxed);
+            self.capacity = n.max(self.batch_size);
+        }
+    }
+
+    fn load_actions(&mut self, actions: &[Value]) -> usize {
+        let (store, errors) = ActionStore::from_json(actions, Instant::now());
+        for e in &errors {
+            self.bad_answer("actions", &e.to_string());
+        }
+        let loaded = actions.len() - errors.len();
+        let current = self.shared.runtime.load();
+        self.shared.runtime.store(Arc::new(current.with_actions(store)));
+        tracing::info!(target: "sqreen::actions", event = "actions.loaded", loaded,
+            skipped = errors.len(), "security actions loaded");
+        loaded
+    }
+
+    // ── commands ───────────────────────────────────────────────────────
+
+    fn execute_commands(&mut self, commands: Vec<Value>) {
+        for raw in commands {
+            let command: Command = match serde_json::from_value(raw) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.bad_answer("command", &e.to_string());
+                    continue;
+                }
+            };
+            bump(&self.shared.counters.commands_executed, 1);
+            tracing::info!(target: "sqreen::commands", event = "command.received",
+                name = %command.name, uuid = %command.uuid, "executing backend command");
+            let uuid = (!command.uuid.is_empty()).then(|| command.uuid.clone());
+            let result = match command.name.as_str() {
+                "actions_reload" => {
+                    // Reported once the action pack arrives.
+                    self.reload_actions = Some(uuid);
+                    continue;
+                }
+                "ips_whitelist" => self.set_ip_passlist(&command.params),
+                "paths_whitelist" => self.set_path_passlist(&command.params),
+                "instrumentation_enable" => {
+                    self.shared.enabled.store(true, Ordering::Relaxed);
+                    self.shared.counters.set_login_state(LoginState::LoggedIn);
+                    Ok("instrumentation enabled".to_owned())
+                }
+                "instrumentation_remove" => {
+                    self.shared.enabled.store(false, Ordering::Relaxed);
+                    self.shared.counters.set_login_state(LoginState::Paused);
+                    let current = self.shared.runtime.load();
+                    self.shared
+                        .runtime
+                        .store(Arc::new(current.with_actions(ActionStore::default())));
+                    Ok("instrumentation removed".to_owned())
+                }
+                _ => Err("command is not supported".to_owned()),
+            };
+            if let Some(uuid) = uuid {
+                let (status, output) = match result {
+                    Ok(o) => (true, o),
+                    Err(o) => (false, o),
+                };
+                self.command_results
+                    .insert(uuid, CommandResult { status, output });
+            }
+        }
+    }
+
+    fn string_list(params: &[Value]) -> Result<Vec<String>, String> {
+        let list = params
+            .first()
+            .and_then(Value::as_array)
+            .ok_or_else(|| "params[0] must be a list of strings".to_owned())?;
+        list.iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("not a string: {v}"))
+            })
+            .collect()
+    }
+
+    fn set_ip_passlist(&mut self, params: &[Value]) -> Result<String, String> {
+        let list = Self::string_list(params)?;
+        let nets = list
+            .iter()
+            .map(|c| parse_cidr(c).ok_or_else(|| format!("invalid CIDR `{c}`")))
+            .collect::<Result<Vec<IpNet>, String>>()?;
+        let n = nets.len();
+        let current = self.shared.runtime.load();
+        self.shared.runtime.store(Arc::new(RuntimeState {
+            actions: Arc::clone(&current.actions),
+            ip_passlist: nets.into(),
+            path_passlist: Arc::clone(&current.path_passlist),
+        }));
+        Ok(format!("{n} IP ranges passlisted"))
+    }
+
+    fn set_path_passlist(&mut self, params: &[Value]) -> Result<String, String> {
+        let paths = Self::string_list(params)?;
+        let n = paths.len();
+        let current = self.shared.runtime.load();
+        self.shared.runtime.store(Arc::new(RuntimeState {
+            actions: Arc::clone(&current.actions),
+            ip_passlist: Arc::clone(&current.ip_passlist),
+            path_passlist: paths.into(),
+        }));
+        Ok(format!("{n} paths passlisted"))
+    }
+
+    // ── flush and shutdown ─────────────────────────────────────────────
+
+    fn begin_flush(&mut self, deadline: Instant, reply: Reply) {
+        self.drain_queue();
+        if self.session.is_none() {
+            reply.send(self.pending.is_empty() && self.retry.is_empty());
+            return;
+        }
+        if self.flush_waiters.is_empty() {
+            self.flush_failed = false;
+        }
+        self.flush_waiters.push((deadline, reply));
+        self.check_flush_done();
+    }
+
+    fn batch_in_flight(&self) -> bool {
+        // A login or beat in flight holds no events; a batch does.
+        self.in_flight.is_some() && self.in_flight_batch
+    }
+
+    fn check_flush_done(&mut self) {
+        if self.flush_waiters.is_empty() {
+            return;
+        }
+        let drained = self.pending.is_empty() && self.retry.is_empty();
+        if self.flush_failed || (drained && !self.batch_in_flight()) {
+            let ok = !self.flush_failed;
+            for (_, reply) in self.flush_waiters.drain(..) {
+                reply.send(ok);
+            }
+            self.flush_failed = false;
+        }
+    }
+
+    fn expire_flush_waiters(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.flush_waiters.len() {
+            if self.flush_waiters[i].0 <= now {
+                let (_, reply) = self.flush_waiters.swap_remove(i);
+                reply.send(false);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    async fn shutdown(&mut self, deadline: Instant) -> bool {
+        self.shared.enabled.store(false, Ordering::Relaxed);
+        let sequence = async {
+            if let Some(call) = self.in_flight.take() {
+                let (op, result) = call.await;
+                self.handle(op, result);
+            }
+            self.drain_queue();
+            let mut ok = true;
+            if self.session.is_none() && !(self.pending.is_empty() && self.retry.is_empty()) {
+                ok = self.run_op(Op::Login).await;
+            }
+            if self.session.is_some() {
+                while ok && !(self.pending.is_empty() && self.retry.is_empty()) {
+                    let op = if self.retry.is_empty() {
+                        self.take_pending_batch()
+                    } else {
+                        let n = self.retry.len().min(self.batch_size);
+                        Op::Batch {
+                            events: self.retry.drain(..n).collect(),
+                            retried: true,
+                        }
+                    };
+                    ok = self.run_op(op).await;
+                }
+                let beat = self.beat_op(SystemTime::now());
+                ok &= self.run_op(beat).await;
+                self.run_op(Op::Logout).await;
+            }
+            ok
+        };
+        let ok = match tokio::time::timeout_at(deadline.into(), sequence).await {
+            Ok(ok) => ok,
+            Err(_) => {
+                tracing::warn!(target: "sqreen::agent", event = "agent.shutdown_timeout",
+                    "shutdown timeout reached before everything was delivered");
+                false
+            }
+        };
+        let lost = (self.pending.len() + self.retry.len()) as u64;
+        self.update_pending_gauge();
+        for (_, reply) in self.flush_waiters.drain(..) {
+            reply.send(false);
+        }
+        let stats = self.shared.counters.snapshot();
+        self.shared.counters.set_login_state(LoginState::ShutDown);
+        tracing::info!(target: "sqreen::agent", event = "agent.shutdown", delivered = ok,
+            undelivered_events = lost, events_sent = stats.events_sent,
+            records_dropped_queue_full = stats.records_dropped_queue_full,
+            events_dropped_retry_buffer = stats.events_dropped_retry_buffer,
+            "sqreen agent stopped");
+        ok
+    }
+}
+
+/// Awaits the call in flight, or never when there is none.
+async fn wait(in_flight: &mut Option<BoxFuture<OpResult>>) -> OpResult {
+    match in_flight {
+        Some(call) => call.await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,2 @@
+//! Conformance suite shared by the four framework adapters; the scenario
+//! lands with the adapters issue.
