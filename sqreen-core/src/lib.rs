@@ -33,7 +33,7 @@
 //! use sqreen_core::{Agent, Begin, RequestInfo, ResponseInfo, Sqreen};
 //!
 //! fn handle(agent: &Agent, headers: &[(&str, &str)], path: &str) -> u16 {
-//!     let info = RequestInfo::new("GET", path, headers);
+//!     let info = RequestInfo::new("GET", path, &headers);
 //!     match agent.begin(&info) {
 //!         Begin::Pass => handler(Sqreen::disabled()),
 //!         Begin::Respond(response) => response.status(),

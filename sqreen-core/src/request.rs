@@ -28,6 +28,12 @@ pub trait HeaderPairs {
     fn visit(&self, f: &mut dyn FnMut(&str, &[u8]));
 }
 
+impl<T: HeaderPairs + ?Sized> HeaderPairs for &T {
+    fn visit(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        (**self).visit(f);
+    }
+}
+
 impl HeaderPairs for [(&str, &[u8])] {
     fn visit(&self, f: &mut dyn FnMut(&str, &[u8])) {
         for (name, value) in self {
@@ -50,6 +56,12 @@ impl<const N: usize> HeaderPairs for [(&str, &str); N] {
     }
 }
 
+impl HeaderPairs for Vec<(&str, &str)> {
+    fn visit(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        self[..].visit(f);
+    }
+}
+
 impl HeaderPairs for Vec<(String, String)> {
     fn visit(&self, f: &mut dyn FnMut(&str, &[u8])) {
         for (name, value) in self {
@@ -66,7 +78,7 @@ impl HeaderPairs for Vec<(String, String)> {
 /// ```
 /// use sqreen_core::RequestInfo;
 /// let headers: &[(&str, &str)] = &[("Host", "example.com"), ("User-Agent", "curl/8")];
-/// let info = RequestInfo::new("GET", "/search", headers)
+/// let info = RequestInfo::new("GET", "/search", &headers)
 ///     .query(Some("q=shoes"))
 ///     .peer(Some("10.0.0.2:52114".parse().unwrap()))
 ///     .scheme("https");

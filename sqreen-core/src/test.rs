@@ -8,7 +8,7 @@
 //! use sqreen_core::{RequestInfo, ResponseInfo, Begin};
 //! let events = sqreen_core::test::with_captured_events(|agent| {
 //!     let headers: &[(&str, &str)] = &[("User-Agent", "curl/8")];
-//!     if let Begin::Record(record) = agent.begin(&RequestInfo::new("GET", "/", headers)) {
+//!     if let Begin::Record(record) = agent.begin(&RequestInfo::new("GET", "/", &headers)) {
 //!         record.handle().track_event("my.event").with_properties([("key", "value")]);
 //!         record.close(ResponseInfo::new(200));
 //!     }
