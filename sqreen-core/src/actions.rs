@@ -2,7 +2,7 @@
 //!
 //! The backend's playbooks answer attackers with actions: block or redirect
 //! an IP range, block or redirect a user. The agent keeps them in an
-//! [`ActionStore`] that is rebuilt whole on every `actionspack` answer and
+//! `ActionStore` that is rebuilt whole on every `actionspack` answer and
 //! swapped atomically, so the request path reads it without a lock.
 //!
 //! Matching rules (PROTOCOL.md):
@@ -215,7 +215,7 @@ impl ActionStore {
         let expires_at = match obj.get("duration") {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => match n.as_f64() {
-                Some(d) if d == 0.0 => None,
+                Some(0.0) => None,
                 Some(d) if d > 0.0 && d.is_finite() => {
                     now.checked_add(Duration::from_secs_f64(d.min(1e10)))
                 }
@@ -263,8 +263,10 @@ impl ActionStore {
                         .map(|(k, v)| (k.clone(), scalar_text(v)))
                         .collect();
                     ids.sort();
-                    self.users
-                        .insert(user_key(ids.iter().map(|(k, v)| (k.as_str(), v.as_str()))), Arc::clone(&action));
+                    self.users.insert(
+                        user_key(ids.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                        Arc::clone(&action),
+                    );
                 }
             }
         }
@@ -374,7 +376,10 @@ mod tests {
             Some(SecurityResponse::Block { status: 403 })
         );
         assert!(s.match_ip("81.2.70.1".parse().unwrap(), now).is_none());
-        assert!(s.match_ip("::ffff:81.2.69.7".parse().unwrap(), now).is_some());
+        assert!(
+            s.match_ip("::ffff:81.2.69.7".parse().unwrap(), now)
+                .is_some()
+        );
     }
 
     /// v6 CIDRs and bare addresses match.
@@ -401,13 +406,18 @@ mod tests {
         let (s, _) = store(json!([{"action_id": "u", "action": "block_user",
             "parameters": {"users": [{"username": "mallory", "org": "x"}]}}]));
         let now = Instant::now();
-        assert!(s
-            .match_user([("org", "x"), ("username", "mallory")].into_iter(), now)
-            .is_some());
-        assert!(s.match_user([("username", "mallory")].into_iter(), now).is_none());
-        assert!(s
-            .match_user([("org", "x"), ("username", "mallor")].into_iter(), now)
-            .is_none());
+        assert!(
+            s.match_user([("org", "x"), ("username", "mallory")].into_iter(), now)
+                .is_some()
+        );
+        assert!(
+            s.match_user([("username", "mallory")].into_iter(), now)
+                .is_none()
+        );
+        assert!(
+            s.match_user([("org", "x"), ("username", "mallor")].into_iter(), now)
+                .is_none()
+        );
     }
 
     /// Expired actions stop matching; duration 0 never expires.
@@ -444,7 +454,10 @@ mod tests {
             {"action_id": "ok", "action": "block_ip", "parameters": {"ip_cidr": ["9.9.9.9/32"]}}
         ]));
         assert_eq!(errs, 8);
-        assert!(s.match_ip("9.9.9.9".parse().unwrap(), Instant::now()).is_some());
+        assert!(
+            s.match_ip("9.9.9.9".parse().unwrap(), Instant::now())
+                .is_some()
+        );
     }
 
     /// A dry-run action records but sends no response.
@@ -452,7 +465,9 @@ mod tests {
     fn dry_run_has_no_response() {
         let (s, _) = store(json!([{"action": "block_ip", "send_response": false,
             "parameters": {"ip_cidr": ["1.1.1.1"]}}]));
-        let hit = s.match_ip("1.1.1.1".parse().unwrap(), Instant::now()).unwrap();
+        let hit = s
+            .match_ip("1.1.1.1".parse().unwrap(), Instant::now())
+            .unwrap();
         assert_eq!(hit.response(403), None);
     }
 }

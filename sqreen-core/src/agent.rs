@@ -288,7 +288,10 @@ impl Agent {
         }
         let state = shared.runtime.load();
         if !state.path_passlist.is_empty()
-            && state.path_passlist.iter().any(|p| info.path.starts_with(p.as_str()))
+            && state
+                .path_passlist
+                .iter()
+                .any(|p| info.path.starts_with(p.as_str()))
         {
             return Begin::Pass;
         }
@@ -380,7 +383,11 @@ impl Agent {
         let Some(control) = &shared.control else {
             return true;
         };
-        let handle = shared.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let handle = shared
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         let Some(handle) = handle else {
             return true;
         };

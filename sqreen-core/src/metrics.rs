@@ -88,7 +88,11 @@ impl MetricStores {
         let start = format_time(self.start);
         let finish = format_time(now);
         let mut out = std::mem::take(&mut self.unsent);
-        for kind in [MetricKind::LoginSuccess, MetricKind::LoginFail, MetricKind::Signup] {
+        for kind in [
+            MetricKind::LoginSuccess,
+            MetricKind::LoginFail,
+            MetricKind::Signup,
+        ] {
             let store = std::mem::take(&mut self.stores[kind.index()]);
             if !store.is_empty() {
                 out.push(Metric {

@@ -80,7 +80,7 @@ pub struct LoginResponse {
     #[serde(default, deserialize_with = "lenient_list")]
     pub commands: Vec<Value>,
     /// Settings that override the agent's defaults.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_features")]
     pub features: Features,
     /// The initial action set.
     #[serde(default, deserialize_with = "lenient_list")]
@@ -172,6 +172,10 @@ fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     })
 }
 
+fn lenient_features<'de, D: Deserializer<'de>>(d: D) -> Result<Features, D::Error> {
+    Ok(serde_json::from_value(Value::deserialize(d)?).unwrap_or_default())
+}
+
 fn lenient_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
     Ok(match Value::deserialize(d)? {
         Value::Array(items) => items,
@@ -210,9 +214,10 @@ mod tests {
     /// A login answer with odd shapes for lists still parses.
     #[test]
     fn lists_that_are_not_lists_become_empty() {
-        let login: LoginResponse =
-            serde_json::from_str(r#"{"status":true,"commands":{},"actions":"no","error":null}"#)
-                .unwrap();
+        let login: LoginResponse = serde_json::from_str(
+            r#"{"status":true,"commands":{},"actions":"no","error":null,"features":null}"#,
+        )
+        .unwrap();
         assert!(login.commands.is_empty());
         assert!(login.actions.is_empty());
         assert_eq!(login.error, "");

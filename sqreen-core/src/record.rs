@@ -82,9 +82,14 @@ pub(crate) enum Entry {
         ids: UserIds,
     },
     /// `track_auth(success)`: counted into a metric store, never sent as an entry.
-    Auth { success: bool, ids: UserIds },
+    Auth {
+        success: bool,
+        ids: UserIds,
+    },
     /// `track_signup()`: counted into a metric store.
-    Signup { ids: UserIds },
+    Signup {
+        ids: UserIds,
+    },
 }
 
 /// What the response looked like, owned once the record is kept.
@@ -192,7 +197,11 @@ fn header_slot(name: &str, ip_header: Option<&str>) -> Option<u8> {
 
 impl RecordInner {
     /// Copies what the protocol needs out of the borrowed request.
-    pub fn capture(shared: &Arc<Shared>, info: &RequestInfo<'_>, client_ip: Option<IpAddr>) -> Self {
+    pub fn capture(
+        shared: &Arc<Shared>,
+        info: &RequestInfo<'_>,
+        client_ip: Option<IpAddr>,
+    ) -> Self {
         let mut copier = Copier {
             buf: Vec::with_capacity(
                 info.method.len()
@@ -437,9 +446,12 @@ impl RequestRecord {
     {
         if let Some(inner) = &self.inner {
             let mut state = inner.state();
-            state
-                .route_params
-                .extend(params.into_iter().take(32).map(|(k, v)| (k.into(), v.into())));
+            state.route_params.extend(
+                params
+                    .into_iter()
+                    .take(32)
+                    .map(|(k, v)| (k.into(), v.into())),
+            );
         }
     }
 

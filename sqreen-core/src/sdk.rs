@@ -351,7 +351,10 @@ impl<'a> TrackEvent<'a> {
                 invalid_input(r, "empty event name");
                 (None, CompactString::default())
             }
-            Some(r) => (Some(r), bounded(r, name, MAX_NAME_LEN, "event name too long")),
+            Some(r) => (
+                Some(r),
+                bounded(r, name, MAX_NAME_LEN, "event name too long"),
+            ),
         };
         Self {
             record,
@@ -589,6 +592,9 @@ mod tests {
             PropertyValue::from(serde_json::Value::Null),
             PropertyValue::String("null".into())
         );
-        assert_eq!(PropertyValue::Float(f64::NAN).to_json(), serde_json::Value::Null);
+        assert_eq!(
+            PropertyValue::Float(f64::NAN).to_json(),
+            serde_json::Value::Null
+        );
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Counters are relaxed atomics bumped from the request path and the agent
 //! thread; [`Stats`] is a plain snapshot of them. Warnings about bad input are
-//! rate-limited by [`WarnLimiter`] so a hostile client cannot flood the logs.
+//! rate-limited so a hostile client cannot flood the logs.
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -123,10 +123,14 @@ impl CaptureBackend {
                 state.logins.push(body);
                 state.sessions += 1;
                 let commands: Vec<Value> = state.commands.drain(..).collect();
+                let features = match &state.features {
+                    Value::Null => json!({}),
+                    other => other.clone(),
+                };
                 (
                     200,
                     json!({"status": true, "session_id": format!("session-{}", state.sessions),
-                           "commands": commands, "features": state.features.clone(),
+                           "commands": commands, "features": features,
                            "actions": state.actions.clone()}),
                 )
             }

@@ -144,7 +144,9 @@ impl Transport for HttpTransport {
             builder = builder.header(*name, value);
         }
         if let Some(body) = request.body {
-            builder = builder.header("Content-Type", "application/json").body(body);
+            builder = builder
+                .header("Content-Type", "application/json")
+                .body(body);
         }
         Box::pin(async move {
             let map_err = |e: reqwest::Error| {

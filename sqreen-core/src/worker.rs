@@ -42,9 +42,7 @@ use crate::protocol::{
 use crate::record::{Entry, RecordInner, StoredHeaders};
 use crate::scrub::{Scrubber, ScrubberError};
 use crate::stats::{LoginState, bump};
-use crate::transport::{
-    ApiMethod, ApiRequest, ApiResponse, BoxFuture, Transport, TransportError,
-};
+use crate::transport::{ApiMethod, ApiRequest, ApiResponse, BoxFuture, Transport, TransportError};
 
 /// Where a flush or shutdown reports its outcome.
 #[derive(Debug)]
@@ -259,7 +257,10 @@ impl Worker {
         for entry in &state.entries {
             let (kind, ids) = match entry {
                 Entry::Auth { success: true, ids } => (MetricKind::LoginSuccess, ids),
-                Entry::Auth { success: false, ids } => (MetricKind::LoginFail, ids),
+                Entry::Auth {
+                    success: false,
+                    ids,
+                } => (MetricKind::LoginFail, ids),
                 Entry::Signup { ids } => (MetricKind::Signup, ids),
                 Entry::Track { .. } => {
                     has_track = true;
@@ -267,8 +268,11 @@ impl Worker {
                 }
                 Entry::Identify { .. } => continue,
             };
-            self.metrics
-                .add(kind, ids.iter().map(|(k, v)| (k.as_str(), v.as_str())), client_ip);
+            self.metrics.add(
+                kind,
+                ids.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                client_ip,
+            );
         }
         if !has_track {
             return;
@@ -428,7 +432,8 @@ impl Worker {
     fn start_op(&self, op: Op) -> BoxFuture<OpResult> {
         let request = match &op {
             Op::Login => {
-                let mut request = self.request(ApiMethod::Post, LOGIN_PATH, Some(self.login_body()));
+                let mut request =
+                    self.request(ApiMethod::Post, LOGIN_PATH, Some(self.login_body()));
                 request.headers.clear();
                 request.headers.push((
                     "X-Api-Key",
@@ -448,8 +453,8 @@ impl Worker {
                 self.request(ApiMethod::Post, BEAT_PATH, Some(body))
             }
             Op::Batch { events, .. } => {
-                let body = serde_json::to_vec(&serde_json::json!({ "batch": events }))
-                    .unwrap_or_default();
+                let body =
+                    serde_json::to_vec(&serde_json::json!({ "batch": events })).unwrap_or_default();
                 self.request(ApiMethod::Post, BATCH_PATH, Some(body))
             }
             Op::ActionsPack { .. } => self.request(ApiMethod::Get, ACTIONSPACK_PATH, None),
@@ -666,7 +671,9 @@ impl Worker {
         }
         let loaded = actions.len() - errors.len();
         let current = self.shared.runtime.load();
-        self.shared.runtime.store(Arc::new(current.with_actions(store)));
+        self.shared
+            .runtime
+            .store(Arc::new(current.with_actions(store)));
         tracing::info!(target: "sqreen::actions", event = "actions.loaded", loaded,
             skipped = errors.len(), "security actions loaded");
         loaded

@@ -135,7 +135,11 @@ fn request_record_shape() {
         .with_properties([("amount", 42)])
         .with_user_identifiers([("uid", "u-1")]);
     sq.for_user([("uid", "u-1")]).identify().unwrap();
-    record.close(ResponseInfo::new(201).content_length(Some(12)).content_type(Some("application/json")));
+    record.close(
+        ResponseInfo::new(201)
+            .content_length(Some(12))
+            .content_type(Some("application/json")),
+    );
     assert!(agent.flush(WAIT));
     let events = backend.events();
     assert_eq!(events.len(), 1);
@@ -153,7 +157,10 @@ fn request_record_shape() {
     assert_eq!(r["rid"], "req-1");
     assert_eq!(r["user_agent"], "curl/8");
     assert_eq!(r["referer"], "https://shop.example/cart");
-    assert_eq!(r["parameters"]["query"], json!({"page": ["2"], "tag": ["a", "b"]}));
+    assert_eq!(
+        r["parameters"]["query"],
+        json!({"page": ["2"], "tag": ["a", "b"]})
+    );
     assert_eq!(r["parameters"]["json"], json!({"item": 3}));
     assert_eq!(r["parameters"]["params"], json!({"id": ["7"]}));
     let header_names: Vec<&str> = r["headers"]
@@ -164,12 +171,21 @@ fn request_record_shape() {
         .collect();
     assert!(header_names.contains(&"X-Forwarded-For"));
     assert!(header_names.contains(&"Host"));
-    assert!(!header_names.iter().any(|h| h.eq_ignore_ascii_case("cookie")
-        || h.eq_ignore_ascii_case("authorization")));
-    assert_eq!(e["response"], json!({"status": 201, "content_length": 12, "content_type": "application/json"}));
+    assert!(
+        !header_names
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case("cookie") || h.eq_ignore_ascii_case("authorization"))
+    );
+    assert_eq!(
+        e["response"],
+        json!({"status": 201, "content_length": 12, "content_type": "application/json"})
+    );
     let sdk = e["observed"]["sdk"].as_array().unwrap();
     assert_eq!(sdk[0]["args"][0], "order.placed");
-    assert_eq!(sdk[0]["args"][1], json!({"properties": {"amount": 42}, "user_identifiers": {"uid": "u-1"}}));
+    assert_eq!(
+        sdk[0]["args"][1],
+        json!({"properties": {"amount": 42}, "user_identifiers": {"uid": "u-1"}})
+    );
     assert_eq!(sdk[1]["name"], "identify");
     assert_eq!(sdk[1]["args"][0], json!({"uid": "u-1"}));
 }
@@ -194,24 +210,45 @@ fn records_are_scrubbed() {
     record
         .handle()
         .track_event("payment")
-        .with_properties([("secret", "s3cr3t"), ("card", "5500 0000 0000 0004"), ("plain", "ok")])
+        .with_properties([
+            ("secret", "s3cr3t"),
+            ("card", "5500 0000 0000 0004"),
+            ("plain", "ok"),
+        ])
         .with_user_identifiers([("access_token", "tok"), ("uid", "bob")]);
     record.close(ResponseInfo::new(200));
     assert!(agent.flush(WAIT));
     let text = serde_json::to_string(&backend.events()).unwrap();
-    for secret in ["hunter2", "k3y", "s3cr3t", "4111", "5500", "\"tok\"", "token=abc"] {
+    for secret in [
+        "hunter2",
+        "k3y",
+        "s3cr3t",
+        "4111",
+        "5500",
+        "\"tok\"",
+        "token=abc",
+    ] {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
     let e = &backend.events()[0];
     let mask = "<Redacted by Sqreen>";
-    assert_eq!(e["request"]["parameters"]["form"]["password"], json!([mask]));
-    assert_eq!(e["request"]["parameters"]["form"]["username"], json!(["bob"]));
+    assert_eq!(
+        e["request"]["parameters"]["form"]["password"],
+        json!([mask])
+    );
+    assert_eq!(
+        e["request"]["parameters"]["form"]["username"],
+        json!(["bob"])
+    );
     assert_eq!(e["request"]["parameters"]["query"]["q"], json!(["ok"]));
     assert_eq!(e["request"]["referer"], "");
     let props = &e["observed"]["sdk"][0]["args"][1]["properties"];
     assert_eq!(props["secret"], mask);
     assert_eq!(props["plain"], "ok");
-    assert_eq!(e["observed"]["sdk"][0]["args"][1]["user_identifiers"]["uid"], "bob");
+    assert_eq!(
+        e["observed"]["sdk"][0]["args"][1]["user_identifiers"]["uid"],
+        "bob"
+    );
     assert!(agent.stats().values_scrubbed >= 6);
 }
 
@@ -232,12 +269,21 @@ fn commands_are_executed_and_reported() {
         backend.with(|s| s.command_results()).into_iter().collect();
     assert_eq!(results["c1"]["status"], true);
     assert_eq!(results["c2"]["status"], true);
-    assert_eq!(results["c3"], json!({"status": false, "output": "command is not supported"}));
+    assert_eq!(
+        results["c3"],
+        json!({"status": false, "output": "command is not supported"})
+    );
     assert_eq!(results["c4"]["status"], true);
     assert_eq!(results["c5"]["status"], false);
-    assert!(matches!(begin_from(&agent, "81.2.69.160", "/health/live"), Begin::Pass));
+    assert!(matches!(
+        begin_from(&agent, "81.2.69.160", "/health/live"),
+        Begin::Pass
+    ));
     assert!(matches!(begin_from(&agent, "1.2.3.4", "/"), Begin::Pass));
-    assert!(matches!(begin_from(&agent, "8.8.8.8", "/"), Begin::Record(_)));
+    assert!(matches!(
+        begin_from(&agent, "8.8.8.8", "/"),
+        Begin::Record(_)
+    ));
     assert!(matches!(
         begin_from(&agent, "81.2.69.160", "/"),
         Begin::Respond(SecurityResponse::Block { status: 403 })
@@ -256,7 +302,10 @@ fn instrumentation_remove_and_enable() {
     assert_eq!(agent.stats().login_state, Some(LoginState::Paused));
     backend.push_command("instrumentation_enable", "e1", json!([]));
     assert!(backend.wait_for(WAIT, |s| s.command_results().iter().any(|(k, _)| k == "e1")));
-    assert!(matches!(begin_from(&agent, "8.8.8.8", "/"), Begin::Record(_)));
+    assert!(matches!(
+        begin_from(&agent, "8.8.8.8", "/"),
+        Begin::Record(_)
+    ));
 }
 
 /// IP block and redirect actions answer before any handler runs, and the
@@ -283,7 +332,10 @@ fn ip_actions_are_enforced_and_recorded() {
     }
     assert!(agent.flush(WAIT));
     let events = backend.events();
-    assert_eq!(event_names(&events), ["sq.action.block_ip", "sq.action.redirect_ip"]);
+    assert_eq!(
+        event_names(&events),
+        ["sq.action.block_ip", "sq.action.redirect_ip"]
+    );
     let props = &events[0]["observed"]["sdk"][0]["args"][1]["properties"];
     assert_eq!(props["action_id"], "blk");
     assert_eq!(props["ip_address"], "81.2.69.160");
@@ -304,7 +356,10 @@ fn user_block_through_identify() {
     };
     let sq = record.handle();
     assert!(sq.for_user([("username", "alice")]).identify().is_ok());
-    let blocked = sq.for_user([("username", "mallory")]).identify().unwrap_err();
+    let blocked = sq
+        .for_user([("username", "mallory")])
+        .identify()
+        .unwrap_err();
     assert_eq!(blocked.response(), &SecurityResponse::Block { status: 403 });
     record.close(ResponseInfo::new(403));
     assert!(agent.flush(WAIT));
@@ -320,12 +375,22 @@ fn user_block_through_identify() {
 fn auth_metrics_per_user_and_ip() {
     let backend = TestBackend::start();
     let agent = start_ready(config(&backend));
-    for (ip, ok) in [("81.2.69.160", false), ("81.2.69.160", false), ("81.2.69.161", true)] {
+    for (ip, ok) in [
+        ("81.2.69.160", false),
+        ("81.2.69.160", false),
+        ("81.2.69.161", true),
+    ] {
         let Begin::Record(record) = begin_from(&agent, ip, "/login") else {
             panic!("expected a record")
         };
-        record.handle().for_user([("username", "bob")]).track_auth(ok);
-        record.handle().for_user([("username", "amy")]).track_signup();
+        record
+            .handle()
+            .for_user([("username", "bob")])
+            .track_auth(ok);
+        record
+            .handle()
+            .for_user([("username", "amy")])
+            .track_signup();
         record.close(ResponseInfo::new(200));
     }
     // Records holding no `track` entry are not sent as events.
@@ -377,7 +442,10 @@ fn backend_down_then_back_loses_nothing() {
     assert!(agent.stats().batches_failed >= 1);
     backend.restart();
     assert!(backend.wait_for(WAIT, |s| s.events().len() == 5));
-    assert_eq!(event_names(&backend.events()), ["e0", "e1", "e2", "e3", "e4"]);
+    assert_eq!(
+        event_names(&backend.events()),
+        ["e0", "e1", "e2", "e3", "e4"]
+    );
     assert!(agent.stats().events_retried >= 5);
 }
 
@@ -421,7 +489,10 @@ fn error_answers_after_login_are_survived() {
     backend.set_mode(Mode::Normal);
     backend.set_batch_mode(Mode::Normal);
     assert!(backend.wait_for(WAIT, |s| s.events().len() == 1));
-    assert!(matches!(begin_from(&agent, "8.8.8.8", "/"), Begin::Record(_)));
+    assert!(matches!(
+        begin_from(&agent, "8.8.8.8", "/"),
+        Begin::Record(_)
+    ));
 }
 
 /// A hanging backend never blocks the request path; flush and shutdown give
@@ -436,7 +507,10 @@ fn hanging_backend_does_not_block_the_app() {
     }
     assert!(!agent.flush(Duration::from_millis(500)));
     // Requests are still recorded while the backend hangs.
-    assert!(matches!(begin_from(&agent, "8.8.8.8", "/"), Begin::Record(_)));
+    assert!(matches!(
+        begin_from(&agent, "8.8.8.8", "/"),
+        Begin::Record(_)
+    ));
     assert!(!agent.shutdown(Duration::from_secs(1)));
     assert_eq!(agent.stats().login_state, Some(LoginState::ShutDown));
 }
@@ -480,7 +554,9 @@ fn concurrent_records_do_not_mix() {
                 for i in 0..50 {
                     let path = format!("/t{t}/r{i}");
                     let headers = [("X-Forwarded-For", "81.2.69.160")];
-                    let Begin::Record(record) = agent.begin(&RequestInfo::new("GET", &path, &headers)) else {
+                    let Begin::Record(record) =
+                        agent.begin(&RequestInfo::new("GET", &path, &headers))
+                    else {
                         panic!("expected a record")
                     };
                     record.handle().track_event(&path);

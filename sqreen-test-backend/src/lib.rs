@@ -138,7 +138,9 @@ impl TestBackend {
     }
 
     fn serve(&self, listener: std::net::TcpListener) {
-        listener.set_nonblocking(true).expect("non-blocking listener");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = Router::new()
             .route("/sqreen/v1/app-login", post(login))
@@ -154,8 +156,7 @@ impl TestBackend {
                 .build()
                 .expect("test backend runtime");
             rt.block_on(async move {
-                let listener =
-                    tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(async {
                         let _ = stop_rx.await;
@@ -279,7 +280,12 @@ fn header(headers: &HeaderMap, name: &str) -> String {
 
 fn json_response(status: u16, body: Value) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [("content-type", "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Answers per the current mode, or `None` to answer normally.
@@ -307,15 +313,18 @@ async fn misbehave(state: &Shared, batch: bool) -> Option<Response> {
     }
 }
 
-/// Checks `X-Session-Key`; `Err` is the 401 to send.
-fn check_session(state: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks `X-Session-Key`; `Some` is the 401 to send.
+fn check_session(state: &Shared, headers: &HeaderMap) -> Option<Response> {
     let mut s = lock(state);
     let session = header(headers, "x-session-key");
     if s.sessions.contains(&session) {
-        Ok(())
+        None
     } else {
         s.unauthorized += 1;
-        Err(json_response(401, json!({"status": false, "error": "session expired"})))
+        Some(json_response(
+            401,
+            json!({"status": false, "error": "session expired"}),
+        ))
     }
 }
 
@@ -346,7 +355,7 @@ async fn beat(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
     if let Some(r) = misbehave(&state, false).await {
         return r;
     }
-    if let Err(r) = check_session(&state, &headers) {
+    if let Some(r) = check_session(&state, &headers) {
         return r;
     }
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -360,7 +369,7 @@ async fn batch(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> 
     if let Some(r) = misbehave(&state, true).await {
         return r;
     }
-    if let Err(r) = check_session(&state, &headers) {
+    if let Some(r) = check_session(&state, &headers) {
         return r;
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
@@ -377,7 +386,7 @@ async fn actionspack(State(state): State<Shared>, headers: HeaderMap) -> Respons
     if let Some(r) = misbehave(&state, false).await {
         return r;
     }
-    if let Err(r) = check_session(&state, &headers) {
+    if let Some(r) = check_session(&state, &headers) {
         return r;
     }
     let actions = lock(&state).actions.clone();
@@ -388,7 +397,7 @@ async fn logout(State(state): State<Shared>, headers: HeaderMap) -> Response {
     if let Some(r) = misbehave(&state, false).await {
         return r;
     }
-    if let Err(r) = check_session(&state, &headers) {
+    if let Some(r) = check_session(&state, &headers) {
         return r;
     }
     lock(&state).logouts += 1;
