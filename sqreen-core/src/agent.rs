@@ -517,3 +517,49 @@ fn log_config_error(e: &ConfigError) {
         "invalid sqreen configuration: the agent stays off"
     );
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn shared_with_queue(limit: usize) -> (Arc<Shared>, mpsc::UnboundedReceiver<Arc<RecordInner>>) {
+        let config = Config::builder()
+            .token("t")
+            .event_queue_length(limit)
+            .build()
+            .unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Arc::new(Shared::new(config, Some(tx))), rx)
+    }
+
+    /// With nobody draining the queue, records past the limit are dropped
+    /// and counted, and enqueueing returns at once.
+    #[test]
+    fn full_queue_drops_newest_and_counts() {
+        let (shared, mut rx) = shared_with_queue(2);
+        let info = RequestInfo::new("GET", "/", &[("Host", "h")]);
+        for _ in 0..5 {
+            shared.enqueue(Arc::new(RecordInner::capture(&shared, &info, None)));
+        }
+        let stats = shared.counters.snapshot();
+        assert_eq!(stats.records_queued, 2);
+        assert_eq!(stats.records_dropped_queue_full, 3);
+        assert!(rx.try_recv().is_ok());
+        assert!(rx.try_recv().is_ok());
+        assert!(rx.try_recv().is_err());
+    }
+
+    /// An agent that is off passes every request and flushes trivially.
+    #[test]
+    fn off_agent_passes() {
+        let agent = Agent::off(Config::default());
+        assert!(matches!(
+            agent.begin(&RequestInfo::new("GET", "/", &[("Host", "h")])),
+            Begin::Pass
+        ));
+        assert!(agent.flush(Duration::from_millis(1)));
+        assert!(agent.shutdown(Duration::from_millis(1)));
+        assert!(!agent.wait_ready(Duration::from_millis(1)));
+    }
+}

@@ -30,8 +30,10 @@
 //! [`REDACTED`] string too, so a numeric PIN (`{"pin_token": 1234}`) does not
 //! leak; `null` stays `null`. An array or object under a sensitive key is
 //! scrubbed wholly: every scalar inside it is masked, whatever its own key,
-//! and the keys themselves are kept. Outside sensitive keys, only strings
-//! are looked at: numbers, booleans and object keys are sent unchanged.
+//! and the keys themselves are kept. Outside sensitive keys, strings get the
+//! value regex and so do numbers: a number whose decimal text matches (a
+//! card number sent as a JSON number) is replaced whole by [`REDACTED`].
+//! Booleans and object keys are sent unchanged.
 //!
 //! # Configuration
 //!
@@ -239,6 +241,17 @@ impl Scrubber {
             if masked && matches!(v, Value::Bool(_) | Value::Number(_)) {
                 *v = Value::String(REDACTED.to_owned());
                 changed += 1;
+                continue;
+            }
+            if let Value::Number(n) = v {
+                // A card number sent as a JSON number is as personal as one
+                // sent as text: mask the number whole when its text matches.
+                if let Some(re) = &self.value
+                    && mask_matches(re, &n.to_string()).is_some()
+                {
+                    *v = Value::String(REDACTED.to_owned());
+                    changed += 1;
+                }
                 continue;
             }
             match v {
@@ -521,14 +534,18 @@ mod tests {
         }
     }
 
-    /// Outside sensitive keys, numbers, booleans and object keys are kept.
+    /// Outside sensitive keys, booleans, object keys and ordinary numbers are
+    /// kept; a card-like number is masked whole.
     #[test]
-    fn non_strings_outside_sensitive_keys_are_kept() {
+    fn non_strings_outside_sensitive_keys() {
         let s = Scrubber::default();
-        let mut json = json!({"amount": 4111111111111111_u64, "ok": true, "4111111111111111": "x"});
+        let mut json = json!({"amount": 42, "ok": true, "4111111111111111": "x"});
         let before = json.clone();
         assert_eq!(s.scrub_json(&mut json), 0);
         assert_eq!(json, before);
+        let mut card = json!({"card": 4111111111111111_u64, "n": [5500000000000004_u64, 7]});
+        assert_eq!(s.scrub_json(&mut card), 2);
+        assert_eq!(card, json!({"card": REDACTED, "n": [REDACTED, 7]}));
     }
 
     /// A top-level string or array is scrubbed by `scrub_json` too.

@@ -1,0 +1,152 @@
+//! SDK behaviour through the public API, on the in-memory backend of the
+//! `test` feature: input limits, disabled handles, late calls, flushing
+//! from async code, and the configuration error path.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use serde_json::json;
+use sqreen_core::test::{start_captured, test_config, with_captured_events};
+use sqreen_core::{Agent, Begin, Config, PropertyValue, RequestInfo, ResponseInfo, Sqreen};
+
+fn record(agent: &Agent) -> sqreen_core::RequestRecord {
+    match agent.begin(&RequestInfo::new("GET", "/", &[("Host", "h")])) {
+        Begin::Record(record) => record,
+        other => panic!("expected a record, got {other:?}"),
+    }
+}
+
+/// Oversized input is cut, excess properties dropped, empty names dropped,
+/// and every case is counted.
+#[test]
+fn input_limits_are_enforced_and_counted() {
+    let (agent, backend) = start_captured(test_config().build().unwrap());
+    let rec = record(&agent);
+    let sq = rec.handle();
+    sq.track_event(""); // dropped
+    sq.track_event("x".repeat(1000)); // cut to 256 bytes
+    let many: Vec<(String, PropertyValue)> = (0..20)
+        .map(|i| (format!("k{i}"), PropertyValue::from(i)))
+        .collect();
+    sq.track_event("many").with_properties(many); // 16 kept
+    sq.track_event("huge")
+        .with_properties([("v", "é".repeat(5000))]); // cut on a char boundary
+    rec.close(ResponseInfo::new(200));
+    assert!(agent.flush(Duration::from_secs(10)));
+    let events = backend.events();
+    let sdk = events[0]["observed"]["sdk"].as_array().unwrap();
+    assert_eq!(sdk.len(), 3);
+    assert_eq!(sdk[0]["args"][0].as_str().unwrap().len(), 256);
+    assert_eq!(
+        sdk[1]["args"][1]["properties"].as_object().unwrap().len(),
+        16
+    );
+    let huge = sdk[2]["args"][1]["properties"]["v"].as_str().unwrap();
+    assert!(huge.len() <= 4096 && huge.chars().all(|c| c == 'é'));
+    assert_eq!(agent.stats().invalid_sdk_input, 4);
+}
+
+/// Timestamps and user identifiers given to the builder are sent.
+#[test]
+fn timestamp_and_identifiers_are_sent() {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
+    let events = with_captured_events(|agent| {
+        let rec = record(agent);
+        rec.handle()
+            .track_event("my.event")
+            .with_timestamp(t)
+            .with_user_identifiers([("uid", "my-uid")]);
+        rec.handle()
+            .for_user([("uid", "u2")])
+            .track_event("user.event")
+            .with_properties([("flag", true)]);
+        rec.close(ResponseInfo::new(200));
+    });
+    let sdk = &events[0]["observed"]["sdk"];
+    assert_eq!(sdk[0]["time"], "2026-11-18T11:06:40.123Z");
+    assert_eq!(
+        sdk[0]["args"][1],
+        json!({"user_identifiers": {"uid": "my-uid"}})
+    );
+    assert_eq!(
+        sdk[1]["args"][1],
+        json!({"properties": {"flag": true}, "user_identifiers": {"uid": "u2"}})
+    );
+}
+
+/// Calls made after the request closed are ignored and counted, not sent.
+#[test]
+fn calls_after_close_are_ignored() {
+    let (agent, backend) = start_captured(test_config().build().unwrap());
+    let rec = record(&agent);
+    let sq = rec.handle();
+    rec.close(ResponseInfo::new(200));
+    sq.track_event("too.late");
+    assert!(agent.flush(Duration::from_secs(10)));
+    assert!(backend.events().is_empty());
+    assert_eq!(agent.stats().invalid_sdk_input, 1);
+}
+
+/// A record dropped without close (a cancelled handler) still delivers its events.
+#[test]
+fn dropped_record_is_closed() {
+    let events = with_captured_events(|agent| {
+        let rec = record(agent);
+        rec.handle().track_event("cancelled.handler");
+        drop(rec);
+    });
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["response"], serde_json::Value::Null);
+}
+
+/// A handle may be cloned into other threads while the request runs.
+#[test]
+fn handles_cross_threads() {
+    let events = with_captured_events(|agent| {
+        let rec = record(agent);
+        let sq: Sqreen = rec.handle();
+        std::thread::scope(|s| {
+            for i in 0..4 {
+                let sq = sq.clone();
+                s.spawn(move || {
+                    sq.track_event(format!("t{i}"));
+                });
+            }
+        });
+        rec.close(ResponseInfo::new(200));
+    });
+    assert_eq!(events[0]["observed"]["sdk"].as_array().unwrap().len(), 4);
+}
+
+/// Flushing works from inside an async runtime, blocking or not, without deadlock.
+#[tokio::test(flavor = "current_thread")]
+async fn flush_from_async_code() {
+    let (agent, backend) = start_captured(test_config().build().unwrap());
+    let rec = record(&agent);
+    rec.handle().track_event("async");
+    rec.close(ResponseInfo::new(200));
+    assert!(agent.flush_async(Duration::from_secs(10)).await);
+    let rec = record(&agent);
+    rec.handle().track_event("sync-in-async");
+    rec.close(ResponseInfo::new(200));
+    assert!(agent.flush(Duration::from_secs(10)));
+    assert_eq!(backend.events().len(), 2);
+}
+
+/// An invalid configuration names its key and leaves an agent that is off.
+#[test]
+fn invalid_config_keeps_agent_off() {
+    let err = Config::builder()
+        .token("t")
+        .strip_sensitive_key_regexp("(unclosed")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.key(), Some("strip_sensitive_key_regexp"));
+    let agent = Agent::off(Config::default());
+    assert!(matches!(
+        agent.begin(&RequestInfo::new("GET", "/", &[("Host", "h")])),
+        Begin::Pass
+    ));
+    assert!(agent.flush(Duration::from_millis(10)));
+}
