@@ -275,6 +275,20 @@ impl Agent {
         self.inner.counters.snapshot()
     }
 
+    /// Whether an adapter should buffer this request's body for capture:
+    /// the agent is recording, the body is a urlencoded form or JSON, and its
+    /// declared `Content-Length` is within `body_capture_limit`.
+    ///
+    /// Bodies without a declared length (chunked) are not captured, so the
+    /// adapter never has to buffer an unbounded stream; the handler always
+    /// receives the body intact.
+    pub fn wants_body(&self, content_type: Option<&str>, content_length: Option<u64>) -> bool {
+        let limit = self.inner.body_capture_limit as u64;
+        self.is_enabled()
+            && content_length.is_some_and(|len| len > 0 && len <= limit)
+            && content_type.is_some_and(is_capturable_type)
+    }
+
     /// Decides what to do with an incoming request; see [`Begin`].
     ///
     /// In this order: agent off or path/IP passlisted → [`Begin::Pass`]; IP
@@ -406,6 +420,15 @@ impl Agent {
         shared.counters.set_login_state(LoginState::ShutDown);
         delivered
     }
+}
+
+/// Form and JSON bodies are the ones the protocol sends as parameters.
+fn is_capturable_type(content_type: &str) -> bool {
+    let mime = content_type.split(';').next().unwrap_or_default().trim();
+    mime.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        || mime.eq_ignore_ascii_case("application/json")
+        || (mime.len() > 5
+            && mime.as_bytes()[mime.len() - 5..].eq_ignore_ascii_case(b"+json"))
 }
 
 /// The `track` entry recording an IP action.
@@ -548,6 +571,18 @@ mod tests {
         assert!(rx.try_recv().is_ok());
         assert!(rx.try_recv().is_ok());
         assert!(rx.try_recv().is_err());
+    }
+
+    /// Only form and JSON content types are capturable.
+    #[test]
+    fn capturable_types() {
+        for ok in ["application/json", "application/JSON; charset=utf-8",
+                   "application/x-www-form-urlencoded", "application/vnd.api+json"] {
+            assert!(is_capturable_type(ok), "{ok}");
+        }
+        for no in ["text/plain", "multipart/form-data; boundary=x", "", "json", "+json", "é+jso", "ééé"] {
+            assert!(!is_capturable_type(no), "{no}");
+        }
     }
 
     /// An agent that is off passes every request and flushes trivially.
