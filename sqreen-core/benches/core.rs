@@ -8,10 +8,10 @@
 //! | group | what it measures | target |
 //! |---|---|---|
 //! | `begin_close_untracked` | `Agent::begin` + `RequestRecord::close` of a request that tracks nothing | ≤ 300 ns |
-//! | `track_event_3_props` | one `track_event(..).with_properties([3 props])` on an open record | ≤ 250 ns |
+//! | `track_event_3_props` | one `track_event(..).with_properties([3 props])` on an open record, agent thread idle / busy | ≤ 250 ns |
 //! | `scrub_typical_record` | `Scrubber::scrub_json` over a typical request record | — |
 //! | `client_ip` | `ClientIpResolver::resolve` in its three common situations | — |
-//! | `queue_full_never_blocks` | begin + track + close while the agent's queue is full | ≈ with room |
+//! | `queue_full_never_blocks` | begin + track + close with the queue full (record dropped) / with room | full ≲ with room |
 //!
 //! Every agent here is logged in to an in-memory backend (feature `test`),
 //! so `begin` takes the real recording path; each bench asserts that
@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_main};
 use serde_json::{Value, json};
 use sqreen_core::client_ip::{ClientIpResolver, IpHeaderFormat};
 use sqreen_core::protocol::BATCH_PATH;
@@ -34,8 +34,8 @@ use sqreen_core::scrub::{REDACTED, Scrubber};
 use sqreen_core::test::{CaptureBackend, start_captured, test_config};
 use sqreen_core::transport::{ApiRequest, ApiResponse, BoxFuture, Transport, TransportError};
 use sqreen_core::{
-    Agent, AgentGuard, Begin, Config, PropertyValue, RequestInfo, RequestRecord, ResponseInfo,
-    Sqreen,
+    Agent, AgentGuard, Begin, Config, ConfigBuilder, HeaderPairs, PropertyValue, RequestInfo,
+    RequestRecord, ResponseInfo, Sqreen,
 };
 
 /// The headers of a typical browser API call behind one proxy.
@@ -62,7 +62,7 @@ const CLIENT: &str = "203.0.113.195";
 const PEER: &str = "10.0.0.1:52114";
 
 /// `GET /api/items?page=2` with [`HEADERS`], from [`PEER`].
-fn typical_request<'a>(headers: &'a [(&'a str, &'a str)]) -> RequestInfo<'a> {
+fn typical_request(headers: &dyn HeaderPairs) -> RequestInfo<'_> {
     RequestInfo::new("GET", "/api/items", headers)
         .query(Some("page=2"))
         .peer(Some(PEER.parse().unwrap()))
@@ -162,27 +162,68 @@ fn start_bench_agent(config: Config, gate: Option<Arc<Gate>>) -> AgentGuard {
     guard
 }
 
-/// `begin` + `close` of a request that tracks nothing.
+/// An agent whose thread is held in a batch call, so it neither drains its
+/// queue nor competes for a core: records queue up to the configured
+/// `event_queue_length`, then are dropped at `close`. Dropping it releases
+/// the thread, then shuts the agent down.
+struct StalledAgent {
+    guard: AgentGuard,
+    gate: Arc<Gate>,
+}
+
+impl std::ops::Deref for StalledAgent {
+    type Target = Agent;
+    fn deref(&self) -> &Agent {
+        &self.guard
+    }
+}
+
+impl Drop for StalledAgent {
+    fn drop(&mut self) {
+        self.gate.release();
+    }
+}
+
+/// Starts a logged-in agent and stalls it on its first record.
+fn start_stalled_agent(config: ConfigBuilder) -> StalledAgent {
+    let gate = Arc::new(Gate::default());
+    let config = config
+        .batch_size(1)
+        .shutdown_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let guard = start_bench_agent(config, Some(Arc::clone(&gate)));
+    let record = open(&guard, &typical_request(&HEADERS));
+    track_payment_failed(&record.handle());
+    record.close(response());
+    assert!(gate.wait_held(Duration::from_secs(10)), "batch call held");
+    StalledAgent { guard, gate }
+}
+
+/// `begin` + `close` of a typical untracked request, without and with an IP action loaded.
 fn begin_close_untracked(c: &mut Criterion) {
     let mut group = c.benchmark_group("begin_close_untracked");
     let info = typical_request(&HEADERS);
+    let begin_close = |agent: &Agent| {
+        if let Begin::Record(record) = agent.begin(black_box(&info)) {
+            record.close(response());
+        }
+    };
 
     {
+        // No IP action loaded: the client IP is left to the agent thread.
         let (guard, _backend) = start_captured(test_config().build().unwrap());
         drop(open(&guard, &info));
-        /// No IP action loaded: the client IP is left to the agent thread.
-        fn bench(b: &mut criterion::Bencher<'_>, agent: &Agent, info: &RequestInfo<'_>) {
-            b.iter(|| {
-                if let Begin::Record(record) = agent.begin(black_box(info)) {
-                    record.close(response());
-                }
-            });
-        }
-        group.bench_function("no_ip_actions", |b| bench(b, &guard, &info));
-        assert_eq!(guard.stats().records_queued, 0, "untracked records stay local");
+        group.bench_function("no_ip_actions", |b| b.iter(|| begin_close(&guard)));
+        assert_eq!(
+            guard.stats().records_queued,
+            0,
+            "untracked records stay local"
+        );
     }
 
     {
+        // An IP action loaded: `begin` resolves the client IP and matches it.
         let backend = CaptureBackend::new();
         backend.set_actions(json!([{
             "action_id": "bench-block",
@@ -191,35 +232,31 @@ fn begin_close_untracked(c: &mut Criterion) {
         }]));
         let guard = Agent::start(test_config().build().unwrap(), Arc::new(backend.clone()));
         assert!(guard.wait_ready(Duration::from_secs(10)), "agent login");
-        // The action is loaded: a client inside the range is answered.
+        // The action is live: a client inside the range is answered.
         let blocked = [("X-Forwarded-For", "81.2.69.160")];
-        let blocked = RequestInfo::new("GET", "/", &blocked);
-        assert!(matches!(guard.begin(&blocked), Begin::Respond(_)));
+        assert!(matches!(
+            guard.begin(&RequestInfo::new("GET", "/", &blocked)),
+            Begin::Respond(_)
+        ));
         drop(open(&guard, &info));
-        /// An IP action loaded: `begin` resolves the client IP and matches it.
-        fn bench(b: &mut criterion::Bencher<'_>, agent: &Agent, info: &RequestInfo<'_>) {
-            b.iter(|| {
-                if let Begin::Record(record) = agent.begin(black_box(info)) {
-                    record.close(response());
-                }
-            });
-        }
-        group.bench_function("ip_action_loaded", |b| bench(b, &guard, &info));
+        group.bench_function("ip_action_loaded", |b| b.iter(|| begin_close(&guard)));
     }
     group.finish();
 }
 
-/// One `track_event` with three properties on an open record.
+/// One `track_event` with three properties on an open record (agent thread idle, then busy).
 fn track_event_3_props(c: &mut Criterion) {
     let mut group = c.benchmark_group("track_event_3_props");
-    let guard = start_bench_agent(test_config().build().unwrap(), None);
     let info = typical_request(&HEADERS);
     // A fresh record per iteration, opened in untimed setup; the record is
-    // returned so that closing it (and queueing it) is untimed too.
-    group.bench_function("fresh_record", |b| {
+    // returned so that closing (and queueing or dropping) it is untimed too.
+    // Batches of 32 keep the records of a batch in cache, as a record is
+    // when its handler runs; criterion's size-based batches of thousands of
+    // records (about 1 KiB each) made every call start with cache misses.
+    let bench = |b: &mut criterion::Bencher<'_>, agent: &Agent| {
         b.iter_batched(
             || {
-                let record = open(&guard, &info);
+                let record = open(agent, &info);
                 let sq = record.handle();
                 (record, sq)
             },
@@ -227,12 +264,23 @@ fn track_event_3_props(c: &mut Criterion) {
                 track_payment_failed(black_box(&sq));
                 (record, sq)
             },
-            BatchSize::SmallInput,
+            BatchSize::NumIterations(32),
         );
-    });
+    };
+
+    {
+        // The agent thread parked: the call's own cost.
+        let agent = start_stalled_agent(test_config());
+        group.bench_function("agent_idle", |b| bench(b, &agent));
+    }
+
+    {
+        // The agent thread turning the previous batches' records into events
+        // at full speed on the other core, as under sustained tracking load.
+        let guard = start_bench_agent(test_config().build().unwrap(), None);
+        group.bench_function("agent_busy", |b| bench(b, &guard));
+    }
     group.finish();
-    let stats = guard.stats();
-    assert!(stats.records_queued + stats.records_dropped_queue_full > 0);
 }
 
 /// A request record as the agent thread builds it, before scrubbing: query,
@@ -319,7 +367,8 @@ fn scrub_typical_record(c: &mut Criterion) {
         b.iter_batched_ref(
             || record.clone(),
             |v| scrubber.scrub_json(black_box(v)),
-            BatchSize::SmallInput,
+            // Small batches: the agent thread scrubs a record it just built, in cache.
+            BatchSize::NumIterations(8),
         );
     });
     group.finish();
@@ -360,8 +409,7 @@ fn client_ip(c: &mut Criterion) {
     group.finish();
 }
 
-/// begin + track + close when the record is dropped at a full queue,
-/// against the same with room in the queue.
+/// begin + track + close when the queue is full (record dropped), against the same with room.
 fn queue_full_never_blocks(c: &mut Criterion) {
     let mut group = c.benchmark_group("queue_full_never_blocks");
     let info = typical_request(&HEADERS);
@@ -373,28 +421,22 @@ fn queue_full_never_blocks(c: &mut Criterion) {
 
     {
         // One slot, and an agent thread stuck in its first batch call: from
-        // the second record on the queue stays full and every record is dropped.
-        let gate = Arc::new(Gate::default());
-        let config = test_config()
-            .event_queue_length(1)
-            .batch_size(1)
-            .shutdown_timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
-        let guard = start_bench_agent(config, Some(Arc::clone(&gate)));
-        request(&guard);
-        assert!(gate.wait_held(Duration::from_secs(10)), "batch call held");
-        request(&guard);
-        let before = guard.stats();
+        // the second record on the queue stays full and every further record is dropped.
+        let agent = start_stalled_agent(test_config().event_queue_length(1));
+        request(&agent);
+        request(&agent);
+        let before = agent.stats();
         assert_eq!(
             (before.records_queued, before.records_dropped_queue_full),
-            (2, 0)
+            (2, 1),
+            "the second record fills the queue, the third is dropped"
         );
-        group.bench_function("full", |b| b.iter(|| request(&guard)));
-        let after = guard.stats();
-        assert!(after.records_dropped_queue_full > 0);
-        assert_eq!(after.records_queued, 2, "nothing entered the full queue");
-        gate.release();
+        group.bench_function("full", |b| b.iter(|| request(&agent)));
+        assert_eq!(
+            agent.stats().records_queued,
+            2,
+            "nothing entered the full queue"
+        );
     }
 
     {
@@ -402,7 +444,7 @@ fn queue_full_never_blocks(c: &mut Criterion) {
         // chunks (flush untimed), so every timed record is accepted.
         const CHUNK: u64 = 1_000;
         let guard = start_bench_agent(test_config().build().unwrap(), None);
-        group.sample_size(10);
+        group.sample_size(20);
         group.bench_function("with_room", |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
@@ -425,12 +467,16 @@ fn queue_full_never_blocks(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(
-    benches,
-    begin_close_untracked,
-    track_event_3_props,
-    scrub_typical_record,
-    client_ip,
-    queue_full_never_blocks
-);
-criterion_main!(benches);
+/// The benchmark groups, in the order they run (a private module: the
+/// macro's `pub fn` needs no documentation there).
+mod groups {
+    criterion::criterion_group!(
+        benches,
+        super::begin_close_untracked,
+        super::track_event_3_props,
+        super::scrub_typical_record,
+        super::client_ip,
+        super::queue_full_never_blocks
+    );
+}
+criterion_main!(groups::benches);
