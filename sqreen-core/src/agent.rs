@@ -427,8 +427,7 @@ fn is_capturable_type(content_type: &str) -> bool {
     let mime = content_type.split(';').next().unwrap_or_default().trim();
     mime.eq_ignore_ascii_case("application/x-www-form-urlencoded")
         || mime.eq_ignore_ascii_case("application/json")
-        || (mime.len() > 5
-            && mime.as_bytes()[mime.len() - 5..].eq_ignore_ascii_case(b"+json"))
+        || (mime.len() > 5 && mime.as_bytes()[mime.len() - 5..].eq_ignore_ascii_case(b"+json"))
 }
 
 /// The `track` entry recording an IP action.
@@ -576,11 +575,23 @@ mod tests {
     /// Only form and JSON content types are capturable.
     #[test]
     fn capturable_types() {
-        for ok in ["application/json", "application/JSON; charset=utf-8",
-                   "application/x-www-form-urlencoded", "application/vnd.api+json"] {
+        for ok in [
+            "application/json",
+            "application/JSON; charset=utf-8",
+            "application/x-www-form-urlencoded",
+            "application/vnd.api+json",
+        ] {
             assert!(is_capturable_type(ok), "{ok}");
         }
-        for no in ["text/plain", "multipart/form-data; boundary=x", "", "json", "+json", "é+jso", "ééé"] {
+        for no in [
+            "text/plain",
+            "multipart/form-data; boundary=x",
+            "",
+            "json",
+            "+json",
+            "é+jso",
+            "ééé",
+        ] {
             assert!(!is_capturable_type(no), "{no}");
         }
     }

@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::protocol::{REQUEST_RECORD_VERSION, format_time};
 use crate::record::{Entry, RecordInner, RecordState};
@@ -45,7 +45,7 @@ pub(crate) fn request_record(
             if scrubber.scrub_keyed_str(name, &mut value) {
                 report.scrubbed += 1;
             }
-            headers.push(json!([name, value]));
+            headers.push(Value::Array(vec![name.into(), value.into()]));
         }
     }
     let scrubbed_text = |bytes: Option<&[u8]>, report: &mut BuildReport| -> String {
@@ -104,27 +104,34 @@ pub(crate) fn request_record(
                     report.scrubbed += scrubber.scrub_json(&mut ids) as u64;
                     options.insert("user_identifiers".into(), ids);
                 }
-                sdk.push(json!({
-                    "time": format_time(timestamp.unwrap_or(*time)),
-                    "name": "track",
-                    "args": [name.as_str(), options],
-                }));
+                sdk.push(object([
+                    ("time", format_time(timestamp.unwrap_or(*time)).into()),
+                    ("name", "track".into()),
+                    (
+                        "args",
+                        Value::Array(vec![name.as_str().into(), Value::Object(options)]),
+                    ),
+                ]));
             }
             Entry::Identify { time, ids } => {
                 let mut ids = ids_json(ids);
                 report.scrubbed += scrubber.scrub_json(&mut ids) as u64;
-                sdk.push(json!({"time": format_time(*time), "name": "identify", "args": [ids]}));
+                sdk.push(object([
+                    ("time", format_time(*time).into()),
+                    ("name", "identify".into()),
+                    ("args", Value::Array(vec![ids])),
+                ]));
             }
             Entry::Auth { .. } | Entry::Signup { .. } => {}
         }
     }
 
-    let response = state.response.as_ref().map(|r| {
-        json!({
-            "status": r.status,
-            "content_length": r.content_length,
-            "content_type": r.content_type,
-        })
+    let response = state.response.as_ref().map_or(Value::Null, |r| {
+        object([
+            ("status", r.status.into()),
+            ("content_length", r.content_length.into()),
+            ("content_type", r.content_type.clone().into()),
+        ])
     });
     let end = record
         .end
@@ -132,31 +139,64 @@ pub(crate) fn request_record(
         .map(|e| *e)
         .unwrap_or_default()
         .unwrap_or_else(SystemTime::now);
-    let event = json!({
-        "event_type": "request_record",
-        "version": REQUEST_RECORD_VERSION,
-        "rid": uuid::Uuid::new_v4().to_string(),
-        "client_ip": client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-        "start": format_time(record.start),
-        "end": format_time(end),
-        "request": {
-            "rid": record.request_id().and_then(|b| text(b, &mut report)),
-            "verb": record.method_str(),
-            "path": path,
-            "host": host,
-            "port": port,
-            "scheme": scheme,
-            "remote_ip": record.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
-            "remote_port": record.peer.map(|p| p.port().to_string()).unwrap_or_default(),
-            "user_agent": user_agent,
-            "referer": referer,
-            "headers": headers,
-            "parameters": parameters,
-        },
-        "response": response,
-        "observed": {"sdk": sdk},
-    });
+    // Values are moved into place: `json!` would clone every subtree.
+    let request = object([
+        (
+            "rid",
+            record
+                .request_id()
+                .and_then(|b| text(b, &mut report))
+                .into(),
+        ),
+        ("verb", record.method_str().into()),
+        ("path", path.into()),
+        ("host", host.into()),
+        ("port", port.into()),
+        ("scheme", scheme.into()),
+        (
+            "remote_ip",
+            record
+                .peer
+                .map(|p| p.ip().to_string())
+                .unwrap_or_default()
+                .into(),
+        ),
+        (
+            "remote_port",
+            record
+                .peer
+                .map(|p| p.port().to_string())
+                .unwrap_or_default()
+                .into(),
+        ),
+        ("user_agent", user_agent.into()),
+        ("referer", referer.into()),
+        ("headers", Value::Array(headers)),
+        ("parameters", parameters),
+    ]);
+    let event = object([
+        ("event_type", "request_record".into()),
+        ("version", REQUEST_RECORD_VERSION.into()),
+        ("rid", uuid::Uuid::new_v4().to_string().into()),
+        (
+            "client_ip",
+            client_ip
+                .map(|ip| ip.to_string())
+                .unwrap_or_default()
+                .into(),
+        ),
+        ("start", format_time(record.start).into()),
+        ("end", format_time(end).into()),
+        ("request", request),
+        ("response", response),
+        ("observed", object([("sdk", Value::Array(sdk))])),
+    ]);
     (event, report)
+}
+
+/// A JSON object from owned values, without the copies `json!` makes.
+fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
 fn ids_json(ids: &[(compact_str::CompactString, compact_str::CompactString)]) -> Value {
@@ -207,7 +247,7 @@ fn parameters(record: &RecordInner, state: &RecordState, report: &mut BuildRepor
         let map: Map<String, Value> = state
             .route_params
             .iter()
-            .map(|(k, v)| (k.clone(), json!([v])))
+            .map(|(k, v)| (k.clone(), Value::Array(vec![v.as_str().into()])))
             .collect();
         params.insert("params".into(), Value::Object(map));
     }
@@ -241,6 +281,7 @@ fn split_authority(authority: &str, scheme: &str) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// Hosts split from their port, v6 literals included, with scheme defaults.
     #[test]

@@ -131,6 +131,9 @@ pub struct Scrubber {
     key: Option<Regex>,
     /// Matches sensitive parts of strings; `None` when disabled.
     value: Option<Regex>,
+    /// The value regex is the default one, which needs 13 digits or more:
+    /// smaller integers cannot match and are skipped without formatting.
+    value_is_default: bool,
 }
 
 impl Default for Scrubber {
@@ -139,6 +142,7 @@ impl Default for Scrubber {
         Self {
             key: Some(Regex::clone(&DEFAULT_KEY)),
             value: Some(Regex::clone(&DEFAULT_VALUE)),
+            value_is_default: true,
         }
     }
 }
@@ -162,6 +166,7 @@ impl Scrubber {
         Ok(Self {
             key: compile(key_regexp, &DEFAULT_KEY, KEY_REGEXP_CONFIG)?,
             value: compile(value_regexp, &DEFAULT_VALUE, VALUE_REGEXP_CONFIG)?,
+            value_is_default: value_regexp.is_none(),
         })
     }
 
@@ -246,7 +251,12 @@ impl Scrubber {
             if let Value::Number(n) = v {
                 // A card number sent as a JSON number is as personal as one
                 // sent as text: mask the number whole when its text matches.
+                let short_integer = n
+                    .as_u64()
+                    .or_else(|| n.as_i64().map(i64::unsigned_abs))
+                    .is_some_and(|i| i < 1_000_000_000_000);
                 if let Some(re) = &self.value
+                    && !(self.value_is_default && short_integer)
                     && mask_matches(re, &n.to_string()).is_some()
                 {
                     *v = Value::String(REDACTED.to_owned());

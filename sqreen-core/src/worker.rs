@@ -96,6 +96,12 @@ impl Backoff {
     }
 }
 
+/// Body of `POST /sqreen/v0/batch`, serialised from borrowed events.
+#[derive(serde::Serialize)]
+struct BatchBody<'a> {
+    batch: &'a [Value],
+}
+
 /// A backend call and what it carried, so its result can be handled.
 #[derive(Debug)]
 enum Op {
@@ -351,6 +357,7 @@ impl Worker {
             let n = self.retry.len().min(self.batch_size);
             let events: Vec<Value> = self.retry.drain(..n).collect();
             bump(&self.shared.counters.events_retried, events.len() as u64);
+            self.update_pending_gauge();
             return Some(Op::Batch {
                 events,
                 retried: true,
@@ -379,6 +386,7 @@ impl Worker {
         } else {
             Some(Instant::now())
         };
+        self.update_pending_gauge();
         Op::Batch {
             events,
             retried: false,
@@ -453,8 +461,7 @@ impl Worker {
                 self.request(ApiMethod::Post, BEAT_PATH, Some(body))
             }
             Op::Batch { events, .. } => {
-                let body =
-                    serde_json::to_vec(&serde_json::json!({ "batch": events })).unwrap_or_default();
+                let body = serde_json::to_vec(&BatchBody { batch: events }).unwrap_or_default();
                 self.request(ApiMethod::Post, BATCH_PATH, Some(body))
             }
             Op::ActionsPack { .. } => self.request(ApiMethod::Get, ACTIONSPACK_PATH, None),

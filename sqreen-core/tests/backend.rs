@@ -141,6 +141,7 @@ fn request_record_shape() {
             .content_type(Some("application/json")),
     );
     assert!(agent.flush(WAIT));
+    assert_eq!(agent.stats().events_pending, 0);
     let events = backend.events();
     assert_eq!(events.len(), 1);
     let e = &events[0];

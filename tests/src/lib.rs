@@ -1,2 +1,308 @@
-//! Conformance suite shared by the four framework adapters; the scenario
-//! lands with the adapters issue.
+//! The conformance scenario: one script of real HTTP requests, run against
+//! each framework's example app on 127.0.0.1, checking that every adapter
+//! behaves the same way.
+//!
+//! Each framework's test (`tests/tests/<framework>.rs`) hands [`run`] a
+//! function that serves the example app with a given agent; the scenario
+//! drives the app with `reqwest`, and asserts on what the agent's in-memory
+//! backend received.
+//!
+//! What it checks: default request properties captured (client IP, user
+//! agent, path, verb), query/form/JSON parameters scrubbed, tracked events
+//! with properties, identifiers and timestamp, `for_user`, auth metrics per
+//! user and IP, IP block and redirect before the handler, user block through
+//! `identify()`, records without `track` entries not sent, a disabled agent
+//! passes through, 64 concurrent requests never mix their records, the
+//! request body is still readable by the handler after capture, and the
+//! agent flushes at shutdown.
+
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // a test script
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqreen::test::{CaptureBackend, test_config};
+use sqreen::{Agent, AgentGuard, Config};
+
+/// Stops a running app (graceful shutdown, waiting for its thread).
+pub type Stop = Box<dyn FnOnce() + Send>;
+
+/// Serves the example app with `agent` on 127.0.0.1, any free port.
+pub type Start = fn(Agent) -> (SocketAddr, Stop);
+
+const MASK: &str = "<Redacted by Sqreen>";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// An address whose requests a playbook blocked.
+const BLOCKED_IP: &str = "203.0.113.5";
+/// An address a playbook redirects.
+const REDIRECTED_IP: &str = "198.51.100.7";
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(WAIT)
+        .build()
+        .unwrap()
+}
+
+fn agent_with_actions() -> (AgentGuard, CaptureBackend) {
+    let backend = CaptureBackend::new();
+    backend.set_actions(json!([
+        {"action_id": "blk-ip", "action": "block_ip", "parameters": {"ip_cidr": ["203.0.113.0/24"]}},
+        {"action_id": "red-ip", "action": "redirect_ip",
+         "parameters": {"ip_cidr": ["198.51.100.0/24"], "url": "https://example.com/blocked"}},
+        {"action_id": "blk-user", "action": "block_user",
+         "parameters": {"users": [{"username": "mallory"}]}}
+    ]));
+    let config = test_config()
+        .event_queue_length(100_000)
+        .build()
+        .unwrap();
+    let guard = Agent::start(config, Arc::new(backend.clone()));
+    assert!(guard.wait_ready(WAIT), "agent did not log in");
+    (guard, backend)
+}
+
+/// The `track` entries of an event, as (name, options).
+fn tracks(event: &Value) -> Vec<(String, Value)> {
+    event["observed"]["sdk"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["name"] == "track")
+        .map(|e| (e["args"][0].as_str().unwrap_or_default().to_owned(), e["args"][1].clone()))
+        .collect()
+}
+
+fn find_event<'a>(events: &'a [Value], name: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|e| tracks(e).iter().any(|(n, _)| n == name))
+        .unwrap_or_else(|| panic!("no event named {name} in {events:#?}"))
+}
+
+fn metric(backend: &CaptureBackend, store: &str) -> Value {
+    let mut merged = serde_json::Map::new();
+    for m in backend.metrics().iter().filter(|m| m["name"] == store) {
+        for (k, v) in m["observation"].as_object().unwrap() {
+            let total = merged.get(k).and_then(Value::as_u64).unwrap_or(0) + v.as_u64().unwrap();
+            merged.insert(k.clone(), json!(total));
+        }
+    }
+    Value::Object(merged)
+}
+
+/// Runs the whole scenario against one framework's app.
+pub fn run(start: Start) {
+    tracked_requests_and_actions(start);
+    disabled_agent_passes_through(start);
+}
+
+fn tracked_requests_and_actions(start: Start) {
+    let (guard, backend) = agent_with_actions();
+    let (addr, stop) = start(guard.agent().clone());
+    let base = format!("http://{addr}");
+    let http = client();
+
+    // A request that tracks nothing: 200, and never sent.
+    let r = http.get(format!("{base}/")).header("X-Forwarded-For", "81.2.69.160").send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().unwrap(), "ok");
+
+    // A tracked event with properties, identifiers and a timestamp; the JSON
+    // body is captured and still parsed by the handler.
+    let r = http
+        .post(format!("{base}/track?page=2&password=q-secret"))
+        .header("X-Forwarded-For", "81.2.69.160")
+        .header("User-Agent", "conformance/1")
+        .json(&json!({
+            "event": "order.placed",
+            "properties": {"amount": 42, "card": "4111 1111 1111 1111", "gift": true},
+            "user_identifiers": {"uid": "u-1"},
+            "timestamp": "2026-11-24T10:00:00.000Z"
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().unwrap(), json!({"tracked": true}));
+
+    // for_user.
+    let r = http
+        .post(format!("{base}/track"))
+        .header("X-Forwarded-For", "81.2.69.160")
+        .json(&json!({"event": "user.event", "for_user": {"username": "bob"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A malformed body is a 400, and the app keeps serving.
+    let r = http
+        .post(format!("{base}/track"))
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(http.get(format!("{base}/")).send().unwrap().status(), 200);
+
+    // Auth metrics per user and IP; login records hold no `track` entry.
+    for _ in 0..2 {
+        let r = http
+            .post(format!("{base}/login"))
+            .header("X-Forwarded-For", "81.2.69.161")
+            .form(&[("username", "bob"), ("password", "wrong")])
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = http
+        .post(format!("{base}/login"))
+        .header("X-Forwarded-For", "81.2.69.162")
+        .form(&[("username", "alice"), ("password", "open-sesame")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A user blocked by a playbook gets the block response through identify().
+    let r = http
+        .post(format!("{base}/login"))
+        .header("X-Forwarded-For", "81.2.69.163")
+        .form(&[("username", "mallory"), ("password", "open-sesame")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Signup: a metric and a custom event.
+    let r = http
+        .post(format!("{base}/signup"))
+        .header("X-Forwarded-For", "81.2.69.164")
+        .form(&[("username", "carol"), ("password", "pw-carol")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // IP block and redirect answer before the handler.
+    let r = http.get(format!("{base}/")).header("X-Forwarded-For", BLOCKED_IP).send().unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().unwrap().contains("Access denied"));
+    let r = http
+        .post(format!("{base}/track"))
+        .header("X-Forwarded-For", REDIRECTED_IP)
+        .json(&json!({"event": "must.not.be.tracked"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "https://example.com/blocked");
+
+    // 64 concurrent requests never mix their records.
+    std::thread::scope(|s| {
+        for i in 0..64 {
+            let (http, base) = (&http, &base);
+            s.spawn(move || {
+                let r = http
+                    .post(format!("{base}/track?n={i}"))
+                    .header("X-Forwarded-For", "81.2.69.170")
+                    .json(&json!({"event": format!("concurrent.{i}"), "properties": {"i": i}}))
+                    .send()
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            });
+        }
+    });
+
+    // Shutdown: stop the app, then drop the guard; it flushes everything.
+    stop();
+    drop(guard);
+
+    let events = backend.events();
+    let names: Vec<String> = events.iter().flat_map(tracks).map(|(n, _)| n).collect();
+    assert!(!names.iter().any(|n| n == "must.not.be.tracked"), "{names:?}");
+    // Only records with a `track` entry were sent: 2 tracks, block_user,
+    // signup, block_ip, redirect_ip and the 64 concurrent ones.
+    assert_eq!(events.len(), 2 + 1 + 1 + 2 + 64, "{names:?}");
+
+    let placed = find_event(&events, "order.placed");
+    assert_eq!(placed["client_ip"], "81.2.69.160");
+    let request = &placed["request"];
+    assert_eq!(request["verb"], "POST");
+    assert_eq!(request["path"], "/track");
+    assert_eq!(request["user_agent"], "conformance/1");
+    assert_eq!(request["parameters"]["query"]["page"], json!(["2"]));
+    assert_eq!(request["parameters"]["query"]["password"], json!([MASK]));
+    let body = &request["parameters"]["json"];
+    assert_eq!(body["event"], "order.placed", "JSON body captured: {request:#}");
+    assert_eq!(body["properties"]["card"], MASK);
+    assert_eq!(placed["response"]["status"], 200);
+    let (_, options) = &tracks(placed)[0];
+    assert_eq!(options["properties"]["amount"], 42);
+    assert_eq!(options["properties"]["gift"], true);
+    assert_eq!(options["properties"]["card"], MASK);
+    assert_eq!(options["user_identifiers"], json!({"uid": "u-1"}));
+    let entry = &placed["observed"]["sdk"][0];
+    assert_eq!(entry["time"], "2026-11-24T10:00:00.000Z");
+
+    let user_event = find_event(&events, "user.event");
+    assert_eq!(tracks(user_event)[0].1["user_identifiers"], json!({"username": "bob"}));
+
+    let blocked_user = find_event(&events, "sq.action.block_user");
+    assert_eq!(blocked_user["client_ip"], "81.2.69.163");
+    assert_eq!(blocked_user["response"]["status"], 403);
+    let form = &blocked_user["request"]["parameters"]["form"];
+    assert_eq!(form["username"], json!(["mallory"]), "form body captured: {blocked_user:#}");
+    assert_eq!(form["password"], json!([MASK]));
+
+    let signup = find_event(&events, "user.signup");
+    assert_eq!(tracks(signup)[0].1["properties"]["username"], "carol");
+
+    let block_ip = find_event(&events, "sq.action.block_ip");
+    assert_eq!(block_ip["client_ip"], BLOCKED_IP);
+    assert_eq!(tracks(block_ip)[0].1["properties"]["action_id"], "blk-ip");
+    let redirect_ip = find_event(&events, "sq.action.redirect_ip");
+    assert_eq!(redirect_ip["response"]["status"], 303);
+
+    for i in 0..64 {
+        let e = find_event(&events, &format!("concurrent.{i}"));
+        let t = tracks(e);
+        assert_eq!(t.len(), 1, "records mixed: {e:#}");
+        assert_eq!(t[0].1["properties"]["i"], i);
+        assert_eq!(e["request"]["parameters"]["query"]["n"], json!([i.to_string()]));
+    }
+
+    assert_eq!(
+        metric(&backend, "sdk-login-fail"),
+        json!({r#"{"keys":[["username","bob"]],"ip":"81.2.69.161"}"#: 2})
+    );
+    let success = metric(&backend, "sdk-login-success");
+    assert_eq!(success[r#"{"keys":[["username","alice"]],"ip":"81.2.69.162"}"#], 1);
+    assert_eq!(success[r#"{"keys":[["username","mallory"]],"ip":"81.2.69.163"}"#], 1);
+    assert_eq!(
+        metric(&backend, "sdk-signup"),
+        json!({r#"{"keys":[["username","carol"]],"ip":"81.2.69.164"}"#: 1})
+    );
+}
+
+fn disabled_agent_passes_through(start: Start) {
+    let agent = Agent::off(Config::default());
+    let (addr, stop) = start(agent);
+    let base = format!("http://{addr}");
+    let http = client();
+    assert_eq!(http.get(format!("{base}/")).send().unwrap().status(), 200);
+    let r = http
+        .post(format!("{base}/track"))
+        .json(&json!({"event": "nobody.listens", "properties": {"k": "v"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{base}/login"))
+        .form(&[("username", "mallory"), ("password", "open-sesame")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "no agent, no block");
+    stop();
+}
