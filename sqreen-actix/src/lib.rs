@@ -1,8 +1,143 @@
-//! actix adapter for [`sqreen_core`]: a middleware that opens and closes a
-//! request record, an extractor that hands handlers their `Sqreen` handle,
-//! and the conversion of security responses into framework responses.
+//! # sqreen-actix
 //!
-//! The adapter itself lands with the adapters issue; until then this crate
-//! only re-exports the core so the workspace layout is stable.
+//! The [actix-web] 4 adapter of sqreen-rs, a security event tracking agent:
+//! track business events from your handlers, the agent attaches the HTTP
+//! request they happened in, scrubs personal data and sends them to a
+//! backend whose playbooks can block or redirect attackers — responses this
+//! middleware enforces.
+//!
+//! - [`SqreenMiddleware`]: wrap your `App` with it; it records each request
+//!   and enforces IP block/redirect actions before your handlers run.
+//! - [`Sqreen`]: the extractor handing a handler its request's SDK handle.
+//! - [`Blocked`]: the error `identify()?` returns for a blocked user; actix
+//!   answers it with the block page or the redirect.
+//!
+//! [actix-web]: https://docs.rs/actix-web/4
+//!
+//! ## Installation
+//!
+//! Through the facade (re-exported as `sqreen::actix`):
+//!
+//! ```toml
+//! [dependencies]
+//! sqreen = { version = "0.1", features = ["actix"] }
+//! ```
+//!
+//! or this crate directly, with the core: `sqreen-actix = "0.1"`,
+//! `sqreen-core = "0.1"`.
+//!
+//! ## Quickstart
+//!
+//! ```no_run
+//! use actix_web::{App, HttpResponse, HttpServer, post, web};
+//! use sqreen_actix::{Blocked, Sqreen, SqreenMiddleware};
+//!
+//! #[post("/login")]
+//! async fn login(sq: Sqreen, form: web::Form<Vec<(String, String)>>) -> Result<HttpResponse, Blocked> {
+//!     let user = sq.for_user([("username", "bob")]);
+//!     user.track_auth_success();
+//!     user.identify()?; // a user blocked by a playbook gets the security response
+//!     sq.track_event("login.form").with_properties([("fields", form.len())]);
+//!     Ok(HttpResponse::Ok().body("welcome"))
+//! }
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     // 1. Start the agent first (token, URL… from sqreen.toml and SQREEN_*);
+//!     //    keep the guard alive: dropping it flushes what is queued.
+//!     let _guard = sqreen_core::init_from_env();
+//!     // 2. Wrap the app: the middleware picks up the agent started above.
+//!     HttpServer::new(|| App::new().wrap(SqreenMiddleware::new()).service(login))
+//!         .bind(("127.0.0.1", 8000))?
+//!         .run()
+//!         .await?;
+//!     Ok(()) // `_guard` drops here, after the server stopped: the agent flushes
+//! }
+//! ```
+//!
+//! ## Pitfalls
+//!
+//! - **Initialise first.** [`SqreenMiddleware::new`] takes the global agent
+//!   when it is built. Build it after `sqreen::init` / `init_from_env` (the
+//!   `HttpServer::new` factory runs at `bind`/`run`, so building it inside
+//!   the factory, as above, is fine), or pass an agent with
+//!   [`SqreenMiddleware::with_agent`]. Built before, it lets every request
+//!   through unrecorded and logs a warning.
+//! - **Wrap it last, on the `App`.** In actix the *last* `.wrap()` runs
+//!   *first*. Register `SqreenMiddleware` after your other middleware so it
+//!   is the outermost: IP blocks then apply before authentication, rate
+//!   limiting or logging, and requests those middleware answer themselves
+//!   are recorded too. On a `web::scope(..).wrap(..)` it only covers that
+//!   scope.
+//! - **Compression.** A `Compress` middleware wrapped *after* sqreen (so
+//!   outside it) means the recorded response length is the uncompressed one.
+//! - **Route parameters.** App-level middleware runs before routing; the
+//!   adapter reads `match_info()` once the handler answered, so route
+//!   parameters (`/users/{id}`) are recorded for every matched route.
+//! - **Keep the guard.** `let _guard = ..` (not `let _ = ..`, which drops it
+//!   at once), and let it drop after `server.await` returns so the queue is
+//!   flushed after the last request.
+//!
+//! ## Blocked responses
+//!
+//! By default an IP action, and a [`Blocked`] error from `identify()?`, are
+//! answered by [`default_response`]: the configured `blocking_status` (403 by
+//! default) with sqreen's block page, or `303 See Other` with a `Location`
+//! for redirects. Render your own with
+//! [`SqreenMiddleware::blocked_response`]; it covers both IP actions and the
+//! `Blocked` errors of handlers behind the middleware:
+//!
+//! ```
+//! use actix_web::{App, HttpResponse};
+//! use sqreen_actix::SqreenMiddleware;
+//! use sqreen_core::SecurityResponse;
+//!
+//! # let agent = sqreen_core::Agent::off(sqreen_core::Config::default());
+//! let app = App::new().wrap(SqreenMiddleware::with_agent(agent).blocked_response(|r| match r {
+//!     SecurityResponse::Block { status } => HttpResponse::build(
+//!         actix_web::http::StatusCode::from_u16(*status).unwrap_or(actix_web::http::StatusCode::FORBIDDEN),
+//!     )
+//!     .json(serde_json::json!({"error": "blocked"})),
+//!     redirect => sqreen_actix::default_response(redirect),
+//! }));
+//! ```
+//!
+//! A handler that wants a different answer for one route maps the error
+//! itself instead of using `?` on it directly:
+//! `user.identify().map_err(|b| MyError::from(b.response().clone()))?`.
+//!
+//! ## What is captured
+//!
+//! For each request the agent records (only requests whose handler tracked
+//! something are sent; the others cost a couple of allocations and are
+//! freed at once):
+//!
+//! - method, path, raw query, the TCP peer address; the scheme (`https` when
+//!   the server is bound with TLS) and the host (the URI's authority, else
+//!   the `Host` header). `Forwarded` / `X-Forwarded-*` are not interpreted
+//!   here (unlike actix's `connection_info()`, which trusts any client): they
+//!   are sent as they are among the tracked headers;
+//! - user agent, referer, and the tracked headers of the protocol (client IP
+//!   headers, `Content-Type`, `Content-Length`, `Host`, `X-Request-Id`, …;
+//!   never `Authorization` or `Cookie`); the client IP is resolved by the
+//!   core from these and the peer;
+//! - urlencoded-form and JSON bodies with a declared `Content-Length` within
+//!   `body_capture_limit`: the body is read once, handed to the core, and
+//!   put back as the request payload, so `web::Form`, `web::Json`,
+//!   `web::Bytes` and `web::Payload` read it intact. Other bodies (chunked,
+//!   multipart, large) are never touched;
+//! - route parameters (`match_info()`);
+//! - the response status, length (when known) and `Content-Type`.
+//!
+//! Everything is scrubbed by the core before it leaves the process. When the
+//! agent is off (no token, not logged in yet, instrumentation removed) the
+//! middleware is a pass-through: it does not even read the headers.
 
-pub use sqreen_core;
+mod blocked;
+mod extract;
+mod middleware;
+mod request;
+
+pub use blocked::{Blocked, default_response};
+pub use extract::Sqreen;
+pub use middleware::{SqreenFuture, SqreenMiddleware, SqreenService};

@@ -189,10 +189,26 @@ fn header_slot(name: &str, ip_header: Option<&str>) -> Option<u8> {
     {
         return Some(IP_HEADER_SLOT);
     }
-    TRACKED_HEADERS
+    // Dispatch on length first: most request headers (Accept, Cookie, …)
+    // are rejected without a single string comparison.
+    let candidates: &[u8] = match name.len() {
+        3 => &[9],       // Via
+        4 => &[12],      // Host
+        9 => &[4, 8],    // X-Real-Ip, Forwarded
+        11 => &[3, 5],   // X-Client-Ip, X-Forwarded
+        12 => &[10, 14], // Content-Type, X-Request-Id
+        13 => &[7],      // Forwarded-For
+        14 => &[11],     // Content-Length
+        15 => &[0],      // X-Forwarded-For
+        16 => &[1, 13],  // X-Forwarded-Host, X-Requested-With
+        17 => &[2],      // X-Forwarded-Proto
+        19 => &[6],      // X-Cluster-Client-Ip
+        _ => &[],
+    };
+    candidates
         .iter()
-        .position(|t| t.len() == name.len() && t.eq_ignore_ascii_case(name))
-        .map(|i| i as u8)
+        .copied()
+        .find(|&i| TRACKED_HEADERS[i as usize].eq_ignore_ascii_case(name))
 }
 
 impl RecordInner {
@@ -385,7 +401,8 @@ impl RecordInner {
     }
 
     /// Closes the record; true when it holds entries and must be queued.
-    fn close(&self, response: Option<ResponseInfo<'_>>) -> bool {
+    /// `response` runs only then.
+    fn close<'r>(&self, response: impl FnOnce() -> Option<ResponseInfo<'r>>) -> bool {
         let mut state = self.state();
         if state.closed {
             return false;
@@ -394,7 +411,7 @@ impl RecordInner {
         if state.entries.is_empty() {
             return false;
         }
-        state.response = response.map(|r| ClosedResponse {
+        state.response = response().map(|r| ClosedResponse {
             status: r.status,
             content_length: r.content_length,
             content_type: r.content_type.map(|c| cut(c, 256).to_owned()),
@@ -459,10 +476,17 @@ impl RequestRecord {
     /// entries goes to the agent thread (never blocking: a full queue drops
     /// it and counts); an empty one is freed on the spot.
     pub fn close(mut self, response: ResponseInfo<'_>) {
-        self.finish(Some(response));
+        self.finish(|| Some(response));
     }
 
-    fn finish(&mut self, response: Option<ResponseInfo<'_>>) {
+    /// Like [`close`](Self::close), but builds the [`ResponseInfo`] only when
+    /// the record is kept: adapters whose response fields cost something to
+    /// read (a header lookup) skip that work for requests that tracked nothing.
+    pub fn close_with<'r>(mut self, response: impl FnOnce() -> ResponseInfo<'r>) {
+        self.finish(|| Some(response()));
+    }
+
+    fn finish<'r>(&mut self, response: impl FnOnce() -> Option<ResponseInfo<'r>>) {
         if let Some(inner) = self.inner.take()
             && inner.close(response)
         {
@@ -474,6 +498,35 @@ impl RequestRecord {
 
 impl Drop for RequestRecord {
     fn drop(&mut self) {
-        self.finish(None);
+        self.finish(|| None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every tracked header, in any case, finds its own slot; others none.
+    #[test]
+    fn header_slots() {
+        for (i, name) in TRACKED_HEADERS.iter().enumerate() {
+            assert_eq!(header_slot(name, None), Some(i as u8), "{name}");
+            assert_eq!(header_slot(&name.to_ascii_lowercase(), None), Some(i as u8));
+            assert_eq!(header_slot(&name.to_ascii_uppercase(), None), Some(i as u8));
+        }
+        for other in [
+            "Accept",
+            "Cookie",
+            "Authorization",
+            "Set-Cookie",
+            "X-Api-Key",
+            "",
+        ] {
+            assert_eq!(header_slot(other, None), None, "{other}");
+        }
+        assert_eq!(
+            header_slot("x-my-ip", Some("X-My-Ip")),
+            Some(IP_HEADER_SLOT)
+        );
     }
 }

@@ -1,8 +1,139 @@
-//! rocket adapter for [`sqreen_core`]: a middleware that opens and closes a
-//! request record, an extractor that hands handlers their `Sqreen` handle,
-//! and the conversion of security responses into framework responses.
+//! # sqreen-rocket
 //!
-//! The adapter itself lands with the adapters issue; until then this crate
-//! only re-exports the core so the workspace layout is stable.
+//! The [rocket] 0.5 adapter of sqreen-rs: a fairing ([`SqreenFairing`]) that
+//! records every request and enforces the backend's security responses, a
+//! request guard ([`Sqreen`]) that hands handlers the request's SDK handle,
+//! and [`Blocked`], the responder `identify()?` turns into.
+//!
+//! ## Installation
+//!
+//! Through the facade (the adapter is then `sqreen::rocket`):
+//!
+//! ```toml
+//! [dependencies]
+//! sqreen = { version = "0.1", features = ["rocket"] }
+//! ```
+//!
+//! or directly, with the core: `sqreen-rocket = "0.1"` and `sqreen-core = "0.1"`.
+//!
+//! ## Quickstart
+//!
+//! ```no_run
+//! use sqreen_rocket::{Blocked, Sqreen, SqreenFairing};
+//!
+//! #[rocket::post("/login")]
+//! fn login(sq: Sqreen) -> Result<&'static str, Blocked> {
+//!     let user = sq.for_user([("username", "bob")]);
+//!     user.track_auth_success();
+//!     user.identify()?; // a blocked user gets the block page (403) or a redirect
+//!     Ok("welcome")
+//! }
+//!
+//! #[rocket::get("/")]
+//! fn index(sq: Sqreen) -> &'static str {
+//!     sq.track_event("home.viewed").with_properties([("campaign", "spring")]);
+//!     "ok"
+//! }
+//!
+//! #[rocket::main]
+//! async fn main() -> Result<(), rocket::Error> {
+//!     // 1. Start the agent first (token, URL … from sqreen.toml / SQREEN_*), and
+//!     //    keep the guard alive: dropping it flushes and logs out.
+//!     let _guard = sqreen_core::init_from_env();
+//!     // 2. Attach the fairing: every route is instrumented.
+//!     rocket::build()
+//!         .attach(SqreenFairing::new())
+//!         .mount("/", rocket::routes![index, login])
+//!         .launch()
+//!         .await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Pitfalls
+//!
+//! - **Call `sqreen::init*` before building the fairing.**
+//!   [`SqreenFairing::new`] takes the global agent when it is *built*; a
+//!   fairing built earlier passes every request through (and logs a
+//!   warning). Pass an agent explicitly with [`SqreenFairing::with_agent`].
+//! - **Attach it once.** It is a singleton fairing: a second `attach`
+//!   replaces the first.
+//! - **Fairing order.** Rocket runs request fairings in the order they were
+//!   attached. A fairing attached *after* this one that rewrites the request
+//!   URI would undo the rewrite that enforces IP blocks (see below): attach
+//!   URI-rewriting fairings first. Response fairings also run in attach
+//!   order: the record is closed with the response as it is when this
+//!   fairing's `on_response` runs.
+//! - **Keep the guard until rocket has stopped.** `launch().await` returns
+//!   after rocket's graceful shutdown (SIGINT, and SIGTERM by default); drop
+//!   the guard after it. The fairing also flushes when rocket starts shutting
+//!   down, but requests still in flight then are sent by the guard's drop.
+//!
+//! ## How IP actions are enforced
+//!
+//! A rocket fairing cannot answer a request from `on_request`. When the
+//! agent says an IP is blocked or redirected, the fairing stores the
+//! security response in the request-local cache and rewrites the request's
+//! URI to [`BLOCKED_PATH`] (`/__sqreen/blocked`), where it mounted, at
+//! ignition, a route for every method with the lowest rank possible. That
+//! route answers the response; no application route — so no handler, data
+//! guard or request guard of the application — runs, whether or not it asks
+//! for the [`Sqreen`] guard. A client requesting `/__sqreen/blocked` itself
+//! gets the usual 404.
+//!
+//! ## Customising the blocked response
+//!
+//! [`SqreenFairing::blocked_response`] replaces the default page (see
+//! [`security_response`]) for IP actions *and* for [`Blocked`] errors
+//! returned by handlers:
+//!
+//! ```
+//! use rocket::http::{ContentType, Status};
+//! use rocket::Response;
+//! use sqreen_rocket::SqreenFairing;
+//!
+//! let fairing = SqreenFairing::new().blocked_response(|resp| {
+//!     if resp.location().is_some() {
+//!         return sqreen_rocket::security_response(resp); // keep redirects as they are
+//!     }
+//!     let page = "<h1>Sorry!</h1>";
+//!     Response::build()
+//!         .status(Status::new(resp.status()))
+//!         .header(ContentType::HTML)
+//!         .sized_body(page.len(), std::io::Cursor::new(page))
+//!         .finalize()
+//! });
+//! ```
+//!
+//! A single handler can answer differently by mapping the error itself:
+//! `user.identify().map_err(|_| (Status::Forbidden, "not you"))`.
+//!
+//! ## What is captured
+//!
+//! For each recorded request (sent only if the handler tracked something):
+//! method, path, raw query, the TCP peer address (rocket's
+//! [`Request::remote`](rocket::Request::remote)) and the tracked headers the
+//! agent resolves the client IP from (`X-Forwarded-For`, …, its configured
+//! `ip_header`), `Host`, user agent, referer; the route parameters of the
+//! matched route (`/users/<id>` → `id`, `<path..>` → the rest of the path);
+//! the response's status, preset body length and `Content-Type`.
+//!
+//! Urlencoded-form and JSON bodies are captured **up to 512 bytes**: a
+//! fairing can only see a body through rocket's 512-byte peek buffer
+//! ([`Data::peek`](rocket::Data::peek), [`MAX_CAPTURED_BODY`]) without
+//! consuming it. A body is captured when its declared `Content-Length` is within both
+//! that limit and `body_capture_limit`; larger or chunked bodies are not
+//! captured. Captured or not, the handler reads the body intact.
+//!
+//! When the agent is off, not yet logged in, or the path/IP is passlisted,
+//! the fairing does nothing: the body is not peeked and handlers get a
+//! disabled handle.
 
+mod blocked;
+mod fairing;
+mod guard;
+
+pub use blocked::{Blocked, security_response};
+pub use fairing::{BLOCKED_PATH, MAX_CAPTURED_BODY, SqreenFairing};
+pub use guard::Sqreen;
 pub use sqreen_core;

@@ -1,8 +1,156 @@
-//! warp adapter for [`sqreen_core`]: a middleware that opens and closes a
-//! request record, an extractor that hands handlers their `Sqreen` handle,
-//! and the conversion of security responses into framework responses.
+//! # sqreen-warp
 //!
-//! The adapter itself lands with the adapters issue; until then this crate
-//! only re-exports the core so the workspace layout is stable.
+//! The [warp](https://docs.rs/warp/0.4) 0.4 adapter of sqreen-rs, a security
+//! event tracking agent: track business events from your handlers; the
+//! agent attaches the HTTP request they happened in, scrubs personal data,
+//! sends them to a backend, and enforces the security responses (block or
+//! redirect an IP or a user) the backend's playbooks decide.
+//!
+//! - [`SqreenWrapper`] wraps your routes: it records each request, answers
+//!   blocked and redirected IPs before any route runs, and closes the
+//!   record with the response.
+//! - [`sqreen()`] is the filter that hands a route the request's
+//!   [`Sqreen`] handle (`track_event`, `for_user`, `identify`, …).
+//! - [`Blocked`] is the error `identify()?` produces for a blocked user: a
+//!   [`Reply`](warp::Reply) and a [`Reject`](warp::reject::Reject), turned
+//!   into the block page or redirect; [`recover_blocked`] does it in a
+//!   `recover`.
+//! - [`body`] holds drop-in replacements for `warp::body::{bytes, json,
+//!   form}`, needed when body capture is on.
+//!
+//! ## Installation
+//!
+//! ```toml
+//! [dependencies]
+//! sqreen = { version = "0.1", features = ["warp"] } # this crate is `sqreen::warp`
+//! # or directly: sqreen-warp = "0.1" (plus sqreen-core for `init`)
+//! ```
+//!
+//! ## Quickstart
+//!
+//! ```no_run
+//! use std::collections::HashMap;
+//! use warp::Filter;
+//! use sqreen_warp::{Blocked, Sqreen, SqreenWrapper, sqreen};
+//!
+//! #[tokio::main]
+//! async fn main() {
+//!     // 1. Start the agent first (`sqreen::init_from_env()` with the facade):
+//!     //    `SqreenWrapper::new()` takes it when built. Keep the guard alive.
+//!     let _guard = sqreen_core::init_from_env();
+//!
+//!     // 2. Routes that track ask for the handle with `sqreen()`.
+//!     let home = warp::path::end()
+//!         .and(sqreen())
+//!         .map(|sq: Sqreen| {
+//!             sq.track_event("home.viewed").with_properties([("plan", "pro")]);
+//!             "hello"
+//!         });
+//!     let login = warp::path("login")
+//!         .and(warp::post())
+//!         .and(sqreen())
+//!         .and(sqreen_warp::body::form())
+//!         .then(login);
+//!
+//!     // 3. Wrap the whole app, once.
+//!     let app = SqreenWrapper::new().capture_bodies(true).wrap(home.or(login));
+//!     warp::serve(app).run(([127, 0, 0, 1], 8000)).await;
+//! }
+//!
+//! // With `then`, return `Result<_, Blocked>` and `identify()?` just works.
+//! async fn login(sq: Sqreen, form: HashMap<String, String>) -> Result<impl warp::Reply, Blocked> {
+//!     let user = sq.for_user([("username", form["username"].as_str())]);
+//!     user.track_auth_success();
+//!     user.identify()?; // a blocked user gets the block page / redirect
+//!     Ok("welcome")
+//! }
+//! ```
+//!
+//! With `and_then` (rejections), write
+//! `user.identify().map_err(Blocked::from)?`: the wrapper answers the
+//! [`Blocked`] rejection. Outside the wrapper, add
+//! `.recover(sqreen_warp::recover_blocked)`.
+//!
+//! ## Ordering pitfalls
+//!
+//! - **Start the agent before building the wrapper.** [`SqreenWrapper::new`]
+//!   takes the global agent of `sqreen::init*` at construction; built
+//!   earlier, it records nothing (and logs a warning). Or pass the agent
+//!   with [`SqreenWrapper::with_agent`].
+//! - **Wrap the whole app once, after the `or` of all routes.** IP actions
+//!   then apply to every request, including unknown paths, and each request
+//!   gets one record. Wrapping routes one by one inside an `or` opens (and
+//!   drops) a record for every branch warp tries.
+//! - **Put your `recover` inside the wrapper** (`wrapper.wrap(routes.recover(f))`)
+//!   if error responses should be recorded with their status: rejections
+//!   pass through the wrapper unchanged (so an outer `or` still works), and
+//!   the record of a rejected request is closed without a response. Your
+//!   `recover` should pass [`Blocked`] on (`Err(rejection)`), or call
+//!   [`recover_blocked`] first, so the block page is still sent.
+//! - **Body capture is opt-in** ([`SqreenWrapper::capture_bodies`]): a warp
+//!   request body can be read only once, so with capture on, routes must
+//!   read bodies through [`body::bytes`], [`body::json`] or [`body::form`]
+//!   — the wrapper hands them the bytes it buffered. A route reading a
+//!   buffered body with `warp::body::*` would fail with a 500.
+//! - **One request per task.** warp gives filters no per-request storage, so
+//!   the wrapper hands the handle to [`sqreen()`] through a side channel
+//!   keyed by the tokio task running the request (or the thread, outside
+//!   any task). `warp::serve`, hyper and `warp::test` run each request in
+//!   its own task (or the test's future), so this always holds in practice.
+//!   Two requests driven concurrently by *one* task (e.g. `join!` over
+//!   `warp::test` calls), or two nested wrappers, cannot be told apart:
+//!   their routes get a disabled handle and the real body (never each
+//!   other's), and a warning is logged.
+//!
+//! ## Blocked responses
+//!
+//! By default a blocked IP or user gets [`default_blocked_response`]: the
+//! configured status (403) with the core's block page, or `303 See Other`
+//! with `Location` for a redirect. Render your own with
+//! [`SqreenWrapper::blocked_response`]; it is used for IP actions and for
+//! every [`Blocked`] of a handler inside the wrapper (returned as a reply
+//! or as a rejection). A handler can also answer something else entirely
+//! by handling the error itself:
+//!
+//! ```
+//! # use sqreen_warp::Sqreen;
+//! # use warp::Reply;
+//! fn login(sq: Sqreen) -> warp::reply::Response {
+//!     match sq.for_user([("username", "alice")]).identify() {
+//!         Ok(()) => "welcome".into_response(),
+//!         Err(blocked) => warp::reply::with_status(
+//!             "your account is locked",
+//!             warp::http::StatusCode::from_u16(blocked.response().status())
+//!                 .unwrap_or(warp::http::StatusCode::FORBIDDEN),
+//!         )
+//!         .into_response(),
+//!     }
+//! }
+//! ```
+//!
+//! ## What is captured
+//!
+//! Per recorded request, copied by the core only when a handler tracked
+//! something: method, path, raw query, the peer address, the client-IP and
+//! other tracked headers (`X-Forwarded-For`, `Forwarded`, `Host`,
+//! `Content-Type`, `X-Request-Id`, …), user agent and referer; with body
+//! capture on, urlencoded-form and JSON bodies up to `body_capture_limit`
+//! (with a declared `Content-Length`); and the response's status, length
+//! and content type. Not captured: route parameters (warp does not expose
+//! them, nor the route that matched), the scheme (always reported as `http`:
+//! filters cannot see TLS), and an HTTP/2 `:authority` without `Host` header.
+//! Everything is scrubbed on the agent's thread before it is sent.
+//!
+//! When the agent is off (no token, `disable`, not logged in yet) the
+//! wrapper passes requests through without copying or buffering anything.
 
+mod blocked;
+pub mod body;
+mod context;
+mod extract;
+mod wrapper;
+
+pub use blocked::{Blocked, default_blocked_response, recover_blocked};
+pub use extract::{Sqreen, sqreen};
 pub use sqreen_core;
+pub use wrapper::SqreenWrapper;

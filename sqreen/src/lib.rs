@@ -22,7 +22,7 @@
 //! | `actix` | `sqreen::actix` | actix-web 4 |
 //! | `rocket` | `sqreen::rocket` | rocket 0.5 |
 //! | `warp` | `sqreen::warp` | warp 0.4 |
-//! | `test` | [`test`] | an in-memory backend for your tests |
+//! | `test` | [`test`](mod@test) | an in-memory backend for your tests |
 //!
 //! ## The SDK
 //!

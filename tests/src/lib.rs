@@ -58,10 +58,7 @@ fn agent_with_actions() -> (AgentGuard, CaptureBackend) {
         {"action_id": "blk-user", "action": "block_user",
          "parameters": {"users": [{"username": "mallory"}]}}
     ]));
-    let config = test_config()
-        .event_queue_length(100_000)
-        .build()
-        .unwrap();
+    let config = test_config().event_queue_length(100_000).build().unwrap();
     let guard = Agent::start(config, Arc::new(backend.clone()));
     assert!(guard.wait_ready(WAIT), "agent did not log in");
     (guard, backend)
@@ -75,7 +72,12 @@ fn tracks(event: &Value) -> Vec<(String, Value)> {
         .unwrap_or_default()
         .into_iter()
         .filter(|e| e["name"] == "track")
-        .map(|e| (e["args"][0].as_str().unwrap_or_default().to_owned(), e["args"][1].clone()))
+        .map(|e| {
+            (
+                e["args"][0].as_str().unwrap_or_default().to_owned(),
+                e["args"][1].clone(),
+            )
+        })
         .collect()
 }
 
@@ -110,7 +112,11 @@ fn tracked_requests_and_actions(start: Start) {
     let http = client();
 
     // A request that tracks nothing: 200, and never sent.
-    let r = http.get(format!("{base}/")).header("X-Forwarded-For", "81.2.69.160").send().unwrap();
+    let r = http
+        .get(format!("{base}/"))
+        .header("X-Forwarded-For", "81.2.69.160")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().unwrap(), "ok");
 
@@ -187,7 +193,11 @@ fn tracked_requests_and_actions(start: Start) {
     assert_eq!(r.status(), 201);
 
     // IP block and redirect answer before the handler.
-    let r = http.get(format!("{base}/")).header("X-Forwarded-For", BLOCKED_IP).send().unwrap();
+    let r = http
+        .get(format!("{base}/"))
+        .header("X-Forwarded-For", BLOCKED_IP)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 403);
     assert!(r.text().unwrap().contains("Access denied"));
     let r = http
@@ -221,7 +231,10 @@ fn tracked_requests_and_actions(start: Start) {
 
     let events = backend.events();
     let names: Vec<String> = events.iter().flat_map(tracks).map(|(n, _)| n).collect();
-    assert!(!names.iter().any(|n| n == "must.not.be.tracked"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n == "must.not.be.tracked"),
+        "{names:?}"
+    );
     // Only records with a `track` entry were sent: 2 tracks, block_user,
     // signup, block_ip, redirect_ip and the 64 concurrent ones.
     assert_eq!(events.len(), 2 + 1 + 1 + 2 + 64, "{names:?}");
@@ -235,7 +248,10 @@ fn tracked_requests_and_actions(start: Start) {
     assert_eq!(request["parameters"]["query"]["page"], json!(["2"]));
     assert_eq!(request["parameters"]["query"]["password"], json!([MASK]));
     let body = &request["parameters"]["json"];
-    assert_eq!(body["event"], "order.placed", "JSON body captured: {request:#}");
+    assert_eq!(
+        body["event"], "order.placed",
+        "JSON body captured: {request:#}"
+    );
     assert_eq!(body["properties"]["card"], MASK);
     assert_eq!(placed["response"]["status"], 200);
     let (_, options) = &tracks(placed)[0];
@@ -247,13 +263,20 @@ fn tracked_requests_and_actions(start: Start) {
     assert_eq!(entry["time"], "2026-11-24T10:00:00.000Z");
 
     let user_event = find_event(&events, "user.event");
-    assert_eq!(tracks(user_event)[0].1["user_identifiers"], json!({"username": "bob"}));
+    assert_eq!(
+        tracks(user_event)[0].1["user_identifiers"],
+        json!({"username": "bob"})
+    );
 
     let blocked_user = find_event(&events, "sq.action.block_user");
     assert_eq!(blocked_user["client_ip"], "81.2.69.163");
     assert_eq!(blocked_user["response"]["status"], 403);
     let form = &blocked_user["request"]["parameters"]["form"];
-    assert_eq!(form["username"], json!(["mallory"]), "form body captured: {blocked_user:#}");
+    assert_eq!(
+        form["username"],
+        json!(["mallory"]),
+        "form body captured: {blocked_user:#}"
+    );
     assert_eq!(form["password"], json!([MASK]));
 
     let signup = find_event(&events, "user.signup");
@@ -270,7 +293,10 @@ fn tracked_requests_and_actions(start: Start) {
         let t = tracks(e);
         assert_eq!(t.len(), 1, "records mixed: {e:#}");
         assert_eq!(t[0].1["properties"]["i"], i);
-        assert_eq!(e["request"]["parameters"]["query"]["n"], json!([i.to_string()]));
+        assert_eq!(
+            e["request"]["parameters"]["query"]["n"],
+            json!([i.to_string()])
+        );
     }
 
     assert_eq!(
@@ -278,8 +304,14 @@ fn tracked_requests_and_actions(start: Start) {
         json!({r#"{"keys":[["username","bob"]],"ip":"81.2.69.161"}"#: 2})
     );
     let success = metric(&backend, "sdk-login-success");
-    assert_eq!(success[r#"{"keys":[["username","alice"]],"ip":"81.2.69.162"}"#], 1);
-    assert_eq!(success[r#"{"keys":[["username","mallory"]],"ip":"81.2.69.163"}"#], 1);
+    assert_eq!(
+        success[r#"{"keys":[["username","alice"]],"ip":"81.2.69.162"}"#],
+        1
+    );
+    assert_eq!(
+        success[r#"{"keys":[["username","mallory"]],"ip":"81.2.69.163"}"#],
+        1
+    );
     assert_eq!(
         metric(&backend, "sdk-signup"),
         json!({r#"{"keys":[["username","carol"]],"ip":"81.2.69.164"}"#: 1})

@@ -1,4 +1,79 @@
-//! Demo axum application instrumented with sqreen. The routes described in
-//! the adapters issue (`/`, `/track`, `/login`, `/signup`) land with it.
+//! The demo axum app as a server: `ADDR` (default `127.0.0.1:8000`), agent
+//! configuration from `sqreen.toml` / `SQREEN_*`, logs filtered by
+//! `RUST_LOG` (default `info`). SIGTERM or Ctrl-C stops it gracefully and
+//! flushes the agent; the exit status is then 0.
 
-fn main() {}
+use std::process::ExitCode;
+
+use sqreen::axum::SqreenLayer;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    // Start the agent before building the layer: `SqreenLayer::new()` takes
+    // the global agent. The guard flushes and logs out when dropped.
+    let guard = sqreen::init_from_env();
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:8000".to_owned());
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let served = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, "listening");
+        example_axum::serve(listener, SqreenLayer::new(), shutdown_signal()).await
+    });
+    // The runtime goes first, then the guard: the agent flushes on its own
+    // thread with every request already answered.
+    drop(runtime);
+    drop(guard);
+
+    match served {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, addr, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

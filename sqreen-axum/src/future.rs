@@ -1,0 +1,254 @@
+//! [`ResponseFuture`]: the service's future, a small state machine instead
+//! of a boxed `async` block, so the per-request path allocates nothing of
+//! its own.
+//!
+//! ```text
+//! Buffer (form/JSON body to capture) ─▶ Inner (inner service running) ─▶ done
+//!                                   └─▶ Ready (security response / unreadable body)
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::Request;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::request::Parts;
+use http_body_util::Limited;
+use http_body_util::combinators::Collect;
+use pin_project_lite::pin_project;
+use sqreen_core::{RequestRecord, ResponseInfo};
+use tower_service::Service;
+
+use crate::blocked::BlockedMarker;
+use crate::layer::{Renderer, Settings, dispatch, unreadable_body};
+use crate::request::rebuild;
+
+/// What the buffering state needs to go on once the body is read.
+pub(crate) struct Pending<S> {
+    pub service: S,
+    pub parts: Parts,
+    pub settings: Arc<Settings>,
+}
+
+pin_project! {
+    /// Reading a body to capture. Boxed in [`State::Buffer`]: it is the
+    /// largest state and the rarest, and every request's future would
+    /// otherwise carry its size.
+    pub(crate) struct Buffering<S, B>
+    where
+        B: http_body::Body,
+        B::Error: Into<axum::BoxError>,
+    {
+        #[pin]
+        pub collect: Collect<Limited<B>>,
+        pub pending: Option<Pending<S>>,
+    }
+}
+
+pin_project! {
+    /// The states of a [`ResponseFuture`].
+    #[project = StateProj]
+    pub(crate) enum State<S, B>
+    where
+        S: Service<Request<B>>,
+        B: http_body::Body,
+        B::Error: Into<axum::BoxError>,
+    {
+        /// The inner service runs; the record, if any, is closed with its response.
+        Inner {
+            #[pin]
+            future: S::Future,
+            record: Option<RequestRecord>,
+            renderer: Option<Renderer>,
+        },
+        /// Reading a form or JSON body to capture, before asking the agent.
+        Buffer { buffering: Pin<Box<Buffering<S, B>>> },
+        /// Answered without the inner service.
+        Ready { response: Option<Response> },
+    }
+}
+
+impl<S, B> State<S, B>
+where
+    S: Service<Request<B>>,
+    B: http_body::Body,
+    B::Error: Into<axum::BoxError>,
+{
+    /// The inner service runs untouched.
+    pub fn pass(future: S::Future) -> Self {
+        Self::Inner {
+            future,
+            record: None,
+            renderer: None,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`SqreenService`](crate::SqreenService).
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+        B: http_body::Body,
+        B::Error: Into<axum::BoxError>,
+    {
+        #[pin]
+        state: State<S, B>,
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+    B: http_body::Body,
+    B::Error: Into<axum::BoxError>,
+{
+    pub(crate) fn new(state: State<S, B>) -> Self {
+        Self { state }
+    }
+}
+
+impl<S, B> std::fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+    B: http_body::Body,
+    B::Error: Into<axum::BoxError>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Inner { record: None, .. } => "pass",
+            State::Inner { .. } => "record",
+            State::Buffer { .. } => "buffer",
+            State::Ready { .. } => "ready",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = http::Response<ResBody>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<axum::BoxError>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    type Output = Result<Response, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            let next = match state.as_mut().project() {
+                StateProj::Inner {
+                    future,
+                    record,
+                    renderer,
+                } => {
+                    let result = ready!(future.poll(cx));
+                    // On an error the record is dropped, which closes it
+                    // without a response: what was tracked is still sent.
+                    let (record, renderer) = (record.take(), renderer.take());
+                    return Poll::Ready(
+                        result.map(|response| finish(response.map(Body::new), record, renderer)),
+                    );
+                }
+                StateProj::Ready { response } => {
+                    return Poll::Ready(Ok(response.take().unwrap_or_else(polled_after_ready)));
+                }
+                StateProj::Buffer { buffering } => {
+                    let buffering = buffering.as_mut().project();
+                    let collected = ready!(buffering.collect.poll(cx));
+                    let pending = buffering.pending;
+                    let Some(Pending {
+                        mut service,
+                        parts,
+                        settings,
+                    }) = pending.take()
+                    else {
+                        polled_after_ready()
+                    };
+                    match (collected, &settings.agent) {
+                        (Ok(collected), Some(agent)) => {
+                            let bytes = collected.to_bytes();
+                            match rebuild::<B>(bytes.clone()) {
+                                Some(body) => dispatch(
+                                    &settings,
+                                    agent,
+                                    &mut service,
+                                    Request::from_parts(parts, body),
+                                    Some(&bytes),
+                                ),
+                                // `call` only buffers bodies `rebuild` accepts.
+                                None => State::Ready {
+                                    response: Some(unreadable_body()),
+                                },
+                            }
+                        }
+                        (Err(error), _) => {
+                            tracing::debug!(
+                                target: "sqreen::axum",
+                                event = "request.body_unreadable",
+                                error = %error,
+                                "request body could not be read for capture; answered 400"
+                            );
+                            State::Ready {
+                                response: Some(unreadable_body()),
+                            }
+                        }
+                        // `call` only buffers when there is an agent.
+                        (Ok(_), None) => State::Ready {
+                            response: Some(unreadable_body()),
+                        },
+                    }
+                }
+            };
+            state.set(next);
+        }
+    }
+}
+
+/// Futures may panic when polled after they completed; this one says so.
+fn polled_after_ready<T>() -> T {
+    panic!("sqreen_axum::ResponseFuture polled after it completed")
+}
+
+/// Applies the custom renderer to a handler's `Blocked`, then closes the
+/// record with what the client gets.
+fn finish(
+    mut response: Response,
+    record: Option<RequestRecord>,
+    renderer: Option<Renderer>,
+) -> Response {
+    if let Some(render) = renderer
+        && let Some(BlockedMarker(blocked)) = response.extensions_mut().remove::<BlockedMarker>()
+    {
+        response = render(&blocked);
+    }
+    if let Some(record) = record {
+        // Only a record holding entries reads the response headers.
+        record.close_with(|| {
+            let headers = response.headers();
+            let content_length =
+                http_body::Body::size_hint(response.body())
+                    .exact()
+                    .or_else(|| {
+                        headers
+                            .get(CONTENT_LENGTH)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse().ok())
+                    });
+            let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            ResponseInfo::new(response.status().as_u16())
+                .content_length(content_length)
+                .content_type(content_type)
+        });
+    }
+    response
+}

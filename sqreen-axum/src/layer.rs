@@ -1,0 +1,325 @@
+//! The tower [`SqreenLayer`] and the [`SqreenService`] it wraps services in:
+//! one request record per request, security responses enforced before the
+//! inner service runs.
+//!
+//! ```text
+//! call ─ agent absent/off ──────────────────────────────▶ inner.call (untouched)
+//!      ─ form/JSON body, declared length ≤ limit ─ buffer ─┐
+//!      ─ otherwise ────────────────────────────────────────┴▶ Agent::begin
+//!           Pass    ─▶ inner.call
+//!           Respond ─▶ security response (inner never called)
+//!           Record  ─▶ handle into extensions, route params ─▶ inner.call ─▶ close
+//! ```
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Limited};
+use sqreen_core::{Agent, Begin, SecurityResponse};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::blocked::default_blocked_response;
+use crate::future::{Buffering, Pending, ResponseFuture, State};
+use crate::request::{HeaderMapPairs, body_headers, can_rebuild, request_info, set_route_params};
+
+/// The framework version reported to the backend at login.
+const AXUM_VERSION: &str = "0.8";
+
+/// A custom renderer of security responses.
+pub(crate) type Renderer = Arc<dyn Fn(&SecurityResponse) -> Response + Send + Sync>;
+
+/// What every clone of the layer and its services shares: one reference
+/// count to bump when axum clones the service for a request.
+pub(crate) struct Settings {
+    pub agent: Option<Agent>,
+    pub renderer: Option<Renderer>,
+}
+
+impl Settings {
+    /// The response for a security response: the custom renderer's, or the default.
+    pub fn render(&self, response: &SecurityResponse) -> Response {
+        match &self.renderer {
+            Some(render) => render(response),
+            None => default_blocked_response(response),
+        }
+    }
+}
+
+/// A tower [`Layer`] that instruments every request with sqreen.
+///
+/// Works on any tower service over `http::Request<B>`: axum routers,
+/// plain hyper services, tonic servers. See the [crate docs](crate) for
+/// where to put it, and what it captures.
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use sqreen_axum::SqreenLayer;
+///
+/// // After `sqreen::init(..)` / `init_from_env()`, which starts the global agent.
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "ok" }))
+///     .layer(SqreenLayer::new()); // after the routes: it covers those added before it
+/// ```
+///
+/// Cheap to clone (one reference count), `Send + Sync`.
+#[derive(Clone)]
+pub struct SqreenLayer {
+    settings: Arc<Settings>,
+}
+
+impl std::fmt::Debug for SqreenLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqreenLayer")
+            .field("agent", &self.settings.agent)
+            .field("custom_blocked_response", &self.settings.renderer.is_some())
+            .finish()
+    }
+}
+
+impl Default for SqreenLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SqreenLayer {
+    /// A layer on the global agent, the one `sqreen::init` / `init_from_env`
+    /// started.
+    ///
+    /// The agent is taken **now**: call `sqreen::init*` before building the
+    /// layer. A layer built before (or without) it passes every request
+    /// through untouched, for good, and logs a warning saying so.
+    pub fn new() -> Self {
+        match Agent::global() {
+            Some(agent) => Self::with_agent(agent),
+            None => {
+                tracing::warn!(
+                    target: "sqreen::axum",
+                    event = "layer.no_agent",
+                    "SqreenLayer built before sqreen::init: it passes every request through; \
+                     start the agent first"
+                );
+                Self {
+                    settings: Arc::new(Settings {
+                        agent: None,
+                        renderer: None,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// A layer on this agent (tests, and applications running several agents).
+    pub fn with_agent(agent: Agent) -> Self {
+        agent.set_framework("axum", AXUM_VERSION);
+        Self {
+            settings: Arc::new(Settings {
+                agent: Some(agent),
+                renderer: None,
+            }),
+        }
+    }
+
+    /// Renders security responses with `render` instead of
+    /// [`default_blocked_response`]: IP blocks and redirects, and the
+    /// [`Blocked`](crate::Blocked) errors handlers return, as they pass back
+    /// through the layer.
+    ///
+    /// ```
+    /// use axum::response::{Html, IntoResponse, Redirect};
+    /// use sqreen_axum::SqreenLayer;
+    /// use sqreen_core::SecurityResponse;
+    ///
+    /// let layer = SqreenLayer::new().blocked_response(|response: &SecurityResponse| {
+    ///     match response.location() {
+    ///         Some(url) => Redirect::to(url).into_response(),
+    ///         None => (
+    ///             axum::http::StatusCode::FORBIDDEN,
+    ///             Html("<h1>Nope.</h1><p>Contact support@example.com</p>"),
+    ///         )
+    ///             .into_response(),
+    ///     }
+    /// });
+    /// ```
+    #[must_use]
+    pub fn blocked_response<F>(self, render: F) -> Self
+    where
+        F: Fn(&SecurityResponse) -> Response + Send + Sync + 'static,
+    {
+        Self {
+            settings: Arc::new(Settings {
+                agent: self.settings.agent.clone(),
+                renderer: Some(Arc::new(render)),
+            }),
+        }
+    }
+
+    /// The agent this layer reports to, if any.
+    pub fn agent(&self) -> Option<&Agent> {
+        self.settings.agent.as_ref()
+    }
+}
+
+impl<S> Layer<S> for SqreenLayer {
+    type Service = SqreenService<S>;
+
+    fn layer(&self, inner: S) -> SqreenService<S> {
+        SqreenService {
+            inner,
+            settings: Arc::clone(&self.settings),
+        }
+    }
+}
+
+/// The service [`SqreenLayer`] wraps an inner service in.
+///
+/// Its responses are `axum::response::Response` (`http::Response<axum::body::Body>`):
+/// an inner response whose body is already axum's `Body` (anything from an
+/// axum router or handler) is passed on without re-boxing.
+#[derive(Clone)]
+pub struct SqreenService<S> {
+    inner: S,
+    settings: Arc<Settings>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for SqreenService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqreenService")
+            .field("inner", &self.inner)
+            .field("agent", &self.settings.agent)
+            .finish()
+    }
+}
+
+impl<S> SqreenService<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for SqreenService<S>
+where
+    S: Service<Request<B>, Response = http::Response<ResBody>> + Clone,
+    B: http_body::Body + 'static,
+    B::Error: Into<axum::BoxError>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let agent = match &self.settings.agent {
+            Some(agent) if agent.is_enabled() => agent,
+            // Off, not logged in yet, or no agent: hands off the request.
+            _ => return ResponseFuture::new(State::pass(self.inner.call(req))),
+        };
+        // Most requests (GET, HEAD…) have an empty body: no header lookups then.
+        let (content_type, content_length) = match http_body::Body::size_hint(req.body()).exact() {
+            Some(0) => (None, None),
+            _ => body_headers(req.headers()),
+        };
+        if let Some(limit) = content_length
+            && agent.wants_body(content_type, content_length)
+            && can_rebuild::<B>()
+        {
+            // The body is read inside the future, and the inner service is
+            // called there: take the service `poll_ready` readied, leave a
+            // clone behind (tower's documented pattern).
+            let clone = self.inner.clone();
+            let service = std::mem::replace(&mut self.inner, clone);
+            let (parts, body) = req.into_parts();
+            // `wants_body` bounds the declared length by `body_capture_limit`;
+            // `Limited` makes sure a body longer than declared is not read on.
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            return ResponseFuture::new(State::Buffer {
+                buffering: Box::pin(Buffering {
+                    collect: Limited::new(body, limit).collect(),
+                    pending: Some(Pending {
+                        service,
+                        parts,
+                        settings: Arc::clone(&self.settings),
+                    }),
+                }),
+            });
+        }
+        ResponseFuture::new(dispatch(&self.settings, agent, &mut self.inner, req, None))
+    }
+}
+
+/// Asks the agent about the request and starts the inner service, or not.
+pub(crate) fn dispatch<S, B>(
+    settings: &Settings,
+    agent: &Agent,
+    service: &mut S,
+    mut req: Request<B>,
+    body: Option<&[u8]>,
+) -> State<S, B>
+where
+    S: Service<Request<B>>,
+    B: http_body::Body,
+    B::Error: Into<axum::BoxError>,
+{
+    let begin = {
+        let headers = HeaderMapPairs(req.headers());
+        agent.begin(&request_info(&req, &headers, body))
+    };
+    match begin {
+        Begin::Pass => State::pass(service.call(req)),
+        Begin::Respond(response) => State::Ready {
+            response: Some(settings.render(&response)),
+        },
+        Begin::Record(record) => {
+            set_route_params(&record, &mut req);
+            req.extensions_mut().insert(record.handle());
+            State::Inner {
+                future: service.call(req),
+                record: Some(record),
+                renderer: settings.renderer.clone(),
+            }
+        }
+    }
+}
+
+/// The answer when a request body to capture cannot be read: the client
+/// sent less or more than it declared, or went away.
+pub(crate) fn unreadable_body() -> Response {
+    let mut response = Response::new(Body::from("invalid request body"));
+    *response.status_mut() = http::StatusCode::BAD_REQUEST;
+    response
+}
+
+// The layer and its service must stay `Clone + Send + Sync`: axum 0.8's
+// `Router::layer` requires it, and sentry-tower once shipped a layer that
+// was not `Sync`. This fails to compile if a change breaks it.
+const _: fn() = || {
+    fn assert<T: Send + Sync + Clone>() {}
+    fn assert_send<T: Send>() {}
+    assert::<SqreenLayer>();
+    assert::<SqreenService<axum::routing::Route>>();
+    assert::<crate::Sqreen>();
+    assert_send::<ResponseFuture<axum::routing::Route, Body>>();
+    assert_send::<ResponseFuture<axum::routing::Route, http_body_util::Full<Bytes>>>();
+};

@@ -1,0 +1,167 @@
+//! Translating an `http::Request` into the core's borrowed [`RequestInfo`]
+//! view, and the few request-side helpers the layer needs (route
+//! parameters, rebuilding a buffered body).
+//!
+//! Nothing here copies the request: the core copies what it keeps, and only
+//! when it records the request.
+
+use std::any::{Any, TypeId};
+use std::net::SocketAddr;
+use std::task::{Context, Poll, Waker};
+
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, OriginalUri, RawPathParams};
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Request};
+use http_body_util::Full;
+use sqreen_core::{HeaderPairs, RequestInfo, RequestRecord};
+
+/// The request's header map seen as the core's [`HeaderPairs`], without copying.
+pub(crate) struct HeaderMapPairs<'a>(pub &'a HeaderMap);
+
+impl HeaderPairs for HeaderMapPairs<'_> {
+    fn visit(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        for (name, value) in self.0 {
+            f(name.as_str(), value.as_bytes());
+        }
+    }
+}
+
+/// Builds the core's view of `req`.
+///
+/// The path and query come from axum's `OriginalUri` when present: a layer
+/// on a nested router sees the URI with the nest prefix stripped, the
+/// original one is what the client asked for. The peer address comes from
+/// `ConnectInfo<SocketAddr>` (set by `into_make_service_with_connect_info`)
+/// or, in tests, `MockConnectInfo<SocketAddr>`.
+pub(crate) fn request_info<'a, B>(
+    req: &'a Request<B>,
+    headers: &'a HeaderMapPairs<'a>,
+    body: Option<&'a [u8]>,
+) -> RequestInfo<'a> {
+    let extensions = req.extensions();
+    let uri = match extensions.get::<OriginalUri>() {
+        Some(OriginalUri(original)) => original,
+        None => req.uri(),
+    };
+    // Like axum's `ConnectInfo` extractor, fall back on the test helper
+    // `MockConnectInfo`.
+    let peer = match extensions.get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(addr)) => Some(*addr),
+        None => extensions
+            .get::<MockConnectInfo<SocketAddr>>()
+            .map(|MockConnectInfo(addr)| *addr),
+    };
+    // HTTP/1.1 requests carry an origin-form URI (no scheme, no authority):
+    // the core then falls back to the `Host` and `X-Forwarded-Proto` headers.
+    // HTTP/2 requests carry both as pseudo-headers, which hyper puts in the URI.
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().rsplit('@').next().unwrap_or_default());
+    RequestInfo::new(req.method().as_str(), uri.path(), headers)
+        .query(uri.query())
+        .peer(peer)
+        .scheme(req.uri().scheme_str().unwrap_or("http"))
+        .host(host)
+        .body(body)
+}
+
+/// The declared `Content-Type` and `Content-Length`, as `Agent::wants_body`
+/// takes them. The length is only parsed when there is a content type.
+pub(crate) fn body_headers(headers: &HeaderMap) -> (Option<&str>, Option<u64>) {
+    let Some(content_type) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return (None, None);
+    };
+    let content_length = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    (Some(content_type), content_length)
+}
+
+/// True when a buffered body can be handed back to the inner service as a `B`.
+///
+/// The layer is generic over the request body type, and a buffered body can
+/// only be turned back into the body types we know how to build: axum's
+/// `Body` (what `Router::layer` gives its layers) and `Full<Bytes>`. For any
+/// other type (hyper's `Incoming`, …) the body is never read.
+pub(crate) fn can_rebuild<B: 'static>() -> bool {
+    let ty = TypeId::of::<B>();
+    ty == TypeId::of::<Body>() || ty == TypeId::of::<Full<Bytes>>()
+}
+
+/// The buffered bytes as a `B`, for the types [`can_rebuild`] accepts.
+pub(crate) fn rebuild<B: 'static>(bytes: Bytes) -> Option<B> {
+    // Downcasting `&mut Option<B>` picks the concrete type without `unsafe`
+    // and without boxing (the trick axum's own `Body::new` uses).
+    let mut slot: Option<B> = None;
+    let any = &mut slot as &mut dyn Any;
+    if let Some(slot) = any.downcast_mut::<Option<Body>>() {
+        *slot = Some(Body::from(bytes));
+    } else if let Some(slot) = any.downcast_mut::<Option<Full<Bytes>>>() {
+        *slot = Some(Full::new(bytes));
+    }
+    slot
+}
+
+/// Hands the route parameters axum matched (`/users/{id}` → `id`) to the
+/// record, when the layer runs after routing (`Router::layer`).
+///
+/// The matched route (`MatchedPath`, a cheap lookup) says whether there are
+/// any: most routes have none, and cost nothing more. axum keeps the values
+/// in a private request extension that only its extractors read;
+/// `RawPathParams` is the cheapest of them (no deserialisation). It wants
+/// `Parts` but only reads the extensions, so the request's extensions are
+/// lent to an empty `Parts` (a pointer swap) rather than taking the request
+/// apart. Its extraction is synchronous, so it is polled once in place.
+pub(crate) fn set_route_params<B>(record: &RequestRecord, req: &mut Request<B>) {
+    let has_params = req
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|route| route.as_str().contains('{'));
+    if !has_params {
+        return;
+    }
+    let (mut parts, ()) = Request::new(()).into_parts();
+    std::mem::swap(&mut parts.extensions, req.extensions_mut());
+    {
+        let extract = <RawPathParams as FromRequestParts<()>>::from_request_parts(&mut parts, &());
+        let mut extract = std::pin::pin!(extract);
+        let mut cx = Context::from_waker(Waker::noop());
+        if let Poll::Ready(Ok(params)) = extract.as_mut().poll(&mut cx) {
+            record.set_route_params(params.iter());
+        }
+    }
+    std::mem::swap(&mut parts.extensions, req.extensions_mut());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only axum's `Body` and `Full<Bytes>` are rebuilt from buffered bytes.
+    #[test]
+    fn rebuildable_body_types() {
+        assert!(can_rebuild::<Body>());
+        assert!(can_rebuild::<Full<Bytes>>());
+        assert!(!can_rebuild::<String>());
+        assert!(rebuild::<Body>(Bytes::from_static(b"a=1")).is_some());
+        assert!(rebuild::<Full<Bytes>>(Bytes::from_static(b"a=1")).is_some());
+        assert!(rebuild::<String>(Bytes::from_static(b"a=1")).is_none());
+    }
+
+    /// Header lines are visited once each, with their raw bytes.
+    #[test]
+    fn header_pairs_visit_every_line() {
+        let mut map = HeaderMap::new();
+        map.append("x-forwarded-for", http::HeaderValue::from_static("1.2.3.4"));
+        map.append("x-forwarded-for", http::HeaderValue::from_static("5.6.7.8"));
+        let mut seen = Vec::new();
+        HeaderMapPairs(&map).visit(&mut |n, v| seen.push((n.to_owned(), v.to_vec())));
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[1].1, b"5.6.7.8");
+    }
+}

@@ -1,0 +1,570 @@
+//! The axum adapter end to end, in-process: axum routers driven with
+//! `tower::ServiceExt::oneshot`, an agent logged in to the core's in-memory
+//! backend, assertions on exactly what that backend received.
+
+// Tests fail loudly on a broken setup.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use sqreen_axum::{Blocked, Sqreen, SqreenLayer};
+use sqreen_core::actions::BLOCK_PAGE;
+use sqreen_core::test::{CaptureBackend, start_captured, test_config};
+use sqreen_core::{Agent, AgentGuard, Config};
+use tower::ServiceExt;
+
+const WAIT: Duration = Duration::from_secs(10);
+/// A public client address, so the resolver reports it as the client IP.
+const CLIENT: &str = "81.2.69.160:52114";
+
+fn config() -> Config {
+    test_config().build().unwrap()
+}
+
+/// A logged-in agent on a backend serving `actions` from the start.
+fn agent_with_actions(config: Config, actions: Value) -> (AgentGuard, CaptureBackend) {
+    let backend = CaptureBackend::new();
+    backend.set_actions(actions);
+    let guard = Agent::start(config, Arc::new(backend.clone()));
+    assert!(guard.wait_ready(WAIT), "agent did not log in");
+    (guard, backend)
+}
+
+/// The router under test, instrumented with `agent`, seen from [`CLIENT`].
+fn app(routes: Router, agent: &Agent) -> Router {
+    routes
+        .layer(SqreenLayer::with_agent(agent.clone()))
+        .layer(MockConnectInfo(CLIENT.parse::<SocketAddr>().unwrap()))
+}
+
+async fn send(app: Router, req: Request<Body>) -> (StatusCode, Response) {
+    let response = app.oneshot(req).await.unwrap();
+    (response.status(), response)
+}
+
+async fn body_text(response: Response) -> String {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+async fn flushed_events(agent: &Agent, backend: &CaptureBackend) -> Vec<Value> {
+    assert!(agent.flush_async(WAIT).await, "flush failed");
+    backend.events()
+}
+
+/// The names of the `track` entries of an event.
+fn tracked(event: &Value) -> Vec<String> {
+    event["observed"]["sdk"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["name"] == "track")
+        .map(|e| e["args"][0].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A tracked event reaches the backend with its properties, the request's
+/// path, verb, user agent, client IP and the response.
+#[tokio::test]
+async fn tracked_event_reaches_backend_with_request() {
+    let (guard, backend) = start_captured(config());
+    let routes = Router::new().route(
+        "/items/{id}",
+        get(|sq: Sqreen| async move {
+            sq.track_event("item.viewed").with_properties([
+                ("plan", "pro"),
+                ("seats", "5"),
+                ("region", "eu"),
+            ]);
+            "ok"
+        }),
+    );
+    let req = Request::get("/items/42?page=2")
+        .header(header::USER_AGENT, "curl/8.5")
+        .header(header::HOST, "shop.example.com")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _) = send(app(routes, &guard), req).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let events = flushed_events(&guard, &backend).await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let event = &events[0];
+    assert_eq!(event["client_ip"], "81.2.69.160");
+    let request = &event["request"];
+    assert_eq!(request["verb"], "GET");
+    assert_eq!(request["path"], "/items/42");
+    assert_eq!(request["user_agent"], "curl/8.5");
+    assert_eq!(request["host"], "shop.example.com");
+    assert_eq!(request["remote_ip"], "81.2.69.160");
+    assert_eq!(request["parameters"]["query"]["page"], json!(["2"]));
+    assert_eq!(request["parameters"]["params"]["id"], json!(["42"]));
+    assert_eq!(event["response"]["status"], 200);
+    assert_eq!(event["response"]["content_length"], 2);
+    let track = &event["observed"]["sdk"][0];
+    assert_eq!(track["args"][0], "item.viewed");
+    assert_eq!(
+        track["args"][1]["properties"],
+        json!({"plan": "pro", "seats": "5", "region": "eu"})
+    );
+}
+
+/// An urlencoded form body is captured as `parameters.form`, and the
+/// handler still reads the same bytes.
+#[tokio::test]
+async fn form_body_captured_and_readable() {
+    let (guard, backend) = start_captured(config());
+    let routes = Router::new().route(
+        "/signup",
+        post(
+            |sq: Sqreen, Form(form): Form<std::collections::HashMap<String, String>>| async move {
+                sq.track_event("user.signup");
+                format!("{}:{}", form["username"], form["plan"])
+            },
+        ),
+    );
+    let req = Request::post("/signup")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::CONTENT_LENGTH, "25")
+        .body(Body::from("username=alice&plan=gold+"))
+        .unwrap();
+    let (status, response) = send(app(routes, &guard), req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body_text(response).await, "alice:gold ");
+
+    let events = flushed_events(&guard, &backend).await;
+    assert_eq!(events.len(), 1);
+    let form = &events[0]["request"]["parameters"]["form"];
+    assert_eq!(form["username"], json!(["alice"]), "{form:#?}");
+    assert_eq!(form["plan"], json!(["gold "]));
+}
+
+/// A JSON body is captured as `parameters.json` (scrubbed), and the handler
+/// still parses the same document.
+#[tokio::test]
+async fn json_body_captured_and_readable() {
+    let (guard, backend) = start_captured(config());
+    let routes = Router::new().route(
+        "/pay",
+        post(|sq: Sqreen, Json(body): Json<Value>| async move {
+            sq.track_event("payment.started");
+            Json(body)
+        }),
+    );
+    let document = json!({"amount": 42, "password": "hunter2", "items": ["a", "b"]});
+    let text = document.to_string();
+    let req = Request::post("/pay")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, text.len())
+        .body(Body::from(text))
+        .unwrap();
+    let (status, response) = send(app(routes, &guard), req).await;
+    assert_eq!(status, StatusCode::OK);
+    let echoed: Value = serde_json::from_str(&body_text(response).await).unwrap();
+    assert_eq!(echoed, document);
+
+    let events = flushed_events(&guard, &backend).await;
+    assert_eq!(events.len(), 1);
+    let captured = &events[0]["request"]["parameters"]["json"];
+    assert_eq!(captured["amount"], 42, "{captured:#?}");
+    assert_eq!(captured["items"], json!(["a", "b"]));
+    assert_eq!(captured["password"], sqreen_core::scrub::REDACTED);
+}
+
+/// A body sent without a declared length (chunked) is never buffered, and
+/// reaches the handler intact.
+#[tokio::test]
+async fn body_without_length_is_not_captured() {
+    let (guard, backend) = start_captured(config());
+    let routes = Router::new().route(
+        "/pay",
+        post(|sq: Sqreen, body: String| async move {
+            sq.track_event("payment.started");
+            body
+        }),
+    );
+    let req = Request::post("/pay")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"amount":1}"#))
+        .unwrap();
+    let (_, response) = send(app(routes, &guard), req).await;
+    assert_eq!(body_text(response).await, r#"{"amount":1}"#);
+    let events = flushed_events(&guard, &backend).await;
+    assert_eq!(events.len(), 1);
+    assert!(events[0]["request"]["parameters"]["json"].is_null());
+}
+
+/// A body longer than its declared length is answered 400 and the handler
+/// does not run.
+#[tokio::test]
+async fn body_longer_than_declared_is_rejected() {
+    let (guard, _backend) = start_captured(config());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&runs);
+    let routes = Router::new().route(
+        "/pay",
+        post(move || async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }),
+    );
+    // axum's in-process `Body::from` does not enforce Content-Length;
+    // `Limited` must not let a longer body through unnoticed.
+    let req = Request::post("/pay")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, "3")
+        .body(Body::from(r#"{"amount":1}"#))
+        .unwrap();
+    let (status, _) = send(app(routes, &guard), req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+}
+
+/// An IP under a block action gets 403 and the block page; the handler
+/// never runs; the enforcement is recorded.
+#[tokio::test]
+async fn ip_block_answers_403_without_running_handler() {
+    let (guard, backend) = agent_with_actions(
+        config(),
+        json!([{"action_id": "blk", "action": "block_ip",
+                "parameters": {"ip_cidr": ["81.2.69.0/24"]}}]),
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&runs);
+    let routes = Router::new().route(
+        "/",
+        get(move || async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            "ok"
+        }),
+    );
+    let (status, response) = send(
+        app(routes, &guard),
+        Request::get("/").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/html; charset=utf-8"
+    );
+    assert_eq!(body_text(response).await, BLOCK_PAGE);
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    let events = flushed_events(&guard, &backend).await;
+    assert_eq!(tracked(&events[0]), ["sq.action.block_ip"]);
+}
+
+/// An IP under a redirect action gets 303 with `Location`.
+#[tokio::test]
+async fn ip_redirect_answers_303_with_location() {
+    let (guard, _backend) = agent_with_actions(
+        config(),
+        json!([{"action_id": "red", "action": "redirect_ip",
+                "parameters": {"ip_cidr": ["81.2.69.0/24"], "url": "https://example.com/blocked"}}]),
+    );
+    let routes = Router::new().route("/", get(|| async { "ok" }));
+    let (status, response) = send(
+        app(routes, &guard),
+        Request::get("/").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        response.headers()[header::LOCATION],
+        "https://example.com/blocked"
+    );
+
+    // The same once a body to capture was read.
+    let routes = Router::new().route("/", post(|| async { "ok" }));
+    let req = Request::post("/")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, "2")
+        .body(Body::from("{}"))
+        .unwrap();
+    let (status, response) = send(app(routes, &guard), req).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        response.headers()[header::LOCATION],
+        "https://example.com/blocked"
+    );
+}
+
+async fn login(sq: Sqreen) -> Result<&'static str, Blocked> {
+    let user = sq.for_user([("username", "mallory")]);
+    user.track_auth_success();
+    user.identify()?;
+    Ok("welcome")
+}
+
+/// A user under a block action gets 403 and the block page through
+/// `identify()?`, and the enforcement is recorded.
+#[tokio::test]
+async fn user_block_through_identify() {
+    let (guard, backend) = agent_with_actions(
+        config(),
+        json!([{"action_id": "u1", "action": "block_user",
+                "parameters": {"users": [{"username": "mallory"}]}}]),
+    );
+    let routes = Router::new().route("/login", post(login));
+    let (status, response) = send(
+        app(routes, &guard),
+        Request::post("/login").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body_text(response).await, BLOCK_PAGE);
+    let events = flushed_events(&guard, &backend).await;
+    assert_eq!(tracked(&events[0]), ["sq.action.block_user"]);
+    assert_eq!(events[0]["response"]["status"], 403);
+}
+
+/// A custom renderer answers both IP blocks and a handler's `Blocked`.
+#[tokio::test]
+async fn custom_renderer_for_ip_and_user_blocks() {
+    let (guard, _backend) = agent_with_actions(
+        config(),
+        json!([{"action_id": "u1", "action": "block_user",
+                "parameters": {"users": [{"username": "mallory"}]}},
+               {"action_id": "blk", "action": "block_ip",
+                "parameters": {"ip_cidr": ["203.0.113.0/24"]}}]),
+    );
+    let layer = SqreenLayer::with_agent(guard.agent().clone()).blocked_response(|response| {
+        (
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            format!("custom {}", response.status()),
+        )
+            .into_response()
+    });
+    let routes = Router::new().route("/login", post(login)).layer(layer);
+
+    let from = |ip: &str| MockConnectInfo(format!("{ip}:1000").parse::<SocketAddr>().unwrap());
+    let user_blocked = routes.clone().layer(from("81.2.69.160"));
+    let (status, response) = send(
+        user_blocked,
+        Request::post("/login").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
+    assert_eq!(body_text(response).await, "custom 403");
+
+    let ip_blocked = routes.layer(from("203.0.113.9"));
+    let (status, response) = send(
+        ip_blocked,
+        Request::post("/login").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
+    assert_eq!(body_text(response).await, "custom 403");
+}
+
+/// Without the layer, the extractor yields a disabled handle that works.
+#[tokio::test]
+async fn no_layer_gives_disabled_handle() {
+    let routes: Router = Router::new().route(
+        "/",
+        get(|sq: Sqreen| async move {
+            sq.track_event("x").with_properties([("k", 1)]);
+            let user = sq.for_user([("uid", "1")]);
+            user.track_auth_success();
+            user.identify()
+                .map(|()| format!("enabled={}", sq.is_enabled()))
+                .map_err(Blocked::from)
+        }),
+    );
+    let (status, response) = send(routes, Request::get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body_text(response).await, "enabled=false");
+}
+
+/// With the agent off, requests pass through untouched: handlers get a
+/// disabled handle, bodies are not captured, nothing is sent.
+#[tokio::test]
+async fn agent_off_passes_through() {
+    let backend = CaptureBackend::new();
+    let guard = Agent::start(
+        test_config().disable(true).build().unwrap(),
+        Arc::new(backend.clone()),
+    );
+    let routes = Router::new().route(
+        "/pay",
+        post(|sq: Sqreen, body: String| async move {
+            sq.track_event("payment.started");
+            format!("{}:{body}", sq.is_enabled())
+        }),
+    );
+    let req = Request::post("/pay")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, "2")
+        .body(Body::from("{}"))
+        .unwrap();
+    let (status, response) = send(app(routes, &guard), req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body_text(response).await, "false:{}");
+    assert!(guard.flush_async(WAIT).await);
+    assert!(backend.events().is_empty());
+    assert!(backend.logins().is_empty());
+}
+
+/// A layer built without a global agent passes everything through.
+#[tokio::test]
+async fn layer_without_agent_passes_through() {
+    let routes: Router = Router::new()
+        .route(
+            "/",
+            get(|sq: Sqreen| async move { format!("{}", sq.is_enabled()) }),
+        )
+        .layer(SqreenLayer::new());
+    let (status, response) = send(routes, Request::get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body_text(response).await, "false");
+}
+
+/// A request that tracks nothing sends nothing.
+#[tokio::test]
+async fn untracked_request_sends_nothing() {
+    let (guard, backend) = start_captured(config());
+    let routes = Router::new().route("/", get(|_sq: Sqreen| async { "ok" }));
+    for _ in 0..3 {
+        let (status, _) = send(
+            app(routes.clone(), &guard),
+            Request::get("/").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert!(flushed_events(&guard, &backend).await.is_empty());
+}
+
+/// Behind a nested router, the full path the client asked for is reported.
+#[tokio::test]
+async fn nested_router_reports_full_path() {
+    let (guard, backend) = start_captured(config());
+    let api = Router::new().route(
+        "/items",
+        get(|sq: Sqreen| async move {
+            sq.track_event("items.listed");
+        }),
+    );
+    let routes = Router::new().nest("/api", api);
+    send(
+        app(routes, &guard),
+        Request::get("/api/items").body(Body::empty()).unwrap(),
+    )
+    .await;
+    let events = flushed_events(&guard, &backend).await;
+    assert_eq!(events[0]["request"]["path"], "/api/items");
+}
+
+/// The layer wraps plain tower services too (hyper / tonic style), with
+/// `Full<Bytes>` bodies captured and handed back.
+#[tokio::test]
+async fn plain_tower_service() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use tower::Layer;
+
+    let (guard, backend) = start_captured(config());
+    let service = tower::service_fn(|req: Request<Full<Bytes>>| async move {
+        let sq = req
+            .extensions()
+            .get::<sqreen_core::Sqreen>()
+            .cloned()
+            .unwrap_or_default();
+        sq.track_event("raw.request");
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(body)))
+    });
+    let service = SqreenLayer::with_agent(guard.agent().clone()).layer(service);
+    let req = Request::post("/raw")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::CONTENT_LENGTH, "3")
+        .body(Full::new(Bytes::from_static(b"a=1")))
+        .unwrap();
+    let response = service.oneshot(req).await.unwrap();
+    assert_eq!(body_text(response).await, "a=1");
+    let events = flushed_events(&guard, &backend).await;
+    assert_eq!(
+        events[0]["request"]["parameters"]["form"]["a"],
+        json!(["1"])
+    );
+    // No `ConnectInfo`: no peer address.
+    let remote_ip = &events[0]["request"]["remote_ip"];
+    assert!(remote_ip.is_null() || remote_ip == "", "{remote_ip}");
+}
+
+/// Around the whole router (before routing) the layer records requests
+/// too, with the peer from `ConnectInfo`, but without route parameters.
+#[tokio::test]
+async fn layer_around_router() {
+    use axum::extract::ConnectInfo;
+    use tower::Layer;
+
+    let (guard, backend) = start_captured(config());
+    let router: Router = Router::new().route(
+        "/items/{id}",
+        get(|sq: Sqreen| async move {
+            sq.track_event("item.viewed");
+            "ok"
+        }),
+    );
+    let app = SqreenLayer::with_agent(guard.agent().clone()).layer(router);
+    let mut req = Request::get("/items/7").body(Body::empty()).unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(CLIENT.parse::<SocketAddr>().unwrap()));
+    let response = app.oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let events = flushed_events(&guard, &backend).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["request"]["path"], "/items/7");
+    assert_eq!(events[0]["client_ip"], "81.2.69.160");
+    assert!(events[0]["request"]["parameters"]["params"].is_null());
+}
+
+/// Concurrent requests never mix their records: each event carries the
+/// path of the request that tracked it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_keep_their_records() {
+    let (guard, backend) = start_captured(config());
+    let routes = Router::new().route(
+        "/items/{id}",
+        get(
+            |sq: Sqreen, axum::extract::Path(id): axum::extract::Path<String>| async move {
+                tokio::task::yield_now().await;
+                sq.track_event("item.viewed").with_properties([("id", id)]);
+                "ok"
+            },
+        ),
+    );
+    let app = app(routes, &guard);
+    let requests = (0..64).map(|i| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let req = Request::get(format!("/items/{i}"))
+                .body(Body::empty())
+                .unwrap();
+            send(app, req).await.0
+        })
+    });
+    for request in requests.collect::<Vec<_>>() {
+        assert_eq!(request.await.unwrap(), StatusCode::OK);
+    }
+    let events = flushed_events(&guard, &backend).await;
+    assert_eq!(events.len(), 64);
+    for event in &events {
+        let id = event["observed"]["sdk"][0]["args"][1]["properties"]["id"]
+            .as_str()
+            .unwrap();
+        assert_eq!(event["request"]["path"], format!("/items/{id}"));
+        assert_eq!(event["request"]["parameters"]["params"]["id"], json!([id]));
+    }
+}

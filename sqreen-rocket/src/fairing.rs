@@ -1,0 +1,394 @@
+//! The fairing: opens a request record in `on_request`, closes it in
+//! `on_response`, enforces IP actions by routing blocked requests to an
+//! internal route, and flushes the agent when rocket shuts down.
+//!
+//! ```text
+//! on_request ── agent.begin ─┬─ Pass    → nothing stored; guards yield a disabled handle
+//!                            ├─ Record  → RequestState { handle, record } in the local cache
+//!                            └─ Respond → RequestState { blocked }, URI ← /__sqreen/blocked
+//! routing ── /__sqreen/blocked (rank isize::MIN, every method) answers the security response:
+//!            the application's routes, and so its handlers, never see the request
+//! on_response ── take the record, set route params, close with status/length/type
+//! on_shutdown ── agent.flush_async(shutdown_timeout)
+//! ```
+
+use std::sync::{Arc, Mutex};
+
+use rocket::fairing::{self, Fairing, Info, Kind};
+use rocket::http::Method;
+use rocket::http::uri::Origin;
+use rocket::route::{Handler, Outcome, Route};
+use rocket::{Build, Data, Orbit, Request, Response, Rocket};
+use sqreen_core::{
+    Agent, Begin, HeaderPairs, RequestInfo, RequestRecord, ResponseInfo, SecurityResponse,
+};
+
+use crate::blocked::{BlockedPage, RenderFn, render};
+
+/// Where blocked requests are routed; the route is mounted by the fairing.
+pub const BLOCKED_PATH: &str = "/__sqreen/blocked";
+
+/// The rank of the internal route: lower than any rank rocket assigns or an
+/// application would pick, so it wins over every application route.
+const BLOCKED_RANK: isize = isize::MIN;
+
+/// The most of a request body the fairing captures: the size of rocket's
+/// peek buffer ([`Data::peek`]), the only way a fairing can see a body
+/// without consuming it.
+pub const MAX_CAPTURED_BODY: usize = 512;
+
+/// Every method rocket routes, so a blocked request keeps its own method
+/// (a `HEAD` stays a `HEAD`, and its body is stripped as usual).
+const METHODS: [Method; 9] = [
+    Method::Get,
+    Method::Put,
+    Method::Post,
+    Method::Delete,
+    Method::Options,
+    Method::Head,
+    Method::Trace,
+    Method::Connect,
+    Method::Patch,
+];
+
+/// What the fairing keeps about one request, in rocket's request-local
+/// cache: the handle the [`Sqreen`](crate::Sqreen) guard hands out, the open
+/// record `on_response` closes, or the security response the internal route
+/// answers.
+///
+/// The record lives in the request's cache, so it is owned by rocket's
+/// request future: if that future is dropped (client gone), the record's
+/// `Drop` closes it and nothing tracked is lost.
+#[derive(Debug, Default)]
+pub(crate) struct RequestState {
+    pub handle: sqreen_core::Sqreen,
+    record: Mutex<Option<RequestRecord>>,
+    blocked: Option<SecurityResponse>,
+}
+
+impl RequestState {
+    /// The state of a request the fairing did not record (or never saw).
+    pub fn passed() -> Self {
+        Self::default()
+    }
+
+    fn recording(record: RequestRecord) -> Self {
+        Self {
+            handle: record.handle(),
+            record: Mutex::new(Some(record)),
+            blocked: None,
+        }
+    }
+
+    fn blocked(response: SecurityResponse) -> Self {
+        Self {
+            blocked: Some(response),
+            ..Self::default()
+        }
+    }
+
+    fn take_record(&self) -> Option<RequestRecord> {
+        self.record
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+}
+
+/// rocket's header map seen through the core's [`HeaderPairs`], without copying.
+struct RocketHeaders<'a>(&'a rocket::http::HeaderMap<'a>);
+
+impl HeaderPairs for RocketHeaders<'_> {
+    fn visit(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        for header in self.0.iter() {
+            f(header.name().as_str(), header.value().as_bytes());
+        }
+    }
+}
+
+/// The rocket fairing that instruments every request with the sqreen agent.
+///
+/// Attach it once (`.attach(SqreenFairing::new())`); it is a singleton
+/// fairing, so attaching it again replaces the first one. It:
+///
+/// - opens a request record for each request (`on_request`) and hands its
+///   handle to the [`Sqreen`](crate::Sqreen) request guard;
+/// - answers IP block/redirect actions before any application route runs —
+///   also for routes that never ask for the guard — by routing the request
+///   to an internal route it mounts at [`BLOCKED_PATH`];
+/// - closes the record with the response's status, length and content type
+///   (`on_response`), and the route parameters of the matched route;
+/// - flushes the agent when rocket shuts down (`on_shutdown`).
+///
+/// ```no_run
+/// use sqreen_rocket::{Sqreen, SqreenFairing};
+///
+/// #[rocket::get("/")]
+/// fn index(sq: Sqreen) -> &'static str {
+///     sq.track_event("home.viewed");
+///     "ok"
+/// }
+///
+/// #[rocket::main]
+/// async fn main() -> Result<(), rocket::Error> {
+///     let _guard = sqreen_core::init_from_env(); // first: the fairing takes the global agent
+///     rocket::build()
+///         .attach(SqreenFairing::new())
+///         .mount("/", rocket::routes![index])
+///         .launch()
+///         .await?;
+///     Ok(()) // the guard drops here: the agent flushes and logs out
+/// }
+/// ```
+#[derive(Clone)]
+pub struct SqreenFairing {
+    agent: Option<Agent>,
+    page: Option<RenderFn>,
+}
+
+impl std::fmt::Debug for SqreenFairing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqreenFairing")
+            .field("agent", &self.agent)
+            .field("custom_blocked_response", &self.page.is_some())
+            .finish()
+    }
+}
+
+impl Default for SqreenFairing {
+    /// Same as [`SqreenFairing::new`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SqreenFairing {
+    /// A fairing for the global agent, the one started by `sqreen::init` /
+    /// `sqreen::init_from_env`.
+    ///
+    /// The agent is taken **now**, when the fairing is built: call
+    /// `sqreen::init*` first. A fairing built before (or without) it passes
+    /// every request through untouched, and logs a warning saying so.
+    pub fn new() -> Self {
+        match Agent::global() {
+            Some(agent) => Self::with_agent(agent),
+            None => {
+                tracing::warn!(
+                    target: "sqreen::rocket",
+                    event = "fairing.no_agent",
+                    "SqreenFairing built before sqreen::init: requests will not be recorded"
+                );
+                Self {
+                    agent: None,
+                    page: None,
+                }
+            }
+        }
+    }
+
+    /// A fairing for this agent (tests, or applications running several agents).
+    pub fn with_agent(agent: Agent) -> Self {
+        agent.set_framework("rocket", "0.5");
+        Self {
+            agent: Some(agent),
+            page: None,
+        }
+    }
+
+    /// Renders IP block/redirect responses, and [`Blocked`](crate::Blocked)
+    /// errors returned by handlers, with your own function instead of the
+    /// default page ([`security_response`](crate::security_response)).
+    ///
+    /// ```
+    /// use rocket::http::Status;
+    /// use rocket::Response;
+    /// use sqreen_rocket::SqreenFairing;
+    ///
+    /// let fairing = SqreenFairing::new().blocked_response(|resp| {
+    ///     let body = "Nope.";
+    ///     Response::build()
+    ///         .status(Status::new(resp.status()))
+    ///         .sized_body(body.len(), std::io::Cursor::new(body))
+    ///         .finalize()
+    /// });
+    /// ```
+    #[must_use]
+    pub fn blocked_response<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&SecurityResponse) -> Response<'static> + Send + Sync + 'static,
+    {
+        self.page = Some(Arc::new(f));
+        self
+    }
+
+    /// The agent this fairing reports to, if any.
+    pub fn agent(&self) -> Option<&Agent> {
+        self.agent.as_ref()
+    }
+}
+
+/// Fills the record's route parameters from the matched route's `<name>`
+/// segments (`/users/<id>` → `id`); a trailing `<path..>` takes the rest.
+fn set_route_params(request: &Request<'_>, record: &RequestRecord) {
+    let Some(route) = request.route() else {
+        return;
+    };
+    let pattern = route.uri.path();
+    if !pattern.contains('<') {
+        return;
+    }
+    let pattern = pattern.split('/').filter(|s| !s.is_empty());
+    let mut actual = request.uri().path().segments();
+    let mut params = Vec::new();
+    for segment in pattern {
+        let Some(name) = segment.strip_prefix('<').and_then(|s| s.strip_suffix('>')) else {
+            actual.next();
+            continue;
+        };
+        if let Some(name) = name.strip_suffix("..") {
+            let rest: Vec<&str> = actual.by_ref().collect();
+            params.push((name.to_owned(), rest.join("/")));
+            break;
+        }
+        match actual.next() {
+            Some(value) => params.push((name.to_owned(), value.to_owned())),
+            None => break,
+        }
+    }
+    if !params.is_empty() {
+        record.set_route_params(params);
+    }
+}
+
+/// The internal route's handler: answers the security response stashed by
+/// `on_request`; a request that was not blocked (someone asking for
+/// [`BLOCKED_PATH`] directly) is forwarded, so it 404s as usual.
+#[derive(Clone)]
+struct BlockedRoute;
+
+#[rocket::async_trait]
+impl Handler for BlockedRoute {
+    async fn handle<'r>(&self, request: &'r Request<'_>, data: Data<'r>) -> Outcome<'r> {
+        match &request.local_cache(RequestState::passed).blocked {
+            Some(response) => Outcome::Success(render(request, response)),
+            None => Outcome::Forward((data, rocket::http::Status::NotFound)),
+        }
+    }
+}
+
+/// The parsed [`BLOCKED_PATH`].
+fn blocked_uri() -> Origin<'static> {
+    rocket::uri!("/__sqreen/blocked")
+}
+
+/// Reads the declared body from rocket's peek buffer, when all of it fits;
+/// `None` otherwise (the body is then not captured, and never consumed).
+async fn peek_body<'d>(data: &'d mut Data<'_>, declared: Option<u64>) -> Option<&'d [u8]> {
+    let len = usize::try_from(declared?).ok()?;
+    if len > MAX_CAPTURED_BODY {
+        return None;
+    }
+    let body = data.peek(len).await;
+    (body.len() == len).then_some(body)
+}
+
+#[rocket::async_trait]
+impl Fairing for SqreenFairing {
+    fn info(&self) -> Info {
+        Info {
+            name: "sqreen",
+            kind: Kind::Ignite | Kind::Request | Kind::Response | Kind::Shutdown | Kind::Singleton,
+        }
+    }
+
+    async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
+        let routes: Vec<Route> = METHODS
+            .into_iter()
+            .map(|method| {
+                let mut route = Route::ranked(BLOCKED_RANK, method, BLOCKED_PATH, BlockedRoute);
+                route.name = Some("sqreen security response".into());
+                route
+            })
+            .collect();
+        let rocket = rocket.mount("/", routes);
+        Ok(match &self.page {
+            Some(page) => rocket.manage(BlockedPage(Arc::clone(page))),
+            None => rocket,
+        })
+    }
+
+    async fn on_request(&self, request: &mut Request<'_>, data: &mut Data<'_>) {
+        let Some(agent) = &self.agent else {
+            return;
+        };
+        if !agent.is_enabled() {
+            return;
+        }
+        let begin = {
+            let headers = request.headers();
+            let content_type = headers.get_one("Content-Type");
+            let content_length = headers
+                .get_one("Content-Length")
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let body = if agent.wants_body(content_type, content_length) {
+                peek_body(data, content_length).await
+            } else {
+                None
+            };
+            let pairs = RocketHeaders(headers);
+            let uri = request.uri();
+            let scheme = if request.rocket().config().tls_enabled() {
+                "https"
+            } else {
+                "http"
+            };
+            let info = RequestInfo::new(request.method().as_str(), uri.path().as_str(), &pairs)
+                .query(uri.query().map(|q| q.as_str()))
+                .peer(request.remote())
+                .scheme(scheme)
+                .body(body);
+            agent.begin(&info)
+        };
+        match begin {
+            Begin::Pass => {}
+            Begin::Record(record) => {
+                request.local_cache(move || RequestState::recording(record));
+            }
+            Begin::Respond(response) => {
+                request.local_cache(move || RequestState::blocked(response));
+                request.set_uri(blocked_uri());
+            }
+        }
+    }
+
+    async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
+        if self.agent.is_none() {
+            return;
+        }
+        let Some(record) = request.local_cache(RequestState::passed).take_record() else {
+            return;
+        };
+        set_route_params(request, &record);
+        // Only a record holding entries reads the response headers.
+        record.close_with(|| {
+            ResponseInfo::new(response.status().code)
+                .content_length(response.body().preset_size().map(|n| n as u64))
+                .content_type(response.headers().get_one("Content-Type"))
+        });
+    }
+
+    async fn on_shutdown(&self, _rocket: &Rocket<Orbit>) {
+        let Some(agent) = &self.agent else {
+            return;
+        };
+        let timeout = agent.config().shutdown_timeout;
+        if !agent.flush_async(timeout).await {
+            tracing::warn!(
+                target: "sqreen::rocket",
+                event = "shutdown.flush_incomplete",
+                ?timeout,
+                "rocket shutdown: not every queued event reached the backend in time"
+            );
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The per-request side channel between the wrapper and the filters inside it.
+//!
+//! warp 0.4 gives filters no way to attach data to a request: its request
+//! extensions are read-only from filters, and a wrapper built from public
+//! combinators (`Filter` is sealed) never sees the inner filter's future, so
+//! it cannot scope a `tokio::task_local!` around it either. What the wrapper
+//! *can* rely on is where warp runs a request: `warp::serve` drives each
+//! request's filter future inside one tokio task (HTTP/1: the connection's
+//! task, one request at a time; HTTP/2: one task per stream), and
+//! `warp::test` drives it inside the caller's future.
+//!
+//! So the wrapper registers the request's handle (and, when it buffered
+//! one, its body) under the key of the task polling the request — the tokio
+//! task id, or the thread outside any task (`block_on`, `#[tokio::test]`) —
+//! and [`sqreen()`](crate::sqreen) and the body filters look it up under the
+//! same key. The registration is removed when the wrapper's state is dropped
+//! (the request ended or was cancelled).
+//!
+//! ```text
+//!  wrapper: begin ──register(key = current task)──▶ table ◀──lookup(key)── sqreen(), body::*
+//!           close / drop ──remove──────────────────▶
+//! ```
+//!
+//! Safety net: if two requests are registered under one key at once (two
+//! nested wrappers, or several requests driven concurrently by one task,
+//! e.g. `join!` over `warp::test` calls), a lookup cannot tell them apart;
+//! it then answers "nothing" (a disabled handle, the real body), logs a
+//! rate-limited warning, and never hands one request another's record.
+//!
+//! Cost: the table is split into shards by key, each a short `Vec` behind
+//! its own mutex held for a few instructions; with no registration alive a
+//! lookup is one atomic load.
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+/// Who is polling the current request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Task(tokio::task::Id),
+    Thread(std::thread::ThreadId),
+}
+
+impl Key {
+    fn current() -> Self {
+        match tokio::task::try_id() {
+            Some(id) => Self::Task(id),
+            None => Self::Thread(std::thread::current().id()),
+        }
+    }
+
+    fn shard(&self) -> &'static Mutex<Vec<Entry>> {
+        let mut hasher = ShardHasher(0xcbf2_9ce4_8422_2325);
+        self.hash(&mut hasher);
+        // The top bits of a multiplicative hash are the well-mixed ones.
+        &TABLE[(hasher.finish() >> (64 - SHARD_BITS)) as usize]
+    }
+}
+
+/// A request body the wrapper buffered for capture, handed back to handlers.
+#[derive(Clone, Debug)]
+pub(crate) struct StashedBody {
+    pub bytes: Bytes,
+    /// The request's `Content-Type`, lowercased essence (`application/json`).
+    pub mime: Box<str>,
+}
+
+struct Entry {
+    key: Key,
+    id: u64,
+    handle: sqreen_core::Sqreen,
+    body: Option<StashedBody>,
+}
+
+const SHARD_BITS: u32 = 5;
+const SHARDS: usize = 1 << SHARD_BITS;
+
+static TABLE: [Mutex<Vec<Entry>>; SHARDS] = [const { Mutex::new(Vec::new()) }; SHARDS];
+/// Registrations alive, so lookups skip the table when there are none.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Unix second of the last ambiguity warning, for rate limiting.
+static LAST_WARNING: AtomicU64 = AtomicU64::new(0);
+
+/// FNV-1a for bytes, a multiplicative mix for the `u64`s task and thread ids hash as.
+struct ShardHasher(u64);
+
+impl Hasher for ShardHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+fn lock(shard: &Mutex<Vec<Entry>>) -> MutexGuard<'_, Vec<Entry>> {
+    // Nothing panics while holding a shard; a poisoned one still holds valid data.
+    shard.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A live registration; dropping it removes the entry.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    key: Key,
+    id: u64,
+}
+
+/// Registers the current request's handle and buffered body under the
+/// current task (or thread).
+pub(crate) fn register(handle: sqreen_core::Sqreen, body: Option<StashedBody>) -> Registration {
+    let key = Key::current();
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    lock(key.shard()).push(Entry {
+        key,
+        id,
+        handle,
+        body,
+    });
+    LIVE.fetch_add(1, Ordering::Release);
+    Registration { key, id }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut entries = lock(self.key.shard());
+        if let Some(i) = entries.iter().position(|e| e.id == self.id) {
+            entries.swap_remove(i);
+            LIVE.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+/// Reads the one entry registered for the current task, if there is exactly one.
+fn with_current<T>(f: impl FnOnce(&Entry) -> T) -> Option<T> {
+    if LIVE.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    let key = Key::current();
+    let entries = lock(key.shard());
+    let mut mine = entries.iter().filter(|e| e.key == key);
+    let first = mine.next()?;
+    if mine.next().is_some() {
+        drop(entries);
+        warn_ambiguous();
+        return None;
+    }
+    Some(f(first))
+}
+
+/// The handle of the request the current task is running, if a wrapper recorded it.
+pub(crate) fn current_handle() -> Option<sqreen_core::Sqreen> {
+    with_current(|e| e.handle.clone()).filter(sqreen_core::Sqreen::is_enabled)
+}
+
+/// The body the wrapper buffered for the request the current task is running.
+pub(crate) fn current_body() -> Option<StashedBody> {
+    with_current(|e| e.body.clone()).flatten()
+}
+
+fn warn_ambiguous() {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST_WARNING.load(Ordering::Relaxed);
+    if now >= last + 10
+        && LAST_WARNING
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            target: "sqreen::warp",
+            event = "context.ambiguous",
+            "two sqreen-wrapped requests are driven by one task at once (nested wrappers, \
+             or concurrent requests joined in one task): handlers get a disabled handle \
+             (further warnings suppressed for 10 s)"
+        );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A registration is visible to its own thread only, and gone once dropped.
+    #[test]
+    fn registration_is_scoped_to_the_thread_and_removed_on_drop() {
+        let reg = register(sqreen_core::Sqreen::disabled(), None);
+        assert!(with_current(|_| ()).is_some());
+        std::thread::spawn(|| assert!(with_current(|_| ()).is_none()))
+            .join()
+            .unwrap();
+        drop(reg);
+        assert!(with_current(|_| ()).is_none());
+    }
+
+    /// Two registrations under one key are ambiguous: nothing is answered.
+    #[test]
+    fn two_registrations_under_one_key_answer_nothing() {
+        let body = StashedBody {
+            bytes: Bytes::from_static(b"{}"),
+            mime: "application/json".into(),
+        };
+        let a = register(sqreen_core::Sqreen::disabled(), Some(body.clone()));
+        assert!(current_body().is_some());
+        let b = register(sqreen_core::Sqreen::disabled(), Some(body));
+        assert!(current_body().is_none());
+        drop(a);
+        assert!(current_body().is_some());
+        drop(b);
+        assert!(current_body().is_none());
+    }
+}

@@ -1,0 +1,51 @@
+//! The [`sqreen()`] filter that hands handlers the request's [`Sqreen`] handle.
+
+use std::convert::Infallible;
+
+use warp::Filter;
+
+use crate::context;
+
+/// The request's SDK handle, as extracted by [`sqreen()`]; derefs to
+/// [`sqreen_core::Sqreen`] (`track_event`, `for_user`, …).
+///
+/// Disabled (every call a no-op) when the request is not recorded: the
+/// agent is off, the path or IP is passlisted, or the route is not inside a
+/// [`SqreenWrapper`](crate::SqreenWrapper).
+#[derive(Clone, Debug, Default)]
+pub struct Sqreen(pub sqreen_core::Sqreen);
+
+impl std::ops::Deref for Sqreen {
+    type Target = sqreen_core::Sqreen;
+    fn deref(&self) -> &sqreen_core::Sqreen {
+        &self.0
+    }
+}
+
+impl From<Sqreen> for sqreen_core::Sqreen {
+    fn from(sq: Sqreen) -> Self {
+        sq.0
+    }
+}
+
+/// A filter extracting the request's [`Sqreen`] handle; it never rejects.
+///
+/// Outside a [`SqreenWrapper`](crate::SqreenWrapper) it yields a disabled
+/// handle. Where it sits in the route does not matter (before or after
+/// path, body or other filters).
+///
+/// ```
+/// use warp::Filter;
+/// use sqreen_warp::Sqreen;
+///
+/// let route = warp::path("pay")
+///     .and(sqreen_warp::sqreen())
+///     .map(|sq: Sqreen| {
+///         sq.track_event("payment.done").with_properties([("amount", 42)]);
+///         "paid"
+///     });
+/// ```
+pub fn sqreen() -> impl Filter<Extract = (Sqreen,), Error = Infallible> + Copy + Send + Sync {
+    // `map` runs at poll time, in the task the wrapper registered the request under.
+    warp::any().map(|| Sqreen(context::current_handle().unwrap_or_default()))
+}

@@ -1,0 +1,402 @@
+//! [`SqreenWrapper`]: opens the request record before the wrapped filter
+//! runs, enforces IP actions, and closes the record with the response.
+//!
+//! ```text
+//!  enabled? ─no──────────────────────────────────────────▶ pass (disabled handle)
+//!     │yes
+//!  capture body? (capture_bodies + agent.wants_body) ─▶ buffer it
+//!  snapshot: method, path, query, headers, peer ─▶ agent.begin
+//!     ├ Pass ──────────────▶ inner filter ──────────────▶ response
+//!     ├ Respond ─────────── (inner never runs) ─────────▶ block page / redirect
+//!     └ Record ─register─▶ inner filter ─▶ Blocked? ────▶ record.close(status, length, type)
+//! ```
+
+use std::convert::Infallible;
+use std::future::ready;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use warp::Filter;
+use warp::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use warp::http::{HeaderMap, Method};
+use warp::path::FullPath;
+use warp::reject::{self, Rejection};
+use warp::reply::{Reply, Response};
+
+use sqreen_core::SecurityResponse;
+use sqreen_core::{Agent, Begin, Config, HeaderPairs, RequestInfo, RequestRecord, ResponseInfo};
+
+use crate::Blocked;
+use crate::blocked::{BlockedMarker, Renderer, default_blocked_response};
+use crate::body::InvalidBody;
+use crate::context::{self, Registration, StashedBody};
+
+/// The version reported to the backend with the framework name.
+const WARP_VERSION: &str = "0.4";
+
+/// Instruments warp filters: records each request they serve and enforces
+/// the backend's security responses.
+///
+/// Build it once, after the agent started (`sqreen::init*`), and
+/// [`wrap`](Self::wrap) your whole app with it. Cheap to clone.
+///
+/// ```
+/// use warp::Filter;
+/// use sqreen_warp::SqreenWrapper;
+///
+/// let routes = warp::path::end().map(|| "ok");
+/// let sqreen = SqreenWrapper::new(); // the agent of the last `sqreen::init*`
+/// let app = sqreen.wrap(routes.clone());
+/// // or, in a chain:
+/// let app = routes.with(warp::wrap_fn(|routes| sqreen.wrap(routes)));
+/// # let _ = warp::serve(app);
+/// ```
+#[derive(Clone)]
+pub struct SqreenWrapper {
+    shared: Arc<Shared>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    agent: Agent,
+    renderer: Option<Renderer>,
+    capture_bodies: bool,
+}
+
+impl std::fmt::Debug for SqreenWrapper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqreenWrapper")
+            .field("agent", &self.shared.agent)
+            .field("custom_blocked_response", &self.shared.renderer.is_some())
+            .field("capture_bodies", &self.shared.capture_bodies)
+            .finish()
+    }
+}
+
+impl Default for SqreenWrapper {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SqreenWrapper {
+    /// A wrapper using the global agent, the one started by the last
+    /// `sqreen::init` / `sqreen::init_from_env`.
+    ///
+    /// The agent is taken *now*: call `sqreen::init*` before building the
+    /// wrapper. Built earlier, the wrapper has no agent and every request
+    /// passes through unrecorded (a warning is logged).
+    pub fn new() -> Self {
+        match Agent::global() {
+            Some(agent) => Self::with_agent(agent),
+            None => {
+                tracing::warn!(
+                    target: "sqreen::warp",
+                    event = "wrapper.no_agent",
+                    "SqreenWrapper built before sqreen::init*: requests will not be recorded"
+                );
+                Self::with_agent(Agent::off(Config::default()))
+            }
+        }
+    }
+
+    /// A wrapper using this agent (tests, or several agents in one process).
+    pub fn with_agent(agent: Agent) -> Self {
+        agent.set_framework("warp", WARP_VERSION);
+        Self {
+            shared: Arc::new(Shared {
+                agent,
+                renderer: None,
+                capture_bodies: false,
+            }),
+        }
+    }
+
+    /// Renders security responses with `f` instead of
+    /// [`default_blocked_response`]: IP blocks and redirects, and the
+    /// [`Blocked`] errors of handlers inside the wrapper.
+    ///
+    /// ```
+    /// use sqreen_core::SecurityResponse;
+    /// use warp::Reply;
+    ///
+    /// let sqreen = sqreen_warp::SqreenWrapper::new().blocked_response(|response: &SecurityResponse| {
+    ///     let status = warp::http::StatusCode::from_u16(response.status()).unwrap_or(warp::http::StatusCode::FORBIDDEN);
+    ///     match response.location() {
+    ///         Some(url) => warp::reply::with_header(status, "location", url).into_response(),
+    ///         None => warp::reply::with_status(warp::reply::html("<h1>Nope</h1>"), status).into_response(),
+    ///     }
+    /// });
+    /// ```
+    #[must_use]
+    pub fn blocked_response<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&SecurityResponse) -> Response + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.shared).renderer = Some(Arc::new(f));
+        self
+    }
+
+    /// Captures urlencoded-form and JSON request bodies (default: off).
+    ///
+    /// warp lets a body be read only once, so the wrapper buffers a
+    /// capturable body (declared length within `body_capture_limit`, form or
+    /// JSON) and routes **must** then read bodies with
+    /// [`sqreen_warp::body::{bytes, json, form}`](crate::body), which hand
+    /// the buffered bytes over. A route reading it with `warp::body::*`
+    /// would find it gone (500). Turn this on once your routes use them.
+    #[must_use]
+    pub fn capture_bodies(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.shared).capture_bodies = on;
+        self
+    }
+
+    /// The agent this wrapper records with.
+    pub fn agent(&self) -> &Agent {
+        &self.shared.agent
+    }
+
+    /// Wraps `filter`: each request it serves is recorded, IP actions answer
+    /// before it runs, and [`Blocked`] rejections become their response.
+    ///
+    /// The filter's rejections pass on unchanged (an outer `or` or `recover`
+    /// still sees them); the record of a rejected request is closed without
+    /// a response, so put your `recover` inside the wrapper when the status
+    /// of error responses matters.
+    ///
+    /// The filter must extract one reply and reject with `Rejection`, as any
+    /// route with a path or method filter does. A filter that cannot reject
+    /// (`Error = Infallible`) gets that error type from an `and_then`:
+    ///
+    /// ```
+    /// use warp::Filter;
+    /// let always = warp::any().map(|| "ok"); // Error = Infallible
+    /// let app = sqreen_warp::SqreenWrapper::new()
+    ///     .wrap(always.and_then(|reply| async move { Ok::<_, warp::Rejection>(reply) }));
+    /// # let _ = warp::serve(app);
+    /// ```
+    pub fn wrap<F, R>(
+        &self,
+        filter: F,
+    ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static
+    where
+        F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
+        R: Reply + 'static,
+    {
+        let (inner_shared, close_shared, ip_shared) = (
+            Arc::clone(&self.shared),
+            Arc::clone(&self.shared),
+            Arc::clone(&self.shared),
+        );
+        let inner = filter
+            .map(R::into_response)
+            .recover(move |rejection| ready(recover_own(&inner_shared, rejection)))
+            .unify();
+        begin(Arc::clone(&self.shared))
+            .and(inner)
+            .map(move |ctx: Ctx, response: Response| close(&close_shared, ctx, response))
+            .recover(move |rejection| ready(recover_ip(&ip_shared, rejection)))
+            .unify()
+    }
+}
+
+/// What the wrapper keeps while the inner filter runs.
+struct Ctx {
+    record: Option<RequestRecord>,
+    /// Removes the side-channel entry when the request ends or is cancelled.
+    _registration: Option<Registration>,
+}
+
+impl Ctx {
+    fn pass() -> Self {
+        Self {
+            record: None,
+            _registration: None,
+        }
+    }
+}
+
+/// Carries an IP action's response past the inner filter to the wrapper's
+/// own `recover`; never seen outside the wrapper.
+#[derive(Debug)]
+struct IpResponse(SecurityResponse);
+
+impl reject::Reject for IpResponse {}
+
+/// The request's headers (warp hands filters only a clone of the map),
+/// visited by the core without further copies.
+struct Headers<'a>(&'a HeaderMap);
+
+impl HeaderPairs for Headers<'_> {
+    fn visit(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        for (name, value) in self.0 {
+            f(name.as_str(), value.as_bytes());
+        }
+    }
+}
+
+/// Opens the record: a `Ctx` for every request, or the IP action's
+/// response as an `IpResponse` rejection.
+fn begin(shared: Arc<Shared>) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone {
+    // When the agent is not recording, reject at once (no allocation) and
+    // let `or_else` pass the request through: nothing is copied.
+    let enabled = {
+        let shared = Arc::clone(&shared);
+        warp::any()
+            .and_then(move || {
+                ready(if shared.agent.is_enabled() {
+                    Ok(())
+                } else {
+                    Err(reject::not_found())
+                })
+            })
+            .untuple_one()
+    };
+    // Only `query::raw` gives the query as sent, and it rejects when there is none.
+    let query = warp::query::raw()
+        .map(Some)
+        .or(warp::any().map(|| None))
+        .unify();
+    enabled
+        .and(capture(Arc::clone(&shared)))
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
+        .and_then(
+            move |body: Option<StashedBody>,
+                  method: Method,
+                  path: FullPath,
+                  query: Option<String>,
+                  headers: HeaderMap,
+                  peer: Option<SocketAddr>| {
+                let headers = Headers(&headers);
+                let info = RequestInfo::new(method.as_str(), path.as_str(), &headers)
+                    .query(query.as_deref())
+                    .peer(peer)
+                    .body(body.as_ref().map(|b| &b.bytes[..]));
+                ready(match shared.agent.begin(&info) {
+                    // A buffered body is still handed back on passlisted requests.
+                    Begin::Pass => Ok(Ctx {
+                        _registration: body
+                            .map(|b| context::register(sqreen_core::Sqreen::disabled(), Some(b))),
+                        ..Ctx::pass()
+                    }),
+                    Begin::Respond(response) => Err(reject::custom(IpResponse(response))),
+                    Begin::Record(record) => Ok(Ctx {
+                        _registration: Some(context::register(record.handle(), body)),
+                        record: Some(record),
+                    }),
+                })
+            },
+        )
+        .or_else(|rejection: Rejection| {
+            ready(if rejection.find::<IpResponse>().is_some() {
+                Err(rejection)
+            } else {
+                Ok((Ctx::pass(),))
+            })
+        })
+}
+
+/// Buffers the body when capture is on and the agent wants it; otherwise
+/// leaves it untouched.
+fn capture(
+    shared: Arc<Shared>,
+) -> impl Filter<Extract = (Option<StashedBody>,), Error = Infallible> + Clone {
+    let limit = shared.agent.config().body_capture_limit as u64;
+    let capture_bodies = shared.capture_bodies;
+    // Cheapest test first: most requests stop at the flag or the missing length.
+    let candidate = warp::any()
+        .and_then(move || {
+            ready(if capture_bodies {
+                Ok(())
+            } else {
+                Err(reject::not_found())
+            })
+        })
+        .untuple_one()
+        .and(warp::header::optional::<u64>("content-length"))
+        .and_then(move |len: Option<u64>| {
+            ready(match len {
+                Some(len) if len > 0 && len <= limit => Ok(len),
+                _ => Err(reject::not_found()),
+            })
+        })
+        .and(warp::header::optional::<String>("content-type"))
+        .and_then(move |len: u64, content_type: Option<String>| {
+            ready(match content_type {
+                Some(ct) if shared.agent.wants_body(Some(&ct), Some(len)) => Ok(mime_essence(&ct)),
+                _ => Err(reject::not_found()),
+            })
+        });
+    candidate
+        .and(warp::body::bytes())
+        .map(|mime: Box<str>, bytes: Bytes| Some(StashedBody { bytes, mime }))
+        .or(warp::any().map(|| None))
+        .unify()
+}
+
+/// `Application/JSON; charset=utf-8` → `application/json`.
+fn mime_essence(content_type: &str) -> Box<str> {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+        .into_boxed_str()
+}
+
+fn render(shared: &Shared, response: &SecurityResponse) -> Response {
+    match &shared.renderer {
+        Some(render) => render(response),
+        None => default_blocked_response(response),
+    }
+}
+
+/// The wrapper's own rejections from inside: `Blocked` and `InvalidBody`.
+fn recover_own(shared: &Shared, rejection: Rejection) -> Result<Response, Rejection> {
+    if let Some(blocked) = rejection.find::<Blocked>() {
+        return Ok(render(shared, blocked.response()));
+    }
+    if let Some(invalid) = rejection.find::<InvalidBody>() {
+        return Ok(warp::reply::with_status(invalid.to_string(), invalid.status()).into_response());
+    }
+    Err(rejection)
+}
+
+fn recover_ip(shared: &Shared, rejection: Rejection) -> Result<Response, Rejection> {
+    match rejection.find::<IpResponse>() {
+        Some(IpResponse(response)) => Ok(render(shared, response)),
+        None => Err(rejection),
+    }
+}
+
+fn close(shared: &Shared, ctx: Ctx, mut response: Response) -> Response {
+    if let Some(renderer) = &shared.renderer
+        && let Some(BlockedMarker(security)) = response.extensions().get::<BlockedMarker>()
+    {
+        let security = security.clone();
+        response = renderer(&security);
+    }
+    if let Some(record) = ctx.record {
+        let content_length = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .or_else(|| http_body::Body::size_hint(response.body()).exact());
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        record.close(
+            ResponseInfo::new(response.status().as_u16())
+                .content_length(content_length)
+                .content_type(content_type),
+        );
+    }
+    response
+}
