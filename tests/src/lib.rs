@@ -18,6 +18,10 @@
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // a test script
 
+mod process;
+
+pub use process::run_example_process;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
