@@ -243,13 +243,18 @@ impl Agent {
     }
 
     /// Tells the backend which framework serves the application (adapters
-    /// call this when they are built; reported at login).
+    /// call this when they are built; reported at login). The first login
+    /// waits up to 250 ms for it, so an adapter built right after [`init`]
+    /// is reported.
     pub fn set_framework(&self, name: &str, version: &str) {
         *self
             .inner
             .framework
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some((name.to_owned(), version.to_owned()));
+        if let Some(control) = &self.inner.control {
+            let _ = control.send(Control::FrameworkSet);
+        }
     }
 
     /// True while requests are recorded (logged in, instrumentation on).

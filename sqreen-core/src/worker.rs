@@ -67,9 +67,20 @@ impl Reply {
 /// Messages from the agent handle.
 #[derive(Debug)]
 pub(crate) enum Control {
-    Flush { deadline: Instant, reply: Reply },
-    Shutdown { deadline: Instant, reply: Reply },
+    /// An adapter named the framework: the first login need not wait longer.
+    FrameworkSet,
+    Flush {
+        deadline: Instant,
+        reply: Reply,
+    },
+    Shutdown {
+        deadline: Instant,
+        reply: Reply,
+    },
 }
+
+/// How long the first login waits for an adapter to name the framework.
+const FIRST_LOGIN_GRACE: Duration = Duration::from_millis(250);
 
 /// Exponential backoff: 1 s doubling, capped at 5 min.
 #[derive(Debug)]
@@ -177,7 +188,10 @@ impl Worker {
             scrubber,
             started: SystemTime::now(),
             session: None,
-            login_at: now,
+            // The first login waits briefly for an adapter to name the
+            // framework (adapters are built right after `init`), so the
+            // login reports it; `Control::FrameworkSet` cuts the wait short.
+            login_at: now + FIRST_LOGIN_GRACE,
             login_backoff: Backoff::new(),
             next_beat: now + config.heartbeat_delay,
             pending: Vec::new(),
@@ -225,6 +239,11 @@ impl Worker {
             tokio::select! {
                 biased;
                 control = self.control.recv() => match control {
+                    Some(Control::FrameworkSet) => {
+                        if self.session.is_none() && self.shared.counters.login_attempts.load(Ordering::Relaxed) == 0 {
+                            self.login_at = Instant::now();
+                        }
+                    }
                     Some(Control::Flush { deadline, reply }) => self.begin_flush(deadline, reply),
                     Some(Control::Shutdown { deadline, reply }) => {
                         let ok = self.shutdown(deadline).await;

@@ -108,7 +108,18 @@ fn lock(state: &Shared) -> MutexGuard<'_, Snapshot> {
 
 impl TestBackend {
     /// Starts a backend on a free port of 127.0.0.1 that accepts any token.
+    ///
+    /// # Panics
+    /// When no port of 127.0.0.1 can be bound (a test environment problem).
     pub fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().expect("a valid address")).expect("bind 127.0.0.1:0")
+    }
+
+    /// Starts a backend on `addr` that accepts any token.
+    ///
+    /// # Errors
+    /// When `addr` cannot be bound.
+    pub fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
         let state = Arc::new(Mutex::new(Snapshot {
             logins: Vec::new(),
             beats: Vec::new(),
@@ -125,8 +136,8 @@ impl TestBackend {
             actions: Vec::new(),
             features: json!({}),
         }));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("bound address");
+        let listener = std::net::TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
         let backend = Self {
             addr,
             state,
@@ -134,7 +145,7 @@ impl TestBackend {
             thread: Mutex::new(None),
         };
         backend.serve(listener);
-        backend
+        Ok(backend)
     }
 
     fn serve(&self, listener: std::net::TcpListener) {

@@ -123,6 +123,11 @@ pub fn run_example_process(bin: &str) {
     assert_eq!(token, "process-test-token");
     assert_eq!(app, "process-test");
     assert_eq!(login["agent_type"], "rust");
+    let framework = login["framework_type"].as_str().unwrap_or_default();
+    assert!(
+        bin.contains(&format!("example-{framework}")) && !framework.is_empty(),
+        "login reports the framework, got {framework:?}"
+    );
     let names: Vec<String> = backend
         .events()
         .iter()
