@@ -13,7 +13,14 @@ BACKEND_ADDR=${BACKEND_ADDR:-127.0.0.1:8700}
 OUT=target/demo
 mkdir -p "$OUT"
 
-command -v curl >/dev/null || { echo "curl is needed: apt-get install -y curl" >&2; exit 1; }
+if ! command -v curl >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing curl (Debian package)…"
+    apt-get update -qq && apt-get install -y -qq curl >/dev/null
+  else
+    echo "curl is needed: sudo apt-get install -y curl" >&2; exit 1
+  fi
+fi
 
 echo "building the example app and the development backend…"
 cargo build -q -p example-axum -p sqreen-test-backend
