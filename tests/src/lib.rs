@@ -7,8 +7,8 @@
 //! drives the app with `reqwest`, and asserts on what the agent's in-memory
 //! backend received.
 //!
-//! What it checks: default request properties captured (client IP, user
-//! agent, path, verb), query/form/JSON parameters scrubbed, tracked events
+//! What it checks: every route's statuses, malformed bodies answered 400,
+//! default request properties captured (client IP, user agent, path, verb), query/form/JSON parameters scrubbed, tracked events
 //! with properties, identifiers and timestamp, `for_user`, auth metrics per
 //! user and IP, IP block and redirect before the handler, user block through
 //! `identify()`, records without `track` entries not sent, a disabled agent
@@ -150,14 +150,37 @@ fn tracked_requests_and_actions(start: Start) {
         .unwrap();
     assert_eq!(r.status(), 200);
 
-    // A malformed body is a 400, and the app keeps serving.
-    let r = http
-        .post(format!("{base}/track"))
-        .header("Content-Type", "application/json")
-        .body("{not json")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    // Malformed bodies are 400s with a JSON error, and the app keeps serving.
+    for bad in [
+        "{not json",
+        "{}",
+        r#"{"event": ""}"#,
+        r#"{"event": 5}"#,
+        r#"{"event": "x", "properties": [1]}"#,
+        r#"{"event": "x", "timestamp": "yesterday"}"#,
+        r#"{"event": "x", "for_user": "bob"}"#,
+    ] {
+        let r = http
+            .post(format!("{base}/track"))
+            .header("Content-Type", "application/json")
+            .body(bad)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        assert!(r.json::<Value>().unwrap()["error"].is_string(), "{bad}");
+    }
+    for (path, form) in [
+        ("login", &[("username", "bob")][..]),
+        ("login", &[("password", "pw")][..]),
+        ("signup", &[("password", "pw")][..]),
+    ] {
+        let r = http
+            .post(format!("{base}/{path}"))
+            .form(form)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path} {form:?}");
+    }
     assert_eq!(http.get(format!("{base}/")).send().unwrap().status(), 200);
 
     // Auth metrics per user and IP; login records hold no `track` entry.

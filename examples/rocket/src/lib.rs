@@ -1,6 +1,7 @@
 //! Demo rocket application instrumented with sqreen: the routes every
-//! example app serves (`/`, `/track`, `/login`, `/signup`), and [`start`], a
-//! framework-neutral starter the conformance suite drives.
+//! example app serves (identical behaviour in the four frameworks, listed in
+//! [`example_common`]), and [`start`], a framework-neutral starter the
+//! conformance suite drives.
 //!
 //! What a rocket application adds for sqreen is one line where it builds
 //! rocket — `.attach(SqreenFairing::new())` — and a [`Sqreen`] guard in the
@@ -8,18 +9,15 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::thread::JoinHandle;
-use std::time::SystemTime;
 
+use example_common::{PASSWORD, Running, TRACKED, TrackRequest, error_json};
 use rocket::config::{LogLevel, Shutdown};
 use rocket::fairing::AdHoc;
 use rocket::figment::Provider;
 use rocket::form::Form;
 use rocket::http::Status;
-use rocket::serde::json::Json;
+use rocket::response::content::RawJson;
 use rocket::{Build, Rocket};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
 use sqreen::rocket::{Blocked, Sqreen, SqreenFairing};
 
 /// The demo app: its routes, instrumented by `fairing`, configured by
@@ -37,82 +35,23 @@ fn index() -> &'static str {
     "ok"
 }
 
-/// The body of `POST /track`. Unknown fields are ignored; a field of the
-/// wrong type is a 400.
-#[derive(Debug, Deserialize)]
-struct TrackRequest {
-    event: String,
-    properties: Option<Map<String, Value>>,
-    user_identifiers: Option<Map<String, Value>>,
-    timestamp: Option<String>,
-    for_user: Option<Map<String, Value>>,
-}
-
 /// A JSON answer with its status.
-type JsonReply = (Status, Json<Value>);
-
-fn bad_request(error: impl std::fmt::Display) -> JsonReply {
-    (
-        Status::BadRequest,
-        Json(json!({"error": error.to_string()})),
-    )
-}
-
-/// Identifier maps take string values; any other JSON value is kept as its
-/// JSON text.
-fn identifiers(map: Map<String, Value>) -> Vec<(String, String)> {
-    map.into_iter()
-        .map(|(key, value)| match value {
-            Value::String(s) => (key, s),
-            other => (key, other.to_string()),
-        })
-        .collect()
-}
+type JsonReply = (Status, RawJson<String>);
 
 /// Tracks the event described by the JSON body.
 ///
-/// The body is read as bytes and parsed here, rather than with rocket's
-/// `Json` data guard, so a malformed body gets this API's JSON 400 instead
-/// of rocket's HTML error page.
+/// The body is read as bytes and parsed by [`TrackRequest::parse`], rather
+/// than with rocket's `Json` data guard, so a malformed body gets this API's
+/// JSON 400 instead of rocket's HTML error page.
 #[rocket::post("/track", data = "<body>")]
 fn track(sq: Sqreen, body: Vec<u8>) -> JsonReply {
-    let request: TrackRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(e) => return bad_request(e),
-    };
-    if request.event.is_empty() {
-        return bad_request("`event` must not be empty");
-    }
-    // Validate everything before tracking anything.
-    let timestamp: Option<SystemTime> = match request.timestamp.as_deref() {
-        Some(t) => match humantime::parse_rfc3339(t) {
-            Ok(t) => Some(t),
-            Err(e) => return bad_request(format!("`timestamp`: {e}")),
-        },
-        None => None,
-    };
-
-    // The user handle must outlive the event builder that borrows it; the
-    // event is recorded when the builder is dropped, at the end of this function.
-    let user;
-    let mut event = match request.for_user {
-        Some(ids) => {
-            user = sq.for_user(identifiers(ids));
-            user.track_event(&request.event)
+    match TrackRequest::parse(&body) {
+        Ok(request) => {
+            request.record(&sq);
+            (Status::Ok, RawJson(TRACKED.to_owned()))
         }
-        None => sq.track_event(&request.event),
-    };
-    if let Some(properties) = request.properties {
-        event = event.with_properties(properties);
+        Err(error) => (Status::BadRequest, RawJson(error_json(&error))),
     }
-    if let Some(ids) = request.user_identifiers {
-        event = event.with_user_identifiers(identifiers(ids));
-    }
-    if let Some(timestamp) = timestamp {
-        event = event.with_timestamp(timestamp);
-    }
-    drop(event);
-    (Status::Ok, Json(json!({"tracked": true})))
 }
 
 /// The urlencoded body of `/login` and `/signup`.
@@ -132,7 +71,7 @@ fn login(sq: Sqreen, form: Option<Form<Credentials>>) -> Result<(Status, &'stati
         return Ok(MISSING_FIELDS);
     };
     let user = sq.for_user([("username", credentials.username.as_str())]);
-    if credentials.password != "open-sesame" {
+    if credentials.password != PASSWORD {
         user.track_auth_failure();
         return Ok((Status::Unauthorized, "invalid credentials"));
     }
@@ -191,43 +130,6 @@ fn embedded_config(addr: SocketAddr) -> rocket::Config {
     }
 }
 
-/// A running server.
-#[derive(Debug)]
-pub struct Running {
-    /// The address the server listens on (the real port when started on port 0).
-    pub addr: SocketAddr,
-    shutdown: rocket::Shutdown,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Running {
-    /// Graceful shutdown: stop accepting, finish in-flight requests, wait for the server
-    /// thread to end. Does NOT shut the agent down (the caller owns it).
-    pub fn stop(mut self) {
-        self.stop_and_join();
-    }
-
-    fn stop_and_join(&mut self) {
-        let Some(thread) = self.thread.take() else {
-            return;
-        };
-        self.shutdown.clone().notify();
-        if thread.join().is_err() {
-            tracing::error!(
-                event = "server.panicked",
-                "the rocket server thread panicked"
-            );
-        }
-    }
-}
-
-impl Drop for Running {
-    /// A server dropped without [`Running::stop`] is stopped the same way.
-    fn drop(&mut self) {
-        self.stop_and_join();
-    }
-}
-
 /// Serves the demo routes on `addr` (port 0 = any free port) in a dedicated thread with its
 /// own runtime, instrumented with `agent`. Returns once the socket is listening.
 pub fn start(agent: sqreen::Agent, addr: SocketAddr) -> std::io::Result<Running> {
@@ -251,11 +153,12 @@ pub fn start(agent: sqreen::Agent, addr: SocketAddr) -> std::io::Result<Running>
             runtime.block_on(serve(agent, addr, ready_tx));
         })?;
     match ready_rx.recv() {
-        Ok(Ok((addr, shutdown))) => Ok(Running {
-            addr,
-            shutdown,
-            thread: Some(thread),
-        }),
+        Ok(Ok((addr, shutdown))) => Ok(Running::new(addr, move || {
+            shutdown.notify();
+            if thread.join().is_err() {
+                tracing::error!("the rocket server thread panicked");
+            }
+        })),
         Ok(Err(e)) => {
             let _ = thread.join();
             Err(e)

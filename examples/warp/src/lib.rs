@@ -1,21 +1,13 @@
 //! A demo warp application instrumented with sqreen: the routes every
-//! example app serves (identical behaviour in the four frameworks), and a
-//! framework-neutral [`start`] used by the conformance suite.
-//!
-//! | route | does |
-//! |---|---|
-//! | `GET /` | `200 ok`, tracks nothing |
-//! | `POST /track` | tracks the event described by the JSON body; `200 {"tracked": true}`, `400 {"error": ..}` |
-//! | `POST /login` | form `username`, `password`; `open-sesame` logs in (`200 welcome`), else `401`; missing fields `400` |
-//! | `POST /signup` | form `username`, `password`; tracks a signup, `201 created` |
+//! example app serves (identical behaviour in the four frameworks, listed in
+//! [`example_common`]), and a framework-neutral [`start`] used by the
+//! conformance suite.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::SystemTime;
 
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use example_common::{Credentials, PASSWORD, Running, TRACKED, TrackRequest, error_json};
 use sqreen::warp::{Blocked, Sqreen, SqreenWrapper, body, sqreen};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -71,74 +63,22 @@ pub async fn serve(
         .await;
 }
 
-/// The body of `POST /track`.
-#[derive(Deserialize)]
-struct TrackRequest {
-    event: String,
-    properties: Option<Map<String, Value>>,
-    user_identifiers: Option<Map<String, Value>>,
-    timestamp: Option<String>,
-    for_user: Option<Map<String, Value>>,
-}
-
-/// A `400` with a short JSON error.
-fn bad_request(error: &str) -> Response {
+fn json(status: StatusCode, body: String) -> Response {
     warp::reply::with_status(
-        warp::reply::json(&json!({ "error": error })),
-        StatusCode::BAD_REQUEST,
+        warp::reply::with_header(body, "content-type", "application/json"),
+        status,
     )
     .into_response()
 }
 
-/// User identifiers are strings; other JSON values are sent as their JSON text.
-fn identifiers(map: Map<String, Value>) -> Vec<(String, String)> {
-    map.into_iter()
-        .map(|(key, value)| match value {
-            Value::String(s) => (key, s),
-            other => (key, other.to_string()),
-        })
-        .collect()
-}
-
-// The body is parsed by hand (not with `body::json()`) so that every
-// malformed body gets the same `400 {"error": ..}`, whatever the content type.
 fn track(sq: Sqreen, body: Bytes) -> Response {
-    let request: TrackRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(e) => return bad_request(&format!("invalid body: {e}")),
-    };
-    if request.event.is_empty() {
-        return bad_request("`event` must not be empty");
+    match TrackRequest::parse(&body) {
+        Ok(request) => {
+            request.record(&sq);
+            json(StatusCode::OK, TRACKED.to_owned())
+        }
+        Err(error) => json(StatusCode::BAD_REQUEST, error_json(&error)),
     }
-    let timestamp: Option<SystemTime> =
-        match request.timestamp.as_deref().map(humantime::parse_rfc3339) {
-            None => None,
-            Some(Ok(timestamp)) => Some(timestamp),
-            Some(Err(_)) => return bad_request("`timestamp` must be an RFC 3339 date"),
-        };
-
-    let user = request.for_user.map(|ids| sq.for_user(identifiers(ids)));
-    let mut event = match &user {
-        Some(user) => user.track_event(&request.event),
-        None => sq.track_event(&request.event),
-    };
-    // JSON scalars become property values; `From<serde_json::Value>` does it.
-    event = event.with_properties(request.properties.unwrap_or_default());
-    if let Some(ids) = request.user_identifiers {
-        event = event.with_user_identifiers(identifiers(ids));
-    }
-    if let Some(timestamp) = timestamp {
-        event = event.with_timestamp(timestamp);
-    }
-    drop(event); // the event is recorded when its builder is dropped
-    warp::reply::json(&json!({ "tracked": true })).into_response()
-}
-
-/// The form of `/login` and `/signup`.
-#[derive(Deserialize)]
-struct Credentials {
-    username: Option<String>,
-    password: Option<String>,
 }
 
 /// Both fields, or `None` for a missing field or a body that is not a form
@@ -146,7 +86,7 @@ struct Credentials {
 fn credentials()
 -> impl Filter<Extract = (Option<(String, String)>,), Error = std::convert::Infallible> + Clone {
     body::form()
-        .map(|form: Credentials| form.username.zip(form.password))
+        .map(Credentials::both)
         .or(warp::any().map(|| None))
         .unify()
 }
@@ -158,7 +98,7 @@ async fn login(sq: Sqreen, credentials: Option<(String, String)>) -> Result<Resp
         return Ok(missing_credentials());
     };
     let user = sq.for_user([("username", username.as_str())]);
-    if password != "open-sesame" {
+    if password != PASSWORD {
         user.track_auth_failure();
         return Ok(
             warp::reply::with_status("invalid credentials", StatusCode::UNAUTHORIZED)
@@ -186,48 +126,6 @@ fn missing_credentials() -> Response {
         .into_response()
 }
 
-/// A running server.
-pub struct Running {
-    /// The address it listens on.
-    pub addr: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
-}
-
-impl std::fmt::Debug for Running {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Running").field("addr", &self.addr).finish()
-    }
-}
-
-impl Running {
-    /// Graceful shutdown: stop accepting, finish in-flight requests, wait for
-    /// the server thread to end. Does NOT shut the agent down (the caller owns it).
-    pub fn stop(mut self) {
-        self.shutdown_and_join();
-    }
-
-    fn shutdown_and_join(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            match thread.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "server ended with an error"),
-                Err(_) => tracing::error!("server thread panicked"),
-            }
-        }
-    }
-}
-
-impl Drop for Running {
-    /// A server dropped without [`stop`](Running::stop) is stopped the same way.
-    fn drop(&mut self) {
-        self.shutdown_and_join();
-    }
-}
-
 /// Serves the demo routes on `addr` (port 0 = any free port) in a dedicated
 /// thread with its own runtime, instrumented with `agent`. Returns once the
 /// socket is listening.
@@ -252,12 +150,16 @@ pub fn start(agent: sqreen::Agent, addr: SocketAddr) -> std::io::Result<Running>
                     let _ = stopped.await;
                 })
                 .await;
-                Ok(())
+                Ok::<(), std::io::Error>(())
             })
         })?;
-    Ok(Running {
-        addr,
-        shutdown: Some(shutdown),
-        thread: Some(thread),
-    })
+    Ok(Running::new(addr, move || {
+        // A send error means the server already stopped.
+        let _ = shutdown.send(());
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "server ended with an error"),
+            Err(_) => tracing::error!("server thread panicked"),
+        }
+    }))
 }
