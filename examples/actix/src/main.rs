@@ -22,7 +22,7 @@ async fn main() -> std::io::Result<()> {
     let server = HttpServer::new(|| example_actix::app(SqreenMiddleware::new()))
         // actix's own handlers make SIGINT a forced shutdown; this one makes
         // both SIGINT and SIGTERM graceful (in-flight requests finish).
-        .shutdown_signal(shutdown_signal())
+        .shutdown_signal(example_common::shutdown_signal())
         .bind(&addr)?;
     for addr in server.addrs() {
         tracing::info!(%addr, "listening");
@@ -34,32 +34,4 @@ async fn main() -> std::io::Result<()> {
     drop(guard);
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received; shutting down gracefully"),
-        () = terminate => tracing::info!("SIGTERM received; shutting down gracefully"),
-    }
 }

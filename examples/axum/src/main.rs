@@ -29,7 +29,12 @@ fn main() -> ExitCode {
     let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "listening");
-        example_axum::serve(listener, SqreenLayer::new(), shutdown_signal()).await
+        example_axum::serve(
+            listener,
+            SqreenLayer::new(),
+            example_common::shutdown_signal(),
+        )
+        .await
     });
     // The runtime goes first, then the guard: the agent flushes on its own
     // thread with every request already answered.
@@ -46,34 +51,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing requests in flight");
 }

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         // Every route reads its body through `sqreen::warp::body`, so body
         // capture can be on.
         let sqreen = SqreenWrapper::new().capture_bodies(true);
-        example_warp::serve(listener, sqreen, shutdown_signal()).await;
+        example_warp::serve(listener, sqreen, example_common::shutdown_signal()).await;
         std::io::Result::Ok(())
     });
     // The runtime goes first, then the guard: the agent flushes on its own
@@ -50,34 +50,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing requests in flight");
 }
