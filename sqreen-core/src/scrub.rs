@@ -194,6 +194,11 @@ impl Scrubber {
         if s == REDACTED {
             return false;
         }
+        // The default pattern needs 13 digits: most strings (names, paths,
+        // user agents) are ruled out by counting digits, without the regex.
+        if self.value_is_default && s.bytes().filter(u8::is_ascii_digit).count() < 13 {
+            return false;
+        }
         match mask_matches(re, s) {
             Some(scrubbed) if scrubbed != *s => {
                 *s = scrubbed;
