@@ -190,3 +190,84 @@ pub fn with_captured_events(f: impl FnOnce(&Agent)) -> Vec<Value> {
     guard.flush(Duration::from_secs(10));
     backend.events()
 }
+
+/// A backend for benchmarks: answers the protocol like [`CaptureBackend`]
+/// but acknowledges and drops batches (memory stays flat over millions of
+/// events), and can hold the agent thread inside its next batch call so a
+/// benchmark can time the request path with the agent thread idle.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use sqreen_core::test::{GatedBackend, test_config};
+/// let backend = Arc::new(GatedBackend::default());
+/// let config = test_config().batch_size(1).build().unwrap();
+/// let agent = sqreen_core::Agent::start(config, backend.clone());
+/// assert!(agent.wait_ready(Duration::from_secs(10)));
+/// backend.arm(); // the next batch call blocks the agent thread…
+/// backend.release(); // …until released
+/// ```
+#[derive(Debug, Default)]
+pub struct GatedBackend {
+    protocol: CaptureBackend,
+    /// (armed, a batch call is held)
+    gate: Mutex<(bool, bool)>,
+    cvar: std::sync::Condvar,
+}
+
+impl GatedBackend {
+    fn gate(&self) -> MutexGuard<'_, (bool, bool)> {
+        self.gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the next batch call block the agent thread until [`release`](Self::release).
+    pub fn arm(&self) {
+        self.gate().0 = true;
+    }
+
+    /// Waits until the agent thread is held in a batch call; false after `timeout`.
+    pub fn wait_held(&self, timeout: Duration) -> bool {
+        let state = self.gate();
+        let (state, _) = self
+            .cvar
+            .wait_timeout_while(state, timeout, |s| !s.1)
+            .unwrap_or_else(|p| p.into_inner());
+        state.1
+    }
+
+    /// Lets a held agent thread go and disarms the gate.
+    pub fn release(&self) {
+        self.gate().0 = false;
+        self.cvar.notify_all();
+    }
+
+    /// Called on the agent thread: blocks while armed.
+    fn pass(&self) {
+        let mut state = self.gate();
+        if !state.0 {
+            return;
+        }
+        state.1 = true;
+        self.cvar.notify_all();
+        while state.0 {
+            state = self.cvar.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.1 = false;
+    }
+}
+
+impl Transport for GatedBackend {
+    fn call(&self, request: ApiRequest) -> BoxFuture<Result<ApiResponse, TransportError>> {
+        if request.path != BATCH_PATH {
+            return self.protocol.call(request);
+        }
+        // Synchronous on purpose: the agent thread stops while held.
+        self.pass();
+        Box::pin(async {
+            Ok(ApiResponse {
+                status: 200,
+                body: br#"{"status":true}"#.to_vec(),
+            })
+        })
+    }
+}

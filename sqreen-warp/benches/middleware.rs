@@ -34,13 +34,11 @@
 // Benches abort loudly on a broken setup rather than measure the wrong path.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_main};
-use sqreen_core::protocol::BATCH_PATH;
-use sqreen_core::test::{CaptureBackend, test_config};
-use sqreen_core::transport::{ApiRequest, ApiResponse, BoxFuture, Transport, TransportError};
+use sqreen_core::test::{GatedBackend, test_config};
 use sqreen_core::{Agent, AgentGuard, Config};
 use sqreen_warp::{Sqreen, SqreenWrapper, sqreen};
 use warp::Filter;
@@ -49,79 +47,14 @@ use warp::test::RequestBuilder;
 /// Tracked requests timed between two flushes of the agent.
 const CHUNK: u64 = 1_000;
 
-/// Holds the agent thread inside its next batch call while armed.
-#[derive(Default)]
-struct Gate {
-    /// (armed, a batch call is held)
-    state: Mutex<(bool, bool)>,
-    cvar: Condvar,
-}
-
-impl Gate {
-    /// Called by the agent thread: blocks while the gate is armed.
-    fn pass(&self) {
-        let mut state = self.state.lock().unwrap();
-        if !state.0 {
-            return;
-        }
-        state.1 = true;
-        self.cvar.notify_all();
-        while state.0 {
-            state = self.cvar.wait(state).unwrap();
-        }
-        state.1 = false;
-    }
-
-    fn arm(&self) {
-        self.state.lock().unwrap().0 = true;
-    }
-
-    fn wait_held(&self) {
-        let state = self.state.lock().unwrap();
-        let (state, _) = self
-            .cvar
-            .wait_timeout_while(state, Duration::from_secs(10), |s| !s.1)
-            .unwrap();
-        assert!(state.1, "the agent thread was not held");
-    }
-
-    fn release(&self) {
-        self.state.lock().unwrap().0 = false;
-        self.cvar.notify_all();
-    }
-}
-
-/// The core's in-memory backend, except that batches are acknowledged and
-/// dropped, and can be held by the [`Gate`].
-struct DiscardBatches(CaptureBackend, Arc<Gate>);
-
-impl Transport for DiscardBatches {
-    fn call(&self, request: ApiRequest) -> BoxFuture<Result<ApiResponse, TransportError>> {
-        if request.path != BATCH_PATH {
-            return self.0.call(request);
-        }
-        // Synchronous on purpose: the agent thread stops while held.
-        self.1.pass();
-        Box::pin(async {
-            Ok(ApiResponse {
-                status: 200,
-                body: br#"{"status":true}"#.to_vec(),
-            })
-        })
-    }
-}
-
-fn start_agent(gate: &Arc<Gate>) -> AgentGuard {
+fn start_agent(gate: &Arc<GatedBackend>) -> AgentGuard {
     let config = test_config()
         .event_queue_length(1_000_000)
         // A batch per record: the gate catches the agent thread at once.
         .batch_size(1)
         .build()
         .unwrap();
-    let guard = Agent::start(
-        config,
-        Arc::new(DiscardBatches(CaptureBackend::new(), Arc::clone(gate))),
-    );
+    let guard = Agent::start(config, gate.clone());
     assert!(
         guard.wait_ready(Duration::from_secs(10)),
         "agent did not log in"
@@ -144,7 +77,7 @@ fn request() -> RequestBuilder {
 }
 
 fn bench(c: &mut Criterion) {
-    let gate = Arc::new(Gate::default());
+    let gate = Arc::new(GatedBackend::default());
     let guard = start_agent(&gate);
     let agent = guard.agent().clone();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -208,7 +141,10 @@ fn bench(c: &mut Criterion) {
                             // into a batch call, where it waits.
                             gate.arm();
                             request().reply(&app).await;
-                            gate.wait_held();
+                            assert!(
+                                gate.wait_held(Duration::from_secs(10)),
+                                "the agent thread was not held"
+                            );
                         }
                         let chunk = CHUNK.min(iters - done);
                         let start = Instant::now();
