@@ -12,7 +12,12 @@
 #
 #   scripts/loadbench.sh
 #   ROUNDS=5 DURATION=8 WARMUP=2 CONNECTIONS=32 PORT=18080 \
-#   FRAMEWORKS="axum actix rocket warp" SERVER_CPU=0 CLIENT_CPU=1 scripts/loadbench.sh
+#   FRAMEWORKS="axum actix rocket warp" SERVER_CPU=0 CLIENT_CPU=1 MAX_LOAD=1.0 scripts/loadbench.sh
+#
+# Before the first run it waits (at most 10 minutes) for the 1-minute load
+# average to fall below MAX_LOAD, so that a build running on the machine
+# does not land in the figures; runs that other work competed with anyway
+# (CPU pressure above 5 % of the run) are flagged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +29,7 @@ PORT=${PORT:-18080}
 FRAMEWORKS=${FRAMEWORKS:-"axum actix rocket warp"}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
+MAX_LOAD=${MAX_LOAD:-1.0}
 MODES=(bare middleware track)
 # Fixed, not a knob: the generated traffic never leaves the loopback interface.
 HOST=127.0.0.1
@@ -35,6 +41,7 @@ done
 if (( ROUNDS < 1 || ROUNDS > 50 || DURATION < 1 || DURATION > 120 || WARMUP > 60 )); then
   echo "ROUNDS must be 1-50, DURATION 1-120 s, WARMUP 0-60 s" >&2; exit 2
 fi
+if ! [[ $MAX_LOAD =~ ^[0-9]+(\.[0-9]+)?$ ]]; then echo "MAX_LOAD must be a number" >&2; exit 2; fi
 for fw in $FRAMEWORKS; do
   case $fw in axum|actix|rocket|warp) ;; *) echo "unknown framework: $fw" >&2; exit 2 ;; esac
 done
@@ -153,11 +160,24 @@ run_one() {
   echo "$round,$fw,$mode,$position,$rps,$requests,$lat_avg,$p50,$p99,${sock:-0},${non2xx:-0},$queued,$sent,$dropped,$received,$load1,$cpu_per_req,$srv_busy,$cli_busy,$psi_ms" >>"$CSV"
   printf '  round %d  %-6s %-10s %9.0f req/s  p99 %6.0f µs  %5.2f µs CPU/req  cores %s%%/%s%%  cpu pressure %5d ms  events sent %s dropped %s  (load %s)\n' \
     "$round" "$fw" "$mode" "$rps" "$p99" "$cpu_per_req" "$srv_busy" "$cli_busy" "$psi_ms" "$sent" "$dropped" "$load1" >&2
+  # In track mode the agent thread competes with the server for its core by design.
+  if [[ $mode != track ]] && (( psi_ms * 20 > DURATION * 1000 )); then
+    echo "  WARNING: $fw/$mode: other work competed for the CPU for $psi_ms ms of the ${DURATION} s run" >&2
+  fi
   if [[ ${sock:-0} != 0 || ${non2xx:-0} != 0 ]]; then
     echo "  WARNING: $fw/$mode had ${sock:-0} socket errors and ${non2xx:-0} non-2xx answers" >&2
   fi
 }
 
+for (( waited = 0; ; waited += 10 )); do
+  load1=$(cut -d' ' -f1 /proc/loadavg)
+  if awk -v l="$load1" -v m="$MAX_LOAD" 'BEGIN { exit !(l < m) }'; then break; fi
+  if (( waited >= 600 )); then
+    echo "load average still $load1 after 10 minutes: running anyway (see the pressure column)" >&2; break
+  fi
+  (( waited % 60 == 0 )) && echo "waiting for the load average ($load1) to fall below $MAX_LOAD…" >&2
+  sleep 10
+done
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $ROUNDS rounds × $(wc -w <<<"$FRAMEWORKS") frameworks × 3 modes, ${WARMUP}+${DURATION} s each" >&2
 for (( round = 1; round <= ROUNDS; round++ )); do
   for fw in $FRAMEWORKS; do
