@@ -1,0 +1,387 @@
+//! The admin JSON API under `/api`, behind `Authorization: Bearer <admin key>`.
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `POST /api/apps` `{"name"}` | 201 `{"id", "name", "token"}` (the token is shown once) |
+//! | `GET /api/apps` | `{"apps": [{"id", "name", "created_at"}]}` |
+//! | `GET /api/events?event=&app=&since=&until=&ip=&user_key=&user_value=&property=&value=&limit=&cursor=` | `{"events": […], "next_cursor"}`, newest first |
+//! | `GET /api/events/trend?…&bucket=60&group_by=ip\|user\|property:NAME` | `{"bucket_s", "since", "until", "series": [{"group", "total", "points": [{"time", "time_ms", "count"}]}]}` |
+//! | `POST /api/playbooks` | 201 `{"id"}` |
+//! | `GET /api/playbooks`, `GET /api/playbooks/{id}` | the playbooks / one playbook with its `id` |
+//! | `PUT /api/playbooks/{id}` | `{"id"}` (its counts start afresh) |
+//! | `DELETE /api/playbooks/{id}` | 204 |
+//! | `GET /api/alerts?limit=` | `{"alerts": […]}`, newest first |
+//! | `GET /api/actions?app=` | `{"actions": [{"action_id", "action", "parameters", "expires_at", "playbook_id", …}]}` (live ones) |
+//! | `DELETE /api/actions/{id}` | 204: lifted; agents reload on their next heartbeat |
+//!
+//! Times in filters are milliseconds since the epoch or RFC 3339. Unknown
+//! query parameters and unknown body fields are 400s; every filter value is
+//! a bound parameter, never SQL text.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::playbook::Playbook;
+use crate::secret;
+use crate::store::{EventFilter, TrendGroup, TrendQuery, parse_cursor};
+use crate::time::{now_ms, parse_filter_time};
+
+/// Largest admin request body.
+const BODY_LIMIT: usize = 256 * 1024;
+/// Most events per page.
+pub const MAX_LIMIT: usize = 1000;
+/// Most buckets in a trend.
+pub const MAX_BUCKETS: i64 = 10_000;
+
+/// The admin routes, behind the admin key check.
+pub fn routes(state: AppState) -> axum::Router<AppState> {
+    Router::new()
+        .route("/api/apps", get(list_apps).post(create_app))
+        .route("/api/events", get(events))
+        .route("/api/events/trend", get(trend))
+        .route("/api/playbooks", get(list_playbooks).post(create_playbook))
+        .route(
+            "/api/playbooks/{id}",
+            get(get_playbook).put(put_playbook).delete(delete_playbook),
+        )
+        .route("/api/alerts", get(alerts))
+        .route("/api/actions", get(actions))
+        .route("/api/actions/{id}", delete(lift_action))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .route_layer(middleware::from_fn_with_state(state, require_admin))
+}
+
+/// Refuses requests without the admin key.
+pub async fn require_admin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(key)
+            if !key.is_empty()
+                && secret::same_hash(&secret::hash(key), &state.settings.admin_key_hash) =>
+        {
+            next.run(request).await
+        }
+        _ => ApiError::unauthorized("missing or wrong admin key").into_response(),
+    }
+}
+
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    p.map(|Path(p)| p)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+// ── apps ────────────────────────────────────────────────────────────────
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApp {
+    name: String,
+}
+
+/// A valid application name: 1 to 100 characters, no control characters.
+pub fn valid_app_name(name: &str) -> bool {
+    !name.trim().is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control)
+}
+
+async fn create_app(
+    State(state): State<AppState>,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let NewApp { name } = body(&bytes)?;
+    if !valid_app_name(&name) {
+        return Err(ApiError::bad_request(
+            "name must be 1 to 100 characters without control characters",
+        ));
+    }
+    let (app, token) = state.store.create_app(&name).await?;
+    tracing::info!(event = "app.created", app = %app.name, id = app.id, "application created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": app.id, "name": app.name, "token": token})),
+    ))
+}
+
+async fn list_apps(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({"apps": state.store.list_apps().await?})))
+}
+
+// ── events ──────────────────────────────────────────────────────────────
+
+/// Explorer query parameters shared by the list and the trend.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsParams {
+    event: Option<String>,
+    app: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    ip: Option<String>,
+    user_key: Option<String>,
+    user_value: Option<String>,
+    property: Option<String>,
+    value: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+    bucket: Option<i64>,
+    group_by: Option<String>,
+}
+
+fn time_param(text: Option<&str>, name: &str) -> Result<Option<i64>, ApiError> {
+    text.filter(|t| !t.is_empty())
+        .map(|t| {
+            parse_filter_time(t).ok_or_else(|| {
+                ApiError::bad_request(format!("{name}: want ms since the epoch or RFC 3339"))
+            })
+        })
+        .transpose()
+}
+
+/// The filter of `p`, validated.
+///
+/// # Errors
+/// 400 for a bad time, or a value without its key.
+pub fn filter_of(p: &EventsParams) -> Result<EventFilter, ApiError> {
+    let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    let f = EventFilter {
+        app: nonempty(&p.app),
+        event: nonempty(&p.event),
+        since: time_param(p.since.as_deref(), "since")?,
+        until: time_param(p.until.as_deref(), "until")?,
+        ip: nonempty(&p.ip),
+        user_key: nonempty(&p.user_key),
+        user_value: p.user_value.clone(),
+        property: nonempty(&p.property),
+        value: p.value.clone(),
+    };
+    if f.user_value.is_some() && f.user_key.is_none() {
+        return Err(ApiError::bad_request("user_value needs user_key"));
+    }
+    if f.value.is_some() && f.property.is_none() {
+        return Err(ApiError::bad_request("value needs property"));
+    }
+    Ok(f)
+}
+
+async fn events(
+    State(state): State<AppState>,
+    q: Result<Query<EventsParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let p = query(q)?;
+    if p.bucket.is_some() || p.group_by.is_some() {
+        return Err(ApiError::bad_request(
+            "bucket and group_by belong to /api/events/trend",
+        ));
+    }
+    let filter = filter_of(&p)?;
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let cursor = match p.cursor.as_deref().filter(|c| !c.is_empty()) {
+        Some(c) => Some(parse_cursor(c).ok_or_else(|| ApiError::bad_request("invalid cursor"))?),
+        None => None,
+    };
+    let page = state.store.list_events(&filter, limit, cursor).await?;
+    Ok(Json(json!(page)))
+}
+
+async fn trend(
+    State(state): State<AppState>,
+    q: Result<Query<EventsParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let p = query(q)?;
+    if p.limit.is_some() || p.cursor.is_some() {
+        return Err(ApiError::bad_request(
+            "limit and cursor belong to /api/events",
+        ));
+    }
+    let mut filter = filter_of(&p)?;
+    let bucket_s = p.bucket.unwrap_or(60);
+    if bucket_s < 1 {
+        return Err(ApiError::bad_request("bucket must be at least 1 second"));
+    }
+    let until = filter.until.unwrap_or_else(now_ms);
+    let since = filter.since.unwrap_or(until - 24 * 3600 * 1000);
+    if since >= until {
+        return Err(ApiError::bad_request("since must be before until"));
+    }
+    if (until - since) / (bucket_s.saturating_mul(1000)) > MAX_BUCKETS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_BUCKETS} buckets: widen bucket or narrow the range"
+        )));
+    }
+    filter.since = Some(since);
+    filter.until = Some(until);
+    let group_by = match p.group_by.as_deref().filter(|g| !g.is_empty()) {
+        None => None,
+        Some("ip") => Some(TrendGroup::Ip),
+        Some("user") => Some(TrendGroup::User),
+        Some(g) => match g.strip_prefix("property:") {
+            Some(name) if !name.is_empty() => Some(TrendGroup::Property(name.to_owned())),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "group_by must be ip, user or property:NAME",
+                ));
+            }
+        },
+    };
+    let view = state
+        .store
+        .event_trend(&TrendQuery {
+            filter,
+            bucket_s,
+            group_by,
+            max_groups: 20,
+        })
+        .await?;
+    Ok(Json(json!(view)))
+}
+
+// ── playbooks ───────────────────────────────────────────────────────────
+
+fn playbook_body(bytes: &[u8]) -> Result<Playbook, ApiError> {
+    let playbook: Playbook = body(bytes)?;
+    playbook.validate().map_err(ApiError::bad_request)?;
+    Ok(playbook)
+}
+
+async fn create_playbook(
+    State(state): State<AppState>,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let playbook = playbook_body(&bytes)?;
+    let id = state.store.create_playbook(&playbook).await?;
+    tracing::info!(event = "playbook.created", id, name = %playbook.name, "playbook created");
+    Ok((StatusCode::CREATED, Json(json!({"id": id}))))
+}
+
+async fn list_playbooks(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({"playbooks": state.store.list_playbooks().await?}),
+    ))
+}
+
+async fn get_playbook(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path(id)?;
+    let row = state
+        .store
+        .get_playbook(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("playbook"))?;
+    Ok(Json(json!(row)))
+}
+
+async fn put_playbook(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = path(id)?;
+    let playbook = playbook_body(&bytes)?;
+    if !state.store.update_playbook(id, &playbook).await? {
+        return Err(ApiError::not_found("playbook"));
+    }
+    Ok(Json(json!({"id": id})))
+}
+
+async fn delete_playbook(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = path(id)?;
+    if state.store.delete_playbook(id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("playbook"))
+    }
+}
+
+// ── alerts and actions ──────────────────────────────────────────────────
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitParams {
+    limit: Option<usize>,
+}
+
+async fn alerts(
+    State(state): State<AppState>,
+    q: Result<Query<LimitParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query(q)?.limit.unwrap_or(100);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    Ok(Json(
+        json!({"alerts": state.store.list_alerts(limit).await?}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionParams {
+    app: Option<String>,
+}
+
+async fn actions(
+    State(state): State<AppState>,
+    q: Result<Query<ActionParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let app = query(q)?.app.filter(|a| !a.is_empty());
+    let mut actions = state.store.list_actions(None).await?;
+    if let Some(app) = app {
+        actions.retain(|a| a.app == app);
+    }
+    Ok(Json(json!({"actions": actions})))
+}
+
+async fn lift_action(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = path(id)?;
+    if id.len() > 64 {
+        return Err(ApiError::not_found("action"));
+    }
+    if state.store.lift_action(&id).await? {
+        tracing::info!(event = "action.lifted", action_id = %id, "action lifted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("action"))
+    }
+}

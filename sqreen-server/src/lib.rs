@@ -1,0 +1,246 @@
+//! `sqreen-server`: a self-hosted backend for sqreen agents.
+//!
+//! It speaks the agent protocol (`PROTOCOL.md`: login, heartbeat, batch,
+//! action pack, logout), stores events in SQLite or PostgreSQL, serves an
+//! admin JSON API to explore them and manage playbooks, and evaluates the
+//! playbooks as events arrive: an actor (IP or user) crossing a threshold
+//! gets an alert, block/redirect actions that every agent of the app
+//! reloads on its next heartbeat, and a webhook.
+//!
+//! # Running
+//! ```text
+//! sqreen-server app create my-app --database sqlite://sqreen.db   # prints the agent token last
+//! sqreen-server serve --addr 127.0.0.1:8700 --database sqlite://sqreen.db --admin-key "$KEY"
+//! ```
+//! Every flag has an environment equivalent (`SQREEN_SERVER_ADDR`,
+//! `SQREEN_SERVER_DATABASE`, `SQREEN_SERVER_ADMIN_KEY`,
+//! `SQREEN_SERVER_HEARTBEAT_DELAY`, `SQREEN_SERVER_MAX_BATCH_BYTES`).
+//! Without an admin key, one is generated at first start, printed once, and
+//! only its hash is stored.
+//!
+//! # Library
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use sqreen_server::{Server, ServerConfig};
+//! let config = ServerConfig::new("sqlite://sqreen.db").with_admin_key("secret");
+//! let (server, _generated_key) = Server::open(&config).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8700").await?;
+//! server.serve(listener, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Modules
+//! - [`ingest`]: the agent protocol routes; [`protocol`]: their bodies.
+//! - [`admin`]: the admin JSON API.
+//! - [`store`]: every query (SQLite and PostgreSQL through one `Any` pool);
+//!   front ends such as a dashboard call its `Store` methods.
+//! - [`playbook`]: definitions, matching and firing; [`notify`]: webhooks.
+//! - [`secret`]: tokens and hashes; [`time`]: timestamps.
+//!
+//! # Several processes
+//! With `postgres://…`, any number of `serve` processes share one database
+//! and behave as one backend: sessions, pending action reloads, threshold
+//! counts and the one-alert-per-actor rule all live in the database.
+
+pub mod admin;
+pub mod error;
+pub mod ingest;
+pub mod notify;
+pub mod playbook;
+pub mod protocol;
+pub mod secret;
+pub mod store;
+pub mod time;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+
+use crate::notify::Notifier;
+use crate::store::{Store, StoreError};
+
+/// The settings key of the generated admin key's hash.
+const ADMIN_KEY_SETTING: &str = "admin_key_hash";
+/// Default largest batch body: 32 MiB (1000 full request records fit easily).
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 32 << 20;
+/// Default heartbeat delay told to agents, in seconds.
+pub const DEFAULT_HEARTBEAT_DELAY_S: u64 = 60;
+
+/// How to run a server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// `sqlite://PATH` or `postgres://…`.
+    pub database_url: String,
+    /// The admin key; generated at first start when `None`.
+    pub admin_key: Option<String>,
+    /// Seconds between heartbeats, told to agents at login.
+    pub heartbeat_delay_s: u64,
+    /// Largest batch body accepted.
+    pub max_batch_bytes: usize,
+}
+
+impl ServerConfig {
+    /// Defaults for `database_url`: generated admin key, 60 s heartbeats,
+    /// 32 MiB batches.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            admin_key: None,
+            heartbeat_delay_s: DEFAULT_HEARTBEAT_DELAY_S,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+        }
+    }
+
+    /// Uses `key` as the admin key.
+    #[must_use]
+    pub fn with_admin_key(mut self, key: impl Into<String>) -> Self {
+        self.admin_key = Some(key.into());
+        self
+    }
+
+    /// Tells agents to beat every `seconds` (at least 1).
+    #[must_use]
+    pub fn with_heartbeat_delay(mut self, seconds: u64) -> Self {
+        self.heartbeat_delay_s = seconds.max(1);
+        self
+    }
+}
+
+/// Settings the handlers read.
+#[derive(Debug)]
+pub struct Settings {
+    /// Seconds between heartbeats.
+    pub heartbeat_delay_s: u64,
+    /// SHA-256 (hex) of the admin key.
+    pub admin_key_hash: String,
+}
+
+/// What every handler shares; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The storage.
+    pub store: Store,
+    /// The webhook sender.
+    pub notifier: Notifier,
+    /// Fixed settings.
+    pub settings: Arc<Settings>,
+}
+
+/// A server ready to serve: storage open and migrated, admin key known.
+#[derive(Clone, Debug)]
+pub struct Server {
+    state: AppState,
+    max_batch_bytes: usize,
+}
+
+impl Server {
+    /// Opens the database (applying migrations) and settles the admin key.
+    /// Returns the generated admin key when this call created it: print it
+    /// once, it is not stored.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn open(config: &ServerConfig) -> Result<(Self, Option<String>), StoreError> {
+        let store = Store::connect(&config.database_url).await?;
+        let (admin_key_hash, generated) = match &config.admin_key {
+            Some(key) => (secret::hash(key), None),
+            None => match store.setting(ADMIN_KEY_SETTING).await? {
+                Some(hash) => (hash, None),
+                None => {
+                    let key = secret::generate(secret::ADMIN_KEY_PREFIX)?;
+                    let ours = secret::hash(&key);
+                    let hash = store.setting_or_insert(ADMIN_KEY_SETTING, &ours).await?;
+                    // Another process may have generated one first.
+                    let generated = (hash == ours).then_some(key);
+                    (hash, generated)
+                }
+            },
+        };
+        let state = AppState {
+            store,
+            notifier: Notifier::new(),
+            settings: Arc::new(Settings {
+                heartbeat_delay_s: config.heartbeat_delay_s.max(1),
+                admin_key_hash,
+            }),
+        };
+        Ok((
+            Self {
+                state,
+                max_batch_bytes: config.max_batch_bytes,
+            },
+            generated,
+        ))
+    }
+
+    /// The storage, for other front ends.
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// The shared handler state, for routes added beside these.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Every route: the agent protocol and the admin API.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .merge(ingest::routes(self.max_batch_bytes))
+            .merge(admin::routes(self.state.clone()))
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .with_state(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, with periodic
+    /// housekeeping (idle sessions, old playbook counts).
+    ///
+    /// # Errors
+    /// I/O errors of the listener.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let housekeeping = tokio::spawn(housekeeping(
+            self.state.store.clone(),
+            self.state.settings.heartbeat_delay_s,
+        ));
+        let result = axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        housekeeping.abort();
+        result
+    }
+}
+
+/// Every minute: forgets sessions idle for ten heartbeats (and at least an
+/// hour), and playbook hits older than the longest playbook period.
+async fn housekeeping(store: Store, heartbeat_delay_s: u64) {
+    let idle_ms = i64::try_from(heartbeat_delay_s.saturating_mul(10_000))
+        .unwrap_or(i64::MAX)
+        .max(3_600_000);
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let now = time::now_ms();
+        let longest = store
+            .list_playbooks()
+            .await
+            .map(|p| {
+                p.iter()
+                    .map(|p| p.playbook.trigger.period_s)
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(playbook::MAX_PERIOD_S);
+        if let Err(e) = store
+            .prune(now - idle_ms, now - (longest + 60) * 1000)
+            .await
+        {
+            tracing::warn!(event = "housekeeping.failed", error = %e, "housekeeping failed");
+        }
+    }
+}

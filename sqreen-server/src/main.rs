@@ -1,0 +1,169 @@
+//! The `sqreen-server` command line: `serve`, and `app create`.
+//!
+//! Logs go to stderr (filtered by `RUST_LOG`, default `info`); stdout holds
+//! only what a script reads: the listening address, a generated admin key,
+//! a new app's token (its last line).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sqreen_server::{DEFAULT_MAX_BATCH_BYTES, Server, ServerConfig};
+use tracing_subscriber::EnvFilter;
+
+/// Self-hosted backend for sqreen agents.
+#[derive(Parser, Debug)]
+#[command(name = "sqreen-server", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the agent protocol and the admin API.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "SQREEN_SERVER_ADDR", default_value = "127.0.0.1:8700")]
+        addr: SocketAddr,
+        /// `sqlite://PATH` (created if missing) or `postgres://…`.
+        #[arg(
+            long,
+            env = "SQREEN_SERVER_DATABASE",
+            default_value = "sqlite://sqreen.db"
+        )]
+        database: String,
+        /// Admin API key; generated at first start (printed once) when absent.
+        #[arg(long, env = "SQREEN_SERVER_ADMIN_KEY", hide_env_values = true)]
+        admin_key: Option<String>,
+        /// Seconds between agent heartbeats, told to agents at login.
+        #[arg(long, env = "SQREEN_SERVER_HEARTBEAT_DELAY", default_value_t = 60,
+              value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        heartbeat_delay: u64,
+        /// Largest batch body accepted, in bytes.
+        #[arg(long, env = "SQREEN_SERVER_MAX_BATCH_BYTES", default_value_t = DEFAULT_MAX_BATCH_BYTES)]
+        max_batch_bytes: usize,
+    },
+    /// Manage applications.
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AppCommand {
+    /// Create an application; prints its agent token as the last line.
+    Create {
+        /// The application's name (unique).
+        name: String,
+        /// `sqlite://PATH` or `postgres://…`.
+        #[arg(
+            long,
+            env = "SQREEN_SERVER_DATABASE",
+            default_value = "sqlite://sqreen.db"
+        )]
+        database: String,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "sqreen-server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)] // stdout is the command's deliberate output
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        Command::Serve {
+            addr,
+            database,
+            admin_key,
+            heartbeat_delay,
+            max_batch_bytes,
+        } => {
+            let mut config = ServerConfig::new(database).with_heartbeat_delay(heartbeat_delay);
+            config.admin_key = admin_key.filter(|k| !k.is_empty());
+            config.max_batch_bytes = max_batch_bytes;
+            let (server, generated) = Server::open(&config).await?;
+            if let Some(key) = generated {
+                say(&format!(
+                    "admin key (shown once; only its hash is stored): {key}"
+                ));
+            }
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            let local = listener.local_addr()?;
+            tracing::info!(event = "server.listening", addr = %local,
+                backend = ?server.store().backend(), "sqreen-server listening");
+            say(&format!("listening on http://{local}"));
+            server.serve(listener, shutdown_signal()).await?;
+            tracing::info!(event = "server.stopped", "sqreen-server stopped");
+            Ok(())
+        }
+        Command::App {
+            command: AppCommand::Create { name, database },
+        } => {
+            if !sqreen_server::admin::valid_app_name(&name) {
+                return Err(
+                    "the name must be 1 to 100 characters without control characters".into(),
+                );
+            }
+            let store = sqreen_server::store::Store::connect(&database).await?;
+            let (app, token) = store.create_app(&name).await?;
+            store.close().await;
+            say(&format!("created app {:?} (id {})", app.name, app.id));
+            say(&token);
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,638 @@
+//! Playbooks: threshold rules per actor (IP or user) and the responses
+//! they take.
+//!
+//! A playbook's trigger names an event (a custom `track` name, or one of the
+//! user-monitoring stores `sdk-login-fail`, `sdk-login-success`,
+//! `sdk-signup`), property conditions, and a threshold of occurrences within
+//! `period_s` per actor. Evaluation runs as events and metrics arrive:
+//!
+//! ```text
+//! batch / heartbeat ─▶ match triggers ─▶ insert events + hits (one transaction)
+//!                                   └──▶ count hits per actor in the period
+//!                                        └─▶ threshold crossed ─▶ raise_alert (lock, alert, actions,
+//!                                                                  actions_version += 1)
+//!                                                                 └─▶ webhook (spawned, retried)
+//! ```
+//!
+//! Conditions test the event's properties: `eq`/`neq` compare the value's
+//! text (strings as they are, other JSON as text), `contains` looks for a
+//! substring, `regex` for a match (unanchored). A missing property matches
+//! only `neq`. Private, loopback, link-local and unspecified addresses are
+//! never blocked unless `allow_critical_ips` is set: the alert is stored
+//! with `"blocked": false` instead.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::notify::Notifier;
+use crate::secret;
+use crate::store::{
+    HitCandidate, LockOutcome, NewAction, NewAlert, NewEvent, PlaybookRow, Store, StoreError,
+};
+use crate::time::now_ms;
+
+/// The longest period a playbook may count over: 30 days.
+pub const MAX_PERIOD_S: i64 = 30 * 24 * 3600;
+/// Longest regex source accepted in a condition.
+const MAX_REGEX_LEN: usize = 1000;
+
+/// A playbook definition, as posted to `/api/playbooks`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Playbook {
+    /// A name for people.
+    pub name: String,
+    /// Disabled playbooks are kept but not evaluated.
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+    /// Only events of this application (by name); all applications when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// What is counted.
+    pub trigger: Trigger,
+    /// Actions taken against the actor.
+    #[serde(default)]
+    pub responses: Vec<ResponseSpec>,
+    /// Who is told.
+    #[serde(default)]
+    pub notifications: Vec<Notification>,
+    /// Allows blocking private and loopback addresses.
+    #[serde(default)]
+    pub allow_critical_ips: bool,
+}
+
+fn enabled_default() -> bool {
+    true
+}
+
+/// The trigger of a playbook.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// The event name counted.
+    pub event: String,
+    /// All must hold for an event to count.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Occurrences within `period_s` that fire the playbook.
+    pub threshold: i64,
+    /// The counting window, in seconds.
+    pub period_s: i64,
+    /// Who is counted.
+    pub actor: Actor,
+}
+
+/// Who a playbook counts and acts against.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Actor {
+    /// The client IP.
+    Ip,
+    /// The user identifiers.
+    User,
+}
+
+impl Actor {
+    fn as_str(self) -> &'static str {
+        match self {
+            Actor::Ip => "ip",
+            Actor::User => "user",
+        }
+    }
+}
+
+/// A property condition.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// Property name.
+    pub property: String,
+    /// Comparison.
+    pub op: Op,
+    /// Compared text (a regex for `regex`).
+    pub value: String,
+}
+
+/// A condition's comparison.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// Equal.
+    Eq,
+    /// Not equal (or missing).
+    Neq,
+    /// Contains the text.
+    Contains,
+    /// Matches the regex.
+    Regex,
+}
+
+/// A response to a fired playbook.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseSpec {
+    /// Block or redirect.
+    #[serde(rename = "type")]
+    pub kind: ResponseKind,
+    /// How long, in seconds; 0 = until lifted.
+    #[serde(default)]
+    pub duration_s: i64,
+    /// Where `redirect` sends the actor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// The kind of a response.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseKind {
+    /// The agent answers the blocking status.
+    Block,
+    /// The agent redirects to `url`.
+    Redirect,
+}
+
+/// A notification of a fired playbook.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Notification {
+    /// Only `webhook`.
+    #[serde(rename = "type")]
+    pub kind: NotificationKind,
+    /// Where the JSON alert is POSTed.
+    pub url: String,
+}
+
+/// The kind of a notification.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationKind {
+    /// An HTTP POST of the alert as JSON.
+    Webhook,
+}
+
+fn http_url(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+}
+
+impl Playbook {
+    /// Checks the definition; the error says what is wrong.
+    ///
+    /// # Errors
+    /// A human-readable reason.
+    pub fn validate(&self) -> Result<(), String> {
+        let text = |name: &str, value: &str, max: usize| {
+            if value.trim().is_empty() || value.len() > max {
+                Err(format!("{name} must be 1 to {max} characters"))
+            } else {
+                Ok(())
+            }
+        };
+        text("name", &self.name, 200)?;
+        text("trigger.event", &self.trigger.event, 256)?;
+        if let Some(app) = &self.app {
+            text("app", app, 200)?;
+        }
+        if !(1..=1_000_000_000).contains(&self.trigger.threshold) {
+            return Err("trigger.threshold must be between 1 and 1000000000".into());
+        }
+        if !(1..=MAX_PERIOD_S).contains(&self.trigger.period_s) {
+            return Err(format!(
+                "trigger.period_s must be between 1 and {MAX_PERIOD_S}"
+            ));
+        }
+        if self.trigger.conditions.len() > 20 {
+            return Err("at most 20 conditions".into());
+        }
+        for c in &self.trigger.conditions {
+            text("condition property", &c.property, 256)?;
+            if c.value.len() > MAX_REGEX_LEN {
+                return Err(format!("condition value longer than {MAX_REGEX_LEN}"));
+            }
+            if c.op == Op::Regex {
+                compile(&c.value).map_err(|e| format!("invalid regex {:?}: {e}", c.value))?;
+            }
+        }
+        if self.responses.len() > 10 || self.notifications.len() > 10 {
+            return Err("at most 10 responses and 10 notifications".into());
+        }
+        for r in &self.responses {
+            if !(0..=MAX_PERIOD_S * 12).contains(&r.duration_s) {
+                return Err("response duration_s must be between 0 and 31104000".into());
+            }
+            match (r.kind, &r.url) {
+                (ResponseKind::Redirect, Some(url)) if http_url(url) => {}
+                (ResponseKind::Redirect, _) => {
+                    return Err("a redirect response needs an http(s) url".into());
+                }
+                (ResponseKind::Block, Some(_)) => {
+                    return Err("a block response takes no url".into());
+                }
+                (ResponseKind::Block, None) => {}
+            }
+        }
+        for n in &self.notifications {
+            if !http_url(&n.url) {
+                return Err("a webhook needs an http(s) url".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn compile(pattern: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+}
+
+/// A playbook ready to match events.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The stored playbook.
+    pub row: PlaybookRow,
+    regexes: Vec<Option<Regex>>,
+}
+
+impl Compiled {
+    /// Compiles `row`'s regexes; `None` when one no longer compiles.
+    pub fn new(row: PlaybookRow) -> Option<Self> {
+        let regexes = row
+            .playbook
+            .trigger
+            .conditions
+            .iter()
+            .map(|c| match c.op {
+                Op::Regex => compile(&c.value).ok().map(Some),
+                _ => Some(None),
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self { row, regexes })
+    }
+
+    /// Whether `event` of app `app_name` counts for this playbook.
+    pub fn matches(&self, app_name: &str, event: &NewEvent) -> bool {
+        let p = &self.row.playbook;
+        if p.trigger.event != event.event || p.app.as_deref().is_some_and(|a| a != app_name) {
+            return false;
+        }
+        p.trigger
+            .conditions
+            .iter()
+            .zip(&self.regexes)
+            .all(|(c, re)| condition_holds(c, re.as_ref(), &event.properties))
+    }
+
+    /// The actor `event` is counted for, if it has one.
+    pub fn actor(&self, event: &NewEvent) -> Option<String> {
+        match self.row.playbook.trigger.actor {
+            Actor::Ip => event
+                .client_ip
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| ip.to_string()),
+            Actor::User => Some(event.user_key()).filter(|k| !k.is_empty()),
+        }
+    }
+}
+
+fn condition_holds(c: &Condition, re: Option<&Regex>, properties: &Map<String, Value>) -> bool {
+    let Some(value) = properties.get(&c.property) else {
+        return c.op == Op::Neq;
+    };
+    let text = crate::store::attr_text(value);
+    match c.op {
+        Op::Eq => text == c.value,
+        Op::Neq => text != c.value,
+        Op::Contains => text.contains(c.value.as_str()),
+        Op::Regex => re.is_some_and(|re| re.is_match(&text)),
+    }
+}
+
+/// Addresses a playbook never blocks unless `allow_critical_ips`: loopback,
+/// private, link-local, unspecified, shared (CGNAT) and unique-local.
+pub fn is_critical_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_critical_ip(IpAddr::V4(v4));
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_unique_local()
+                || v6.is_unicast_link_local()
+        }
+    }
+}
+
+/// The playbooks that `events` of `app_name` touch, and the hits to store
+/// with the events.
+pub fn match_events(
+    playbooks: &[Compiled],
+    app_name: &str,
+    events: &[NewEvent],
+) -> Vec<HitCandidate> {
+    let now = now_ms();
+    let mut hits = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        for p in playbooks {
+            if !p.matches(app_name, event) {
+                continue;
+            }
+            if let Some(actor) = p.actor(event) {
+                hits.push(HitCandidate {
+                    event_index: i,
+                    playbook_id: p.row.id,
+                    actor,
+                    time: event.time.min(now),
+                    count: event.count,
+                });
+            }
+        }
+    }
+    hits
+}
+
+/// The enabled playbooks, compiled; those that no longer compile are
+/// skipped with a warning.
+///
+/// # Errors
+/// Database errors.
+pub async fn load(store: &Store) -> Result<Vec<Compiled>, StoreError> {
+    let rows = store.enabled_playbooks().await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let id = row.id;
+            let compiled = Compiled::new(row);
+            if compiled.is_none() {
+                tracing::warn!(
+                    event = "playbook.invalid",
+                    playbook_id = id,
+                    "stored playbook has a regex that does not compile; skipped"
+                );
+            }
+            compiled
+        })
+        .collect())
+}
+
+/// After the events of `hits` were stored (`inserted[i]` true when event
+/// `i` was new): counts each touched actor over its playbook's period and
+/// fires the playbooks whose threshold is crossed.
+///
+/// # Errors
+/// Database errors (the events are stored by then).
+pub async fn evaluate(
+    store: &Store,
+    notifier: &Notifier,
+    playbooks: &[Compiled],
+    app: (i64, &str),
+    hits: &[HitCandidate],
+    inserted: &[bool],
+) -> Result<(), StoreError> {
+    let (app_id, app_name) = app;
+    let now = now_ms();
+    for p in playbooks {
+        let actors: BTreeSet<&str> = hits
+            .iter()
+            .filter(|h| h.playbook_id == p.row.id && inserted.get(h.event_index) == Some(&true))
+            .map(|h| h.actor.as_str())
+            .collect();
+        if actors.is_empty() {
+            continue;
+        }
+        let actors: Vec<String> = actors.into_iter().map(str::to_owned).collect();
+        let trigger = &p.row.playbook.trigger;
+        let since = now - trigger.period_s * 1000;
+        let counts = store.count_hits(p.row.id, app_id, &actors, since).await?;
+        for (actor, count) in counts {
+            if count >= trigger.threshold {
+                fire(store, notifier, p, (app_id, app_name), &actor, count).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Raises the alert of playbook `p` against `actor`, with its actions,
+/// unless one is live; then notifies.
+async fn fire(
+    store: &Store,
+    notifier: &Notifier,
+    p: &Compiled,
+    (app_id, app_name): (i64, &str),
+    actor: &str,
+    count: i64,
+) -> Result<(), StoreError> {
+    let playbook = &p.row.playbook;
+    let now = now_ms();
+    let actor_type = playbook.trigger.actor;
+    let critical = actor_type == Actor::Ip
+        && !playbook.allow_critical_ips
+        && actor.parse::<IpAddr>().is_ok_and(is_critical_ip);
+    let mut actions = Vec::new();
+    if !critical {
+        for r in &playbook.responses {
+            let (action, mut parameters) = match actor_type {
+                Actor::Ip => {
+                    let prefix = if actor.contains(':') { 128 } else { 32 };
+                    let name = match r.kind {
+                        ResponseKind::Block => "block_ip",
+                        ResponseKind::Redirect => "redirect_ip",
+                    };
+                    (name, json!({"ip_cidr": [format!("{actor}/{prefix}")]}))
+                }
+                Actor::User => {
+                    let ids: BTreeMap<String, String> =
+                        serde_json::from_str(actor).unwrap_or_default();
+                    let name = match r.kind {
+                        ResponseKind::Block => "block_user",
+                        ResponseKind::Redirect => "redirect_user",
+                    };
+                    (name, json!({"users": [ids]}))
+                }
+            };
+            if let (Some(url), Some(map)) = (&r.url, parameters.as_object_mut()) {
+                map.insert("url".into(), Value::String(url.clone()));
+            }
+            actions.push(NewAction {
+                id: secret::random_id()?,
+                action,
+                parameters,
+                expires_at: (r.duration_s > 0).then(|| now + r.duration_s * 1000),
+            });
+        }
+    }
+    let lock_until = if actions.is_empty() {
+        now + playbook.trigger.period_s * 1000
+    } else if actions.iter().any(|a| a.expires_at.is_none()) {
+        i64::MAX
+    } else {
+        actions
+            .iter()
+            .filter_map(|a| a.expires_at)
+            .max()
+            .unwrap_or(now)
+    };
+    let details = json!({
+        "playbook": playbook.name,
+        "event": playbook.trigger.event,
+        "threshold": playbook.trigger.threshold,
+        "period_s": playbook.trigger.period_s,
+        "blocked": !actions.is_empty(),
+        "skipped": if critical { Some("critical ip: never blocked without allow_critical_ips") } else { None },
+        "actions": actions.iter().map(|a| json!({"action_id": a.id, "action": a.action})).collect::<Vec<_>>(),
+    });
+    let alert = NewAlert {
+        playbook_id: p.row.id,
+        app_id,
+        actor_type: actor_type.as_str(),
+        actor: actor.to_owned(),
+        count,
+        details: details.clone(),
+    };
+    match store.raise_alert(&alert, &actions, lock_until).await? {
+        LockOutcome::AlreadyLive => {}
+        LockOutcome::Raised(alert_id) => {
+            tracing::warn!(event = "playbook.alert", playbook_id = p.row.id,
+                playbook = %playbook.name, app = %app_name, actor_type = actor_type.as_str(),
+                actor = %actor, count, alert_id, actions = actions.len(),
+                "playbook threshold crossed");
+            let payload = json!({
+                "type": "sqreen.alert",
+                "alert_id": alert_id,
+                "playbook_id": p.row.id,
+                "app": app_name,
+                "actor_type": actor_type.as_str(),
+                "actor": actor,
+                "count": count,
+                "time": crate::time::format_ms(now),
+                "details": details,
+            });
+            for n in &playbook.notifications {
+                notifier.webhook(&n.url, payload.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn playbook(json: Value) -> Result<Playbook, String> {
+        let p: Playbook = serde_json::from_value(json).map_err(|e| e.to_string())?;
+        p.validate()?;
+        Ok(p)
+    }
+
+    fn base() -> Value {
+        json!({"name": "brute force", "trigger": {"event": "sdk-login-fail",
+            "threshold": 5, "period_s": 60, "actor": "ip"},
+            "responses": [{"type": "block", "duration_s": 300}]})
+    }
+
+    /// A minimal playbook parses, defaults apply, and it validates.
+    #[test]
+    fn minimal_playbook_is_valid() {
+        let p = playbook(base()).expect("valid");
+        assert!(p.enabled);
+        assert!(!p.allow_critical_ips);
+        assert!(p.notifications.is_empty());
+    }
+
+    /// Unknown fields, bad enums and impossible numbers are refused.
+    #[test]
+    fn bad_playbooks_are_refused() {
+        let mut v = base();
+        v["surprise"] = json!(1);
+        assert!(playbook(v).is_err());
+        let mut v = base();
+        v["trigger"]["actor"] = json!("planet");
+        assert!(playbook(v).is_err());
+        let mut v = base();
+        v["trigger"]["threshold"] = json!(0);
+        assert!(playbook(v).is_err());
+        let mut v = base();
+        v["responses"] = json!([{"type": "redirect"}]);
+        assert!(playbook(v).is_err());
+        let mut v = base();
+        v["trigger"]["conditions"] = json!([{"property": "k", "op": "regex", "value": "("}]);
+        assert!(playbook(v).is_err());
+        let mut v = base();
+        v["notifications"] = json!([{"type": "webhook", "url": "file:///etc/passwd"}]);
+        assert!(playbook(v).is_err());
+    }
+
+    /// Conditions compare property text; a missing property only matches `neq`.
+    #[test]
+    fn conditions_match_properties() {
+        let props: Map<String, Value> =
+            serde_json::from_value(json!({"plan": "gold", "n": 42})).expect("object");
+        let cond = |op, value: &str, property: &str| Condition {
+            property: property.into(),
+            op,
+            value: value.into(),
+        };
+        assert!(condition_holds(&cond(Op::Eq, "gold", "plan"), None, &props));
+        assert!(condition_holds(&cond(Op::Eq, "42", "n"), None, &props));
+        assert!(condition_holds(
+            &cond(Op::Contains, "ol", "plan"),
+            None,
+            &props
+        ));
+        assert!(condition_holds(
+            &cond(Op::Neq, "x", "missing"),
+            None,
+            &props
+        ));
+        assert!(!condition_holds(
+            &cond(Op::Eq, "x", "missing"),
+            None,
+            &props
+        ));
+        let re = compile("^g.l").expect("regex");
+        assert!(condition_holds(
+            &cond(Op::Regex, "^g.l", "plan"),
+            Some(&re),
+            &props
+        ));
+    }
+
+    /// Loopback and private ranges are critical; public addresses are not.
+    #[test]
+    fn critical_ips() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.1.1",
+            "172.16.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "100.64.0.1",
+            "::ffff:10.0.0.1",
+            "0.0.0.0",
+        ] {
+            assert!(is_critical_ip(ip.parse().expect("ip")), "{ip}");
+        }
+        for ip in ["81.2.69.160", "8.8.8.8", "2001:db8::1"] {
+            assert!(!is_critical_ip(ip.parse().expect("ip")), "{ip}");
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! Storage: one `sqlx` [`AnyPool`] over SQLite or PostgreSQL, the same SQL
+//! for both (`$N` placeholders, integer milliseconds, JSON as TEXT), and one
+//! migration directory per backend where the DDL must differ.
+//!
+//! Every query the server runs lives in this module, as methods of
+//! [`Store`], so that other front ends (a dashboard) reuse them:
+//!
+//! | what | method |
+//! | --- | --- |
+//! | events, newest first, filtered and paged | [`Store::list_events`] |
+//! | counts per time bucket (and per IP, user or property) | [`Store::event_trend`] |
+//! | playbooks | [`Store::list_playbooks`], [`Store::get_playbook`] |
+//! | live actions | [`Store::list_actions`] |
+//! | alerts, newest first | [`Store::list_alerts`] |
+//! | applications | [`Store::list_apps`] |
+//!
+//! Nothing that must be shared between server processes lives in memory:
+//! sessions, pending `actions_reload`, threshold counts and the "one alert
+//! per actor" rule are all rows and constraints, so several `serve`
+//! processes on one PostgreSQL database behave as one backend.
+//!
+//! On SQLite, writes are serialised by an in-process lock (SQLite has a
+//! single writer anyway; the lock avoids `SQLITE_BUSY` on lock upgrades),
+//! the database runs in WAL mode with `synchronous=NORMAL`, and readers run
+//! beside the writer.
+
+mod events;
+mod playbooks;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor, Row};
+use tokio::sync::{Mutex, MutexGuard};
+
+pub use events::{
+    EventFilter, EventPage, EventView, HitCandidate, MAX_INDEXED_VALUE, NewEvent, TrendGroup,
+    TrendPoint, TrendQuery, TrendSeries, TrendView, attr_text, parse_cursor, user_key,
+};
+pub use playbooks::{ActionView, AlertView, LockOutcome, NewAction, NewAlert, PlaybookRow};
+
+use crate::secret;
+use crate::time::now_ms;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The database behind a [`Store`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file (`sqlite://PATH`): one server process.
+    Sqlite,
+    /// PostgreSQL (`postgres://…`): any number of server processes.
+    Postgres,
+}
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names no supported database.
+    #[error("unsupported database URL (want sqlite://PATH or postgres://…): {0}")]
+    BadUrl(String),
+    /// The database answered with an error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A name that must be unique is taken.
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// Random bytes could not be drawn.
+    #[error(transparent)]
+    Random(#[from] secret::RandomError),
+    /// A stored JSON column does not parse (the database was edited by hand).
+    #[error("corrupt stored JSON: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+/// A parameter of a dynamically built query.
+#[derive(Clone, Debug)]
+pub(crate) enum Param {
+    Int(i64),
+    Text(String),
+}
+
+/// Binds `params` in order to the query on `sql`.
+pub(crate) fn bind_all<'q>(
+    sql: &'q str,
+    params: &'q [Param],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut q = sqlx::query(sql);
+    for p in params {
+        q = match p {
+            Param::Int(v) => q.bind(*v),
+            Param::Text(v) => q.bind(v.as_str()),
+        };
+    }
+    q
+}
+
+/// An application known to the server.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AppView {
+    /// Its id.
+    pub id: i64,
+    /// Its unique name.
+    pub name: String,
+    /// When it was created (ms since the epoch).
+    pub created_at: i64,
+}
+
+/// An agent session, looked up by its `X-Session-Key`.
+#[derive(Clone, Debug)]
+pub struct SessionRow {
+    /// The hash of the session id.
+    pub id_hash: String,
+    /// The application it belongs to.
+    pub app_id: i64,
+    /// The action-set version the agent has.
+    pub actions_version: i64,
+    /// The application's current action-set version.
+    pub app_actions_version: i64,
+}
+
+/// The storage of the server; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+/// `sqlite://PATH` gets `mode=rwc` (create if missing) unless it says otherwise.
+fn normalise_url(url: &str) -> Result<(String, Backend), StoreError> {
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let url = if rest.contains("mode=") || rest.contains(":memory:") {
+            url.to_owned()
+        } else if rest.contains('?') {
+            format!("{url}&mode=rwc")
+        } else {
+            format!("{url}?mode=rwc")
+        };
+        Ok((url, Backend::Sqlite))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok((url.to_owned(), Backend::Postgres))
+    } else {
+        Err(StoreError::BadUrl(url.to_owned()))
+    }
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH`, created if missing, or
+    /// `postgres://…`) and applies the migrations.
+    ///
+    /// # Errors
+    /// A bad URL, an unreachable database or a failed migration.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (url, backend) = normalise_url(url)?;
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+                                 PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(options)
+                    .await?
+            }
+        };
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        // Two processes starting at once on a fresh PostgreSQL database may
+        // race on creating the migrations table itself; the loser retries.
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&pool).await {
+                Ok(()) => break,
+                Err(e) if attempt < 3 => {
+                    attempt += 1;
+                    tracing::warn!(event = "store.migrate_retry", error = %e, attempt,
+                        "migration failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let write_lock = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Self {
+            pool,
+            backend,
+            write_lock,
+        })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool, for queries this module does not offer.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Serialises writers on SQLite; a no-op on PostgreSQL.
+    pub(crate) async fn write_guard(&self) -> Option<MutexGuard<'_, ()>> {
+        match &self.write_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        }
+    }
+
+    /// Closes the pool (waits for connections in use).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ── applications ────────────────────────────────────────────────────
+
+    /// Creates an application; returns it and its agent token (shown once:
+    /// only its hash is stored).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the name is taken; database errors.
+    pub async fn create_app(&self, name: &str) -> Result<(AppView, String), StoreError> {
+        let token = secret::generate(secret::TOKEN_PREFIX)?;
+        let now = now_ms();
+        let _w = self.write_guard().await;
+        let row = sqlx::query(
+            "INSERT INTO apps (name, token_hash, actions_version, created_at) \
+             VALUES ($1, $2, 0, $3) ON CONFLICT (name) DO NOTHING RETURNING id",
+        )
+        .bind(name)
+        .bind(secret::hash(&token))
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::Conflict("an application with this name"));
+        };
+        let app = AppView {
+            id: row.try_get("id")?,
+            name: name.to_owned(),
+            created_at: now,
+        };
+        Ok((app, token))
+    }
+
+    /// Every application, by name.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn list_apps(&self) -> Result<Vec<AppView>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM apps ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AppView {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The application whose agent token is `token`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn app_by_token(&self, token: &str) -> Result<Option<AppView>, StoreError> {
+        let row = sqlx::query("SELECT id, name, created_at FROM apps WHERE token_hash = $1")
+            .bind(secret::hash(token))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(AppView {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The name of application `id`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn app_name(&self, id: i64) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT name FROM apps WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("name")).transpose()?)
+    }
+
+    // ── settings ────────────────────────────────────────────────────────
+
+    /// Stores `value` under `key` unless a value is there already; returns
+    /// the value in force (the existing one when another process won).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        {
+            let _w = self.write_guard().await;
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        }
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("value")?)
+    }
+
+    /// The value stored under `key`, if any.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("value")).transpose()?)
+    }
+
+    // ── sessions ────────────────────────────────────────────────────────
+
+    /// Opens a session for `app_id`; returns the session id to hand to the
+    /// agent (only its hash is stored). The agent starts with the current
+    /// action set (sent in the login answer), so it owes no reload.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn open_session(&self, app_id: i64, agent: &str) -> Result<String, StoreError> {
+        let session = secret::generate(secret::SESSION_PREFIX)?;
+        let now = now_ms();
+        let _w = self.write_guard().await;
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, app_id, actions_version, created_at, last_seen, agent) \
+             SELECT $1, id, actions_version, $2, $2, $3 FROM apps WHERE id = $4",
+        )
+        .bind(secret::hash(&session))
+        .bind(now)
+        .bind(agent)
+        .bind(app_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(session)
+    }
+
+    /// The session whose id is `session`, with its application's current
+    /// action-set version.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn session(&self, session: &str) -> Result<Option<SessionRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.id_hash, s.app_id, s.actions_version, a.actions_version AS app_version \
+             FROM sessions s JOIN apps a ON a.id = s.app_id WHERE s.id_hash = $1",
+        )
+        .bind(secret::hash(session))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(SessionRow {
+                id_hash: r.try_get("id_hash")?,
+                app_id: r.try_get("app_id")?,
+                actions_version: r.try_get("actions_version")?,
+                app_actions_version: r.try_get("app_version")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records a heartbeat: the session was seen now and has (or is about
+    /// to fetch) action-set version `actions_version`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn touch_session(
+        &self,
+        id_hash: &str,
+        actions_version: i64,
+    ) -> Result<(), StoreError> {
+        let _w = self.write_guard().await;
+        sqlx::query("UPDATE sessions SET last_seen = $1, actions_version = $2 WHERE id_hash = $3")
+            .bind(now_ms())
+            .bind(actions_version)
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a session (logout).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn close_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        let _w = self.write_guard().await;
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets sessions not seen since `before` (ms), and playbook hits
+    /// older than `hits_before`: the periodic housekeeping.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn prune(&self, before: i64, hits_before: i64) -> Result<(), StoreError> {
+        let _w = self.write_guard().await;
+        sqlx::query("DELETE FROM sessions WHERE last_seen < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM playbook_hits WHERE time < $1")
+            .bind(hits_before)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite URLs get create-if-missing; other schemes are refused.
+    #[test]
+    fn urls_are_normalised() {
+        assert_eq!(
+            normalise_url("sqlite://x.db").expect("ok"),
+            ("sqlite://x.db?mode=rwc".to_owned(), Backend::Sqlite)
+        );
+        assert_eq!(
+            normalise_url("sqlite://x.db?mode=ro").expect("ok").0,
+            "sqlite://x.db?mode=ro"
+        );
+        assert_eq!(
+            normalise_url("postgres://u@h/db").expect("ok").1,
+            Backend::Postgres
+        );
+        assert!(normalise_url("mysql://h/db").is_err());
+    }
+}

@@ -1,0 +1,494 @@
+//! Playbooks, their hit counts, alerts and actions.
+//!
+//! The rule "one alert per actor per playbook while its action is live" is
+//! the primary key of `playbook_locks`: raising an alert inserts the lock
+//! first, in the same transaction as the alert and its actions, and a
+//! conflict means another request (or another server process) raised it.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+
+use super::{Param, Store, StoreError, bind_all};
+use crate::playbook::Playbook;
+use crate::time::{format_ms, now_ms};
+
+/// A stored playbook.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlaybookRow {
+    /// Its id.
+    pub id: i64,
+    /// The definition, as posted.
+    #[serde(flatten)]
+    pub playbook: Playbook,
+    /// When it was created (ms).
+    pub created_at: i64,
+    /// When it was last changed (ms).
+    pub updated_at: i64,
+}
+
+/// An alert about to be raised.
+#[derive(Clone, Debug)]
+pub struct NewAlert {
+    /// The playbook that fired.
+    pub playbook_id: i64,
+    /// The application the events came from.
+    pub app_id: i64,
+    /// `ip` or `user`.
+    pub actor_type: &'static str,
+    /// The IP, or the user identifiers as JSON.
+    pub actor: String,
+    /// Matching occurrences counted in the period.
+    pub count: i64,
+    /// Free-form JSON details (the responses taken or skipped).
+    pub details: Value,
+}
+
+/// An action about to be created with an alert.
+#[derive(Clone, Debug)]
+pub struct NewAction {
+    /// Its id (sent to agents as `action_id`).
+    pub id: String,
+    /// `block_ip`, `redirect_ip`, `block_user` or `redirect_user`.
+    pub action: &'static str,
+    /// The protocol's `parameters`.
+    pub parameters: Value,
+    /// Expiry (ms), or none.
+    pub expires_at: Option<i64>,
+}
+
+/// What [`Store::raise_alert`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockOutcome {
+    /// The alert was stored (its id) with its actions.
+    Raised(i64),
+    /// An alert for this actor and playbook is still live: nothing stored.
+    AlreadyLive,
+}
+
+/// An alert as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct AlertView {
+    /// Its id.
+    pub id: i64,
+    /// The playbook that fired.
+    pub playbook_id: i64,
+    /// Application name.
+    pub app: String,
+    /// `ip` or `user`.
+    pub actor_type: String,
+    /// The IP, or the user identifiers as JSON.
+    pub actor: String,
+    /// Matching occurrences counted in the period.
+    pub count: i64,
+    /// RFC 3339 time.
+    pub time: String,
+    /// Time (ms).
+    pub time_ms: i64,
+    /// Responses taken or skipped, notifications.
+    pub details: Value,
+}
+
+/// A security action as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ActionView {
+    /// Its id.
+    pub action_id: String,
+    /// `block_ip`, `redirect_ip`, `block_user` or `redirect_user`.
+    pub action: String,
+    /// The protocol's `parameters`.
+    pub parameters: Value,
+    /// RFC 3339 expiry, or null for none.
+    pub expires_at: Option<String>,
+    /// Expiry (ms), or null.
+    pub expires_at_ms: Option<i64>,
+    /// The playbook that created it.
+    pub playbook_id: Option<i64>,
+    /// The alert it answers.
+    pub alert_id: Option<i64>,
+    /// Application name.
+    pub app: String,
+    /// The IP or user JSON it targets.
+    pub actor: String,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+}
+
+impl ActionView {
+    /// The protocol's Action object, with `duration` counted from `now`.
+    pub fn to_protocol(&self, now: i64) -> Value {
+        let duration = self
+            .expires_at_ms
+            .map_or(0, |e| ((e - now).max(1) + 999) / 1000);
+        serde_json::json!({
+            "action_id": self.action_id,
+            "action": self.action,
+            "duration": duration,
+            "send_response": true,
+            "parameters": self.parameters,
+        })
+    }
+}
+
+fn playbook_row(row: &sqlx::any::AnyRow) -> Result<PlaybookRow, StoreError> {
+    let definition: String = row.try_get("definition")?;
+    Ok(PlaybookRow {
+        id: row.try_get("id")?,
+        playbook: serde_json::from_str(&definition)?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn action_view(row: &sqlx::any::AnyRow) -> Result<ActionView, StoreError> {
+    let parameters: String = row.try_get("parameters")?;
+    let expires_at_ms: Option<i64> = row.try_get("expires_at")?;
+    let created_at: i64 = row.try_get("created_at")?;
+    Ok(ActionView {
+        action_id: row.try_get("id")?,
+        action: row.try_get("action")?,
+        parameters: serde_json::from_str(&parameters)?,
+        expires_at: expires_at_ms.map(format_ms),
+        expires_at_ms,
+        playbook_id: row.try_get("playbook_id")?,
+        alert_id: row.try_get("alert_id")?,
+        app: row.try_get("app")?,
+        actor: row.try_get("actor")?,
+        created_at: format_ms(created_at),
+    })
+}
+
+const ACTION_COLUMNS: &str = "x.id, x.action, x.parameters, x.expires_at, x.playbook_id, \
+     x.alert_id, a.name AS app, x.actor, x.created_at";
+
+impl Store {
+    /// Stores a new playbook; returns its id.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn create_playbook(&self, playbook: &Playbook) -> Result<i64, StoreError> {
+        let now = now_ms();
+        let _w = self.write_guard().await;
+        let row = sqlx::query(
+            "INSERT INTO playbooks (name, enabled, definition, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4) RETURNING id",
+        )
+        .bind(playbook.name.as_str())
+        .bind(i64::from(playbook.enabled))
+        .bind(serde_json::to_string(playbook)?)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// Replaces playbook `id`, and forgets its counts and live locks (the
+    /// new definition counts afresh). False when there is no such playbook.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn update_playbook(&self, id: i64, playbook: &Playbook) -> Result<bool, StoreError> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE playbooks SET name = $1, enabled = $2, definition = $3, updated_at = $4 \
+             WHERE id = $5",
+        )
+        .bind(playbook.name.as_str())
+        .bind(i64::from(playbook.enabled))
+        .bind(serde_json::to_string(playbook)?)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        for sql in [
+            "DELETE FROM playbook_hits WHERE playbook_id = $1",
+            "DELETE FROM playbook_locks WHERE playbook_id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes playbook `id` with its counts and locks; the actions it
+    /// created stay until they expire or are lifted. False when absent.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn delete_playbook(&self, id: i64) -> Result<bool, StoreError> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM playbooks WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        for sql in [
+            "DELETE FROM playbook_hits WHERE playbook_id = $1",
+            "DELETE FROM playbook_locks WHERE playbook_id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Playbook `id`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn get_playbook(&self, id: i64) -> Result<Option<PlaybookRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, definition, created_at, updated_at FROM playbooks WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(playbook_row).transpose()
+    }
+
+    /// Every playbook, by id.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn list_playbooks(&self) -> Result<Vec<PlaybookRow>, StoreError> {
+        let rows =
+            sqlx::query("SELECT id, definition, created_at, updated_at FROM playbooks ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(playbook_row).collect()
+    }
+
+    /// The enabled playbooks, by id.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn enabled_playbooks(&self) -> Result<Vec<PlaybookRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, definition, created_at, updated_at FROM playbooks WHERE enabled = 1 \
+             ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(playbook_row).collect()
+    }
+
+    /// Occurrences counted for each of `actors` by playbook `playbook_id`
+    /// in `app_id` since `since` (ms).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn count_hits(
+        &self,
+        playbook_id: i64,
+        app_id: i64,
+        actors: &[String],
+        since: i64,
+    ) -> Result<HashMap<String, i64>, StoreError> {
+        let mut counts = HashMap::new();
+        for chunk in actors.chunks(200) {
+            let mut params = vec![
+                Param::Int(playbook_id),
+                Param::Int(app_id),
+                Param::Int(since),
+            ];
+            params.extend(chunk.iter().map(|a| Param::Text(a.clone())));
+            let list: String = (0..chunk.len())
+                .map(|i| format!("${}", i + 4))
+                .collect::<Vec<_>>()
+                .join(",");
+            let sql = format!(
+                "SELECT actor, CAST(SUM(count) AS BIGINT) AS n FROM playbook_hits \
+                 WHERE playbook_id = $1 AND app_id = $2 AND time >= $3 AND actor IN ({list}) \
+                 GROUP BY actor"
+            );
+            let rows = bind_all(&sql, &params).fetch_all(&self.pool).await?;
+            for row in rows {
+                counts.insert(row.try_get("actor")?, row.try_get("n")?);
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Raises an alert with its actions unless one is live for the same
+    /// playbook, app and actor; the new lock lasts until `lock_until` (ms).
+    /// Agents of the app are told to reload their actions when any are
+    /// created.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn raise_alert(
+        &self,
+        alert: &NewAlert,
+        actions: &[NewAction],
+        lock_until: i64,
+    ) -> Result<LockOutcome, StoreError> {
+        let now = now_ms();
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM playbook_locks WHERE playbook_id = $1 AND app_id = $2 AND actor = $3 \
+             AND expires_at <= $4",
+        )
+        .bind(alert.playbook_id)
+        .bind(alert.app_id)
+        .bind(alert.actor.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let locked = sqlx::query(
+            "INSERT INTO playbook_locks (playbook_id, app_id, actor, expires_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (playbook_id, app_id, actor) DO NOTHING \
+             RETURNING playbook_id",
+        )
+        .bind(alert.playbook_id)
+        .bind(alert.app_id)
+        .bind(alert.actor.as_str())
+        .bind(lock_until)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if locked.is_none() {
+            tx.rollback().await?;
+            return Ok(LockOutcome::AlreadyLive);
+        }
+        let row = sqlx::query(
+            "INSERT INTO alerts (playbook_id, app_id, actor_type, actor, count, time, details) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(alert.playbook_id)
+        .bind(alert.app_id)
+        .bind(alert.actor_type)
+        .bind(alert.actor.as_str())
+        .bind(alert.count)
+        .bind(now)
+        .bind(alert.details.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        let alert_id: i64 = row.try_get("id")?;
+        for action in actions {
+            sqlx::query(
+                "INSERT INTO actions (id, app_id, playbook_id, alert_id, actor, action, \
+                 parameters, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(action.id.as_str())
+            .bind(alert.app_id)
+            .bind(alert.playbook_id)
+            .bind(alert_id)
+            .bind(alert.actor.as_str())
+            .bind(action.action)
+            .bind(action.parameters.to_string())
+            .bind(now)
+            .bind(action.expires_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !actions.is_empty() {
+            sqlx::query("UPDATE apps SET actions_version = actions_version + 1 WHERE id = $1")
+                .bind(alert.app_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(LockOutcome::Raised(alert_id))
+    }
+
+    /// Alerts, newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn list_alerts(&self, limit: usize) -> Result<Vec<AlertView>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT l.id, l.playbook_id, a.name AS app, l.actor_type, l.actor, l.count, l.time, \
+             l.details FROM alerts l JOIN apps a ON a.id = l.app_id \
+             ORDER BY l.time DESC, l.id DESC LIMIT $1",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let time: i64 = r.try_get("time")?;
+                let details: String = r.try_get("details")?;
+                Ok(AlertView {
+                    id: r.try_get("id")?,
+                    playbook_id: r.try_get("playbook_id")?,
+                    app: r.try_get("app")?,
+                    actor_type: r.try_get("actor_type")?,
+                    actor: r.try_get("actor")?,
+                    count: r.try_get("count")?,
+                    time: format_ms(time),
+                    time_ms: time,
+                    details: serde_json::from_str(&details)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Live actions (not lifted, not expired), of one app or of all,
+    /// newest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn list_actions(&self, app_id: Option<i64>) -> Result<Vec<ActionView>, StoreError> {
+        let mut params = vec![Param::Int(now_ms())];
+        let mut sql = format!(
+            "SELECT {ACTION_COLUMNS} FROM actions x JOIN apps a ON a.id = x.app_id \
+             WHERE x.lifted_at IS NULL AND (x.expires_at IS NULL OR x.expires_at > $1)"
+        );
+        if let Some(app_id) = app_id {
+            params.push(Param::Int(app_id));
+            sql.push_str(" AND x.app_id = $2");
+        }
+        sql.push_str(" ORDER BY x.created_at DESC, x.id");
+        let rows = bind_all(&sql, &params).fetch_all(&self.pool).await?;
+        rows.iter().map(action_view).collect()
+    }
+
+    /// Lifts live action `id`: agents of its app reload their actions, and
+    /// its playbook counts the actor afresh. False when no live action has
+    /// this id.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn lift_action(&self, id: &str) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE actions SET lifted_at = $1 WHERE id = $2 AND lifted_at IS NULL \
+             RETURNING app_id, playbook_id, actor",
+        )
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let app_id: i64 = row.try_get("app_id")?;
+        let playbook_id: Option<i64> = row.try_get("playbook_id")?;
+        let actor: String = row.try_get("actor")?;
+        if let Some(playbook_id) = playbook_id {
+            for sql in [
+                "DELETE FROM playbook_locks WHERE playbook_id = $1 AND app_id = $2 AND actor = $3",
+                "DELETE FROM playbook_hits WHERE playbook_id = $1 AND app_id = $2 AND actor = $3",
+            ] {
+                sqlx::query(sql)
+                    .bind(playbook_id)
+                    .bind(app_id)
+                    .bind(actor.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query("UPDATE apps SET actions_version = actions_version + 1 WHERE id = $1")
+            .bind(app_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
