@@ -60,7 +60,7 @@ OUT=target/loadbench
 mkdir -p "$OUT/logs"
 STAMP=$(date +%Y%m%dT%H%M%S)
 CSV="$OUT/runs-$STAMP.csv"
-echo "round,framework,mode,position,rps,requests,latency_avg_us,latency_p50_us,latency_p99_us,socket_errors,non_2xx,records_queued,events_sent,dropped_queue_full,backend_events,load1_before,server_cpu_us_per_req,server_core_busy_pct,client_core_busy_pct,cpu_pressure_ms" >"$CSV"
+echo "round,framework,mode,position,rps,requests,latency_avg_us,latency_p50_us,latency_p99_us,socket_errors,non_2xx,records_queued,events_sent,dropped_queue_full,backend_batch_bytes,load1_before,server_cpu_us_per_req,server_core_busy_pct,client_core_busy_pct,cpu_pressure_ms" >"$CSV"
 CLK_TCK=$(getconf CLK_TCK)
 
 server=""
@@ -151,7 +151,7 @@ run_one() {
   field() { grep -o " $1=[0-9]*" <<<"$stats" | cut -d= -f2 || true; }
   local queued sent dropped received
   queued=$(field records_queued); sent=$(field events_sent)
-  dropped=$(field dropped_queue_full); received=$(field backend_events)
+  dropped=$(field dropped_queue_full); received=$(field backend_batch_bytes)
   local cpu_per_req srv_busy cli_busy
   # Server CPU time (every thread) per request served in the measured run.
   cpu_per_req=$(awk -v t=$((ticks1 - ticks0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')

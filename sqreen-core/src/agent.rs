@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use compact_str::CompactString;
 use ipnet::IpNet;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::actions::{ActionStore, SecurityResponse};
 use crate::client_ip::ClientIpResolver;
@@ -72,15 +72,21 @@ pub(crate) struct Shared {
     pub enabled: AtomicBool,
     pub queue_len: AtomicUsize,
     pub queue_limit: AtomicUsize,
+    /// Set by the agent thread when it waits with an empty queue: the next
+    /// record wakes it (see [`Shared::enqueue`]).
+    pub worker_idle: AtomicBool,
+    /// Wakes the agent thread: a first record after idling, or a queue
+    /// filling up. Otherwise records wait for the thread's next drain tick.
+    pub wake: Notify,
     pub framework: Mutex<Option<(String, String)>>,
-    tx: Option<mpsc::UnboundedSender<Arc<RecordInner>>>,
+    tx: Option<std::sync::mpsc::Sender<Arc<RecordInner>>>,
     control: Option<mpsc::UnboundedSender<Control>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     ready: (Mutex<bool>, Condvar),
 }
 
 impl Shared {
-    fn new(config: Config, tx: Option<mpsc::UnboundedSender<Arc<RecordInner>>>) -> Self {
+    fn new(config: Config, tx: Option<std::sync::mpsc::Sender<Arc<RecordInner>>>) -> Self {
         let resolver = ClientIpResolver::new(
             config.ip_header.as_deref(),
             config.ip_header_format,
@@ -99,6 +105,8 @@ impl Shared {
             enabled: AtomicBool::new(false),
             queue_len: AtomicUsize::new(0),
             queue_limit: AtomicUsize::new(config.event_queue_length),
+            worker_idle: AtomicBool::new(false),
+            wake: Notify::new(),
             framework: Mutex::new(None),
             tx,
             control: None,
@@ -109,26 +117,42 @@ impl Shared {
     }
 
     /// Hands a closed record to the agent thread without ever waiting.
+    ///
+    /// The agent thread is not woken for every record: a context switch per
+    /// tracked request would cost more than turning the record into an
+    /// event. It drains the queue on a short tick while records come in
+    /// ([`crate::worker`]), and is woken here only when it idles with an
+    /// empty queue or when the queue reaches a quarter of its limit.
     pub fn enqueue(&self, record: Arc<RecordInner>) {
         let Some(tx) = &self.tx else {
             return;
         };
         let limit = self.queue_limit.load(Ordering::Relaxed);
-        if self.queue_len.fetch_add(1, Ordering::Relaxed) >= limit || tx.send(record).is_err() {
-            self.queue_len.fetch_sub(1, Ordering::Relaxed);
-            bump(&self.counters.records_dropped_queue_full, 1);
-            if self.queue_warnings.allow() {
-                tracing::warn!(
-                    target: "sqreen::queue",
-                    event = "queue.full",
-                    limit,
-                    dropped_total = self.counters.records_dropped_queue_full.load(Ordering::Relaxed),
-                    "event queue full: request record dropped (further warnings suppressed for 10 s)"
-                );
+        // SeqCst pairs with the agent thread's store of `worker_idle` and
+        // its re-read of `queue_len`: one of the two sides sees the other.
+        let before = self.queue_len.fetch_add(1, Ordering::SeqCst);
+        if before < limit && tx.send(record).is_ok() {
+            bump(&self.counters.records_queued, 1);
+            let filling = before + 1 == (limit / 4).max(1);
+            if filling
+                || (self.worker_idle.load(Ordering::SeqCst)
+                    && self.worker_idle.swap(false, Ordering::SeqCst))
+            {
+                self.wake.notify_one();
             }
             return;
         }
-        bump(&self.counters.records_queued, 1);
+        self.queue_len.fetch_sub(1, Ordering::Relaxed);
+        bump(&self.counters.records_dropped_queue_full, 1);
+        if self.queue_warnings.allow() {
+            tracing::warn!(
+                target: "sqreen::queue",
+                event = "queue.full",
+                limit,
+                dropped_total = self.counters.records_dropped_queue_full.load(Ordering::Relaxed),
+                "event queue full: request record dropped (further warnings suppressed for 10 s)"
+            );
+        }
     }
 
     /// Marks the first login done and wakes [`Agent::wait_ready`] callers.
@@ -187,7 +211,7 @@ impl Agent {
             );
             return AgentGuard::new(Self::off(config));
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = std::sync::mpsc::channel();
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let mut shared = Shared::new(config, Some(tx));
         shared.control = Some(control_tx);
@@ -550,13 +574,15 @@ fn log_config_error(e: &ConfigError) {
 mod tests {
     use super::*;
 
-    fn shared_with_queue(limit: usize) -> (Arc<Shared>, mpsc::UnboundedReceiver<Arc<RecordInner>>) {
+    fn shared_with_queue(
+        limit: usize,
+    ) -> (Arc<Shared>, std::sync::mpsc::Receiver<Arc<RecordInner>>) {
         let config = Config::builder()
             .token("t")
             .event_queue_length(limit)
             .build()
             .unwrap();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = std::sync::mpsc::channel();
         (Arc::new(Shared::new(config, Some(tx))), rx)
     }
 
@@ -564,7 +590,7 @@ mod tests {
     /// and counted, and enqueueing returns at once.
     #[test]
     fn full_queue_drops_newest_and_counts() {
-        let (shared, mut rx) = shared_with_queue(2);
+        let (shared, rx) = shared_with_queue(2);
         let info = RequestInfo::new("GET", "/", &[("Host", "h")]);
         for _ in 0..5 {
             shared.enqueue(Arc::new(RecordInner::capture(&shared, &info, None)));

@@ -188,24 +188,44 @@ impl Scrubber {
     /// allocated when nothing matches; a string equal to [`REDACTED`] is
     /// left alone.
     pub fn scrub_str(&self, s: &mut String) -> bool {
-        let Some(re) = &self.value else {
-            return false;
-        };
+        match self.scrubbed(s) {
+            Some(scrubbed) => {
+                *s = scrubbed;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `s` with the value regex applied, or `None` (without allocating)
+    /// when nothing in it matches: the borrowed form of [`Self::scrub_str`],
+    /// for callers that write strings straight into their output.
+    pub(crate) fn scrubbed(&self, s: &str) -> Option<String> {
+        let re = self.value.as_ref()?;
         if s == REDACTED {
-            return false;
+            return None;
         }
         // The default pattern needs 13 digits: most strings (names, paths,
         // user agents) are ruled out by counting digits, without the regex.
         if self.value_is_default && s.bytes().filter(u8::is_ascii_digit).count() < 13 {
+            return None;
+        }
+        mask_matches(re, s).filter(|scrubbed| scrubbed != s)
+    }
+
+    /// Whether a JSON number outside sensitive keys must be masked whole:
+    /// its decimal text matches the value regex (a card number sent as a
+    /// number). Integers under 10^12 cannot match the default pattern and
+    /// are ruled out without formatting.
+    pub(crate) fn masks_number(&self, n: &serde_json::Number) -> bool {
+        let Some(re) = &self.value else {
             return false;
-        }
-        match mask_matches(re, s) {
-            Some(scrubbed) if scrubbed != *s => {
-                *s = scrubbed;
-                true
-            }
-            _ => false,
-        }
+        };
+        let short_integer = n
+            .as_u64()
+            .or_else(|| n.as_i64().map(i64::unsigned_abs))
+            .is_some_and(|i| i < 1_000_000_000_000);
+        !(self.value_is_default && short_integer) && mask_matches(re, &n.to_string()).is_some()
     }
 
     /// Walks a JSON value: strings get the value regex; an object entry whose
@@ -256,14 +276,7 @@ impl Scrubber {
             if let Value::Number(n) = v {
                 // A card number sent as a JSON number is as personal as one
                 // sent as text: mask the number whole when its text matches.
-                let short_integer = n
-                    .as_u64()
-                    .or_else(|| n.as_i64().map(i64::unsigned_abs))
-                    .is_some_and(|i| i < 1_000_000_000_000);
-                if let Some(re) = &self.value
-                    && !(self.value_is_default && short_integer)
-                    && mask_matches(re, &n.to_string()).is_some()
-                {
+                if self.masks_number(n) {
                     *v = Value::String(REDACTED.to_owned());
                     changed += 1;
                 }

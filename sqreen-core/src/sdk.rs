@@ -56,19 +56,6 @@ pub enum PropertyValue {
     Bool(bool),
 }
 
-impl PropertyValue {
-    pub(crate) fn to_json(&self) -> serde_json::Value {
-        match self {
-            Self::String(s) => serde_json::Value::String(s.to_string()),
-            Self::Int(i) => (*i).into(),
-            Self::UInt(u) => (*u).into(),
-            Self::Float(f) => serde_json::Number::from_f64(*f)
-                .map_or(serde_json::Value::Null, serde_json::Value::Number),
-            Self::Bool(b) => (*b).into(),
-        }
-    }
-}
-
 impl From<&str> for PropertyValue {
     fn from(s: &str) -> Self {
         Self::String(CompactString::new(s))
@@ -591,10 +578,6 @@ mod tests {
         assert_eq!(
             PropertyValue::from(serde_json::Value::Null),
             PropertyValue::String("null".into())
-        );
-        assert_eq!(
-            PropertyValue::Float(f64::NAN).to_json(),
-            serde_json::Value::Null
         );
     }
 }

@@ -82,6 +82,11 @@ pub(crate) enum Control {
 /// How long the first login waits for an adapter to name the framework.
 const FIRST_LOGIN_GRACE: Duration = Duration::from_millis(250);
 
+/// How long queued records wait for the agent thread at most, unless the
+/// queue reaches a quarter of its limit first. Events wait for a batch far
+/// longer than this anyway (`max_staleness`, 60 s by default).
+const DRAIN_TICK: Duration = Duration::from_millis(20);
+
 /// Exponential backoff: 1 s doubling, capped at 5 min.
 #[derive(Debug)]
 struct Backoff {
@@ -107,10 +112,24 @@ impl Backoff {
     }
 }
 
-/// Body of `POST /sqreen/v0/batch`, serialised from borrowed events.
-#[derive(serde::Serialize)]
-struct BatchBody<'a> {
-    batch: &'a [Value],
+/// One event, already serialised and scrubbed (see [`crate::event`]).
+type EventJson = Vec<u8>;
+
+/// Body of `POST /sqreen/v0/batch`: `{"batch":[e1,e2,…]}` from events that
+/// are already JSON, copied once.
+fn batch_body(events: &[EventJson]) -> Vec<u8> {
+    const HEAD: &[u8] = b"{\"batch\":[";
+    let len = HEAD.len() + 2 + events.iter().map(|e| e.len() + 1).sum::<usize>();
+    let mut body = Vec::with_capacity(len);
+    body.extend_from_slice(HEAD);
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(event);
+    }
+    body.extend_from_slice(b"]}");
+    body
 }
 
 /// A backend call and what it carried, so its result can be handled.
@@ -122,7 +141,7 @@ enum Op {
         metrics: Vec<Metric>,
     },
     Batch {
-        events: Vec<Value>,
+        events: Vec<EventJson>,
         retried: bool,
     },
     ActionsPack {
@@ -136,9 +155,12 @@ type OpResult = (Op, Result<ApiResponse, TransportError>);
 pub(crate) struct Worker {
     shared: Arc<Shared>,
     transport: Arc<dyn Transport>,
-    rx: mpsc::UnboundedReceiver<Arc<RecordInner>>,
+    rx: std::sync::mpsc::Receiver<Arc<RecordInner>>,
     control: mpsc::UnboundedReceiver<Control>,
     scrubber: Scrubber,
+    /// When queued records are next drained; `None` while the queue is
+    /// empty and the thread idles (a record then wakes it).
+    drain_at: Option<Instant>,
     started: SystemTime,
 
     heartbeat_delay: Duration,
@@ -151,9 +173,9 @@ pub(crate) struct Worker {
     login_at: Instant,
     login_backoff: Backoff,
     next_beat: Instant,
-    pending: Vec<Value>,
+    pending: Vec<EventJson>,
     pending_since: Option<Instant>,
-    retry: VecDeque<Value>,
+    retry: VecDeque<EventJson>,
     retry_at: Instant,
     retry_backoff: Backoff,
     reload_actions: Option<Option<String>>,
@@ -171,7 +193,7 @@ impl Worker {
     pub fn new(
         shared: Arc<Shared>,
         transport: Arc<dyn Transport>,
-        rx: mpsc::UnboundedReceiver<Arc<RecordInner>>,
+        rx: std::sync::mpsc::Receiver<Arc<RecordInner>>,
         control: mpsc::UnboundedReceiver<Control>,
     ) -> Result<Self, ScrubberError> {
         let scrubber = shared.config.scrubber()?;
@@ -186,6 +208,7 @@ impl Worker {
             rx,
             control,
             scrubber,
+            drain_at: None,
             started: SystemTime::now(),
             session: None,
             // The first login waits briefly for an adapter to name the
@@ -228,6 +251,7 @@ impl Worker {
     async fn run(mut self) {
         loop {
             let now = Instant::now();
+            self.schedule_drain(now);
             self.expire_flush_waiters(now);
             if self.in_flight.is_none()
                 && let Some(op) = self.next_op(now)
@@ -235,7 +259,10 @@ impl Worker {
                 self.in_flight_batch = matches!(op, Op::Batch { .. });
                 self.in_flight = Some(self.start_op(op));
             }
-            let wake = self.next_wakeup();
+            let mut wake = self.next_wakeup();
+            if let Some(at) = self.drain_at {
+                wake = wake.min(at);
+            }
             tokio::select! {
                 biased;
                 control = self.control.recv() => match control {
@@ -260,11 +287,51 @@ impl Worker {
                     self.in_flight = None;
                     self.handle(op, result);
                 }
-                record = self.rx.recv() => if let Some(record) = record {
-                    self.process(&record);
-                },
-                _ = tokio::time::sleep_until(wake.into()) => {}
+                () = self.shared.wake.notified() => self.on_wake(),
+                () = tokio::time::sleep_until(wake.into()) => {}
             }
+        }
+    }
+
+    // ── records ────────────────────────────────────────────────────────
+
+    /// Drains the queue when its tick is due, and decides when to drain next.
+    ///
+    /// Records are drained in bulk every [`DRAIN_TICK`] while they come in,
+    /// not one wake-up per record: on a loaded core, a context switch per
+    /// tracked request costs more than building its event. With the queue
+    /// empty, the thread marks itself idle and the next record wakes it
+    /// ([`Shared::enqueue`]).
+    fn schedule_drain(&mut self, now: Instant) {
+        if self.drain_at.is_some_and(|at| now >= at) {
+            self.drain_at = None;
+            self.drain_queue();
+        }
+        if self.drain_at.is_some() {
+            return;
+        }
+        if self.shared.queue_len.load(Ordering::SeqCst) > 0 {
+            self.drain_at = Some(now + DRAIN_TICK);
+            return;
+        }
+        // SeqCst: a record enqueued after this store sees the flag and
+        // wakes us; one enqueued before it is seen by the re-read below.
+        self.shared.worker_idle.store(true, Ordering::SeqCst);
+        if self.shared.queue_len.load(Ordering::SeqCst) > 0 {
+            self.shared.worker_idle.store(false, Ordering::SeqCst);
+            self.drain_at = Some(now + DRAIN_TICK);
+        }
+    }
+
+    /// A wake-up from [`Shared::enqueue`]: the first record after idling
+    /// starts the drain tick; a queue filling up is drained at once.
+    fn on_wake(&mut self) {
+        self.shared.worker_idle.store(false, Ordering::SeqCst);
+        let limit = self.shared.queue_limit.load(Ordering::Relaxed);
+        if self.shared.queue_len.load(Ordering::Relaxed) >= (limit / 4).max(1) {
+            self.drain_queue();
+        } else if self.drain_at.is_none() {
+            self.drain_at = Some(Instant::now() + DRAIN_TICK);
         }
     }
 
@@ -357,6 +424,7 @@ impl Worker {
         while let Ok(record) = self.rx.try_recv() {
             self.process(&record);
         }
+        self.drain_at = None;
     }
 
     // ── scheduling ─────────────────────────────────────────────────────
@@ -374,7 +442,7 @@ impl Worker {
         }
         if !self.retry.is_empty() && (now >= self.retry_at || self.flushing()) {
             let n = self.retry.len().min(self.batch_size);
-            let events: Vec<Value> = self.retry.drain(..n).collect();
+            let events: Vec<EventJson> = self.retry.drain(..n).collect();
             bump(&self.shared.counters.events_retried, events.len() as u64);
             self.update_pending_gauge();
             return Some(Op::Batch {
@@ -399,7 +467,7 @@ impl Worker {
 
     fn take_pending_batch(&mut self) -> Op {
         let n = self.pending.len().min(self.batch_size);
-        let events: Vec<Value> = self.pending.drain(..n).collect();
+        let events: Vec<EventJson> = self.pending.drain(..n).collect();
         self.pending_since = if self.pending.is_empty() {
             None
         } else {
@@ -480,7 +548,7 @@ impl Worker {
                 self.request(ApiMethod::Post, BEAT_PATH, Some(body))
             }
             Op::Batch { events, .. } => {
-                let body = serde_json::to_vec(&BatchBody { batch: events }).unwrap_or_default();
+                let body = batch_body(events);
                 self.request(ApiMethod::Post, BATCH_PATH, Some(body))
             }
             Op::ActionsPack { .. } => self.request(ApiMethod::Get, ACTIONSPACK_PATH, None),

@@ -205,8 +205,7 @@ fn stats_line(args: &Args, stats: &Stats, backend: &DiscardBackend) -> String {
     format!(
         "loadbench-stats framework={} mode={} records_queued={} events_sent={} \
          dropped_queue_full={} dropped_retry_buffer={} events_pending={} batches_sent={} \
-         batches_failed={} backend_events={} backend_batches={} backend_bad_batches={} \
-         backend_batch_bytes={} backend_count_us={}",
+         batches_failed={} backend_batches={} backend_bad_batches={} backend_batch_bytes={}",
         args.framework.name(),
         args.mode.name(),
         stats.records_queued,
@@ -216,11 +215,9 @@ fn stats_line(args: &Args, stats: &Stats, backend: &DiscardBackend) -> String {
         stats.events_pending,
         stats.batches_sent,
         stats.batches_failed,
-        backend.events(),
         backend.batches(),
         backend.bad_batches(),
         backend.batch_bytes(),
-        backend.count_nanos() / 1_000,
     )
 }
 
