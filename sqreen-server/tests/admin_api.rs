@@ -1,0 +1,359 @@
+//! The admin JSON API: authentication, the event explorer's filters and
+//! paging, trends, playbook management, and hostile input.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn ids(v: &Value) -> Vec<String> {
+    v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["event"].as_str().unwrap(),
+                e["client_ip"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn seeded() -> (TestServer, AdminClient) {
+    let server = TestServer::start();
+    let admin = server.admin();
+    let shop = admin.create_app("shop");
+    let blog = admin.create_app("blog");
+    let (a, _) = FakeAgent::login(&server.url, &shop);
+    let (b, _) = FakeAgent::login(&server.url, &blog);
+    let mut batch = Vec::new();
+    for i in 0..30 {
+        let (event, props) = if i % 3 == 0 {
+            ("payment.failed", json!({"plan": "gold", "n": i}))
+        } else {
+            ("user.invited", json!({"plan": "free", "n": i}))
+        };
+        let user = (i % 2 == 0).then(|| json!({"uid": format!("u{}", i % 4)}));
+        batch.push(record(
+            &format!("s{i}"),
+            &format!("81.2.69.{}", i % 5),
+            event,
+            props,
+            user,
+        ));
+    }
+    assert_eq!(a.batch(&batch).status(), 200);
+    let blog_batch = vec![record("b1", "81.2.69.200", "post.read", json!({}), None)];
+    assert_eq!(b.batch(&blog_batch).status(), 200);
+    (server, admin)
+}
+
+/// Every admin route wants the admin key: none or a wrong one is a 401.
+#[test]
+fn admin_needs_the_key() {
+    let server = TestServer::start();
+    let http = client();
+    for (method, path) in [
+        (Method::GET, "/api/events"),
+        (Method::GET, "/api/events/trend"),
+        (Method::POST, "/api/apps"),
+        (Method::GET, "/api/playbooks"),
+        (Method::GET, "/api/alerts"),
+        (Method::GET, "/api/actions"),
+        (Method::DELETE, "/api/actions/x"),
+    ] {
+        let r = http
+            .request(method.clone(), format!("{}{path}", server.url))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 401, "{method} {path} without a key");
+        let r = http
+            .request(method.clone(), format!("{}{path}", server.url))
+            .bearer_auth("wrong")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 401, "{method} {path} with a wrong key");
+    }
+}
+
+/// Apps: created with a token, names unique, bodies checked.
+#[test]
+fn apps_are_created_once() {
+    let server = TestServer::start();
+    let admin = server.admin();
+    let r = admin.post("/api/apps", &json!({"name": "shop"}));
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["name"], "shop");
+    assert!(v["id"].as_i64().is_some());
+    assert!(v["token"].as_str().unwrap().starts_with("sqa_"));
+    assert_eq!(
+        admin.post("/api/apps", &json!({"name": "shop"})).status(),
+        409
+    );
+    assert_eq!(admin.post("/api/apps", &json!({"name": ""})).status(), 400);
+    assert_eq!(
+        admin
+            .post("/api/apps", &json!({"name": "x", "extra": 1}))
+            .status(),
+        400
+    );
+    assert_eq!(admin.post("/api/apps", &json!({})).status(), 400);
+    let apps = admin.get_json("/api/apps");
+    assert_eq!(apps["apps"].as_array().unwrap().len(), 1);
+}
+
+/// Each explorer filter narrows the list; results are newest first.
+#[test]
+fn event_filters() {
+    let (_server, admin) = seeded();
+    let count = |q: &str| {
+        admin.get_json(&format!("/api/events?limit=1000&{q}"))["events"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(count(""), 31);
+    assert_eq!(count("app=shop"), 30);
+    assert_eq!(count("app=blog"), 1);
+    assert_eq!(count("event=payment.failed"), 10);
+    assert_eq!(count("ip=81.2.69.0"), 6);
+    assert_eq!(count("property=plan&value=gold"), 10);
+    assert_eq!(count("property=plan"), 30);
+    assert_eq!(count("property=n&value=3"), 1);
+    assert_eq!(count("user_key=uid&user_value=u0"), 8);
+    assert_eq!(count("user_key=uid"), 15);
+    assert_eq!(
+        count("event=user.invited&ip=81.2.69.1&property=plan&value=free"),
+        4
+    );
+    assert_eq!(count("since=2000-01-01T00:00:00Z"), 31);
+    assert_eq!(count("until=2000-01-01T00:00:00Z"), 0);
+    assert_eq!(count("since=0&until=99999999999999"), 31);
+    let list = admin.get_json("/api/events?limit=1000");
+    let times: Vec<i64> = list["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["time_ms"].as_i64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+}
+
+/// The cursor walks every event exactly once.
+#[test]
+fn cursor_pages_through_everything() {
+    let (_server, admin) = seeded();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("/api/events?limit=7&cursor={c}"),
+            None => "/api/events?limit=7".to_owned(),
+        };
+        let page = admin.get_json(&q);
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 31);
+}
+
+/// SQL-looking filter values are plain values: they match nothing and
+/// break nothing; bad parameters are 400s.
+#[test]
+fn hostile_filters() {
+    let (_server, admin) = seeded();
+    for q in [
+        "event=' OR '1'='1",
+        "ip=1.2.3.4'; DROP TABLE events; --",
+        "property=plan' OR 1=1 --&value=x",
+        "user_key=uid&user_value=\" OR \"\"=\"",
+        "app=shop' UNION SELECT * FROM apps --",
+        "event=%00%27",
+    ] {
+        let r = admin.get(&format!("/api/events?{q}"));
+        assert_eq!(r.status(), 200, "{q}");
+        let v: Value = r.json().unwrap();
+        assert!(v["events"].as_array().unwrap().is_empty(), "{q}");
+    }
+    for q in [
+        "bogus=1",
+        "limit=0",
+        "limit=100000",
+        "limit=ten",
+        "since=yesterday",
+        "cursor=1;DROP",
+        "value=x",
+        "user_value=x",
+        "bucket=60",
+    ] {
+        assert_eq!(admin.get(&format!("/api/events?{q}")).status(), 400, "{q}");
+    }
+    // Everything is still there.
+    assert_eq!(ids(&admin.get_json("/api/events?limit=1000")).len(), 31);
+}
+
+/// The trend counts per bucket, and per IP, user or property.
+#[test]
+fn trend_counts() {
+    let (_server, admin) = seeded();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let range = format!("since={}&until={}", now - 600_000, now + 60_000);
+    let total = |v: &Value| -> i64 {
+        v["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["total"].as_i64().unwrap())
+            .sum()
+    };
+    let v = admin.get_json(&format!("/api/events/trend?{range}&bucket=60"));
+    assert_eq!(v["bucket_s"], 60);
+    assert_eq!(v["series"].as_array().unwrap().len(), 1);
+    assert_eq!(v["series"][0]["points"].as_array().unwrap().len(), 11);
+    assert_eq!(total(&v), 31);
+    let v = admin.get_json(&format!(
+        "/api/events/trend?{range}&event=payment.failed&group_by=ip"
+    ));
+    assert_eq!(total(&v), 10);
+    assert_eq!(v["series"].as_array().unwrap().len(), 5);
+    let v = admin.get_json(&format!(
+        "/api/events/trend?{range}&app=shop&group_by=property:plan"
+    ));
+    let groups: Vec<&str> = v["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["group"].as_str().unwrap())
+        .collect();
+    assert_eq!(groups, ["free", "gold"]);
+    assert_eq!(v["series"][0]["total"], 20);
+    let v = admin.get_json(&format!(
+        "/api/events/trend?{range}&group_by=user&user_key=uid"
+    ));
+    assert_eq!(total(&v), 15);
+    for q in [
+        "group_by=planet",
+        "bucket=0",
+        "bucket=1&since=0",
+        "limit=3",
+        "since=5&until=1",
+    ] {
+        assert_eq!(
+            admin.get(&format!("/api/events/trend?{q}")).status(),
+            400,
+            "{q}"
+        );
+    }
+}
+
+fn playbook() -> Value {
+    json!({"name": "brute force", "enabled": true,
+        "trigger": {"event": "sdk-login-fail", "conditions": [], "threshold": 5,
+                    "period_s": 60, "actor": "ip"},
+        "responses": [{"type": "block", "duration_s": 300}],
+        "notifications": [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}],
+        "allow_critical_ips": false})
+}
+
+/// Playbooks: create, read, list, replace, delete; bad bodies refused.
+#[test]
+fn playbook_crud() {
+    let server = TestServer::start();
+    let admin = server.admin();
+    let id = admin.create_playbook(&playbook());
+    let got = admin.get_json(&format!("/api/playbooks/{id}"));
+    assert_eq!(got["id"], id);
+    assert_eq!(got["name"], "brute force");
+    assert_eq!(got["trigger"]["threshold"], 5);
+    let mut changed = playbook();
+    changed["trigger"]["threshold"] = json!(9);
+    let r = admin.send(Method::PUT, &format!("/api/playbooks/{id}"), Some(&changed));
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        admin.get_json(&format!("/api/playbooks/{id}"))["trigger"]["threshold"],
+        9
+    );
+    assert_eq!(
+        admin.get_json("/api/playbooks")["playbooks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let r = admin.send(Method::PUT, "/api/playbooks/999", Some(&changed));
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        admin
+            .send(Method::DELETE, &format!("/api/playbooks/{id}"), None)
+            .status(),
+        204
+    );
+    assert_eq!(admin.get(&format!("/api/playbooks/{id}")).status(), 404);
+    assert_eq!(
+        admin
+            .send(Method::DELETE, &format!("/api/playbooks/{id}"), None)
+            .status(),
+        404
+    );
+    assert_eq!(admin.get("/api/playbooks/abc").status(), 400);
+
+    let mut bad = Vec::new();
+    let mut p = playbook();
+    p["unknown"] = json!(1);
+    bad.push(p);
+    let mut p = playbook();
+    p["trigger"]["extra"] = json!(1);
+    bad.push(p);
+    let mut p = playbook();
+    p["trigger"]["actor"] = json!("planet");
+    bad.push(p);
+    let mut p = playbook();
+    p["trigger"]["threshold"] = json!(-1);
+    bad.push(p);
+    let mut p = playbook();
+    p["trigger"]["period_s"] = json!("60");
+    bad.push(p);
+    let mut p = playbook();
+    p["responses"] = json!([{"type": "redirect", "duration_s": 10}]);
+    bad.push(p);
+    let mut p = playbook();
+    p["trigger"]["conditions"] = json!([{"property": "k", "op": "like", "value": "x"}]);
+    bad.push(p);
+    let mut p = playbook();
+    p["trigger"]["conditions"] = json!([{"property": "k", "op": "regex", "value": "(["}]);
+    bad.push(p);
+    let mut p = playbook();
+    p["name"] = json!("");
+    bad.push(p);
+    for p in bad {
+        let r = admin.post("/api/playbooks", &p);
+        assert_eq!(r.status(), 400, "{p}");
+    }
+    let r = admin
+        .http
+        .post(format!("{}/api/playbooks", server.url))
+        .bearer_auth(ADMIN_KEY)
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = admin
+        .http
+        .post(format!("{}/api/playbooks", server.url))
+        .bearer_auth(ADMIN_KEY)
+        .body(vec![b' '; 1 << 20])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 413);
+}
