@@ -186,7 +186,9 @@ impl Playbook {
     /// A human-readable reason.
     pub fn validate(&self) -> Result<(), String> {
         let text = |name: &str, value: &str, max: usize| {
-            if value.trim().is_empty() || value.len() > max {
+            if value.contains('\0') {
+                Err(format!("{name} must not contain NUL"))
+            } else if value.trim().is_empty() || value.len() > max {
                 Err(format!("{name} must be 1 to {max} characters"))
             } else {
                 Ok(())
@@ -210,8 +212,10 @@ impl Playbook {
         }
         for c in &self.trigger.conditions {
             text("condition property", &c.property, 256)?;
-            if c.value.len() > MAX_REGEX_LEN {
-                return Err(format!("condition value longer than {MAX_REGEX_LEN}"));
+            if c.value.len() > MAX_REGEX_LEN || c.value.contains('\0') {
+                return Err(format!(
+                    "condition value longer than {MAX_REGEX_LEN} or holding NUL"
+                ));
             }
             if c.op == Op::Regex {
                 compile(&c.value).map_err(|e| format!("invalid regex {:?}: {e}", c.value))?;

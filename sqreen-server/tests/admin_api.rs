@@ -23,8 +23,8 @@ fn ids(v: &Value) -> Vec<String> {
         .collect()
 }
 
-fn seeded() -> (TestServer, AdminClient) {
-    let server = TestServer::start();
+fn seeded(db: &str) -> (TestServer, AdminClient) {
+    let server = TestServer::start_db(db);
     let admin = server.admin();
     let shop = admin.create_app("shop");
     let blog = admin.create_app("blog");
@@ -107,10 +107,8 @@ fn apps_are_created_once() {
     assert_eq!(apps["apps"].as_array().unwrap().len(), 1);
 }
 
-/// Each explorer filter narrows the list; results are newest first.
-#[test]
-fn event_filters() {
-    let (_server, admin) = seeded();
+fn event_filters(db: &str) {
+    let (_server, admin) = seeded(db);
     let count = |q: &str| {
         admin.get_json(&format!("/api/events?limit=1000&{q}"))["events"]
             .as_array()
@@ -144,10 +142,8 @@ fn event_filters() {
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
 }
 
-/// The cursor walks every event exactly once.
-#[test]
-fn cursor_pages_through_everything() {
-    let (_server, admin) = seeded();
+fn cursor_pages_through_everything(db: &str) {
+    let (_server, admin) = seeded(db);
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -165,11 +161,8 @@ fn cursor_pages_through_everything() {
     assert_eq!(seen.len(), 31);
 }
 
-/// SQL-looking filter values are plain values: they match nothing and
-/// break nothing; bad parameters are 400s.
-#[test]
-fn hostile_filters() {
-    let (_server, admin) = seeded();
+fn hostile_filters(db: &str) {
+    let (_server, admin) = seeded(db);
     for q in [
         "event=' OR '1'='1",
         "ip=1.2.3.4'; DROP TABLE events; --",
@@ -200,10 +193,8 @@ fn hostile_filters() {
     assert_eq!(ids(&admin.get_json("/api/events?limit=1000")).len(), 31);
 }
 
-/// The trend counts per bucket, and per IP, user or property.
-#[test]
-fn trend_counts() {
-    let (_server, admin) = seeded();
+fn trend_counts(db: &str) {
+    let (_server, admin) = seeded(db);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -266,10 +257,8 @@ fn playbook() -> Value {
         "allow_critical_ips": false})
 }
 
-/// Playbooks: create, read, list, replace, delete; bad bodies refused.
-#[test]
-fn playbook_crud() {
-    let server = TestServer::start();
+fn playbook_crud(db: &str) {
+    let server = TestServer::start_db(db);
     let admin = server.admin();
     let id = admin.create_playbook(&playbook());
     let got = admin.get_json(&format!("/api/playbooks/{id}"));
@@ -357,3 +346,29 @@ fn playbook_crud() {
         .unwrap();
     assert_eq!(r.status(), 413);
 }
+
+on_both_backends!(
+    /// Each explorer filter narrows the list; results are newest first.
+    event_filters => event_filters_sqlite, event_filters_postgres
+);
+
+on_both_backends!(
+    /// The cursor walks every event exactly once.
+    cursor_pages_through_everything => cursor_pages_through_everything_sqlite, cursor_pages_through_everything_postgres
+);
+
+on_both_backends!(
+    /// SQL-looking filter values are plain values: they match nothing and
+    /// break nothing; bad parameters are 400s.
+    hostile_filters => hostile_filters_sqlite, hostile_filters_postgres
+);
+
+on_both_backends!(
+    /// The trend counts per bucket, and per IP, user or property.
+    trend_counts => trend_counts_sqlite, trend_counts_postgres
+);
+
+on_both_backends!(
+    /// Playbooks: create, read, list, replace, delete; bad bodies refused.
+    playbook_crud => playbook_crud_sqlite, playbook_crud_postgres
+);

@@ -67,11 +67,8 @@ fn calls_need_a_session() {
     assert_eq!(r.status(), 401);
 }
 
-/// Events are stored with their request context; a retried batch is not
-/// stored twice.
-#[test]
-fn batches_are_stored_once() {
-    let server = TestServer::start();
+fn batches_are_stored_once(db: &str) {
+    let server = TestServer::start_db(db);
     let admin = server.admin();
     let token = admin.create_app("shop");
     let (agent, _) = FakeAgent::login(&server.url, &token);
@@ -108,13 +105,23 @@ fn batches_are_stored_once() {
     assert_eq!(paid["request"]["path"], "/login");
     assert_eq!(paid["request"]["user_agent"], "test-agent/1");
     assert_eq!(paid["response"]["status"], 200);
+
+    // NUL characters (refused by PostgreSQL in TEXT) are stored and found.
+    let odd = [record(
+        "r3\u{0}",
+        "81.2.69.162",
+        "odd\u{0}event",
+        json!({"k\u{0}": "v\u{0}al"}),
+        Some(json!({"uid": "\u{0}"})),
+    )];
+    assert_eq!(agent.batch(&odd).status(), 200);
+    let found = admin.get_json("/api/events?property=k%00&value=v%00al");
+    assert_eq!(found["events"].as_array().unwrap().len(), 1);
+    assert_eq!(found["events"][0]["properties"]["k\u{0}"], "v\u{0}al");
 }
 
-/// Malformed, unknown-field, ill-typed and oversized batches are refused
-/// whole, store nothing, and the server keeps working.
-#[test]
-fn bad_batches_store_nothing() {
-    let server = TestServer::start();
+fn bad_batches_store_nothing(db: &str) {
+    let server = TestServer::start_db(db);
     let admin = server.admin();
     let token = admin.create_app("shop");
     let (agent, _) = FakeAgent::login(&server.url, &token);
@@ -175,11 +182,8 @@ fn bad_batches_store_nothing() {
     assert_eq!(event_count(&admin), 1);
 }
 
-/// User-monitoring metrics of a heartbeat become counted events; a
-/// resent heartbeat is not counted twice; a bad one is a 400.
-#[test]
-fn heartbeat_metrics_become_events() {
-    let server = TestServer::start();
+fn heartbeat_metrics_become_events(db: &str) {
+    let server = TestServer::start_db(db);
     let admin = server.admin();
     let token = admin.create_app("shop");
     let (agent, _) = FakeAgent::login(&server.url, &token);
@@ -221,3 +225,21 @@ fn logout_ends_the_session() {
     assert_eq!(r.status(), 401);
     let _: Value = r.json().unwrap();
 }
+
+on_both_backends!(
+    /// Events are stored with their request context; a retried batch is not
+    /// stored twice.
+    batches_are_stored_once => batches_are_stored_once_sqlite, batches_are_stored_once_postgres
+);
+
+on_both_backends!(
+    /// Malformed, unknown-field, ill-typed and oversized batches are refused
+    /// whole, store nothing, and the server keeps working.
+    bad_batches_store_nothing => bad_batches_store_nothing_sqlite, bad_batches_store_nothing_postgres
+);
+
+on_both_backends!(
+    /// User-monitoring metrics of a heartbeat become counted events; a
+    /// resent heartbeat is not counted twice; a bad one is a 400.
+    heartbeat_metrics_become_events => heartbeat_metrics_become_events_sqlite, heartbeat_metrics_become_events_postgres
+);

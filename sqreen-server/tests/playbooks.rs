@@ -28,12 +28,8 @@ fn reloads(beat: &Value) -> bool {
         .any(|c| c["name"] == "actions_reload" && c["uuid"].as_str().is_some_and(|u| !u.is_empty()))
 }
 
-/// Crossing the threshold stores one alert and one block action, every
-/// agent of the app is told to reload once, the action pack carries it,
-/// and lifting it takes it away (with another reload).
-#[test]
-fn threshold_blocks_ip_and_lift_restores() {
-    let server = TestServer::start();
+fn threshold_blocks_ip_and_lift_restores(db: &str) {
+    let server = TestServer::start_db(db);
     let admin = server.admin();
     let token = admin.create_app("shop");
     let other_token = admin.create_app("blog");
@@ -141,11 +137,8 @@ fn threshold_blocks_ip_and_lift_restores() {
     );
 }
 
-/// Loopback and private IPs get an alert but no action, unless the
-/// playbook allows critical IPs.
-#[test]
-fn critical_ips_are_not_blocked() {
-    let server = TestServer::start();
+fn critical_ips_are_not_blocked(db: &str) {
+    let server = TestServer::start_db(db);
     let admin = server.admin();
     let token = admin.create_app("shop");
     admin.create_playbook(&brute_force(2));
@@ -176,10 +169,8 @@ fn critical_ips_are_not_blocked() {
     );
 }
 
-/// A custom event with conditions, counted per user, redirects that user.
-#[test]
-fn user_actor_with_conditions() {
-    let server = TestServer::start();
+fn user_actor_with_conditions(db: &str) {
+    let server = TestServer::start_db(db);
     let admin = server.admin();
     let token = admin.create_app("shop");
     admin.create_playbook(&json!({"name": "card testing",
@@ -329,3 +320,21 @@ fn webhooks_are_sent_and_retried() {
     assert_eq!(failing_bodies.lock().unwrap().len(), 3, "bounded retries");
     assert_eq!(ok_bodies.lock().unwrap().len(), 1);
 }
+
+on_both_backends!(
+    /// Crossing the threshold stores one alert and one block action, every
+    /// agent of the app is told to reload once, the action pack carries it,
+    /// and lifting it takes it away (with another reload).
+    threshold_blocks_ip_and_lift_restores => threshold_blocks_ip_and_lift_restores_sqlite, threshold_blocks_ip_and_lift_restores_postgres
+);
+
+on_both_backends!(
+    /// A custom event with conditions, counted per user, redirects that user.
+    user_actor_with_conditions => user_actor_with_conditions_sqlite, user_actor_with_conditions_postgres
+);
+
+on_both_backends!(
+    /// Loopback and private IPs get an alert but no action, unless the
+    /// playbook allows critical IPs.
+    critical_ips_are_not_blocked => critical_ips_are_not_blocked_sqlite, critical_ips_are_not_blocked_postgres
+);

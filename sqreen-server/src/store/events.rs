@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::Row;
 
-use super::{Param, Store, StoreError, bind_all};
+use super::{Param, Store, StoreError, bind_all, without_nul};
 use crate::time::{format_ms, now_ms};
 
 /// Rows per multi-row `INSERT` (11 parameters each, far under every limit).
@@ -313,7 +313,7 @@ impl Store {
         // The same rid twice in one batch: keep the first.
         let mut seen = HashSet::with_capacity(events.len());
         let unique: Vec<usize> = (0..events.len())
-            .filter(|&i| seen.insert(events[i].rid.as_str()))
+            .filter(|&i| seen.insert(without_nul(&events[i].rid)))
             .collect();
         let now = now_ms();
         let mut ids: Vec<Option<i64>> = vec![None; events.len()];
@@ -332,8 +332,8 @@ impl Store {
                 let e = &events[i];
                 q = q
                     .bind(app_id)
-                    .bind(e.rid.as_str())
-                    .bind(e.event.as_str())
+                    .bind(without_nul(&e.rid).into_owned())
+                    .bind(without_nul(&e.event).into_owned())
                     .bind(e.time)
                     .bind(e.client_ip.as_str())
                     .bind(e.user_key())
@@ -344,8 +344,10 @@ impl Store {
                     .bind(now);
             }
             let rows = q.fetch_all(&mut *tx).await?;
-            let by_rid: HashMap<&str, usize> =
-                chunk.iter().map(|&i| (events[i].rid.as_str(), i)).collect();
+            let by_rid: HashMap<String, usize> = chunk
+                .iter()
+                .map(|&i| (without_nul(&events[i].rid).into_owned(), i))
+                .collect();
             for row in rows {
                 let id: i64 = row.try_get("id")?;
                 let rid: String = row.try_get("rid")?;
@@ -376,8 +378,8 @@ impl Store {
                 q = q
                     .bind(*id)
                     .bind(*kind)
-                    .bind(*key)
-                    .bind(value.as_str())
+                    .bind(without_nul(key).into_owned())
+                    .bind(without_nul(value).into_owned())
                     .bind(*time);
             }
             q.execute(&mut *tx).await?;
@@ -397,7 +399,7 @@ impl Store {
                 q = q
                     .bind(h.playbook_id)
                     .bind(app_id)
-                    .bind(h.actor.as_str())
+                    .bind(without_nul(&h.actor).into_owned())
                     .bind(h.time)
                     .bind(h.count);
             }

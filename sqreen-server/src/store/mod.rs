@@ -87,6 +87,16 @@ pub(crate) enum Param {
     Text(String),
 }
 
+/// `text` without NUL characters (PostgreSQL refuses them in TEXT): each is
+/// replaced by U+FFFD, on the way in and in filters alike, so both agree.
+pub fn without_nul(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// Binds `params` in order to the query on `sql`.
 pub(crate) fn bind_all<'q>(
     sql: &'q str,
@@ -96,7 +106,7 @@ pub(crate) fn bind_all<'q>(
     for p in params {
         q = match p {
             Param::Int(v) => q.bind(*v),
-            Param::Text(v) => q.bind(v.as_str()),
+            Param::Text(v) => q.bind(without_nul(v).into_owned()),
         };
     }
     q

@@ -43,6 +43,11 @@ pub fn sqlite_url() -> String {
 /// or `None` (with a skip line) when the variable is absent.
 pub fn postgres_url(test: &str) -> Option<String> {
     let Ok(base) = std::env::var(POSTGRES_ENV) else {
+        // CI starts PostgreSQL (.ci/run): there, a missing URL is a failure.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: CI must set {POSTGRES_ENV}"
+        );
         eprintln!("SKIPPED {test}: set {POSTGRES_ENV} (scripts/pg-test.sh starts a server)");
         return None;
     };
@@ -78,6 +83,11 @@ pub struct TestServer {
 impl TestServer {
     pub fn start() -> Self {
         Self::start_on(&sqlite_url(), 1)
+    }
+
+    /// A server on `database_url` with 1 s heartbeats.
+    pub fn start_db(database_url: &str) -> Self {
+        Self::start_on(database_url, 1)
     }
 
     pub fn start_on(database_url: &str, heartbeat_delay: u64) -> Self {
@@ -296,4 +306,24 @@ pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Optio
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Two tests running `scenario(database_url)`: one on a fresh SQLite file,
+/// one on a fresh PostgreSQL database (skipped without `SQREEN_TEST_POSTGRES_URL`).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($(#[$doc:meta])* $scenario:ident => $sqlite:ident, $postgres:ident) => {
+        $(#[$doc])*
+        #[test]
+        fn $sqlite() {
+            $scenario(&common::sqlite_url());
+        }
+        $(#[$doc])*
+        #[test]
+        fn $postgres() {
+            if let Some(url) = common::postgres_url(stringify!($postgres)) {
+                $scenario(&url);
+            }
+        }
+    };
 }
