@@ -326,12 +326,17 @@ impl Fairing for SqreenFairing {
         }
         let begin = {
             let headers = request.headers();
-            let content_type = headers.get_one("Content-Type");
-            let content_length = headers
-                .get_one("Content-Length")
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            let body = if agent.wants_body(content_type, content_length) {
-                peek_body(data, content_length).await
+            // GET, HEAD, OPTIONS…: no body to capture, and no header lookups.
+            let body = if request.method().supports_payload() {
+                let content_type = headers.get_one("Content-Type");
+                let content_length = headers
+                    .get_one("Content-Length")
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                if agent.wants_body(content_type, content_length) {
+                    peek_body(data, content_length).await
+                } else {
+                    None
+                }
             } else {
                 None
             };
