@@ -43,6 +43,7 @@
 //! counts and the one-alert-per-actor rule all live in the database.
 
 pub mod admin;
+pub mod dashboard;
 pub mod error;
 pub mod ingest;
 pub mod notify;
@@ -190,6 +191,7 @@ impl Server {
         Router::new()
             .merge(ingest::routes(self.max_batch_bytes))
             .merge(admin::routes(self.state.clone()))
+            .merge(dashboard::routes())
             .route("/healthz", axum::routing::get(|| async { "ok" }))
             .with_state(self.state.clone())
     }

@@ -1,0 +1,435 @@
+//! Playbooks: the list (`GET /playbooks`), creation from a form
+//! (`POST /playbooks`) and enabling/disabling (`POST /playbooks/{id}/toggle`).
+//!
+//! The form covers the common case — one event, at most one property
+//! condition, one response, at most one webhook; richer playbooks are
+//! posted to the admin API and listed here all the same. Toggling stores
+//! the playbook again, so its counts start afresh (as with `PUT`).
+
+use axum::Form;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::layout::{PageError, Section, html_response, notice, page};
+use super::session::AdminSession;
+use crate::AppState;
+use crate::playbook::{
+    Actor, Condition, Notification, NotificationKind, Op, Playbook, ResponseKind, ResponseSpec,
+    Trigger,
+};
+use crate::store::PlaybookRow;
+
+/// Which notice the list shows after a redirect.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ListParams {
+    done: String,
+}
+
+/// The creation form; every field arrives as text.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PlaybookForm {
+    csrf: String,
+    name: String,
+    app: String,
+    event: String,
+    cond_property: String,
+    cond_op: String,
+    cond_value: String,
+    threshold: String,
+    period_s: String,
+    actor: String,
+    response: String,
+    duration_s: String,
+    redirect_url: String,
+    webhook_url: String,
+    allow_critical_ips: String,
+}
+
+/// A form carrying only its CSRF token (toggle, lift, logout).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CsrfForm {
+    /// The session's CSRF token.
+    pub csrf: String,
+}
+
+impl PlaybookForm {
+    fn defaults() -> Self {
+        Self {
+            threshold: "10".into(),
+            period_s: "60".into(),
+            actor: "ip".into(),
+            response: "block".into(),
+            duration_s: "3600".into(),
+            cond_op: "eq".into(),
+            ..Self::default()
+        }
+    }
+
+    /// The playbook this form describes, validated.
+    fn to_playbook(&self) -> Result<Playbook, String> {
+        let number = |text: &str, name: &str| {
+            text.trim()
+                .parse::<i64>()
+                .map_err(|_| format!("{name} must be a whole number"))
+        };
+        let trimmed = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        let conditions = match trimmed(&self.cond_property) {
+            None => Vec::new(),
+            Some(property) => vec![Condition {
+                property,
+                op: match self.cond_op.as_str() {
+                    "eq" => Op::Eq,
+                    "neq" => Op::Neq,
+                    "contains" => Op::Contains,
+                    "regex" => Op::Regex,
+                    _ => return Err("unknown condition operator".into()),
+                },
+                value: self.cond_value.clone(),
+            }],
+        };
+        let actor = match self.actor.as_str() {
+            "ip" => Actor::Ip,
+            "user" => Actor::User,
+            _ => return Err("the actor is ip or user".into()),
+        };
+        let duration_s = match self.duration_s.trim() {
+            "" => 0,
+            d => number(d, "the response duration")?,
+        };
+        let responses = match self.response.as_str() {
+            "none" => Vec::new(),
+            "block" => vec![ResponseSpec {
+                kind: ResponseKind::Block,
+                duration_s,
+                url: None,
+            }],
+            "redirect" => vec![ResponseSpec {
+                kind: ResponseKind::Redirect,
+                duration_s,
+                url: trimmed(&self.redirect_url),
+            }],
+            _ => return Err("the response is none, block or redirect".into()),
+        };
+        let notifications = trimmed(&self.webhook_url)
+            .map(|url| Notification {
+                kind: NotificationKind::Webhook,
+                url,
+            })
+            .into_iter()
+            .collect();
+        let playbook = Playbook {
+            name: self.name.trim().to_owned(),
+            enabled: true,
+            app: trimmed(&self.app),
+            trigger: Trigger {
+                event: self.event.trim().to_owned(),
+                conditions,
+                threshold: number(&self.threshold, "the threshold")?,
+                period_s: number(&self.period_s, "the period")?,
+                actor,
+            },
+            responses,
+            notifications,
+            allow_critical_ips: !self.allow_critical_ips.is_empty(),
+        };
+        playbook.validate()?;
+        Ok(playbook)
+    }
+}
+
+/// `GET /playbooks`.
+pub async fn list(
+    session: AdminSession,
+    State(state): State<AppState>,
+    query: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let done = query.map(|Query(q)| q.done).unwrap_or_default();
+    let ok = match done.as_str() {
+        "created" => Some("Playbook created."),
+        "enabled" => Some("Playbook enabled."),
+        "disabled" => Some("Playbook disabled."),
+        _ => None,
+    };
+    render(
+        &session,
+        &state,
+        StatusCode::OK,
+        ok,
+        None,
+        &PlaybookForm::defaults(),
+    )
+    .await
+}
+
+async fn render(
+    session: &AdminSession,
+    state: &AppState,
+    status: StatusCode,
+    ok: Option<&str>,
+    error: Option<&str>,
+    form: &PlaybookForm,
+) -> Result<Response, PageError> {
+    let csrf = session.csrf();
+    let playbooks = state.store.list_playbooks().await?;
+    let apps = state.store.list_apps().await?;
+    let body = html! {
+        (notice(ok, error))
+        (playbooks_table(&playbooks, &csrf))
+        h2 id="new-playbook" { "New playbook" }
+        (create_form(form, &apps, &csrf))
+    };
+    Ok(html_response(
+        status,
+        page("Playbooks", Section::Playbooks, &csrf, &body),
+    ))
+}
+
+/// `POST /playbooks`.
+pub async fn create(
+    session: AdminSession,
+    State(state): State<AppState>,
+    Form(form): Form<PlaybookForm>,
+) -> Result<Response, PageError> {
+    session.check_csrf(&form.csrf)?;
+    match form.to_playbook() {
+        Ok(playbook) => {
+            let id = state.store.create_playbook(&playbook).await?;
+            tracing::info!(event = "dashboard.playbook_created", id, name = %playbook.name, "playbook created from the dashboard");
+            Ok(Redirect::to("/playbooks?done=created").into_response())
+        }
+        Err(message) => {
+            render(
+                &session,
+                &state,
+                StatusCode::BAD_REQUEST,
+                None,
+                Some(&message),
+                &form,
+            )
+            .await
+        }
+    }
+}
+
+/// `POST /playbooks/{id}/toggle`.
+pub async fn toggle(
+    session: AdminSession,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    session.check_csrf(&form.csrf)?;
+    let mut row = state
+        .store
+        .get_playbook(id)
+        .await?
+        .ok_or_else(|| PageError::not_found("playbook"))?;
+    row.playbook.enabled = !row.playbook.enabled;
+    if !state.store.update_playbook(id, &row.playbook).await? {
+        return Err(PageError::not_found("playbook"));
+    }
+    let done = if row.playbook.enabled {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    tracing::info!(
+        event = "dashboard.playbook_toggled",
+        id,
+        enabled = row.playbook.enabled,
+        "playbook toggled from the dashboard"
+    );
+    Ok(Redirect::to(&format!("/playbooks?done={done}")).into_response())
+}
+
+fn op_text(op: Op) -> &'static str {
+    match op {
+        Op::Eq => "=",
+        Op::Neq => "≠",
+        Op::Contains => "contains",
+        Op::Regex => "matches",
+    }
+}
+
+fn playbooks_table(playbooks: &[PlaybookRow], csrf: &str) -> Markup {
+    html! {
+        @if playbooks.is_empty() {
+            p.muted { "No playbooks yet." }
+        } @else {
+            table id="playbooks" {
+                caption { (playbooks.len()) " playbook(s)" }
+                thead {
+                    tr {
+                        th scope="col" { "Name" }
+                        th scope="col" { "Status" }
+                        th scope="col" { "Trigger" }
+                        th scope="col" { "Responses" }
+                        th scope="col" { "Webhooks" }
+                        th scope="col" { span.muted { "Action" } }
+                    }
+                }
+                tbody {
+                    @for row in playbooks {
+                        @let p = &row.playbook;
+                        tr.playbook data-id=(row.id) {
+                            td.name { (p.name) @if let Some(app) = &p.app { br; span.muted { "app " (app) } } }
+                            td.status { @if p.enabled { "enabled" } @else { span.muted { "disabled" } } }
+                            td {
+                                code { (p.trigger.event) }
+                                @for c in &p.trigger.conditions {
+                                    br; "where " code { (c.property) } " " (op_text(c.op)) " " code { (c.value) }
+                                }
+                                br;
+                                (p.trigger.threshold) " in " (p.trigger.period_s) " s per "
+                                (match p.trigger.actor { Actor::Ip => "IP", Actor::User => "user" })
+                            }
+                            td {
+                                @if p.responses.is_empty() { span.muted { "alert only" } }
+                                @for r in &p.responses {
+                                    (match r.kind { ResponseKind::Block => "block", ResponseKind::Redirect => "redirect" })
+                                    @if let Some(url) = &r.url { " to " code { (url) } }
+                                    " for " @if r.duration_s == 0 { "ever (until lifted)" } @else { (r.duration_s) " s" }
+                                    br;
+                                }
+                            }
+                            td { @for n in &p.notifications { code { (n.url) } br; } }
+                            td {
+                                form method="post" action=(format!("/playbooks/{}/toggle", row.id)) {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    button.secondary type="submit" aria-label={ (if p.enabled { "Disable " } else { "Enable " }) (p.name) } {
+                                        @if p.enabled { "Disable" } @else { "Enable" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn create_form(f: &PlaybookForm, apps: &[crate::store::AppView], csrf: &str) -> Markup {
+    let text = |name: &'static str, label: &'static str, value: &str, required: bool| {
+        html! {
+            label for=(format!("p-{name}")) {
+                (label)
+                input type="text" id=(format!("p-{name}")) name=(name) value=(value) required[required];
+            }
+        }
+    };
+    let number = |name: &'static str, label: &'static str, value: &str| {
+        html! {
+            label for=(format!("p-{name}")) {
+                (label)
+                input type="number" min="0" id=(format!("p-{name}")) name=(name) value=(value);
+            }
+        }
+    };
+    let choice =
+        |name: &'static str, label: &'static str, value: &str, options: &[(&str, &str)]| {
+            html! {
+                label for=(format!("p-{name}")) {
+                    (label)
+                    select id=(format!("p-{name}")) name=(name) {
+                        @for (v, text) in options {
+                            option value=(v) selected[*v == value] { (text) }
+                        }
+                    }
+                }
+            }
+        };
+    html! {
+        form.create method="post" action="/playbooks" aria-labelledby="new-playbook" {
+            input type="hidden" name="csrf" value=(csrf);
+            fieldset {
+                legend { "What is counted" }
+                (text("name", "Name", &f.name, true))
+                label for="p-app" {
+                    "Application"
+                    select id="p-app" name="app" {
+                        option value="" { "all" }
+                        @for app in apps {
+                            option value=(app.name) selected[app.name == f.app] { (app.name) }
+                        }
+                    }
+                }
+                (text("event", "Event (e.g. sdk-login-fail)", &f.event, true))
+                (text("cond_property", "Condition: property (optional)", &f.cond_property, false))
+                (choice("cond_op", "operator", &f.cond_op, &[("eq", "equals"), ("neq", "differs from"), ("contains", "contains"), ("regex", "matches regex")]))
+                (text("cond_value", "value", &f.cond_value, false))
+                (number("threshold", "Threshold", &f.threshold))
+                (number("period_s", "Period (s)", &f.period_s))
+                (choice("actor", "Per", &f.actor, &[("ip", "IP"), ("user", "user")]))
+            }
+            fieldset {
+                legend { "What happens" }
+                (choice("response", "Response", &f.response, &[("block", "block"), ("redirect", "redirect"), ("none", "alert only")]))
+                (number("duration_s", "Duration (s, 0 = until lifted)", &f.duration_s))
+                (text("redirect_url", "Redirect URL", &f.redirect_url, false))
+                (text("webhook_url", "Webhook URL (optional)", &f.webhook_url, false))
+                label.inline for="p-allow_critical_ips" {
+                    input type="checkbox" id="p-allow_critical_ips" name="allow_critical_ips" value="on" checked[!f.allow_critical_ips.is_empty()];
+                    "Allow blocking private and loopback IPs"
+                }
+            }
+            button type="submit" id="create-playbook" { "Create playbook" }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default form with a name and an event is a valid block playbook.
+    #[test]
+    fn form_builds_a_playbook() {
+        let form = PlaybookForm {
+            name: "brute".into(),
+            event: "sdk-login-fail".into(),
+            cond_property: "path".into(),
+            cond_value: "/login".into(),
+            webhook_url: "http://127.0.0.1:9/hook".into(),
+            ..PlaybookForm::defaults()
+        };
+        let p = form.to_playbook().expect("valid");
+        assert_eq!(p.trigger.threshold, 10);
+        assert_eq!(p.trigger.conditions.len(), 1);
+        assert_eq!(p.responses[0].kind, ResponseKind::Block);
+        assert_eq!(p.notifications.len(), 1);
+        assert!(!p.allow_critical_ips);
+    }
+
+    /// Bad numbers and invalid definitions are reported, not stored.
+    #[test]
+    fn bad_forms_are_refused() {
+        let base = PlaybookForm {
+            name: "x".into(),
+            event: "e".into(),
+            ..PlaybookForm::defaults()
+        };
+        let bad = PlaybookForm {
+            threshold: "ten".into(),
+            ..base.clone()
+        };
+        assert!(bad.to_playbook().is_err());
+        let bad = PlaybookForm {
+            response: "redirect".into(),
+            ..base.clone()
+        };
+        assert!(bad.to_playbook().is_err());
+        let bad = PlaybookForm {
+            name: " ".into(),
+            ..base
+        };
+        assert!(bad.to_playbook().is_err());
+    }
+}
