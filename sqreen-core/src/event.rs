@@ -288,16 +288,20 @@ impl Out<'_> {
     }
 }
 
-/// Writes the scrubbed `request_record` of `record` as JSON bytes.
+/// Writes the scrubbed `request_record` of `record` as JSON bytes into
+/// `buf` (an empty buffer, possibly reused).
 pub(crate) fn request_record(
+    mut buf: Vec<u8>,
     record: &RecordInner,
     state: &RecordState,
     client_ip: Option<IpAddr>,
     strip_referer: bool,
     scrubber: &Scrubber,
 ) -> (Vec<u8>, BuildReport) {
+    buf.clear();
+    buf.reserve(768);
     let mut out = Out {
-        buf: Vec::with_capacity(768),
+        buf,
         scrubber,
         report: BuildReport::default(),
     };

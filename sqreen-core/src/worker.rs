@@ -87,6 +87,9 @@ const FIRST_LOGIN_GRACE: Duration = Duration::from_millis(250);
 /// longer than this anyway (`max_staleness`, 60 s by default).
 const DRAIN_TICK: Duration = Duration::from_millis(20);
 
+/// Most emptied event buffers kept for reuse (about 1 KB each).
+const SPARE_BUFFERS: usize = 1024;
+
 /// Exponential backoff: 1 s doubling, capped at 5 min.
 #[derive(Debug)]
 struct Backoff {
@@ -174,6 +177,8 @@ pub(crate) struct Worker {
     login_backoff: Backoff,
     next_beat: Instant,
     pending: Vec<EventJson>,
+    /// Emptied buffers of delivered events, reused for new ones.
+    spare: Vec<EventJson>,
     pending_since: Option<Instant>,
     retry: VecDeque<EventJson>,
     retry_at: Instant,
@@ -218,6 +223,7 @@ impl Worker {
             login_backoff: Backoff::new(),
             next_beat: now + config.heartbeat_delay,
             pending: Vec::new(),
+            spare: Vec::new(),
             pending_since: None,
             retry: VecDeque::new(),
             retry_at: now,
@@ -370,6 +376,7 @@ impl Worker {
             return;
         }
         let (event, report) = request_record(
+            self.spare.pop().unwrap_or_default(),
             record,
             &state,
             client_ip,
@@ -615,6 +622,14 @@ impl Worker {
                     self.retry_backoff.reset();
                     tracing::debug!(target: "sqreen::batch", event = "batch.sent",
                         events = events.len(), retried, "batch delivered");
+                    // Delivered events' buffers are written over by the next
+                    // events instead of being freed and allocated again.
+                    let room = SPARE_BUFFERS.saturating_sub(self.spare.len());
+                    self.spare
+                        .extend(events.into_iter().take(room).map(|mut e| {
+                            e.clear();
+                            e
+                        }));
                 } else {
                     bump(&self.shared.counters.batches_failed, 1);
                     let delay = self.retry_backoff.step();
