@@ -1,0 +1,718 @@
+//! The dashboard against a real server on 127.0.0.1: plain HTTP checks of
+//! login, cookies, CSRF and escaping, and a headless-Chromium scenario (log
+//! in, filter events, see the chart, create and toggle a playbook, lift an
+//! action, log out) driven through chromedriver.
+//!
+//! The browser test needs Debian's `chromium` and `chromium-driver`
+//! (`.ci/run` installs them); without them it fails and says so, unless
+//! `SQREEN_SKIP_BROWSER=1` is set. `SQREEN_CHROMEDRIVER` and
+//! `SQREEN_CHROMIUM` override the binaries' paths.
+#![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fantoccini::{Client as Browser, ClientBuilder, Locator};
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
+use serde_json::{Value, json};
+
+const XSS_EVENT: &str = "<script>alert(1)</script>";
+const XSS_PROPERTY: &str = "<img src=x onerror=alert(2)><b>bold</b>";
+
+/// A client that shows redirects instead of following them, and keeps no cookies.
+fn http() -> Client {
+    Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn location(r: &Response) -> String {
+    r.headers()
+        .get(LOCATION)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// Logs in with `key`; returns the answer.
+fn post_login(server: &TestServer, key: &str) -> Response {
+    http()
+        .post(format!("{}/login", server.url))
+        .form(&[("key", key)])
+        .send()
+        .unwrap()
+}
+
+/// Logs in with the admin key; returns the `name=value` of the session cookie.
+fn session_cookie(server: &TestServer) -> String {
+    let r = post_login(server, ADMIN_KEY);
+    assert_eq!(r.status(), 303);
+    let set = r.headers().get(SET_COOKIE).unwrap().to_str().unwrap();
+    set.split(';').next().unwrap().to_owned()
+}
+
+fn get_page(server: &TestServer, cookie: &str, path: &str) -> (u16, String) {
+    let r = http()
+        .get(format!("{}{path}", server.url))
+        .header(COOKIE, cookie)
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+/// The CSRF token in a page's forms.
+fn csrf_of(page: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).expect("a form with a CSRF token") + marker.len();
+    page[start..start + 64].to_owned()
+}
+
+/// The creation form of a 3-per-minute IP block playbook, with `csrf` when given.
+fn playbook_fields(csrf: Option<&str>) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = [
+        ("name", "csrf test"),
+        ("event", "e"),
+        ("threshold", "3"),
+        ("period_s", "60"),
+        ("actor", "ip"),
+        ("response", "block"),
+        ("duration_s", "60"),
+        ("cond_op", "eq"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    if let Some(csrf) = csrf {
+        fields.push(("csrf".into(), csrf.to_owned()));
+    }
+    fields
+}
+
+fn post_form<T: serde::Serialize + ?Sized>(
+    server: &TestServer,
+    cookie: &str,
+    path: &str,
+    form: &T,
+) -> Response {
+    http()
+        .post(format!("{}{path}", server.url))
+        .header(COOKIE, cookie)
+        .form(form)
+        .send()
+        .unwrap()
+}
+
+/// Seeds app `shop` with tracked events over the agent protocol; returns the agent.
+fn seed(server: &TestServer) -> FakeAgent {
+    let admin = server.admin();
+    let token = admin.create_app("shop");
+    let (agent, _) = FakeAgent::login(&server.url, &token);
+    let mut records = Vec::new();
+    for i in 0..3 {
+        records.push(record(
+            &format!("p{i}"),
+            "81.2.69.160",
+            "purchase",
+            json!({"amount": 10 + i, "currency": "EUR"}),
+            Some(json!({"username": "alice"})),
+        ));
+    }
+    for i in 0..2 {
+        records.push(record(
+            &format!("s{i}"),
+            "81.2.69.161",
+            "search",
+            json!({"q": "shoes"}),
+            None,
+        ));
+    }
+    records.push(record(
+        "x0",
+        "81.2.69.162",
+        XSS_EVENT,
+        json!({"comment": XSS_PROPERTY}),
+        Some(json!({"<i>user</i>": "<u>mallory</u>"})),
+    ));
+    let r = agent.batch(&records);
+    assert_eq!(r.status(), 200);
+    eventually("events stored", Duration::from_secs(10), || {
+        let events = admin.get_json("/api/events")["events"].clone();
+        (events.as_array().unwrap().len() == 6).then_some(())
+    });
+    agent
+}
+
+/// Pages redirect to the login form without a session; form posts are 403.
+#[test]
+fn pages_require_login() {
+    let server = TestServer::start();
+    for path in ["/", "/events", "/playbooks", "/actions", "/alerts"] {
+        let r = http().get(format!("{}{path}", server.url)).send().unwrap();
+        assert_eq!(r.status(), 303, "{path}");
+        assert_eq!(location(&r), "/login", "{path}");
+    }
+    for path in [
+        "/playbooks",
+        "/playbooks/1/toggle",
+        "/actions/x/lift",
+        "/logout",
+    ] {
+        let r = http()
+            .post(format!("{}{path}", server.url))
+            .form(&[("csrf", "x")])
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    // A forged or foreign cookie is no session.
+    let (status, _) = get_page(&server, "sqreen_session=1.2.3", "/events");
+    assert_eq!(status, 303);
+    let r = http().get(format!("{}/login", server.url)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().unwrap();
+    assert!(page.contains("type=\"password\""));
+}
+
+/// A wrong admin key is refused with 401 and no cookie.
+#[test]
+fn wrong_key_is_refused() {
+    let server = TestServer::start();
+    for key in ["wrong", "", ADMIN_KEY.to_uppercase().as_str()] {
+        let r = post_login(&server, key);
+        assert_eq!(r.status(), 401, "{key:?}");
+        assert!(r.headers().get(SET_COOKIE).is_none());
+        assert!(r.text().unwrap().contains("Wrong admin key"));
+    }
+}
+
+/// The session cookie is HttpOnly, SameSite=Strict, Path=/; it opens the pages,
+/// which carry a script-free Content-Security-Policy.
+#[test]
+fn login_sets_a_strict_http_only_cookie() {
+    let server = TestServer::start();
+    let r = post_login(&server, ADMIN_KEY);
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/events");
+    let set = r.headers().get(SET_COOKIE).unwrap().to_str().unwrap();
+    assert!(set.starts_with("sqreen_session="), "{set}");
+    let attrs: Vec<&str> = set.split(';').map(str::trim).collect();
+    assert!(attrs.contains(&"HttpOnly"), "{set}");
+    assert!(attrs.contains(&"SameSite=Strict"), "{set}");
+    assert!(attrs.contains(&"Path=/"), "{set}");
+    assert!(!attrs.contains(&"Secure"), "plain HTTP: {set}");
+    let cookie = set.split(';').next().unwrap();
+    let r = http()
+        .get(format!("{}/events", server.url))
+        .header(COOKIE, cookie)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    // Behind an HTTPS proxy the cookie is Secure too.
+    let r = http()
+        .post(format!("{}/login", server.url))
+        .header("X-Forwarded-Proto", "https")
+        .form(&[("key", ADMIN_KEY)])
+        .send()
+        .unwrap();
+    let set = r.headers().get(SET_COOKIE).unwrap().to_str().unwrap();
+    assert!(set.split(';').any(|a| a.trim() == "Secure"), "{set}");
+    // Logged in, `/` and `/login` lead to the explorer.
+    for path in ["/", "/login"] {
+        let r = http()
+            .get(format!("{}{path}", server.url))
+            .header(COOKIE, cookie)
+            .send()
+            .unwrap();
+        assert_eq!(location(&r), "/events", "{path}");
+    }
+}
+
+/// State-changing forms without this session's CSRF token are 403 and change nothing.
+#[test]
+fn forms_need_the_session_csrf_token() {
+    let server = TestServer::start();
+    let cookie = session_cookie(&server);
+    let other = session_cookie(&server);
+    let (_, page) = get_page(&server, &cookie, "/playbooks");
+    let csrf = csrf_of(&page);
+    let (_, other_page) = get_page(&server, &other, "/playbooks");
+    let other_csrf = csrf_of(&other_page);
+    assert_ne!(csrf, other_csrf);
+
+    for token in ["", "0000", other_csrf.as_str()] {
+        let r = post_form(
+            &server,
+            &cookie,
+            "/playbooks",
+            &playbook_fields(Some(token)),
+        );
+        assert_eq!(r.status(), 403, "{token:?}");
+    }
+    assert_eq!(
+        post_form(&server, &cookie, "/playbooks", &playbook_fields(None)).status(),
+        403
+    );
+    for path in ["/playbooks/1/toggle", "/actions/x/lift", "/logout"] {
+        let none: [(&str, &str); 0] = [];
+        assert_eq!(
+            post_form(&server, &cookie, path, &none).status(),
+            403,
+            "{path}"
+        );
+        assert_eq!(
+            post_form(&server, &cookie, path, &[("csrf", &other_csrf)]).status(),
+            403,
+            "{path}"
+        );
+    }
+    assert!(
+        server.admin().get_json("/api/playbooks")["playbooks"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // With the right token it works.
+    let r = post_form(
+        &server,
+        &cookie,
+        "/playbooks",
+        &playbook_fields(Some(&csrf)),
+    );
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/playbooks?done=created");
+    let playbooks = server.admin().get_json("/api/playbooks")["playbooks"].clone();
+    assert_eq!(playbooks[0]["name"], "csrf test");
+    assert_eq!(playbooks[0]["trigger"]["threshold"], 3);
+    // An invalid definition is shown back with its reason, not stored.
+    let mut bad = playbook_fields(Some(&csrf));
+    bad[4].1 = "nobody".into();
+    let r = post_form(&server, &cookie, "/playbooks", &bad);
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("the actor is ip or user"));
+}
+
+/// A session cookie from one server process is accepted by another on the
+/// same database and admin key (no in-process session state).
+#[test]
+fn sessions_work_across_processes() {
+    let a = TestServer::start();
+    let b = TestServer::start_db(&a.database_url);
+    let cookie = session_cookie(&a);
+    let (status, page) = get_page(&b, &cookie, "/playbooks");
+    assert_eq!(status, 200);
+    let r = post_form(
+        &b,
+        &cookie,
+        "/playbooks",
+        &[
+            ("csrf", csrf_of(&page).as_str()),
+            ("name", "from b"),
+            ("event", "e"),
+            ("threshold", "3"),
+            ("period_s", "60"),
+            ("actor", "user"),
+            ("response", "none"),
+        ],
+    );
+    assert_eq!(r.status(), 303);
+}
+
+/// HTML in event names, properties and user identifiers reaches the page escaped.
+#[test]
+fn html_in_events_is_escaped() {
+    let server = TestServer::start();
+    seed(&server);
+    let cookie = session_cookie(&server);
+    let (status, page) = get_page(&server, &cookie, "/events");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(page.contains("&lt;img src=x onerror=alert(2)&gt;&lt;b&gt;bold&lt;/b&gt;"));
+    assert!(page.contains("&lt;u&gt;mallory&lt;/u&gt;"));
+    assert!(!page.contains("<script"));
+    assert!(!page.contains("<img"));
+    assert!(!page.contains("<b>"));
+    // Filtering by the hostile name works and echoes it escaped in the form.
+    let (status, page) = get_page(
+        &server,
+        &cookie,
+        "/events?event=%3Cscript%3Ealert(1)%3C%2Fscript%3E&property=comment",
+    );
+    assert_eq!(status, 200);
+    assert!(!page.contains("<script"));
+    assert_eq!(page.matches("<tr class=\"event\"").count(), 1);
+    // Bad filters are explained, not failed.
+    let (status, page) = get_page(&server, &cookie, "/events?since=yesterday");
+    assert_eq!(status, 400);
+    assert!(page.contains("since:"));
+}
+
+// ── headless Chromium ───────────────────────────────────────────────────
+
+fn find_binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
+    if let Ok(path) = std::env::var(env) {
+        return Some(PathBuf::from(path));
+    }
+    candidates.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+/// chromedriver, stopped (by its own handle) when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_driver(path: &Path) -> Driver {
+    let port = free_port();
+    let child = Command::new(path)
+        .arg(format!("--port={port}"))
+        .arg("--allowed-ips=127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let client = common::client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = client
+            .get(format!("{}/status", driver.url))
+            .send()
+            .ok()
+            .and_then(|r| r.json::<Value>().ok())
+            .is_some_and(|v| v["value"]["ready"] == true);
+        if ready {
+            return driver;
+        }
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn connect(driver: &Driver, chromium: &Path, profile: &Path) -> Browser {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium.display().to_string(),
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--no-first-run", "--no-proxy-server", "--window-size=1400,1000",
+                     format!("--user-data-dir={}", profile.display())],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a chromedriver session")
+}
+
+/// Waits until the browser is on `path` (a path, possibly with a query).
+async fn wait_path(b: &Browser, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let url = b.current_url().await.unwrap();
+        let here = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        if here == path {
+            return;
+        }
+        assert!(Instant::now() < deadline, "on {here}, expected {path}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn texts(b: &Browser, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in b.find_all(Locator::Css(css)).await.unwrap() {
+        out.push(e.text().await.unwrap());
+    }
+    out
+}
+
+async fn fill(b: &Browser, css: &str, text: &str) {
+    let e = b.find(Locator::Css(css)).await.unwrap();
+    e.clear().await.unwrap();
+    e.send_keys(text).await.unwrap();
+}
+
+async fn scenario(b: &Browser, server_url: &str, agent: FakeAgent) {
+    // Log in.
+    b.goto(&format!("{server_url}/events")).await.unwrap();
+    wait_path(b, "/login").await;
+    fill(b, "#key", "not the key").await;
+    b.find(Locator::Css("#login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait()
+        .for_element(Locator::Css(".notice.error"))
+        .await
+        .unwrap();
+    fill(b, "#key", ADMIN_KEY).await;
+    b.find(Locator::Css("#login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_path(b, "/events").await;
+
+    // All events, with their chart.
+    assert_eq!(texts(b, "#events tbody tr").await.len(), 6);
+    let svg = b.find(Locator::Css("#trend svg")).await.unwrap();
+    assert_eq!(svg.attr("data-total").await.unwrap().as_deref(), Some("6"));
+    assert!(
+        !b.find_all(Locator::Css("#trend svg rect.bar"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Escaping: the hostile name and property are text; no element was injected.
+    let names = texts(b, "#events td.event-name").await;
+    assert!(names.iter().any(|n| n == XSS_EVENT), "{names:?}");
+    let props = texts(b, "#events td.properties").await;
+    assert!(props.iter().any(|p| p.contains(XSS_PROPERTY)), "{props:?}");
+    assert!(b.find_all(Locator::Css("script")).await.unwrap().is_empty());
+    assert!(
+        b.find_all(Locator::Css("main img, main b, main u, main i"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Filter: one event name and one user.
+    fill(b, "#f-event", "purchase").await;
+    fill(b, "#f-user_key", "username").await;
+    fill(b, "#f-user_value", "alice").await;
+    b.find(Locator::Css("#apply-filters"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_path(
+        b,
+        "/events?event=purchase&app=&ip=&user_key=username&user_value=alice&property=&value=\
+         &range=24h&since=&until=",
+    )
+    .await;
+    let names = texts(b, "#events td.event-name").await;
+    assert_eq!(names, vec!["purchase"; 3]);
+    let svg = b.find(Locator::Css("#trend svg")).await.unwrap();
+    assert_eq!(svg.attr("data-total").await.unwrap().as_deref(), Some("3"));
+    let bars = b
+        .find_all(Locator::Css("#trend svg rect.bar"))
+        .await
+        .unwrap();
+    let mut drawn = 0;
+    for bar in &bars {
+        drawn += bar
+            .attr("data-count")
+            .await
+            .unwrap()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap();
+    }
+    assert_eq!(drawn, 3);
+    // The filter form keeps its values.
+    let event_field = b.find(Locator::Css("#f-event")).await.unwrap();
+    assert_eq!(
+        event_field.prop("value").await.unwrap().as_deref(),
+        Some("purchase")
+    );
+
+    // Create a playbook: 3 failed logins per IP within a minute block for 10 minutes.
+    b.find(Locator::Css("nav a[href='/playbooks']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_path(b, "/playbooks").await;
+    fill(b, "#p-name", "Brute force <from the browser>").await;
+    fill(b, "#p-event", "sdk-login-fail").await;
+    fill(b, "#p-threshold", "3").await;
+    fill(b, "#p-period_s", "60").await;
+    fill(b, "#p-duration_s", "600").await;
+    b.find(Locator::Css("#p-actor"))
+        .await
+        .unwrap()
+        .select_by_value("ip")
+        .await
+        .unwrap();
+    b.find(Locator::Css("#p-response"))
+        .await
+        .unwrap()
+        .select_by_value("block")
+        .await
+        .unwrap();
+    b.find(Locator::Css("#create-playbook"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_path(b, "/playbooks?done=created").await;
+    assert_eq!(texts(b, ".notice.ok").await, vec!["Playbook created."]);
+    assert_eq!(
+        texts(b, "#playbooks td.name").await,
+        vec!["Brute force <from the browser>"]
+    );
+    // Disable, then enable again.
+    b.find(Locator::Css("#playbooks tr.playbook button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_path(b, "/playbooks?done=disabled").await;
+    assert_eq!(texts(b, "#playbooks td.status").await, vec!["disabled"]);
+    b.find(Locator::Css("#playbooks tr.playbook button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_path(b, "/playbooks?done=enabled").await;
+    assert_eq!(texts(b, "#playbooks td.status").await, vec!["enabled"]);
+
+    // An agent reports failed logins over the threshold: an alert and a block.
+    let agent = tokio::task::spawn_blocking(move || {
+        agent.beat(&failed_logins("81.2.69.200", "bob", 4));
+        agent
+    })
+    .await
+    .unwrap();
+    b.find(Locator::Css("nav a[href='/alerts']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_path(b, "/alerts").await;
+    let alerts = texts(b, "#alerts tr.alert").await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].contains("81.2.69.200"), "{alerts:?}");
+
+    // Lift the action.
+    b.find(Locator::Css("nav a[href='/actions']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_path(b, "/actions").await;
+    let rows = texts(b, "#actions tr.action").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        rows[0].contains("block_ip") && rows[0].contains("81.2.69.200"),
+        "{rows:?}"
+    );
+    b.find(Locator::Css("#actions tr.action button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_path(b, "/actions?done=lifted").await;
+    b.find(Locator::Css("#no-actions")).await.unwrap();
+    let pack = tokio::task::spawn_blocking(move || agent.actionspack())
+        .await
+        .unwrap();
+    assert_eq!(pack["actions"], json!([]), "{pack}");
+
+    // Log out: the pages ask for the key again.
+    b.find(Locator::Css("#logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_path(b, "/login").await;
+    b.goto(&format!("{server_url}/playbooks")).await.unwrap();
+    wait_path(b, "/login").await;
+}
+
+/// In headless Chromium: log in, filter events, see the chart, create and
+/// toggle a playbook, lift the action it took, log out; hostile event text
+/// is shown as text.
+#[test]
+fn browser_scenario() {
+    let driver_path = find_binary("SQREEN_CHROMEDRIVER", &["/usr/bin/chromedriver"]);
+    let chromium = find_binary(
+        "SQREEN_CHROMIUM",
+        &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+    );
+    let (Some(driver_path), Some(chromium)) = (driver_path, chromium) else {
+        if std::env::var("SQREEN_SKIP_BROWSER").as_deref() == Ok("1") {
+            eprintln!("SKIPPED browser_scenario: chromedriver/chromium not installed");
+            return;
+        }
+        panic!(
+            "the dashboard browser test needs Debian's `chromium` and `chromium-driver` packages \
+             (apt-get install -y chromium chromium-driver; .ci/run installs them), \
+             or set SQREEN_SKIP_BROWSER=1 to skip it"
+        );
+    };
+    let server = TestServer::start();
+    let agent = seed(&server);
+    let driver = start_driver(&driver_path);
+    let profile = std::env::temp_dir().join(format!("sqreen-dashboard-chromium-{}", free_port()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = server.url.clone();
+    let outcome = rt.block_on(async {
+        let browser = connect(&driver, &chromium, &profile).await;
+        // Run the scenario on its own task so that a failed assertion still
+        // lets us close the browser.
+        let b = browser.clone();
+        let result = tokio::spawn(async move { scenario(&b, &url, agent).await }).await;
+        let _ = browser.close().await;
+        result
+    });
+    drop(driver);
+    let _ = std::fs::remove_dir_all(&profile);
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
