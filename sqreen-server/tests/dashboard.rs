@@ -6,7 +6,8 @@
 //! The browser test needs Debian's `chromium` and `chromium-driver`
 //! (`.ci/run` installs them); without them it fails and says so, unless
 //! `SQREEN_SKIP_BROWSER=1` is set. `SQREEN_CHROMEDRIVER` and
-//! `SQREEN_CHROMIUM` override the binaries' paths.
+//! `SQREEN_CHROMIUM` override the binaries' paths, and
+//! `SQREEN_DASHBOARD_SCREENSHOTS=DIR` saves a screenshot of each page there.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
 mod common;
@@ -359,11 +360,54 @@ fn html_in_events_is_escaped() {
     assert!(page.contains("since:"));
 }
 
+/// The explorer pages by 50 with an "Older events" link that keeps the filters.
+#[test]
+fn explorer_pages_by_cursor() {
+    let server = TestServer::start();
+    let token = server.admin().create_app("shop");
+    let (agent, _) = FakeAgent::login(&server.url, &token);
+    let records: Vec<Value> = (0..60)
+        .map(|i| {
+            record(
+                &format!("r{i}"),
+                "81.2.69.160",
+                "view",
+                json!({"n": i}),
+                None,
+            )
+        })
+        .collect();
+    assert_eq!(agent.batch(&records).status(), 200);
+    assert_eq!(
+        agent
+            .batch(&[record("other", "81.2.69.1", "other", json!({}), None)])
+            .status(),
+        200
+    );
+    let cookie = session_cookie(&server);
+    let (status, first) = get_page(&server, &cookie, "/events?event=view");
+    assert_eq!(status, 200);
+    assert_eq!(first.matches("<tr class=\"event\"").count(), 50);
+    assert!(first.contains("data-total=\"60\""));
+    let start = first
+        .find("href=\"/events?event=view&amp;cursor=")
+        .expect("an older-events link keeping the filter");
+    let href = &first[start + 6..];
+    let href = href[..href.find('"').unwrap()].replace("&amp;", "&");
+    let (status, second) = get_page(&server, &cookie, &href);
+    assert_eq!(status, 200);
+    assert_eq!(second.matches("<tr class=\"event\"").count(), 10);
+    assert!(!second.contains("id=\"older\""));
+    assert!(!second.contains(">other<"));
+    let (status, _) = get_page(&server, &cookie, "/events?cursor=nonsense");
+    assert_eq!(status, 400);
+}
+
 // ── headless Chromium ───────────────────────────────────────────────────
 
 fn find_binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
     if let Ok(path) = std::env::var(env) {
-        return Some(PathBuf::from(path));
+        return Some(PathBuf::from(path)).filter(|p| p.exists());
     }
     candidates.iter().map(PathBuf::from).find(|p| p.exists())
 }
@@ -462,6 +506,16 @@ async fn texts(b: &Browser, css: &str) -> Vec<String> {
     out
 }
 
+/// Saves a screenshot as `DIR/name.png` when `SQREEN_DASHBOARD_SCREENSHOTS=DIR`
+/// is set, to look at the pages.
+async fn snap(b: &Browser, name: &str) {
+    if let Ok(dir) = std::env::var("SQREEN_DASHBOARD_SCREENSHOTS") {
+        let png = b.screenshot().await.unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
 async fn fill(b: &Browser, css: &str, text: &str) {
     let e = b.find(Locator::Css(css)).await.unwrap();
     e.clear().await.unwrap();
@@ -472,6 +526,7 @@ async fn scenario(b: &Browser, server_url: &str, agent: FakeAgent) {
     // Log in.
     b.goto(&format!("{server_url}/events")).await.unwrap();
     wait_path(b, "/login").await;
+    snap(b, "login").await;
     fill(b, "#key", "not the key").await;
     b.find(Locator::Css("#login"))
         .await
@@ -516,6 +571,7 @@ async fn scenario(b: &Browser, server_url: &str, agent: FakeAgent) {
             .is_empty()
     );
 
+    snap(b, "events").await;
     // Filter: one event name and one user.
     fill(b, "#f-event", "purchase").await;
     fill(b, "#f-user_key", "username").await;
@@ -551,6 +607,7 @@ async fn scenario(b: &Browser, server_url: &str, agent: FakeAgent) {
             .unwrap();
     }
     assert_eq!(drawn, 3);
+    snap(b, "events-filtered").await;
     // The filter form keeps its values.
     let event_field = b.find(Locator::Css("#f-event")).await.unwrap();
     assert_eq!(
@@ -595,6 +652,7 @@ async fn scenario(b: &Browser, server_url: &str, agent: FakeAgent) {
         texts(b, "#playbooks td.name").await,
         vec!["Brute force <from the browser>"]
     );
+    snap(b, "playbooks").await;
     // Disable, then enable again.
     b.find(Locator::Css("#playbooks tr.playbook button"))
         .await
@@ -631,6 +689,7 @@ async fn scenario(b: &Browser, server_url: &str, agent: FakeAgent) {
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(alerts[0].contains("81.2.69.200"), "{alerts:?}");
 
+    snap(b, "alerts").await;
     // Lift the action.
     b.find(Locator::Css("nav a[href='/actions']"))
         .await
@@ -645,6 +704,7 @@ async fn scenario(b: &Browser, server_url: &str, agent: FakeAgent) {
         rows[0].contains("block_ip") && rows[0].contains("81.2.69.200"),
         "{rows:?}"
     );
+    snap(b, "actions").await;
     b.find(Locator::Css("#actions tr.action button"))
         .await
         .unwrap()

@@ -19,6 +19,7 @@ use super::playbooks::CsrfForm;
 use super::session::AdminSession;
 use crate::AppState;
 use crate::store::{ActionView, AlertView};
+use crate::time::parse_rfc3339_ms;
 
 /// Alerts shown.
 const ALERTS_SHOWN: usize = 200;
@@ -129,7 +130,12 @@ fn actions_table(actions: &[ActionView], names: &HashMap<i64, String>, csrf: &st
                             }
                             td { (a.app) }
                             td { (playbook_cell(a.playbook_id, names)) }
-                            td { (a.created_at) }
+                            td {
+                                @match parse_rfc3339_ms(&a.created_at) {
+                                    Some(ms) => (when(ms)),
+                                    None => (a.created_at),
+                                }
+                            }
                             td {
                                 @match a.expires_at_ms {
                                     Some(ms) => (when(ms)),
