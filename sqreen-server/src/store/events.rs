@@ -228,8 +228,24 @@ pub(crate) fn values_sql(rows: usize, cols: usize) -> String {
     sql
 }
 
+/// How attribute (property, user) filters are written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AttrFilters {
+    /// `e.id IN (SELECT event_id … time range)`: for scans of a whole range
+    /// (trends), where the attribute index narrows the rows first.
+    In,
+    /// `EXISTS (… WHERE event_id = e.id …)`, skipping the attribute of that
+    /// kind that drives the query: for newest-first pages.
+    Exists(Option<&'static str>),
+}
+
 /// Adds the WHERE clauses of `f` (on alias `e`) to `clauses` and `params`.
-fn push_filters(f: &EventFilter, clauses: &mut Vec<String>, params: &mut Vec<Param>) {
+fn push_filters(
+    f: &EventFilter,
+    mode: AttrFilters,
+    clauses: &mut Vec<String>,
+    params: &mut Vec<Param>,
+) {
     let next = |p: Param, params: &mut Vec<Param>| {
         params.push(p);
         format!("${}", params.len())
@@ -259,22 +275,34 @@ fn push_filters(f: &EventFilter, clauses: &mut Vec<String>, params: &mut Vec<Par
         ("p", &f.property, &f.value),
     ] {
         let Some(key) = key else { continue };
+        if mode == AttrFilters::Exists(Some(kind)) {
+            continue;
+        }
         let k = next(Param::Text(key.clone()), params);
-        let mut sub =
-            format!("SELECT event_id FROM event_attrs WHERE kind = '{kind}' AND key = {k}");
+        let mut cond = format!("kind = '{kind}' AND key = {k}");
         if let Some(value) = value {
             let v = next(Param::Text(value.clone()), params);
-            sub.push_str(&format!(" AND value = {v}"));
+            cond.push_str(&format!(" AND value = {v}"));
         }
-        if let Some(since) = f.since {
-            let p = next(Param::Int(since), params);
-            sub.push_str(&format!(" AND time >= {p}"));
+        match mode {
+            AttrFilters::In => {
+                if let Some(since) = f.since {
+                    let p = next(Param::Int(since), params);
+                    cond.push_str(&format!(" AND time >= {p}"));
+                }
+                if let Some(until) = f.until {
+                    let p = next(Param::Int(until), params);
+                    cond.push_str(&format!(" AND time < {p}"));
+                }
+                clauses.push(format!(
+                    "e.id IN (SELECT event_id FROM event_attrs WHERE {cond})"
+                ));
+            }
+            AttrFilters::Exists(_) => clauses.push(format!(
+                "EXISTS (SELECT 1 FROM event_attrs x WHERE x.event_id = e.id AND x.{})",
+                cond.replace(" AND ", " AND x.")
+            )),
         }
-        if let Some(until) = f.until {
-            let p = next(Param::Int(until), params);
-            sub.push_str(&format!(" AND time < {p}"));
-        }
-        clauses.push(format!("e.id IN ({sub})"));
     }
 }
 
@@ -337,7 +365,7 @@ impl Store {
                     .bind(e.time)
                     .bind(e.client_ip.as_str())
                     .bind(e.user_key())
-                    .bind(Value::Object(e.properties.clone()).to_string())
+                    .bind(serde_json::to_string(&e.properties)?)
                     .bind(e.count)
                     .bind(e.request.as_str())
                     .bind(e.response.as_str())
@@ -420,23 +448,66 @@ impl Store {
         limit: usize,
         cursor: Option<(i64, i64)>,
     ) -> Result<EventPage, StoreError> {
+        // A property or user filter with a value drives the query through
+        // the `(kind, key, value, time, event_id)` index, already in page
+        // order: a common value stops after one page, a rare one reads few
+        // rows. Otherwise the `(…, time, id)` indexes of events drive it.
+        let driver = match (
+            &filter.property,
+            &filter.value,
+            &filter.user_key,
+            &filter.user_value,
+        ) {
+            (Some(k), Some(v), _, _) => Some(("p", k, v)),
+            (_, _, Some(k), Some(v)) => Some(("u", k, v)),
+            _ => None,
+        };
         let mut clauses = Vec::new();
         let mut params = Vec::new();
-        push_filters(filter, &mut clauses, &mut params);
+        let (from, time_col, id_col) = match driver {
+            Some((kind, key, value)) => {
+                params.push(Param::Text(key.clone()));
+                params.push(Param::Text(value.clone()));
+                clauses.push(format!("d.kind = '{kind}' AND d.key = $1 AND d.value = $2"));
+                if let Some(since) = filter.since {
+                    params.push(Param::Int(since));
+                    clauses.push(format!("d.time >= ${}", params.len()));
+                }
+                if let Some(until) = filter.until {
+                    params.push(Param::Int(until));
+                    clauses.push(format!("d.time < ${}", params.len()));
+                }
+                push_filters(
+                    filter,
+                    AttrFilters::Exists(Some(kind)),
+                    &mut clauses,
+                    &mut params,
+                );
+                (
+                    "event_attrs d JOIN events e ON e.id = d.event_id",
+                    "d.time",
+                    "d.event_id",
+                )
+            }
+            None => {
+                push_filters(filter, AttrFilters::Exists(None), &mut clauses, &mut params);
+                ("events e", "e.time", "e.id")
+            }
+        };
         if let Some((t, id)) = cursor {
             params.push(Param::Int(t));
             let tp = params.len();
             params.push(Param::Int(id));
             let ip = params.len();
             clauses.push(format!(
-                "(e.time < ${tp} OR (e.time = ${tp} AND e.id < ${ip}))"
+                "({time_col} < ${tp} OR ({time_col} = ${tp} AND {id_col} < ${ip}))"
             ));
         }
         params.push(Param::Int(i64::try_from(limit + 1).unwrap_or(i64::MAX)));
         let sql = format!(
             "SELECT e.id, a.name AS app, e.event, e.time, e.client_ip, e.user_key, e.properties, \
-             e.count, e.request, e.response FROM events e JOIN apps a ON a.id = e.app_id{} \
-             ORDER BY e.time DESC, e.id DESC LIMIT ${}",
+             e.count, e.request, e.response FROM {from} JOIN apps a ON a.id = e.app_id{} \
+             ORDER BY {time_col} DESC, {id_col} DESC LIMIT ${}",
             where_sql(&clauses),
             params.len()
         );
@@ -505,7 +576,7 @@ impl Store {
                 "g.value"
             }
         };
-        push_filters(&filter, &mut clauses, &mut params);
+        push_filters(&filter, AttrFilters::In, &mut clauses, &mut params);
         params.push(Param::Int(since));
         let sp = params.len();
         params.push(Param::Int(bucket_ms));
@@ -519,18 +590,30 @@ impl Store {
         let buckets = usize::try_from((until - since + bucket_ms - 1) / bucket_ms)
             .unwrap_or(0)
             .max(1);
-        let mut groups: HashMap<String, Vec<i64>> = HashMap::new();
+        let mut cells = Vec::with_capacity(rows.len());
+        let mut totals: HashMap<String, i64> = HashMap::new();
         for row in rows {
             let bucket: i64 = row.try_get("bucket")?;
             let group: String = row.try_get("grp")?;
             let n: i64 = row.try_get("n")?;
-            let Ok(b) = usize::try_from(bucket) else {
+            let Some(b) = usize::try_from(bucket).ok().filter(|b| *b < buckets) else {
                 continue;
             };
-            if b >= buckets {
-                continue;
+            *totals.entry(group.clone()).or_default() += n;
+            cells.push((group, b, n));
+        }
+        // Dense series for the largest groups only.
+        let mut top: Vec<(String, i64)> = totals.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top.truncate(query.max_groups.max(1));
+        let mut groups: HashMap<String, Vec<i64>> = top
+            .into_iter()
+            .map(|(g, _)| (g, vec![0; buckets]))
+            .collect();
+        for (group, b, n) in cells {
+            if let Some(counts) = groups.get_mut(&group) {
+                counts[b] += n;
             }
-            groups.entry(group).or_insert_with(|| vec![0; buckets])[b] += n;
         }
         let mut series: Vec<TrendSeries> = groups
             .into_iter()
