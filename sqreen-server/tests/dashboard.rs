@@ -238,10 +238,8 @@ fn login_sets_a_strict_http_only_cookie() {
     }
 }
 
-/// State-changing forms without this session's CSRF token are 403 and change nothing.
-#[test]
-fn forms_need_the_session_csrf_token() {
-    let server = TestServer::start();
+fn forms_need_the_session_csrf_token(db: &str) {
+    let server = TestServer::start_db(db);
     let cookie = session_cookie(&server);
     let other = session_cookie(&server);
     let (_, page) = get_page(&server, &cookie, "/playbooks");
@@ -302,11 +300,8 @@ fn forms_need_the_session_csrf_token() {
     assert!(r.text().unwrap().contains("the actor is ip or user"));
 }
 
-/// A session cookie from one server process is accepted by another on the
-/// same database and admin key (no in-process session state).
-#[test]
-fn sessions_work_across_processes() {
-    let a = TestServer::start();
+fn sessions_work_across_processes(db: &str) {
+    let a = TestServer::start_db(db);
     let b = TestServer::start_db(&a.database_url);
     let cookie = session_cookie(&a);
     let (status, page) = get_page(&b, &cookie, "/playbooks");
@@ -328,10 +323,8 @@ fn sessions_work_across_processes() {
     assert_eq!(r.status(), 303);
 }
 
-/// HTML in event names, properties and user identifiers reaches the page escaped.
-#[test]
-fn html_in_events_is_escaped() {
-    let server = TestServer::start();
+fn html_in_events_is_escaped(db: &str) {
+    let server = TestServer::start_db(db);
     seed(&server);
     let cookie = session_cookie(&server);
     let (status, page) = get_page(&server, &cookie, "/events");
@@ -360,10 +353,8 @@ fn html_in_events_is_escaped() {
     assert!(page.contains("since:"));
 }
 
-/// The explorer pages by 50 with an "Older events" link that keeps the filters.
-#[test]
-fn explorer_pages_by_cursor() {
-    let server = TestServer::start();
+fn explorer_pages_by_cursor(db: &str) {
+    let server = TestServer::start_db(db);
     let token = server.admin().create_app("shop");
     let (agent, _) = FakeAgent::login(&server.url, &token);
     let records: Vec<Value> = (0..60)
@@ -402,6 +393,27 @@ fn explorer_pages_by_cursor() {
     let (status, _) = get_page(&server, &cookie, "/events?cursor=nonsense");
     assert_eq!(status, 400);
 }
+
+on_both_backends!(
+    /// State-changing forms without this session's CSRF token are 403 and change nothing.
+    forms_need_the_session_csrf_token => forms_need_the_session_csrf_token_sqlite, forms_need_the_session_csrf_token_postgres
+);
+
+on_both_backends!(
+    /// A session cookie from one server process is accepted by another on the
+    /// same database and admin key (no in-process session state).
+    sessions_work_across_processes => sessions_work_across_processes_sqlite, sessions_work_across_processes_postgres
+);
+
+on_both_backends!(
+    /// HTML in event names, properties and user identifiers reaches the page escaped.
+    html_in_events_is_escaped => html_in_events_is_escaped_sqlite, html_in_events_is_escaped_postgres
+);
+
+on_both_backends!(
+    /// The explorer pages by 50 with an "Older events" link that keeps the filters.
+    explorer_pages_by_cursor => explorer_pages_by_cursor_sqlite, explorer_pages_by_cursor_postgres
+);
 
 // ── headless Chromium ───────────────────────────────────────────────────
 
