@@ -189,15 +189,14 @@ impl SqreenWrapper {
             Arc::clone(&self.shared),
             Arc::clone(&self.shared),
         );
+        // `or_else` rather than `recover` + `unify`: one layer less per request.
         let inner = filter
             .map(R::into_response)
-            .recover(move |rejection| ready(recover_own(&inner_shared, rejection)))
-            .unify();
-        begin(Arc::clone(&self.shared))
+            .or_else(move |rejection| ready(recover_own(&inner_shared, rejection).map(|r| (r,))));
+        begin(&self.shared)
             .and(inner)
             .map(move |ctx: Ctx, response: Response| close(&close_shared, ctx, response))
-            .recover(move |rejection| ready(recover_ip(&ip_shared, rejection)))
-            .unify()
+            .or_else(move |rejection| ready(recover_ip(&ip_shared, rejection).map(|r| (r,))))
     }
 }
 
@@ -236,89 +235,125 @@ impl HeaderPairs for Headers<'_> {
     }
 }
 
+/// Proof that the agent was recording when the request arrived; passed
+/// along (a zero-sized value) instead of `untuple_one`, one layer less.
+struct Enabled;
+
 /// Opens the record: a `Ctx` for every request, or the IP action's
 /// response as an `IpResponse` rejection.
-fn begin(shared: Arc<Shared>) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone {
-    // When the agent is not recording, reject at once (no allocation) and
-    // let `or_else` pass the request through: nothing is copied.
-    let enabled = {
-        let shared = Arc::clone(&shared);
+///
+/// Two arms, so that the common case (no body to capture) pays for no
+/// capture filter at all: `plain` runs when body capture is off, `captured`
+/// when it is on. Only one of them ever calls `agent.begin`. When the agent
+/// is off both reject at once (no allocation) and `or_else` passes the
+/// request through: nothing is copied.
+fn begin(shared: &Arc<Shared>) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone + use<> {
+    let plain = {
+        let (gate, open) = (Arc::clone(shared), Arc::clone(shared));
         warp::any()
             .and_then(move || {
-                ready(if shared.agent.is_enabled() {
-                    Ok(())
+                ready(if !gate.capture_bodies && gate.agent.is_enabled() {
+                    Ok(Enabled)
                 } else {
                     Err(reject::not_found())
                 })
             })
-            .untuple_one()
+            .and(snapshot())
+            .and_then(move |_: Enabled, peer, method, query, path, headers| {
+                ready(begin_request(
+                    &open, None, peer, method, query, path, headers,
+                ))
+            })
     };
+    let captured = {
+        let (gate, open) = (Arc::clone(shared), Arc::clone(shared));
+        warp::any()
+            .and_then(move || {
+                ready(if gate.capture_bodies && gate.agent.is_enabled() {
+                    Ok(Enabled)
+                } else {
+                    Err(reject::not_found())
+                })
+            })
+            .and(capture(Arc::clone(shared)))
+            .and(snapshot())
+            .and_then(
+                move |_: Enabled, body, peer, method, query, path, headers| {
+                    ready(begin_request(
+                        &open, body, peer, method, query, path, headers,
+                    ))
+                },
+            )
+    };
+    plain.or(captured).unify().or_else(|rejection: Rejection| {
+        ready(if rejection.find::<IpResponse>().is_some() {
+            Err(rejection)
+        } else {
+            Ok((Ctx::pass(),))
+        })
+    })
+}
+
+/// What `agent.begin` reads of the request. Warp moves the values of a
+/// filter chain at every step: the large header map comes last.
+fn snapshot() -> impl Filter<
+    Extract = (
+        Option<SocketAddr>,
+        Method,
+        Option<String>,
+        FullPath,
+        HeaderMap,
+    ),
+    Error = Infallible,
+> + Copy {
     // Only `query::raw` gives the query as sent, and it rejects when there is none.
     let query = warp::query::raw()
         .map(Some)
         .or(warp::any().map(|| None))
         .unify();
-    enabled
-        .and(capture(Arc::clone(&shared)))
+    warp::addr::remote()
         .and(warp::method())
-        .and(warp::path::full())
         .and(query)
+        .and(warp::path::full())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
-        .and_then(
-            move |body: Option<StashedBody>,
-                  method: Method,
-                  path: FullPath,
-                  query: Option<String>,
-                  headers: HeaderMap,
-                  peer: Option<SocketAddr>| {
-                let headers = Headers(&headers);
-                let info = RequestInfo::new(method.as_str(), path.as_str(), &headers)
-                    .query(query.as_deref())
-                    .peer(peer)
-                    .body(body.as_ref().map(|b| &b.bytes[..]));
-                ready(match shared.agent.begin(&info) {
-                    // A buffered body is still handed back on passlisted requests.
-                    Begin::Pass => Ok(Ctx {
-                        _registration: body
-                            .map(|b| context::register(sqreen_core::Sqreen::disabled(), Some(b))),
-                        ..Ctx::pass()
-                    }),
-                    Begin::Respond(response) => Err(reject::custom(IpResponse(response))),
-                    Begin::Record(record) => Ok(Ctx {
-                        _registration: Some(context::register(record.handle(), body)),
-                        record: Some(record),
-                    }),
-                })
-            },
-        )
-        .or_else(|rejection: Rejection| {
-            ready(if rejection.find::<IpResponse>().is_some() {
-                Err(rejection)
-            } else {
-                Ok((Ctx::pass(),))
-            })
-        })
 }
 
-/// Buffers the body when capture is on and the agent wants it; otherwise
-/// leaves it untouched.
+fn begin_request(
+    shared: &Shared,
+    body: Option<StashedBody>,
+    peer: Option<SocketAddr>,
+    method: Method,
+    query: Option<String>,
+    path: FullPath,
+    headers: HeaderMap,
+) -> Result<Ctx, Rejection> {
+    let headers = Headers(&headers);
+    let info = RequestInfo::new(method.as_str(), path.as_str(), &headers)
+        .query(query.as_deref())
+        .peer(peer)
+        .body(body.as_ref().map(|b| &b.bytes[..]));
+    match shared.agent.begin(&info) {
+        // A buffered body is still handed back on passlisted requests.
+        Begin::Pass => Ok(Ctx {
+            _registration: body
+                .map(|b| context::register(sqreen_core::Sqreen::disabled(), Some(b))),
+            ..Ctx::pass()
+        }),
+        Begin::Respond(response) => Err(reject::custom(IpResponse(response))),
+        Begin::Record(record) => Ok(Ctx {
+            _registration: Some(context::register(record.handle(), body)),
+            record: Some(record),
+        }),
+    }
+}
+
+/// Buffers the body when the agent wants it; otherwise leaves it untouched.
 fn capture(
     shared: Arc<Shared>,
 ) -> impl Filter<Extract = (Option<StashedBody>,), Error = Infallible> + Clone {
     let limit = shared.agent.config().body_capture_limit as u64;
-    let capture_bodies = shared.capture_bodies;
-    // Cheapest test first: most requests stop at the flag or the missing length.
-    let candidate = warp::any()
-        .and_then(move || {
-            ready(if capture_bodies {
-                Ok(())
-            } else {
-                Err(reject::not_found())
-            })
-        })
-        .untuple_one()
-        .and(warp::header::optional::<u64>("content-length"))
+    // Cheapest test first: most requests stop at the missing length.
+    let candidate = warp::header::optional::<u64>("content-length")
         .and_then(move |len: Option<u64>| {
             ready(match len {
                 Some(len) if len > 0 && len <= limit => Ok(len),
@@ -383,20 +418,21 @@ fn close(shared: &Shared, ctx: Ctx, mut response: Response) -> Response {
         response = renderer(&security);
     }
     if let Some(record) = ctx.record {
-        let content_length = response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse().ok())
-            .or_else(|| http_body::Body::size_hint(response.body()).exact());
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        record.close(
+        // Read only when the record is kept (it tracked something).
+        record.close_with(|| {
+            let content_length = response
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .or_else(|| http_body::Body::size_hint(response.body()).exact());
+            let content_type = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
             ResponseInfo::new(response.status().as_u16())
                 .content_length(content_length)
-                .content_type(content_type),
-        );
+                .content_type(content_type)
+        });
     }
     response
 }
