@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 
 use crate::actions::{ActionStore, parse_cidr};
 use crate::agent::{RuntimeState, Shared};
-use crate::event::request_record;
+use crate::event::{TimeText, request_record};
 use crate::metrics::{MetricKind, MetricStores};
 use crate::protocol::{
     ACTIONSPACK_PATH, ActionsPack, BATCH_PATH, BEAT_PATH, BeatRequest, BeatResponse, Command,
@@ -179,6 +179,8 @@ pub(crate) struct Worker {
     pending: Vec<EventJson>,
     /// Emptied buffers of delivered events, reused for new ones.
     spare: Vec<EventJson>,
+    /// Timestamp text of the current second.
+    times: TimeText,
     pending_since: Option<Instant>,
     retry: VecDeque<EventJson>,
     retry_at: Instant,
@@ -224,6 +226,7 @@ impl Worker {
             next_beat: now + config.heartbeat_delay,
             pending: Vec::new(),
             spare: Vec::new(),
+            times: TimeText::default(),
             pending_since: None,
             retry: VecDeque::new(),
             retry_at: now,
@@ -377,6 +380,7 @@ impl Worker {
         }
         let (event, report) = request_record(
             self.spare.pop().unwrap_or_default(),
+            &mut self.times,
             record,
             &state,
             client_ip,
