@@ -152,7 +152,8 @@ async fn beat(
 ) -> Result<axum::Json<Value>, ApiError> {
     let s = session(&state, &headers).await?;
     let beat: BeatBody = json_body(&body)?;
-    let events = protocol::metric_events(&beat.metrics).map_err(|e| ApiError::bad_request(e.0))?;
+    let events = protocol::metric_events(&beat.metrics, &s.id_hash)
+        .map_err(|e| ApiError::bad_request(e.0))?;
     for (uuid, result) in &beat.command_results {
         tracing::debug!(event = "beat.command_result", uuid = %uuid, status = result.status,
             output = %result.output, "command result");

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::store::NewEvent;
@@ -60,12 +61,12 @@ pub struct RequestRecord {
     /// Request end.
     #[serde(default)]
     pub end: Option<String>,
-    /// The request context.
+    /// The request context (a JSON object, kept as received).
     #[serde(default)]
-    pub request: Option<Map<String, Value>>,
-    /// The response.
+    pub request: Option<Box<RawValue>>,
+    /// The response (a JSON object, kept as received).
     #[serde(default)]
-    pub response: Option<Map<String, Value>>,
+    pub response: Option<Box<RawValue>>,
     /// What the SDK recorded.
     pub observed: Observed,
 }
@@ -208,6 +209,19 @@ fn properties(value: &Value) -> Result<Map<String, Value>, Invalid> {
     Ok(map.clone())
 }
 
+/// The text of a JSON object or null, as received (serde checked it is JSON).
+fn object_text(raw: Option<&RawValue>, what: &str) -> Result<String, Invalid> {
+    let Some(raw) = raw else {
+        return Ok("null".to_owned());
+    };
+    let text = raw.get().trim();
+    if text == "null" || text.starts_with('{') {
+        Ok(text.to_owned())
+    } else {
+        Err(invalid(format!("{what} must be an object or null")))
+    }
+}
+
 impl RequestRecord {
     /// The events of this record, or why it is invalid.
     ///
@@ -223,12 +237,8 @@ impl RequestRecord {
         if let Some(end) = &self.end {
             time(end, "end")?;
         }
-        let request = self
-            .request
-            .map_or_else(|| "null".to_owned(), |r| Value::Object(r).to_string());
-        let response = self
-            .response
-            .map_or_else(|| "null".to_owned(), |r| Value::Object(r).to_string());
+        let request = object_text(self.request.as_deref(), "request")?;
+        let response = object_text(self.response.as_deref(), "response")?;
 
         // The record's user: its last `identify`.
         let mut identified = BTreeMap::new();
@@ -313,11 +323,14 @@ pub fn batch_events(body: BatchBody) -> Result<Vec<NewEvent>, Invalid> {
 }
 
 /// The events of a heartbeat's user-monitoring metrics. Stores with other
-/// names are skipped (they are not events).
+/// names are skipped (they are not events). `session` (the session's hash)
+/// salts the dedup keys: a heartbeat resent in one session is stored once,
+/// while two agents reporting the same key over the same period are not
+/// mistaken for one.
 ///
 /// # Errors
 /// A bad time or key, with the store's name.
-pub fn metric_events(metrics: &[MetricBody]) -> Result<Vec<NewEvent>, Invalid> {
+pub fn metric_events(metrics: &[MetricBody], session: &str) -> Result<Vec<NewEvent>, Invalid> {
     let mut events = Vec::new();
     if metrics.len() > 100 {
         return Err(invalid("more than 100 metric stores"));
@@ -347,7 +360,7 @@ pub fn metric_events(metrics: &[MetricBody]) -> Result<Vec<NewEvent>, Invalid> {
             // Retried heartbeats carry the same store, period and key.
             let rid = format!(
                 "m:{}",
-                &crate::secret::hash(&format!("{}|{start}|{finish}|{key}", m.name))[..32]
+                &crate::secret::hash(&format!("{session}|{}|{start}|{finish}|{key}", m.name))[..32]
             );
             events.push(NewEvent {
                 rid,
@@ -419,6 +432,9 @@ mod tests {
         v["event_type"] = json!("other");
         cases.push(v);
         let mut v = record();
+        v["request"] = json!([1, 2]);
+        cases.push(v);
+        let mut v = record();
         v["observed"]["sdk"][1]["args"] = json!([42]);
         cases.push(v);
         let mut v = record();
@@ -442,14 +458,19 @@ mod tests {
             {"name": "other-store", "start": "2026-11-24T19:00:00.000Z",
              "finish": "2026-11-24T19:01:00.000Z", "observation": {"x": 1}}]}))
         .expect("valid");
-        let events = metric_events(&beat.metrics).expect("valid");
+        let events = metric_events(&beat.metrics, "s1").expect("valid");
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].count, 3);
         assert_eq!(events[0].client_ip, "81.2.69.160");
         assert_eq!(events[0].user_key(), r#"{"username":"bob"}"#);
         // The same beat again has the same dedup keys.
         assert_eq!(
-            metric_events(&beat.metrics).expect("valid")[0].rid,
+            metric_events(&beat.metrics, "s1").expect("valid")[0].rid,
+            events[0].rid
+        );
+        // Another session's identical report is another event.
+        assert_ne!(
+            metric_events(&beat.metrics, "s2").expect("valid")[0].rid,
             events[0].rid
         );
     }

@@ -209,3 +209,36 @@ fn explorer_latency_sqlite() {
         }
     });
 }
+
+/// Where ingestion time goes: parsing a batch body vs storing its events.
+#[test]
+#[ignore = "throughput check; run in release"]
+fn ingest_breakdown_sqlite() {
+    let bodies: Vec<String> = (0..20)
+        .map(|r| json!({"batch": batch(r)}).to_string())
+        .collect();
+    let started = Instant::now();
+    let parsed: Vec<Vec<NewEvent>> = bodies
+        .iter()
+        .map(|b| {
+            let body: sqreen_server::protocol::BatchBody = serde_json::from_str(b).unwrap();
+            sqreen_server::protocol::batch_events(body).unwrap()
+        })
+        .collect();
+    let parse = started.elapsed();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store_time = rt.block_on(async {
+        let store = Store::connect(&sqlite_url()).await.unwrap();
+        let (app, _) = store.create_app("bench").await.unwrap();
+        let started = Instant::now();
+        for events in &parsed {
+            store.insert_events(app.id, events, &[]).await.unwrap();
+        }
+        started.elapsed()
+    });
+    eprintln!(
+        "20 000 records: parse {:.0}/s, store {:.0}/s",
+        20_000.0 / parse.as_secs_f64(),
+        20_000.0 / store_time.as_secs_f64()
+    );
+}

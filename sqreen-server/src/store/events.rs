@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::Row;
 
-use super::{Param, Store, StoreError, bind_all, without_nul};
+use super::{Backend, Param, Store, StoreError, bind_all, without_nul};
 use crate::time::{format_ms, now_ms};
 
 /// Rows per multi-row `INSERT` (11 parameters each, far under every limit).
@@ -206,8 +206,10 @@ pub struct TrendView {
     pub series: Vec<TrendSeries>,
 }
 
-/// `($1, $2, …), (…)` for `rows` rows of `cols` parameters.
-pub(crate) fn values_sql(rows: usize, cols: usize) -> String {
+/// `($1, $2, …), (…)` for `rows` rows of `cols` parameters; on SQLite
+/// anonymous `?` instead, because sqlx looks each named parameter up by a
+/// linear scan, which makes a 2000-parameter insert quadratic.
+pub(crate) fn values_sql(rows: usize, cols: usize, backend: Backend) -> String {
     let mut sql = String::with_capacity(rows * cols * 5);
     let mut n = 0;
     for r in 0..rows {
@@ -220,8 +222,13 @@ pub(crate) fn values_sql(rows: usize, cols: usize) -> String {
                 sql.push(',');
             }
             n += 1;
-            sql.push('$');
-            sql.push_str(&n.to_string());
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
+            }
         }
         sql.push(')');
     }
@@ -353,7 +360,7 @@ impl Store {
                 "INSERT INTO events (app_id, rid, event, time, client_ip, user_key, properties, \
                  count, request, response, received_at) VALUES {} \
                  ON CONFLICT (app_id, rid) DO NOTHING RETURNING id, rid",
-                values_sql(chunk.len(), 11)
+                values_sql(chunk.len(), 11, self.backend)
             );
             let mut q = sqlx::query(&sql);
             for &i in chunk {
@@ -399,7 +406,7 @@ impl Store {
         for chunk in attrs.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO event_attrs (event_id, kind, key, value, time) VALUES {}",
-                values_sql(chunk.len(), 5)
+                values_sql(chunk.len(), 5, self.backend)
             );
             let mut q = sqlx::query(&sql);
             for (id, kind, key, value, time) in chunk {
@@ -420,7 +427,7 @@ impl Store {
         for chunk in new_hits.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO playbook_hits (playbook_id, app_id, actor, time, count) VALUES {}",
-                values_sql(chunk.len(), 5)
+                values_sql(chunk.len(), 5, self.backend)
             );
             let mut q = sqlx::query(&sql);
             for h in chunk {
@@ -668,7 +675,8 @@ mod tests {
     /// Placeholders are numbered across rows.
     #[test]
     fn values_sql_numbers_placeholders() {
-        assert_eq!(values_sql(2, 2), "($1,$2),($3,$4)");
+        assert_eq!(values_sql(2, 2, Backend::Postgres), "($1,$2),($3,$4)");
+        assert_eq!(values_sql(2, 2, Backend::Sqlite), "(?,?),(?,?)");
     }
 
     /// Cursors round-trip; garbage is refused.

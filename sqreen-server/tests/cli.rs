@@ -1,0 +1,160 @@
+//! The `sqreen-server` binary: flags, environment, the generated admin key
+//! and `app create`.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `serve` with `args`; returns the process and its stdout lines up
+/// to and including the `listening on` line.
+fn serve(args: &[&str], env: &[(&str, &str)]) -> (Killed, Vec<String>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sqreen-server"));
+    cmd.arg("serve")
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.starts_with("listening on ");
+            lines.push(line);
+            if done {
+                let _ = tx.send(lines.clone());
+            }
+        }
+    });
+    let lines = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("server starts");
+    (Killed(child), lines)
+}
+
+fn url_of(lines: &[String]) -> String {
+    lines
+        .last()
+        .unwrap()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned()
+}
+
+/// Without `--admin-key`, a key is generated, printed once, and works
+/// across restarts; with one, that key is the only one accepted.
+#[test]
+fn admin_key_generated_once() {
+    let db = sqlite_url();
+    let (first, lines) = serve(&["--database", &db], &[]);
+    let key = lines
+        .iter()
+        .find_map(|l| l.split("stored): ").nth(1))
+        .expect("the generated key is printed")
+        .to_owned();
+    assert!(key.starts_with("sqk_"));
+    let http = client();
+    let apps = |url: &str, key: &str| {
+        http.get(format!("{url}/api/apps"))
+            .bearer_auth(key)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(apps(&url_of(&lines), &key), 200);
+    drop(first);
+
+    let (_second, lines) = serve(&["--database", &db], &[]);
+    assert_eq!(lines.len(), 1, "no key printed the second time: {lines:?}");
+    assert_eq!(apps(&url_of(&lines), &key), 200);
+    assert_eq!(apps(&url_of(&lines), "sqk_wrong"), 401);
+
+    let (_third, lines) = serve(
+        &["--database", &db],
+        &[("SQREEN_SERVER_ADMIN_KEY", "from-env")],
+    );
+    assert_eq!(apps(&url_of(&lines), "from-env"), 200);
+    assert_eq!(apps(&url_of(&lines), &key), 401);
+}
+
+/// `app create` prints the token as its last line; that token logs in,
+/// and the login answer carries `--heartbeat-delay`.
+#[test]
+fn app_create_prints_a_working_token() {
+    let db = sqlite_url();
+    let out = Command::new(env!("CARGO_BIN_EXE_sqreen-server"))
+        .args(["app", "create", "cli-app", "--database", &db])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let again = Command::new(env!("CARGO_BIN_EXE_sqreen-server"))
+        .args(["app", "create", "cli-app"])
+        .env("SQREEN_SERVER_DATABASE", &db)
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "names are unique");
+
+    let (_server, lines) = serve(
+        &[
+            "--database",
+            &db,
+            "--admin-key",
+            "k",
+            "--heartbeat-delay",
+            "7",
+        ],
+        &[],
+    );
+    let (_agent, answer) = FakeAgent::login(&url_of(&lines), &token);
+    assert_eq!(answer["features"]["heartbeat_delay"], 7);
+}
+
+/// Bad flags are refused before anything starts.
+#[test]
+fn bad_flags_are_refused() {
+    for args in [
+        vec!["serve", "--heartbeat-delay", "0"],
+        vec![
+            "serve",
+            "--database",
+            "mysql://x/y",
+            "--addr",
+            "127.0.0.1:0",
+        ],
+        vec!["serve", "--addr", "not-an-address"],
+        vec!["app", "create"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sqreen-server"))
+            .args(&args)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+    }
+}
