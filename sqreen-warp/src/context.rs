@@ -27,16 +27,21 @@
 //! it then answers "nothing" (a disabled handle, the real body), logs a
 //! rate-limited warning, and never hands one request another's record.
 //!
+//! The entry owns the request's record (the wrapper takes it back to close
+//! it), so registering costs no extra reference count.
+//!
 //! Cost: the table is split into shards by key, each a short `Vec` behind
-//! its own mutex held for a few instructions; with no registration alive a
-//! lookup is one atomic load.
+//! its own mutex held for a few instructions. Registering and removing take
+//! the shard's lock once each and touch no other shared memory (no global
+//! counter): two uncontended atomic operations apiece.
 
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use sqreen_core::RequestRecord;
 
 /// Who is polling the current request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,7 +58,7 @@ impl Key {
         }
     }
 
-    fn shard(&self) -> &'static Mutex<Vec<Entry>> {
+    fn shard(&self) -> &'static Mutex<Shard> {
         let mut hasher = ShardHasher(0xcbf2_9ce4_8422_2325);
         self.hash(&mut hasher);
         // The top bits of a multiplicative hash are the well-mixed ones.
@@ -72,17 +77,27 @@ pub(crate) struct StashedBody {
 struct Entry {
     key: Key,
     id: u64,
-    handle: sqreen_core::Sqreen,
+    /// `None` for a passlisted request whose body was buffered.
+    record: Option<RequestRecord>,
     body: Option<StashedBody>,
+}
+
+/// The entries of the keys hashing here, and the shard's own id counter
+/// (ids need only be unique within a shard: lookups match the key first).
+struct Shard {
+    entries: Vec<Entry>,
+    next_id: u64,
 }
 
 const SHARD_BITS: u32 = 5;
 const SHARDS: usize = 1 << SHARD_BITS;
 
-static TABLE: [Mutex<Vec<Entry>>; SHARDS] = [const { Mutex::new(Vec::new()) }; SHARDS];
-/// Registrations alive, so lookups skip the table when there are none.
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static TABLE: [Mutex<Shard>; SHARDS] = [const {
+    Mutex::new(Shard {
+        entries: Vec::new(),
+        next_id: 0,
+    })
+}; SHARDS];
 /// Unix second of the last ambiguity warning, for rate limiting.
 static LAST_WARNING: AtomicU64 = AtomicU64::new(0);
 
@@ -103,56 +118,75 @@ impl Hasher for ShardHasher {
     fn write_u64(&mut self, n: u64) {
         self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
+
+    // The enum's discriminant.
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as u64);
+    }
 }
 
-fn lock(shard: &Mutex<Vec<Entry>>) -> MutexGuard<'_, Vec<Entry>> {
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     // Nothing panics while holding a shard; a poisoned one still holds valid data.
     shard.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A live registration; dropping it removes the entry.
+/// A live registration; dropping it removes the entry (and drops its
+/// record, closing it without a response).
 #[derive(Debug)]
 pub(crate) struct Registration {
     key: Key,
     id: u64,
 }
 
-/// Registers the current request's handle and buffered body under the
+/// Registers the current request's record and buffered body under the
 /// current task (or thread).
-pub(crate) fn register(handle: sqreen_core::Sqreen, body: Option<StashedBody>) -> Registration {
+pub(crate) fn register(record: Option<RequestRecord>, body: Option<StashedBody>) -> Registration {
     let key = Key::current();
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    lock(key.shard()).push(Entry {
+    let mut shard = lock(key.shard());
+    shard.next_id = shard.next_id.wrapping_add(1);
+    let id = shard.next_id;
+    shard.entries.push(Entry {
         key,
         id,
-        handle,
+        record,
         body,
     });
-    LIVE.fetch_add(1, Ordering::Release);
     Registration { key, id }
+}
+
+impl Registration {
+    /// Removes the entry, handing its record back.
+    pub(crate) fn finish(mut self) -> Option<RequestRecord> {
+        let record = self.remove();
+        std::mem::forget(self);
+        record
+    }
+
+    fn remove(&mut self) -> Option<RequestRecord> {
+        let mut shard = lock(self.key.shard());
+        let i = shard
+            .entries
+            .iter()
+            .position(|e| e.id == self.id && e.key == self.key)?;
+        shard.entries.swap_remove(i).record
+    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut entries = lock(self.key.shard());
-        if let Some(i) = entries.iter().position(|e| e.id == self.id) {
-            entries.swap_remove(i);
-            LIVE.fetch_sub(1, Ordering::Release);
-        }
+        // Dropped after the shard's lock is released: closing may queue the record.
+        drop(self.remove());
     }
 }
 
 /// Reads the one entry registered for the current task, if there is exactly one.
 fn with_current<T>(f: impl FnOnce(&Entry) -> T) -> Option<T> {
-    if LIVE.load(Ordering::Acquire) == 0 {
-        return None;
-    }
     let key = Key::current();
-    let entries = lock(key.shard());
-    let mut mine = entries.iter().filter(|e| e.key == key);
+    let shard = lock(key.shard());
+    let mut mine = shard.entries.iter().filter(|e| e.key == key);
     let first = mine.next()?;
     if mine.next().is_some() {
-        drop(entries);
+        drop(shard);
         warn_ambiguous();
         return None;
     }
@@ -161,7 +195,7 @@ fn with_current<T>(f: impl FnOnce(&Entry) -> T) -> Option<T> {
 
 /// The handle of the request the current task is running, if a wrapper recorded it.
 pub(crate) fn current_handle() -> Option<sqreen_core::Sqreen> {
-    with_current(|e| e.handle.clone()).filter(sqreen_core::Sqreen::is_enabled)
+    with_current(|e| e.record.as_ref().map(RequestRecord::handle)).flatten()
 }
 
 /// The body the wrapper buffered for the request the current task is running.
@@ -197,7 +231,7 @@ mod tests {
     /// A registration is visible to its own thread only, and gone once dropped.
     #[test]
     fn registration_is_scoped_to_the_thread_and_removed_on_drop() {
-        let reg = register(sqreen_core::Sqreen::disabled(), None);
+        let reg = register(None, None);
         assert!(with_current(|_| ()).is_some());
         std::thread::spawn(|| assert!(with_current(|_| ()).is_none()))
             .join()
@@ -213,9 +247,9 @@ mod tests {
             bytes: Bytes::from_static(b"{}"),
             mime: "application/json".into(),
         };
-        let a = register(sqreen_core::Sqreen::disabled(), Some(body.clone()));
+        let a = register(None, Some(body.clone()));
         assert!(current_body().is_some());
-        let b = register(sqreen_core::Sqreen::disabled(), Some(body));
+        let b = register(None, Some(body));
         assert!(current_body().is_none());
         drop(a);
         assert!(current_body().is_some());

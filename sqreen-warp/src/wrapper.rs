@@ -25,7 +25,7 @@ use warp::reject::{self, Rejection};
 use warp::reply::{Reply, Response};
 
 use sqreen_core::SecurityResponse;
-use sqreen_core::{Agent, Begin, Config, HeaderPairs, RequestInfo, RequestRecord, ResponseInfo};
+use sqreen_core::{Agent, Begin, Config, HeaderPairs, RequestInfo, ResponseInfo};
 
 use crate::Blocked;
 use crate::blocked::{BlockedMarker, Renderer, default_blocked_response};
@@ -200,19 +200,14 @@ impl SqreenWrapper {
     }
 }
 
-/// What the wrapper keeps while the inner filter runs.
-struct Ctx {
-    record: Option<RequestRecord>,
-    /// Removes the side-channel entry when the request ends or is cancelled.
-    _registration: Option<Registration>,
-}
+/// What the wrapper keeps while the inner filter runs: the side-channel
+/// entry holding the record, removed when the request ends or is cancelled
+/// (`None` when the request is not recorded and no body was buffered).
+struct Ctx(Option<Registration>);
 
 impl Ctx {
     fn pass() -> Self {
-        Self {
-            record: None,
-            _registration: None,
-        }
+        Self(None)
     }
 }
 
@@ -334,16 +329,9 @@ fn begin_request(
         .body(body.as_ref().map(|b| &b.bytes[..]));
     match shared.agent.begin(&info) {
         // A buffered body is still handed back on passlisted requests.
-        Begin::Pass => Ok(Ctx {
-            _registration: body
-                .map(|b| context::register(sqreen_core::Sqreen::disabled(), Some(b))),
-            ..Ctx::pass()
-        }),
+        Begin::Pass => Ok(Ctx(body.map(|b| context::register(None, Some(b))))),
         Begin::Respond(response) => Err(reject::custom(IpResponse(response))),
-        Begin::Record(record) => Ok(Ctx {
-            _registration: Some(context::register(record.handle(), body)),
-            record: Some(record),
-        }),
+        Begin::Record(record) => Ok(Ctx(Some(context::register(Some(record), body)))),
     }
 }
 
@@ -417,7 +405,7 @@ fn close(shared: &Shared, ctx: Ctx, mut response: Response) -> Response {
         let security = security.clone();
         response = renderer(&security);
     }
-    if let Some(record) = ctx.record {
+    if let Some(record) = ctx.0.and_then(Registration::finish) {
         // Read only when the record is kept (it tracked something).
         record.close_with(|| {
             let content_length = response
