@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::playbook;
 use crate::protocol::{self, BatchBody, BeatBody};
 use crate::secret;
-use crate::store::{NewEvent, SessionRow};
+use crate::store::{NewEvent, SessionRow, StoreError};
 use crate::time::now_ms;
 
 /// Largest login, heartbeat or logout body.
@@ -158,15 +158,25 @@ async fn beat(
         tracing::debug!(event = "beat.command_result", uuid = %uuid, status = result.status,
             output = %result.output, "command result");
     }
+    let had_metrics = !events.is_empty();
     ingest(&state, &s, events).await?;
+    // These very metrics may have fired a playbook: read the version again
+    // so that the agent reloads now rather than on its next beat.
+    let app_version = if had_metrics {
+        state
+            .store
+            .app_actions_version(s.app_id)
+            .await?
+            .unwrap_or(s.app_actions_version)
+    } else {
+        s.app_actions_version
+    };
     let mut commands = Vec::new();
-    if s.actions_version != s.app_actions_version {
-        commands.push(json!({"name": "actions_reload", "uuid": secret::random_id().map_err(crate::store::StoreError::from)?, "params": []}));
+    if s.actions_version != app_version {
+        let uuid = secret::random_id().map_err(StoreError::from)?;
+        commands.push(json!({"name": "actions_reload", "uuid": uuid, "params": []}));
     }
-    state
-        .store
-        .touch_session(&s.id_hash, s.app_actions_version)
-        .await?;
+    state.store.touch_session(&s.id_hash, app_version).await?;
     Ok(axum::Json(json!({"status": true, "commands": commands})))
 }
 

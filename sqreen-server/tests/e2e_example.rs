@@ -231,8 +231,8 @@ fn scenario(
     });
     let blocked_after = crossed.elapsed();
     eprintln!("blocked {blocked_after:?} after the threshold was crossed");
-    // The metrics go up on the next beat, the reload comes down on the one
-    // after: two heartbeats, plus slack for a busy machine.
+    // The metrics go up on the next beat, whose answer already carries
+    // `actions_reload`: at most two heartbeats, plus slack for a busy machine.
     assert!(
         blocked_after <= Duration::from_secs(2 * HEARTBEAT_S + 6),
         "blocked only after {blocked_after:?}"

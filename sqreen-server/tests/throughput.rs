@@ -213,7 +213,7 @@ fn explorer_latency_sqlite() {
 /// Where ingestion time goes: parsing a batch body vs storing its events.
 #[test]
 #[ignore = "throughput check; run in release"]
-fn ingest_breakdown_sqlite() {
+fn ingest_breakdown() {
     let bodies: Vec<String> = (0..20)
         .map(|r| json!({"batch": batch(r)}).to_string())
         .collect();
@@ -226,19 +226,28 @@ fn ingest_breakdown_sqlite() {
         })
         .collect();
     let parse = started.elapsed();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let store_time = rt.block_on(async {
-        let store = Store::connect(&sqlite_url()).await.unwrap();
-        let (app, _) = store.create_app("bench").await.unwrap();
-        let started = Instant::now();
-        for events in &parsed {
-            store.insert_events(app.id, events, &[]).await.unwrap();
-        }
-        started.elapsed()
-    });
     eprintln!(
-        "20 000 records: parse {:.0}/s, store {:.0}/s",
-        20_000.0 / parse.as_secs_f64(),
-        20_000.0 / store_time.as_secs_f64()
+        "20 000 records: parse {:.0}/s",
+        20_000.0 / parse.as_secs_f64()
     );
+    let mut databases = vec![("SQLite", sqlite_url())];
+    if let Some(url) = postgres_url("ingest_breakdown (PostgreSQL part)") {
+        databases.push(("PostgreSQL", url));
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (name, url) in databases {
+        let store_time = rt.block_on(async {
+            let store = Store::connect(&url).await.unwrap();
+            let (app, _) = store.create_app("bench").await.unwrap();
+            let started = Instant::now();
+            for events in &parsed {
+                store.insert_events(app.id, events, &[]).await.unwrap();
+            }
+            started.elapsed()
+        });
+        eprintln!(
+            "20 000 records: store {:.0}/s on {name}",
+            20_000.0 / store_time.as_secs_f64()
+        );
+    }
 }

@@ -329,6 +329,18 @@ impl Store {
         Ok(row.map(|r| r.try_get("name")).transpose()?)
     }
 
+    /// The current action-set version of application `id`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn app_actions_version(&self, id: i64) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT actions_version FROM apps WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("actions_version")).transpose()?)
+    }
+
     // ── settings ────────────────────────────────────────────────────────
 
     /// Stores `value` under `key` unless a value is there already; returns
