@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Only `run` is counted (agent start-up and the warm-up request are not);
-//! divide the total by the request count. Apps: `bare`, `off`,
+//! divide the total by the request count. Like `warp::serve`, `run` clones
+//! the filter for each request. Apps: `bare`, `off`,
 //! `untracked`, `tracked`, as in `middleware.rs`, and `core`: the agent's
 //! `begin` + `close` alone, without warp.
 
@@ -47,11 +48,13 @@ fn request() -> RequestBuilder {
 #[inline(never)]
 fn run<F>(rt: &Runtime, app: &F, n: u64)
 where
-    F: Filter<Extract = (Response,), Error = warp::Rejection> + 'static,
+    F: Filter<Extract = (Response,), Error = warp::Rejection> + Clone + 'static,
 {
     rt.block_on(async {
         for _ in 0..n {
-            std::hint::black_box(request().reply(app).await);
+            // `warp::serve` (through hyper-util) clones the filter for every request.
+            let app = app.clone();
+            std::hint::black_box(request().reply(&app).await);
         }
     });
 }
@@ -59,7 +62,7 @@ where
 /// One uncounted request first: lazy initialisations are not per-request costs.
 fn measure<F>(rt: &Runtime, app: &F, n: u64)
 where
-    F: Filter<Extract = (Response,), Error = warp::Rejection> + 'static,
+    F: Filter<Extract = (Response,), Error = warp::Rejection> + Clone + 'static,
 {
     // Large futures are moved around: their size is a cost of its own.
     eprintln!("filter future: {} bytes", std::mem::size_of::<F::Future>());

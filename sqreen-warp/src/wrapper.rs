@@ -184,20 +184,43 @@ impl SqreenWrapper {
         F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
         R: Reply + 'static,
     {
-        let (inner_shared, close_shared, ip_shared) = (
-            Arc::clone(&self.shared),
-            Arc::clone(&self.shared),
-            Arc::clone(&self.shared),
+        // hyper-util clones the whole filter for every request it serves,
+        // so each closure holds only what it needs: the renderer is `None`
+        // (nothing to count) unless the application set one.
+        let (inner_renderer, close_renderer, ip_renderer) = (
+            self.shared.renderer.clone(),
+            self.shared.renderer.clone(),
+            self.shared.renderer.clone(),
         );
-        // `or_else` rather than `recover` + `unify`: one layer less per request.
-        let inner = filter
-            .map(R::into_response)
-            .or_else(move |rejection| ready(recover_own(&inner_shared, rejection).map(|r| (r,))));
+        // `or_else` rather than `recover` + `unify`: one layer less per
+        // request. The route's reply stays small (not yet a `Response`)
+        // while warp moves it through the layers.
+        let inner = filter.map(Outcome::Route).or_else(move |rejection| {
+            ready(
+                recover_own(inner_renderer.as_ref(), rejection)
+                    .map(|response| (Outcome::Recovered(Box::new(response)),)),
+            )
+        });
         begin(&self.shared)
             .and(inner)
-            .map(move |ctx: Ctx, response: Response| close(&close_shared, ctx, response))
-            .or_else(move |rejection| ready(recover_ip(&ip_shared, rejection).map(|r| (r,))))
+            .map(move |ctx: Ctx, outcome: Outcome<R>| {
+                let response = match outcome {
+                    Outcome::Route(reply) => reply.into_response(),
+                    Outcome::Recovered(response) => *response,
+                };
+                close(close_renderer.as_ref(), ctx, response)
+            })
+            .or_else(move |rejection| {
+                ready(recover_ip(ip_renderer.as_ref(), rejection).map(|r| (r,)))
+            })
     }
+}
+
+/// What the wrapped filter produced: its reply, or the response to one of
+/// the wrapper's own rejections (boxed: rare, and kept off the moves).
+enum Outcome<R> {
+    Route(R),
+    Recovered(Box<Response>),
 }
 
 /// What the wrapper keeps while the inner filter runs: the side-channel
@@ -242,12 +265,13 @@ struct Enabled;
 /// when it is on. Only one of them ever calls `agent.begin`. When the agent
 /// is off both reject at once (no allocation) and `or_else` passes the
 /// request through: nothing is copied.
-fn begin(shared: &Arc<Shared>) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone + use<> {
+fn begin(shared: &Shared) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone + use<> {
     let plain = {
-        let (gate, open) = (Arc::clone(shared), Arc::clone(shared));
+        let (gate, open) = (shared.agent.clone(), shared.agent.clone());
+        let capture_bodies = shared.capture_bodies;
         warp::any()
             .and_then(move || {
-                ready(if !gate.capture_bodies && gate.agent.is_enabled() {
+                ready(if !capture_bodies && gate.is_enabled() {
                     Ok(Enabled)
                 } else {
                     Err(reject::not_found())
@@ -261,16 +285,17 @@ fn begin(shared: &Arc<Shared>) -> impl Filter<Extract = (Ctx,), Error = Rejectio
             })
     };
     let captured = {
-        let (gate, open) = (Arc::clone(shared), Arc::clone(shared));
+        let (gate, open) = (shared.agent.clone(), shared.agent.clone());
+        let capture_bodies = shared.capture_bodies;
         warp::any()
             .and_then(move || {
-                ready(if gate.capture_bodies && gate.agent.is_enabled() {
+                ready(if capture_bodies && gate.is_enabled() {
                     Ok(Enabled)
                 } else {
                     Err(reject::not_found())
                 })
             })
-            .and(capture(Arc::clone(shared)))
+            .and(capture(shared.agent.clone()))
             .and(snapshot())
             .and_then(
                 move |_: Enabled, body, peer, method, query, path, headers| {
@@ -314,7 +339,7 @@ fn snapshot() -> impl Filter<
 }
 
 fn begin_request(
-    shared: &Shared,
+    agent: &Agent,
     body: Option<StashedBody>,
     peer: Option<SocketAddr>,
     method: Method,
@@ -327,7 +352,7 @@ fn begin_request(
         .query(query.as_deref())
         .peer(peer)
         .body(body.as_ref().map(|b| &b.bytes[..]));
-    match shared.agent.begin(&info) {
+    match agent.begin(&info) {
         // A buffered body is still handed back on passlisted requests.
         Begin::Pass => Ok(Ctx(body.map(|b| context::register(None, Some(b))))),
         Begin::Respond(response) => Err(reject::custom(IpResponse(response))),
@@ -337,9 +362,9 @@ fn begin_request(
 
 /// Buffers the body when the agent wants it; otherwise leaves it untouched.
 fn capture(
-    shared: Arc<Shared>,
+    agent: Agent,
 ) -> impl Filter<Extract = (Option<StashedBody>,), Error = Infallible> + Clone {
-    let limit = shared.agent.config().body_capture_limit as u64;
+    let limit = agent.config().body_capture_limit as u64;
     // Cheapest test first: most requests stop at the missing length.
     let candidate = warp::header::optional::<u64>("content-length")
         .and_then(move |len: Option<u64>| {
@@ -351,7 +376,7 @@ fn capture(
         .and(warp::header::optional::<String>("content-type"))
         .and_then(move |len: u64, content_type: Option<String>| {
             ready(match content_type {
-                Some(ct) if shared.agent.wants_body(Some(&ct), Some(len)) => Ok(mime_essence(&ct)),
+                Some(ct) if agent.wants_body(Some(&ct), Some(len)) => Ok(mime_essence(&ct)),
                 _ => Err(reject::not_found()),
             })
         });
@@ -373,17 +398,17 @@ fn mime_essence(content_type: &str) -> Box<str> {
         .into_boxed_str()
 }
 
-fn render(shared: &Shared, response: &SecurityResponse) -> Response {
-    match &shared.renderer {
+fn render(renderer: Option<&Renderer>, response: &SecurityResponse) -> Response {
+    match renderer {
         Some(render) => render(response),
         None => default_blocked_response(response),
     }
 }
 
 /// The wrapper's own rejections from inside: `Blocked` and `InvalidBody`.
-fn recover_own(shared: &Shared, rejection: Rejection) -> Result<Response, Rejection> {
+fn recover_own(renderer: Option<&Renderer>, rejection: Rejection) -> Result<Response, Rejection> {
     if let Some(blocked) = rejection.find::<Blocked>() {
-        return Ok(render(shared, blocked.response()));
+        return Ok(render(renderer, blocked.response()));
     }
     if let Some(invalid) = rejection.find::<InvalidBody>() {
         return Ok(warp::reply::with_status(invalid.to_string(), invalid.status()).into_response());
@@ -391,15 +416,15 @@ fn recover_own(shared: &Shared, rejection: Rejection) -> Result<Response, Reject
     Err(rejection)
 }
 
-fn recover_ip(shared: &Shared, rejection: Rejection) -> Result<Response, Rejection> {
+fn recover_ip(renderer: Option<&Renderer>, rejection: Rejection) -> Result<Response, Rejection> {
     match rejection.find::<IpResponse>() {
-        Some(IpResponse(response)) => Ok(render(shared, response)),
+        Some(IpResponse(response)) => Ok(render(renderer, response)),
         None => Err(rejection),
     }
 }
 
-fn close(shared: &Shared, ctx: Ctx, mut response: Response) -> Response {
-    if let Some(renderer) = &shared.renderer
+fn close(renderer: Option<&Renderer>, ctx: Ctx, mut response: Response) -> Response {
+    if let Some(renderer) = renderer
         && let Some(BlockedMarker(security)) = response.extensions().get::<BlockedMarker>()
     {
         let security = security.clone();
