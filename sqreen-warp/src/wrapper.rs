@@ -266,42 +266,40 @@ struct Enabled;
 /// is off both reject at once (no allocation) and `or_else` passes the
 /// request through: nothing is copied.
 fn begin(shared: &Shared) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone + use<> {
+    // Each arm holds the agent only if it can run: warp clones a filter's
+    // closures for every request (and `or` its whole second arm, even when
+    // the first succeeds), and cloning a `None` touches no reference count.
+    let (plain_agent, captured_agent) = if shared.capture_bodies {
+        (None, Some(shared.agent.clone()))
+    } else {
+        (Some(shared.agent.clone()), None)
+    };
     let plain = {
-        let (gate, open) = (shared.agent.clone(), shared.agent.clone());
-        let capture_bodies = shared.capture_bodies;
+        let (gate, open) = (plain_agent.clone(), plain_agent);
         warp::any()
-            .and_then(move || {
-                ready(if !capture_bodies && gate.is_enabled() {
-                    Ok(Enabled)
-                } else {
-                    Err(reject::not_found())
-                })
-            })
+            .and_then(move || ready(enabled(gate.as_ref())))
             .and(snapshot())
             .and_then(move |_: Enabled, peer, method, query, path, headers| {
-                ready(begin_request(
-                    &open, None, peer, method, query, path, headers,
-                ))
+                ready(match &open {
+                    Some(agent) => begin_request(agent, None, peer, method, query, path, headers),
+                    None => Err(reject::not_found()),
+                })
             })
     };
     let captured = {
-        let (gate, open) = (shared.agent.clone(), shared.agent.clone());
-        let capture_bodies = shared.capture_bodies;
+        let (gate, open) = (captured_agent.clone(), captured_agent.clone());
         warp::any()
-            .and_then(move || {
-                ready(if capture_bodies && gate.is_enabled() {
-                    Ok(Enabled)
-                } else {
-                    Err(reject::not_found())
-                })
-            })
-            .and(capture(shared.agent.clone()))
+            .and_then(move || ready(enabled(gate.as_ref())))
+            .and(capture(captured_agent))
             .and(snapshot())
             .and_then(
                 move |_: Enabled, body, peer, method, query, path, headers| {
-                    ready(begin_request(
-                        &open, body, peer, method, query, path, headers,
-                    ))
+                    ready(match &open {
+                        Some(agent) => {
+                            begin_request(agent, body, peer, method, query, path, headers)
+                        }
+                        None => Err(reject::not_found()),
+                    })
                 },
             )
     };
@@ -312,6 +310,14 @@ fn begin(shared: &Shared) -> impl Filter<Extract = (Ctx,), Error = Rejection> + 
             Ok((Ctx::pass(),))
         })
     })
+}
+
+/// The gate of an arm: its agent, when it has one and it is recording.
+fn enabled(agent: Option<&Agent>) -> Result<Enabled, Rejection> {
+    match agent {
+        Some(agent) if agent.is_enabled() => Ok(Enabled),
+        _ => Err(reject::not_found()),
+    }
 }
 
 /// What `agent.begin` reads of the request. Warp moves the values of a
@@ -329,8 +335,7 @@ fn snapshot() -> impl Filter<
     // Only `query::raw` gives the query as sent, and it rejects when there is none.
     let query = warp::query::raw()
         .map(Some)
-        .or(warp::any().map(|| None))
-        .unify();
+        .or_else(|_| ready(Ok::<_, Infallible>((None,))));
     warp::addr::remote()
         .and(warp::method())
         .and(query)
@@ -362,9 +367,11 @@ fn begin_request(
 
 /// Buffers the body when the agent wants it; otherwise leaves it untouched.
 fn capture(
-    agent: Agent,
+    agent: Option<Agent>,
 ) -> impl Filter<Extract = (Option<StashedBody>,), Error = Infallible> + Clone {
-    let limit = agent.config().body_capture_limit as u64;
+    let limit = agent
+        .as_ref()
+        .map_or(0, |agent| agent.config().body_capture_limit as u64);
     // Cheapest test first: most requests stop at the missing length.
     let candidate = warp::header::optional::<u64>("content-length")
         .and_then(move |len: Option<u64>| {
@@ -376,7 +383,13 @@ fn capture(
         .and(warp::header::optional::<String>("content-type"))
         .and_then(move |len: u64, content_type: Option<String>| {
             ready(match content_type {
-                Some(ct) if agent.wants_body(Some(&ct), Some(len)) => Ok(mime_essence(&ct)),
+                Some(ct)
+                    if agent
+                        .as_ref()
+                        .is_some_and(|agent| agent.wants_body(Some(&ct), Some(len))) =>
+                {
+                    Ok(mime_essence(&ct))
+                }
                 _ => Err(reject::not_found()),
             })
         });

@@ -254,6 +254,29 @@ async fn blocked_ip_gets_403_before_the_handler() {
     );
 }
 
+/// With body capture on, a blocked IP is still answered before the handler
+/// (and before its body is read), capturable body or not.
+#[tokio::test]
+async fn blocked_ip_with_body_capture_gets_403() {
+    let (agent, _backend) = agent_with_actions();
+    let (app, ran) = app(&SqreenWrapper::with_agent(agent.agent().clone()).capture_bodies(true));
+    let res = warp::test::request()
+        .method("POST")
+        .path("/json")
+        .json(&json!({"k": "v"}))
+        .remote_addr(peer("203.0.113.9"))
+        .reply(&app)
+        .await;
+    assert_eq!(res.status(), 403);
+    let res = warp::test::request()
+        .path("/")
+        .remote_addr(peer("203.0.113.9"))
+        .reply(&app)
+        .await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+}
+
 /// A redirected IP gets a 303 with `Location`, before the handler.
 #[tokio::test]
 async fn redirected_ip_gets_303_with_location() {
