@@ -69,7 +69,8 @@ fn event(i: usize, now: i64) -> NewEvent {
         user_identifiers.insert("uid".to_owned(), format!("user-{}", i % 50_000));
     }
     NewEvent {
-        rid: format!("seed-{i}"),
+        // Random-looking, like the agents' UUIDs.
+        rid: sqreen_server::secret::hash(&i.to_string())[..36].to_owned(),
         event: format!("event.{}", i % 20),
         time: now - i64::try_from(i).unwrap() * 10,
         client_ip: format!("81.{}.{}.{}", i % 7, (i / 7) % 250, (i / 1750) % 250),
@@ -96,9 +97,18 @@ fn explorer_latency_sqlite() {
         let (app, _) = store.create_app("bench").await.unwrap();
         let now = sqreen_server::time::now_ms();
         let started = Instant::now();
-        for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let mut lap = Instant::now();
+        for (c, chunk) in (0..n).collect::<Vec<_>>().chunks(1000).enumerate() {
             let events: Vec<NewEvent> = chunk.iter().map(|&i| event(i, now)).collect();
             store.insert_events(app.id, &events, &[]).await.unwrap();
+            if (c + 1) % 200 == 0 {
+                eprintln!(
+                    "  {} events stored; last 200 000 at {:.0}/s",
+                    (c + 1) * 1000,
+                    200_000.0 / lap.elapsed().as_secs_f64()
+                );
+                lap = Instant::now();
+            }
         }
         eprintln!(
             "seeded {n} events in {:?} ({:.0}/s, store only)",

@@ -359,7 +359,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO events (app_id, rid, event, time, client_ip, user_key, properties, \
                  count, request, response, received_at) VALUES {} \
-                 ON CONFLICT (app_id, rid) DO NOTHING RETURNING id, rid",
+                 ON CONFLICT (app_id, time, rid) DO NOTHING RETURNING id, rid",
                 values_sql(chunk.len(), 11, self.backend)
             );
             let mut q = sqlx::query(&sql);

@@ -21,8 +21,10 @@
 //!
 //! On SQLite, writes are serialised by an in-process lock (SQLite has a
 //! single writer anyway; the lock avoids `SQLITE_BUSY` on lock upgrades),
-//! the database runs in WAL mode with `synchronous=NORMAL`, and readers run
-//! beside the writer.
+//! the database runs in WAL mode with `synchronous=NORMAL`, readers run
+//! beside the writer, and each connection keeps a 64 MiB page cache and
+//! maps up to 256 MiB of the file, so that index pages of a large table
+//! stay at hand when batches insert into them.
 
 mod events;
 mod playbooks;
@@ -181,7 +183,9 @@ impl Store {
                         Box::pin(async move {
                             conn.execute(
                                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-                                 PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY;",
+                                 PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY; \
+                                 PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456; \
+                                 PRAGMA wal_autocheckpoint=10000;",
                             )
                             .await?;
                             Ok(())
@@ -460,8 +464,8 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets sessions not seen since `before` (ms), and playbook hits
-    /// older than `hits_before`: the periodic housekeeping.
+    /// Forgets sessions not seen since `before` (ms), playbook hits older
+    /// than `hits_before` and expired alert locks: the periodic housekeeping.
     ///
     /// # Errors
     /// Database errors.
@@ -473,6 +477,10 @@ impl Store {
             .await?;
         sqlx::query("DELETE FROM playbook_hits WHERE time < $1")
             .bind(hits_before)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM playbook_locks WHERE expires_at <= $1")
+            .bind(now_ms())
             .execute(&self.pool)
             .await?;
         Ok(())
