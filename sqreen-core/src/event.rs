@@ -82,7 +82,16 @@ struct Out<'s> {
     report: BuildReport,
 }
 
-impl Out<'_> {
+impl<'s> Out<'s> {
+    fn new(buf: Vec<u8>, scrubber: &'s Scrubber, times: &'s mut TimeText) -> Self {
+        Self {
+            buf,
+            scrubber,
+            times,
+            report: BuildReport::default(),
+        }
+    }
+
     fn raw(&mut self, bytes: &str) {
         self.buf.extend_from_slice(bytes.as_bytes());
     }
@@ -396,12 +405,7 @@ pub(crate) fn request_record(
 ) -> (Vec<u8>, BuildReport) {
     buf.clear();
     buf.reserve(768);
-    let mut out = Out {
-        buf,
-        scrubber,
-        times,
-        report: BuildReport::default(),
-    };
+    let mut out = Out::new(buf, scrubber, times);
     let end = record
         .end
         .lock()
@@ -578,12 +582,7 @@ mod tests {
     fn form_repeated_keys() {
         let scrubber = Scrubber::default();
         let mut times = TimeText::default();
-        let mut out = Out {
-            buf: Vec::new(),
-            scrubber: &scrubber,
-            times: &mut times,
-            report: BuildReport::default(),
-        };
+        let mut out = Out::new(Vec::new(), &scrubber, &mut times);
         out.form(b"a=1&b=x+y&a=2&password=hunter2");
         let v: Value = serde_json::from_slice(&out.buf).unwrap();
         assert_eq!(
@@ -599,12 +598,7 @@ mod tests {
     fn property_scalars() {
         let scrubber = Scrubber::default();
         let mut times = TimeText::default();
-        let mut out = Out {
-            buf: Vec::new(),
-            scrubber: &scrubber,
-            times: &mut times,
-            report: BuildReport::default(),
-        };
+        let mut out = Out::new(Vec::new(), &scrubber, &mut times);
         let props: Vec<(&str, PropertyValue)> = vec![
             ("nan", PropertyValue::Float(f64::NAN)),
             ("ratio", PropertyValue::Float(0.5)),
@@ -679,12 +673,7 @@ mod tests {
             "é ünïcode ✓",
             "",
         ] {
-            let mut out = Out {
-                buf: Vec::new(),
-                scrubber: &scrubber,
-                times: &mut times,
-                report: BuildReport::default(),
-            };
+            let mut out = Out::new(Vec::new(), &scrubber, &mut times);
             out.string(s);
             let back: String = serde_json::from_slice(&out.buf).unwrap();
             assert_eq!(back, s);
@@ -704,12 +693,7 @@ mod tests {
             "2001:db8::8a2e:370:7334",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
-            let mut out = Out {
-                buf: Vec::new(),
-                scrubber: &scrubber,
-                times: &mut times,
-                report: BuildReport::default(),
-            };
+            let mut out = Out::new(Vec::new(), &scrubber, &mut times);
             out.ip(ip);
             assert_eq!(String::from_utf8(out.buf).unwrap(), format!("\"{ip}\""));
         }
