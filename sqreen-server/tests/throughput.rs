@@ -261,3 +261,166 @@ fn ingest_breakdown() {
         );
     }
 }
+
+/// A small deterministic generator (splitmix64): the same data on every run.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One batch body of 1000 request records, each tracking one event, built
+/// as text (cheap: the client shares the 2 cores with the server).
+///
+/// `realistic`: 3 000 client IPs, 30 event names, properties `plan` (4
+/// values), `country` (50), `path` (200), `amount` (1 000), a user id (of
+/// 20 000) on half of them. Adversarial: every IP, `n`, `session` and user
+/// id distinct (random index pages everywhere).
+fn growth_batch(mix: &mut Mix, realistic: bool) -> String {
+    let now = now_rfc3339();
+    let mut body = String::with_capacity(1000 * 700);
+    body.push_str(r#"{"batch":["#);
+    for i in 0..1000 {
+        if i > 0 {
+            body.push(',');
+        }
+        let rid = format!("{:016x}-{:016x}", mix.next(), mix.next());
+        let (ip, event, props, user) = if realistic {
+            let ip = mix.below(3000);
+            let user = mix.below(2) == 0;
+            (
+                format!("81.{}.{}.{}", ip % 7, (ip / 7) % 250, ip / 1750),
+                format!("app.event.{}", mix.below(30)),
+                format!(
+                    r#"{{"plan":"{}","country":"c{}","path":"/p/{}","amount":{}}}"#,
+                    ["free", "gold", "pro", "team"][usize::try_from(mix.below(4)).unwrap()],
+                    mix.below(50),
+                    mix.below(200),
+                    mix.below(1000)
+                ),
+                user.then(|| {
+                    format!(
+                        r#","user_identifiers":{{"uid":"user-{}"}}"#,
+                        mix.below(20_000)
+                    )
+                }),
+            )
+        } else {
+            let ip = mix.next();
+            (
+                format!(
+                    "{}.{}.{}.{}",
+                    ip & 255,
+                    (ip >> 8) & 255,
+                    (ip >> 16) & 255,
+                    (ip >> 24) & 255
+                ),
+                format!("app.event.{}", mix.below(30)),
+                format!(
+                    r#"{{"plan":"{}","n":"{}","session":"{:x}"}}"#,
+                    if mix.below(2) == 0 { "gold" } else { "free" },
+                    mix.next(),
+                    mix.next()
+                ),
+                Some(format!(
+                    r#","user_identifiers":{{"uid":"u-{:x}"}}"#,
+                    mix.next()
+                )),
+            )
+        };
+        body.push_str(&format!(
+            r#"{{"event_type":"request_record","version":"20171208","rid":"{rid}","client_ip":"{ip}","start":"{now}","end":"{now}","request":{{"rid":null,"verb":"POST","path":"/login","host":"example.com","port":"443","scheme":"https","remote_ip":"10.0.0.2","remote_port":"5000","user_agent":"bench/1","referer":"","headers":[["X-Forwarded-For","{ip}"]],"parameters":{{}}}},"response":{{"status":200,"content_length":2,"content_type":"text/plain"}},"observed":{{"sdk":[{{"time":"{now}","name":"track","args":["{event}",{{"properties":{props}{}}}]}}]}}}}"#,
+            user.unwrap_or_default()
+        ));
+    }
+    body.push_str("]}");
+    body
+}
+
+/// Records per second over HTTP (one agent, batches of 1000) as the events
+/// table grows from empty to `SQREEN_BENCH_EVENTS` (default 1 000 000), on
+/// SQLite and, when `SQREEN_TEST_POSTGRES_URL` is set, PostgreSQL, with
+/// realistic and adversarial data (`SQREEN_BENCH_DATA=realistic|adversarial`
+/// runs one; `SQREEN_BENCH_BACKEND=sqlite|postgres` one backend). Each line
+/// gives the rate over the 20 batches ending at that table size; only the
+/// requests are timed, not building their bodies.
+#[test]
+#[ignore = "throughput check; run in release"]
+fn ingest_growth() {
+    let n: usize = std::env::var("SQREEN_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let data = std::env::var("SQREEN_BENCH_DATA").unwrap_or_default();
+    let only_backend = std::env::var("SQREEN_BENCH_BACKEND").unwrap_or_default();
+    let mut databases = Vec::new();
+    if only_backend.is_empty() || only_backend == "sqlite" {
+        databases.push(("SQLite", Some(sqlite_url()), Some(sqlite_url())));
+    }
+    if only_backend.is_empty() || only_backend == "postgres" {
+        databases.push((
+            "PostgreSQL",
+            postgres_url("ingest_growth (PostgreSQL part)"),
+            postgres_url("ingest_growth (PostgreSQL part)"),
+        ));
+    }
+    let batches = n.div_ceil(1000);
+    let marks: Vec<usize> = [20_000, 100_000, 500_000, 1_000_000]
+        .into_iter()
+        .map(|m| m.min(batches * 1000) / 1000)
+        .collect();
+    for (name, realistic_url, adversarial_url) in databases {
+        for (realistic, url) in [(true, realistic_url), (false, adversarial_url)] {
+            let kind = if realistic {
+                "realistic"
+            } else {
+                "adversarial"
+            };
+            if !data.is_empty() && data != kind {
+                continue;
+            }
+            let Some(url) = url else { continue };
+            let server = TestServer::start_db(&url);
+            let token = server.admin().create_app("bench");
+            let (agent, _) = FakeAgent::login(&server.url, &token);
+            let mut mix = Mix(if realistic { 1 } else { 2 });
+            let mut window = std::time::Duration::ZERO;
+            let mut total = std::time::Duration::ZERO;
+            for b in 1..=batches {
+                let body = growth_batch(&mut mix, realistic);
+                let started = Instant::now();
+                let response = agent.post_raw("/sqreen/v0/batch", body);
+                let took = started.elapsed();
+                let status = response.status();
+                assert_eq!(status, 200, "{}", response.text().unwrap_or_default());
+                total += took;
+                // The window is the 20 batches ending at each mark.
+                if marks.iter().any(|&m| b + 20 > m && b <= m) {
+                    window += took;
+                }
+                if marks.contains(&b) {
+                    eprintln!(
+                        "{name:>10} {kind:>11}: {:>7} events: {:>6.0} records/s (last 20 batches)",
+                        b * 1000,
+                        20_000.0 / window.as_secs_f64()
+                    );
+                    window = std::time::Duration::ZERO;
+                }
+            }
+            eprintln!(
+                "{name:>10} {kind:>11}: {:>7} events: {:>6.0} records/s overall",
+                batches * 1000,
+                (batches * 1000) as f64 / total.as_secs_f64()
+            );
+        }
+    }
+}

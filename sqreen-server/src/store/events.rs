@@ -3,8 +3,9 @@
 //! Layout: `events` holds one row per tracked event (or metric observation)
 //! with its request context as JSON; `event_attrs` holds its properties
 //! (kind `p`) and user identifiers (kind `u`) one per row, so that the
-//! `property=&value=` and `user_key=&user_value=` filters use the
-//! `(kind, key, value, time)` index instead of scanning JSON. The other
+//! `property=&value=` and `user_key=&user_value=` filters use its
+//! `(kind, key, value, time, event_id)` primary key (on SQLite a WITHOUT
+//! ROWID table: the key is the table) instead of scanning JSON. The other
 //! filters use `(app_id, time)`, `(event, time)` and `(client_ip, time)`;
 //! every list is ordered by `(time, id)` descending, which is also the
 //! cursor.
@@ -405,7 +406,10 @@ impl Store {
         attrs.retain(|a| a.2.len() <= MAX_INDEXED_VALUE && a.3.len() <= MAX_INDEXED_VALUE);
         for chunk in attrs.chunks(CHUNK) {
             let sql = format!(
-                "INSERT INTO event_attrs (event_id, kind, key, value, time) VALUES {}",
+                // The table's key is (kind, key, value, time, event_id): two
+                // keys of one event equal once NULs are replaced add one row.
+                "INSERT INTO event_attrs (event_id, kind, key, value, time) VALUES {} \
+                 ON CONFLICT DO NOTHING",
                 values_sql(chunk.len(), 5, self.backend)
             );
             let mut q = sqlx::query(&sql);
