@@ -31,7 +31,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::actions::{ActionStore, parse_cidr};
-use crate::agent::{RuntimeState, Shared};
+use crate::agent::{RuntimeState, Shared, wake_threshold};
 use crate::event::{TimeText, request_record};
 use crate::metrics::{MetricKind, MetricStores};
 use crate::protocol::{
@@ -82,8 +82,8 @@ pub(crate) enum Control {
 /// How long the first login waits for an adapter to name the framework.
 const FIRST_LOGIN_GRACE: Duration = Duration::from_millis(250);
 
-/// How long queued records wait for the agent thread at most, unless the
-/// queue reaches a quarter of its limit first. Events wait for a batch far
+/// How long queued records wait for the agent thread at most, unless
+/// [`wake_threshold`] records are queued first. Events wait for a batch far
 /// longer than this anyway (`max_staleness`, 60 s by default).
 const DRAIN_TICK: Duration = Duration::from_millis(20);
 
@@ -337,7 +337,7 @@ impl Worker {
     fn on_wake(&mut self) {
         self.shared.worker_idle.store(false, Ordering::SeqCst);
         let limit = self.shared.queue_limit.load(Ordering::Relaxed);
-        if self.shared.queue_len.load(Ordering::Relaxed) >= (limit / 4).max(1) {
+        if self.shared.queue_len.load(Ordering::Relaxed) >= wake_threshold(limit) {
             self.drain_queue();
         } else if self.drain_at.is_none() {
             self.drain_at = Some(Instant::now() + DRAIN_TICK);
