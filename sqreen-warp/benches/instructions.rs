@@ -19,12 +19,14 @@
 // The future size is printed for whoever runs it by hand.
 #![allow(clippy::print_stderr)]
 
+mod common;
+use common::{hello, hello_tracked};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqreen_core::test::{GatedBackend, test_config};
 use sqreen_core::{Agent, Begin, Config, RequestInfo, ResponseInfo};
-use sqreen_warp::{Sqreen, SqreenWrapper, sqreen};
+use sqreen_warp::SqreenWrapper;
 use tokio::runtime::Runtime;
 use warp::Filter;
 use warp::reply::Response;
@@ -113,20 +115,6 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let hello = || warp::get().and(warp::path::end()).map(|| "ok");
-    let hello_tracked = || {
-        warp::get()
-            .and(warp::path::end())
-            .and(sqreen())
-            .map(|sq: Sqreen| {
-                sq.track_event("page.viewed").with_properties([
-                    ("plan", "pro"),
-                    ("region", "eu"),
-                    ("seats", "5"),
-                ]);
-                "ok"
-            })
-    };
     let wrapper = SqreenWrapper::with_agent(agent.clone());
     match mode.as_str() {
         "bare" => {

@@ -34,14 +34,15 @@
 // Benches abort loudly on a broken setup rather than measure the wrong path.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::{hello, hello_tracked};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_main};
 use sqreen_core::test::{GatedBackend, test_config};
 use sqreen_core::{Agent, AgentGuard, Config};
-use sqreen_warp::{Sqreen, SqreenWrapper, sqreen};
-use warp::Filter;
+use sqreen_warp::SqreenWrapper;
 use warp::test::RequestBuilder;
 
 /// Tracked requests timed between two flushes of the agent.
@@ -85,20 +86,6 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
 
-    let hello = || warp::get().and(warp::path::end()).map(|| "ok");
-    let hello_tracked = || {
-        warp::get()
-            .and(warp::path::end())
-            .and(sqreen())
-            .map(|sq: Sqreen| {
-                sq.track_event("page.viewed").with_properties([
-                    ("plan", "pro"),
-                    ("region", "eu"),
-                    ("seats", "5"),
-                ]);
-                "ok"
-            })
-    };
     let wrapper = SqreenWrapper::with_agent(agent.clone());
     let bare = hello();
     let off = SqreenWrapper::with_agent(Agent::off(Config::default())).wrap(hello());
