@@ -219,7 +219,9 @@ impl Server {
 }
 
 /// Every minute: forgets sessions idle for ten heartbeats (and at least an
-/// hour), and playbook hits older than the longest playbook period.
+/// hour), and playbook hits older than the longest playbook period, and
+/// moves pending event attributes into the index (other processes' too, on
+/// a shared PostgreSQL database).
 async fn housekeeping(store: Store, heartbeat_delay_s: u64) {
     let idle_ms = i64::try_from(heartbeat_delay_s.saturating_mul(10_000))
         .unwrap_or(i64::MAX)
@@ -243,6 +245,10 @@ async fn housekeeping(store: Store, heartbeat_delay_s: u64) {
             .await
         {
             tracing::warn!(event = "housekeeping.failed", error = %e, "housekeeping failed");
+        }
+        if let Err(e) = store.merge_attributes().await {
+            tracing::warn!(event = "store.merge_failed", error = %e,
+                "merging event attributes into the index failed; will retry");
         }
     }
 }

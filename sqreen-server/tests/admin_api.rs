@@ -248,6 +248,115 @@ fn trend_counts(db: &str) {
     }
 }
 
+/// What the explorer answers to a set of queries that use every
+/// attribute filter (as drivers and as extra conditions), paging and
+/// trends grouped by property: one line per query.
+fn explorer_answers(admin: &AdminClient, now: i64) -> Vec<String> {
+    let range = format!("since={}&until={}", now - 600_000, now + 60_000);
+    let mut answers = Vec::new();
+    for q in [
+        "",
+        "ip=81.2.69.0",
+        "ip=81.2.69.3&event=user.invited",
+        "property=plan&value=gold",
+        "property=plan",
+        "property=plan&value=free&ip=81.2.69.1",
+        "user_key=uid&user_value=u0",
+        "user_key=uid&property=plan&value=free",
+        "user_key=uid&user_value=u2&ip=81.2.69.2",
+    ] {
+        // Walk every page of 4, so that pages end in either table.
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut url = format!("/api/events?limit=4&{q}");
+            if let Some(c) = &cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let page = admin.get_json(&url);
+            seen.extend(
+                page["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["id"].to_string()),
+            );
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        answers.push(format!("{q}: {}", seen.join(",")));
+    }
+    for q in [
+        "group_by=property:plan",
+        "group_by=ip&property=plan&value=gold",
+        "group_by=user&ip=81.2.69.4",
+    ] {
+        let v = admin.get_json(&format!("/api/events/trend?{range}&bucket=600&{q}"));
+        answers.push(format!("trend {q}: {}", v["series"]));
+    }
+    answers
+}
+
+/// Attributes of new events wait in a pending table until they are merged
+/// into the index: the explorer answers the same before and after a merge,
+/// and while events are split between the two.
+fn pending_and_merged_attributes(db: &str) {
+    let (server, admin) = seeded(db);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = rt
+        .block_on(sqreen_server::store::Store::connect(db))
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let pending = explorer_answers(&admin, now);
+    let listed = |answer: &str| answer.split_once(": ").unwrap().1.split(',').count();
+    assert_eq!(listed(&pending[1]), 6, "{}", pending[1]);
+    assert_eq!(listed(&pending[7]), 10, "{}", pending[7]);
+    assert_eq!(listed(&pending[8]), 2, "{}", pending[8]);
+    let moved = rt.block_on(store.merge_attributes()).unwrap();
+    // 31 IPs, 60 properties, 15 user identifiers.
+    assert_eq!(moved, 31 + 60 + 15);
+    assert_eq!(explorer_answers(&admin, now), pending);
+    assert_eq!(rt.block_on(store.merge_attributes()).unwrap(), 0);
+
+    // More events, pending again: answers cover both tables.
+    let shop_token = admin.create_app("shop2");
+    let (agent, _) = FakeAgent::login(&server.url, &shop_token);
+    let batch: Vec<Value> = (0..9)
+        .map(|i| {
+            record(
+                &format!("late{i}"),
+                &format!("81.2.69.{}", i % 5),
+                "payment.failed",
+                json!({"plan": "gold"}),
+                Some(json!({"uid": "u0"})),
+            )
+        })
+        .collect();
+    assert_eq!(agent.batch(&batch).status(), 200);
+    let count = |q: &str| {
+        admin.get_json(&format!("/api/events?limit=1000&{q}"))["events"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(count("ip=81.2.69.0"), 6 + 2);
+    assert_eq!(count("property=plan&value=gold"), 10 + 9);
+    assert_eq!(
+        count("user_key=uid&user_value=u0&property=plan&value=gold"),
+        3 + 9
+    );
+    let split = explorer_answers(&admin, now);
+    assert_ne!(split, pending);
+    rt.block_on(store.merge_attributes()).unwrap();
+    assert_eq!(explorer_answers(&admin, now), split);
+    rt.block_on(store.close());
+}
+
 fn playbook() -> Value {
     json!({"name": "brute force", "enabled": true,
         "trigger": {"event": "sdk-login-fail", "conditions": [], "threshold": 5,
@@ -366,6 +475,11 @@ on_both_backends!(
 on_both_backends!(
     /// The trend counts per bucket, and per IP, user or property.
     trend_counts => trend_counts_sqlite, trend_counts_postgres
+);
+
+on_both_backends!(
+    /// The explorer reads attributes both before and after they are merged.
+    pending_and_merged_attributes => pending_and_merged_attributes_sqlite, pending_and_merged_attributes_postgres
 );
 
 on_both_backends!(

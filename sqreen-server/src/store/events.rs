@@ -1,16 +1,34 @@
 //! Events: the batch insert of ingestion and the explorer's queries.
 //!
 //! Layout: `events` holds one row per tracked event (or metric observation)
-//! with its request context as JSON; `event_attrs` holds its properties
-//! (kind `p`) and user identifiers (kind `u`) one per row, so that the
-//! `property=&value=` and `user_key=&user_value=` filters use its
-//! `(kind, key, value, time, event_id)` primary key (on SQLite a WITHOUT
-//! ROWID table: the key is the table) instead of scanning JSON. The other
-//! filters use `(app_id, time)`, `(event, time)` and `(client_ip, time)`;
-//! every list is ordered by `(time, id)` descending, which is also the
-//! cursor.
+//! with its request context as JSON. Its attributes, one per row, are what
+//! the `ip=`, `user_key=&user_value=` and `property=&value=` filters look
+//! up instead of scanning JSON: properties (kind `p`), user identifiers
+//! (kind `u`) and the client IP (kind `i`, key `""`).
+//!
+//! Attributes are written twice. At ingestion they go to
+//! `event_attrs_by_event`, keyed by `(event_id, kind, key, value)`, so a
+//! batch lands on the table's last pages, and the event's id goes to
+//! `event_attrs_unmerged`. [`Store::merge_attributes`] later copies the
+//! attributes of the unmerged events into `event_attrs`, keyed by
+//! `(kind, key, value, time, event_id)`, the filters' order (on SQLite a
+//! WITHOUT ROWID table: the key is the table), in one sorted run, once
+//! [`MERGE_ROWS`] have gathered (and every minute). A batch inserted
+//! straight into `event_attrs` dirtied one page per distinct value, which
+//! made ingestion into a large table three times slower than into an empty
+//! one; a run of many batches shares each page it touches.
+//!
+//! Value lookups read `event_attrs` plus the unmerged events' rows of
+//! `event_attrs_by_event`; lookups by event (a second filter, grouping a
+//! trend by a property) read `event_attrs_by_event` alone. A merge is one
+//! transaction, so a query counts each attribute once.
+//!
+//! The other filters use `(app_id, time)` and `(event, time)` indexes on
+//! `events`; every list is ordered by `(time, id)` descending, which is
+//! also the cursor.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -21,9 +39,22 @@ use crate::time::{format_ms, now_ms};
 
 /// Rows per multi-row `INSERT` (11 parameters each, far under every limit).
 const CHUNK: usize = 200;
+/// Attribute rows of unmerged events (counted by this process) after which
+/// a merge into `event_attrs` starts in the background. A value lookup
+/// scans the unmerged events' attributes, so this bounds that scan; larger
+/// runs share more pages per merge (see BENCHMARKS.md for both).
+pub const MERGE_ROWS: u64 = 200_000;
 /// Attribute values longer than this are kept in the event's JSON but not
 /// indexed: filters on them find nothing.
 pub const MAX_INDEXED_VALUE: usize = 512;
+
+/// This process's view of the unmerged attributes: rows it added since its
+/// last merge, and whether a merge is running.
+#[derive(Debug, Default)]
+pub(crate) struct MergeState {
+    pending: AtomicU64,
+    running: AtomicBool,
+}
 
 /// An event about to be stored.
 #[derive(Clone, Debug)]
@@ -236,6 +267,15 @@ pub(crate) fn values_sql(rows: usize, cols: usize, backend: Backend) -> String {
     sql
 }
 
+/// The attributes (alias `b`) of the events not merged into `event_attrs`
+/// yet, with [`UNMERGED_JOIN`] among the conditions. SQLite's `CROSS JOIN`
+/// keeps the (small) list of unmerged events as the outer loop; left to
+/// itself, the planner scans `event_attrs_by_event` by id and probes the
+/// list. PostgreSQL plans it as any join.
+const UNMERGED: &str = "event_attrs_unmerged u CROSS JOIN event_attrs_by_event b";
+/// The join condition of [`UNMERGED`].
+const UNMERGED_JOIN: &str = "b.event_id = u.event_id";
+
 /// How attribute (property, user) filters are written.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum AttrFilters {
@@ -274,44 +314,71 @@ fn push_filters(
         let p = next(Param::Int(until), params);
         clauses.push(format!("e.time < {p}"));
     }
-    if let Some(ip) = &f.ip {
-        let p = next(Param::Text(ip.clone()), params);
-        clauses.push(format!("e.client_ip = {p}"));
-    }
-    for (kind, key, value) in [
-        ("u", &f.user_key, &f.user_value),
-        ("p", &f.property, &f.value),
-    ] {
-        let Some(key) = key else { continue };
+    for (kind, key, value) in attr_filters(f) {
         if mode == AttrFilters::Exists(Some(kind)) {
             continue;
         }
-        let k = next(Param::Text(key.clone()), params);
-        let mut cond = format!("kind = '{kind}' AND key = {k}");
-        if let Some(value) = value {
-            let v = next(Param::Text(value.clone()), params);
-            cond.push_str(&format!(" AND value = {v}"));
+        let k = next(Param::Text(key.to_owned()), params);
+        let v = value.map(|v| next(Param::Text(v.to_owned()), params));
+        // The condition on one attribute row, its columns prefixed by `x`.
+        let mut terms = vec![format!("kind = '{kind}'"), format!("key = {k}")];
+        if let Some(v) = v {
+            terms.push(format!("value = {v}"));
         }
         match mode {
             AttrFilters::In => {
                 if let Some(since) = f.since {
                     let p = next(Param::Int(since), params);
-                    cond.push_str(&format!(" AND time >= {p}"));
+                    terms.push(format!("time >= {p}"));
                 }
                 if let Some(until) = f.until {
                     let p = next(Param::Int(until), params);
-                    cond.push_str(&format!(" AND time < {p}"));
+                    terms.push(format!("time < {p}"));
                 }
+                let cond = |alias: &str| {
+                    terms
+                        .iter()
+                        .map(|t| format!("{alias}{t}"))
+                        .collect::<Vec<_>>()
+                        .join(" AND ")
+                };
                 clauses.push(format!(
-                    "e.id IN (SELECT event_id FROM event_attrs WHERE {cond})"
+                    "e.id IN (SELECT event_id FROM event_attrs WHERE {} \
+                     UNION ALL SELECT b.event_id FROM {UNMERGED} WHERE {UNMERGED_JOIN} AND {})",
+                    cond(""),
+                    cond("b.")
                 ));
             }
-            AttrFilters::Exists(_) => clauses.push(format!(
-                "EXISTS (SELECT 1 FROM event_attrs x WHERE x.event_id = e.id AND x.{})",
-                cond.replace(" AND ", " AND x.")
-            )),
+            AttrFilters::Exists(_) => {
+                let cond = terms
+                    .iter()
+                    .map(|t| format!("x.{t}"))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                clauses.push(format!(
+                    "EXISTS (SELECT 1 FROM event_attrs_by_event x \
+                     WHERE x.event_id = e.id AND {cond})"
+                ));
+            }
         }
     }
+}
+
+/// The attribute filters of `f` as `(kind, key, value)`: the client IP
+/// (kind `i`, key `""`), the user identifier and the property; a key
+/// without a value matches every event that has the key.
+fn attr_filters(f: &EventFilter) -> Vec<(&'static str, &str, Option<&str>)> {
+    let mut filters = Vec::with_capacity(3);
+    if let Some(ip) = &f.ip {
+        filters.push(("i", "", Some(ip.as_str())));
+    }
+    if let Some(key) = &f.user_key {
+        filters.push(("u", key.as_str(), f.user_value.as_deref()));
+    }
+    if let Some(key) = &f.property {
+        filters.push(("p", key.as_str(), f.value.as_deref()));
+    }
+    filters
 }
 
 fn where_sql(clauses: &[String]) -> String {
@@ -355,7 +422,7 @@ impl Store {
         let mut ids: Vec<Option<i64>> = vec![None; events.len()];
 
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for chunk in unique.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO events (app_id, rid, event, time, client_ip, user_key, properties, \
@@ -396,6 +463,9 @@ impl Store {
         let mut attrs: Vec<(i64, &'static str, &str, String, i64)> = Vec::new();
         for (i, e) in events.iter().enumerate() {
             let Some(id) = ids[i] else { continue };
+            if !e.client_ip.is_empty() {
+                attrs.push((id, "i", "", e.client_ip.clone(), e.time));
+            }
             for (k, v) in &e.properties {
                 attrs.push((id, "p", k.as_str(), attr_text(v), e.time));
             }
@@ -406,9 +476,9 @@ impl Store {
         attrs.retain(|a| a.2.len() <= MAX_INDEXED_VALUE && a.3.len() <= MAX_INDEXED_VALUE);
         for chunk in attrs.chunks(CHUNK) {
             let sql = format!(
-                // The table's key is (kind, key, value, time, event_id): two
-                // keys of one event equal once NULs are replaced add one row.
-                "INSERT INTO event_attrs (event_id, kind, key, value, time) VALUES {} \
+                // The key is (event_id, kind, key, value): two keys of one
+                // event equal once NULs are replaced add one row.
+                "INSERT INTO event_attrs_by_event (event_id, kind, key, value, time) VALUES {} \
                  ON CONFLICT DO NOTHING",
                 values_sql(chunk.len(), 5, self.backend)
             );
@@ -420,6 +490,21 @@ impl Store {
                     .bind(without_nul(key).into_owned())
                     .bind(without_nul(value).into_owned())
                     .bind(*time);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        // The events whose attributes `event_attrs` does not have yet
+        // (`attrs` is in event order).
+        let mut unmerged: Vec<i64> = attrs.iter().map(|a| a.0).collect();
+        unmerged.dedup();
+        for chunk in unmerged.chunks(CHUNK * 5) {
+            let sql = format!(
+                "INSERT INTO event_attrs_unmerged (event_id) VALUES {}",
+                values_sql(chunk.len(), 1, self.backend)
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
             }
             q.execute(&mut *tx).await?;
         }
@@ -445,7 +530,87 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        drop(_w);
+        self.note_unmerged(attrs.len() as u64);
         Ok(ids.iter().map(Option::is_some).collect())
+    }
+
+    /// Counts `added` unmerged attribute rows, and starts a background merge
+    /// once [`MERGE_ROWS`] have gathered and none is running.
+    fn note_unmerged(&self, added: u64) {
+        let pending = self.merge.pending.fetch_add(added, Ordering::Relaxed) + added;
+        if pending < MERGE_ROWS || self.merge.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.merge_attributes().await {
+                tracing::warn!(event = "store.merge_failed", error = %e,
+                    "merging event attributes into the index failed; will retry");
+            }
+            store.merge.running.store(false, Ordering::Release);
+        });
+    }
+
+    /// Copies the attributes of every unmerged event into `event_attrs` in
+    /// one sorted run, in one transaction (a query counts each attribute
+    /// once, before or after). Runs by itself in the background; call it to
+    /// have every attribute in the index now. Returns the rows copied. Safe
+    /// to run from several processes at once on PostgreSQL.
+    ///
+    /// # Errors
+    /// Database errors; nothing is merged then.
+    pub async fn merge_attributes(&self) -> Result<u64, StoreError> {
+        self.merge.pending.store(0, Ordering::Relaxed);
+        let _w = self.write_guard().await;
+        let started = std::time::Instant::now();
+        let moved = match self.backend {
+            Backend::Sqlite => {
+                let mut tx = self.writer.begin().await?;
+                let last: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(event_id) FROM event_attrs_unmerged")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let Some(last) = last else {
+                    return Ok(0);
+                };
+                let moved = sqlx::query(&format!(
+                    "INSERT INTO event_attrs (event_id, kind, key, value, time) \
+                     SELECT b.event_id, b.kind, b.key, b.value, b.time FROM {UNMERGED} \
+                     WHERE {UNMERGED_JOIN} AND u.event_id <= $1 ORDER BY b.kind, b.key, b.value, b.time, b.event_id \
+                     ON CONFLICT DO NOTHING"
+                ))
+                .bind(last)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query("DELETE FROM event_attrs_unmerged WHERE event_id <= $1")
+                    .bind(last)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                moved
+            }
+            // Each process copies the events its DELETE claimed; events
+            // another process is merging are skipped once it commits.
+            Backend::Postgres => sqlx::query(
+                "WITH moved AS (DELETE FROM event_attrs_unmerged RETURNING event_id) \
+                 INSERT INTO event_attrs (event_id, kind, key, value, time) \
+                 SELECT b.event_id, b.kind, b.key, b.value, b.time \
+                 FROM moved u JOIN event_attrs_by_event b ON b.event_id = u.event_id \
+                 ORDER BY b.kind, b.key, b.value, b.time, b.event_id ON CONFLICT DO NOTHING",
+            )
+            .execute(&self.writer)
+            .await?
+            .rows_affected(),
+        };
+        tracing::debug!(
+            event = "store.merged",
+            rows = moved,
+            ms = started.elapsed().as_millis() as u64,
+            "event attributes merged"
+        );
+        Ok(moved)
     }
 
     /// Events matching `filter`, newest first, at most `limit`, after
@@ -459,26 +624,27 @@ impl Store {
         limit: usize,
         cursor: Option<(i64, i64)>,
     ) -> Result<EventPage, StoreError> {
-        // A property or user filter with a value drives the query through
-        // the `(kind, key, value, time, event_id)` index, already in page
-        // order: a common value stops after one page, a rare one reads few
-        // rows. Otherwise the `(…, time, id)` indexes of events drive it.
-        let driver = match (
-            &filter.property,
-            &filter.value,
-            &filter.user_key,
-            &filter.user_value,
-        ) {
-            (Some(k), Some(v), _, _) => Some(("p", k, v)),
-            (_, _, Some(k), Some(v)) => Some(("u", k, v)),
-            _ => None,
-        };
+        // An attribute filter with a value (property, then user, then IP)
+        // drives the query through the `(kind, key, value, time, event_id)`
+        // key, already in page order: a common value stops after one page,
+        // a rare one reads few rows. Otherwise the `(…, time, id)` indexes of
+        // events drive it.
+        let driver = attr_filters(filter)
+            .into_iter()
+            .filter_map(|(kind, key, value)| value.map(|v| (kind, key, v)))
+            .min_by_key(|(kind, _, _)| match *kind {
+                "p" => 0,
+                "u" => 1,
+                _ => 2,
+            });
         let mut clauses = Vec::new();
         let mut params = Vec::new();
-        let (from, time_col, id_col) = match driver {
+        let columns = "e.id, a.name AS app, e.event, e.time, e.client_ip, e.user_key, \
+                       e.properties, e.count, e.request, e.response";
+        let (time_col, id_col) = match driver {
             Some((kind, key, value)) => {
-                params.push(Param::Text(key.clone()));
-                params.push(Param::Text(value.clone()));
+                params.push(Param::Text(key.to_owned()));
+                params.push(Param::Text(value.to_owned()));
                 clauses.push(format!("d.kind = '{kind}' AND d.key = $1 AND d.value = $2"));
                 if let Some(since) = filter.since {
                     params.push(Param::Int(since));
@@ -494,15 +660,11 @@ impl Store {
                     &mut clauses,
                     &mut params,
                 );
-                (
-                    "event_attrs d JOIN events e ON e.id = d.event_id",
-                    "d.time",
-                    "d.event_id",
-                )
+                ("d.time", "d.event_id")
             }
             None => {
                 push_filters(filter, AttrFilters::Exists(None), &mut clauses, &mut params);
-                ("events e", "e.time", "e.id")
+                ("e.time", "e.id")
             }
         };
         if let Some((t, id)) = cursor {
@@ -515,13 +677,36 @@ impl Store {
             ));
         }
         params.push(Param::Int(i64::try_from(limit + 1).unwrap_or(i64::MAX)));
-        let sql = format!(
-            "SELECT e.id, a.name AS app, e.event, e.time, e.client_ip, e.user_key, e.properties, \
-             e.count, e.request, e.response FROM {from} JOIN apps a ON a.id = e.app_id{} \
-             ORDER BY {time_col} DESC, {id_col} DESC LIMIT ${}",
-            where_sql(&clauses),
-            params.len()
-        );
+        let lp = params.len();
+        let filters = where_sql(&clauses);
+        let sql = if driver.is_some() {
+            // One page from the index and one from the unmerged attributes,
+            // then the newest of both.
+            let arm = |table: &str, filters: &str| {
+                format!(
+                    "SELECT {columns} FROM {table} JOIN events e ON e.id = d.event_id \
+                     JOIN apps a ON a.id = e.app_id{filters} \
+                     ORDER BY d.time DESC, d.event_id DESC LIMIT ${lp}"
+                )
+            };
+            let mut unmerged_clauses = clauses.clone();
+            unmerged_clauses.push("d.event_id = u.event_id".to_owned());
+            format!(
+                "SELECT * FROM ({}) AS merged UNION ALL SELECT * FROM ({}) AS unmerged \
+                 ORDER BY time DESC, id DESC LIMIT ${lp}",
+                arm("event_attrs d", &filters),
+                // As in UNMERGED: the unmerged events drive.
+                arm(
+                    "event_attrs_unmerged u CROSS JOIN event_attrs_by_event d",
+                    &where_sql(&unmerged_clauses)
+                )
+            )
+        } else {
+            format!(
+                "SELECT {columns} FROM events e JOIN apps a ON a.id = e.app_id{filters} \
+                 ORDER BY e.time DESC, e.id DESC LIMIT ${lp}"
+            )
+        };
         let rows = bind_all(&sql, &params).fetch_all(&self.pool).await?;
         let mut events = Vec::with_capacity(rows.len().min(limit));
         for row in rows.iter().take(limit) {
@@ -581,7 +766,8 @@ impl Store {
             Some(TrendGroup::Property(name)) => {
                 params.push(Param::Text(name.clone()));
                 join = format!(
-                    " JOIN event_attrs g ON g.event_id = e.id AND g.kind = 'p' AND g.key = ${}",
+                    " JOIN event_attrs_by_event g ON g.event_id = e.id AND g.kind = 'p' \
+                     AND g.key = ${}",
                     params.len()
                 );
                 "g.value"

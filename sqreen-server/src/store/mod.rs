@@ -19,12 +19,13 @@
 //! per actor" rule are all rows and constraints, so several `serve`
 //! processes on one PostgreSQL database behave as one backend.
 //!
-//! On SQLite, writes are serialised by an in-process lock (SQLite has a
-//! single writer anyway; the lock avoids `SQLITE_BUSY` on lock upgrades),
-//! the database runs in WAL mode with `synchronous=NORMAL`, readers run
-//! beside the writer, and each connection keeps a 64 MiB page cache and
-//! maps up to 256 MiB of the file, so that index pages of a large table
-//! stay at hand when batches insert into them.
+//! On SQLite, writes are serialised by an in-process lock and all go
+//! through one dedicated connection (SQLite has a single writer anyway, and
+//! a connection's page cache is dropped whenever another one writes, so one
+//! writer keeps the index pages it inserts into at hand). The database runs
+//! in WAL mode with `synchronous=NORMAL`; readers run beside the writer on a
+//! pool of their own; each connection keeps a 64 MiB page cache and maps up
+//! to 2 GiB of the file.
 
 mod events;
 mod playbooks;
@@ -39,8 +40,8 @@ use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::{Mutex, MutexGuard};
 
 pub use events::{
-    EventFilter, EventPage, EventView, HitCandidate, MAX_INDEXED_VALUE, NewEvent, TrendGroup,
-    TrendPoint, TrendQuery, TrendSeries, TrendView, attr_text, parse_cursor, user_key,
+    EventFilter, EventPage, EventView, HitCandidate, MAX_INDEXED_VALUE, MERGE_ROWS, NewEvent,
+    TrendGroup, TrendPoint, TrendQuery, TrendSeries, TrendView, attr_text, parse_cursor, user_key,
 };
 pub use playbooks::{ActionView, AlertView, LockOutcome, NewAction, NewAlert, PlaybookRow};
 
@@ -142,8 +143,37 @@ pub struct SessionRow {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// Where writes go: on SQLite one connection of its own, on PostgreSQL
+    /// the same pool as reads.
+    writer: AnyPool,
     backend: Backend,
     write_lock: Option<Arc<Mutex<()>>>,
+    merge: Arc<events::MergeState>,
+}
+
+/// Pool options for SQLite connections of at most `connections`, each in
+/// WAL mode with `synchronous=NORMAL`, `cache_mib` of page cache and up to
+/// 256 MiB of the file mapped.
+fn sqlite_pool(connections: u32, cache_mib: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                conn.execute(
+                    format!(
+                        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+                         PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY; \
+                         PRAGMA cache_size=-{}; PRAGMA mmap_size=268435456; \
+                         PRAGMA wal_autocheckpoint=10000;",
+                        cache_mib * 1024
+                    )
+                    .as_str(),
+                )
+                .await?;
+                Ok(())
+            })
+        })
 }
 
 /// `sqlite://PATH` gets `mode=rwc` (create if missing) unless it says otherwise.
@@ -174,32 +204,29 @@ impl Store {
         sqlx::any::install_default_drivers();
         let (url, backend) = normalise_url(url)?;
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool = match backend {
+        let (pool, writer) = match backend {
             Backend::Sqlite => {
-                AnyPoolOptions::new()
-                    .max_connections(4)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(
-                                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-                                 PRAGMA busy_timeout=10000; PRAGMA temp_store=MEMORY; \
-                                 PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456; \
-                                 PRAGMA wal_autocheckpoint=10000;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
+                // Readers share a small pool; every write goes through one
+                // dedicated connection, so its page cache stays warm: SQLite
+                // drops a connection's cache whenever another connection
+                // has written, and on a large table the cold index pages
+                // cost more than the insert itself.
+                let readers = sqlite_pool(4, 64).connect_with(options.clone()).await?;
+                // The writer's cache holds a merge of event attributes (see
+                // `events`) without spilling it to the log mid-transaction.
+                let writer = sqlite_pool(1, 256)
+                    .min_connections(1)
                     .connect_with(options)
-                    .await?
+                    .await?;
+                (readers, writer)
             }
             Backend::Postgres => {
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(options)
-                    .await?
+                    .await?;
+                (pool.clone(), pool)
             }
         };
         let migrator = match backend {
@@ -210,7 +237,7 @@ impl Store {
         // race on creating the migrations table itself; the loser retries.
         let mut attempt = 0;
         loop {
-            match migrator.run(&pool).await {
+            match migrator.run(&writer).await {
                 Ok(()) => break,
                 Err(e) if attempt < 3 => {
                     attempt += 1;
@@ -224,8 +251,10 @@ impl Store {
         let write_lock = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
         Ok(Self {
             pool,
+            writer,
             backend,
             write_lock,
+            merge: Arc::default(),
         })
     }
 
@@ -250,6 +279,7 @@ impl Store {
     /// Closes the pool (waits for connections in use).
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     // ── applications ────────────────────────────────────────────────────
@@ -270,7 +300,7 @@ impl Store {
         .bind(name)
         .bind(secret::hash(&token))
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         let Some(row) = row else {
             return Err(StoreError::Conflict("an application with this name"));
@@ -360,12 +390,12 @@ impl Store {
             )
             .bind(key)
             .bind(value)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         }
         let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
             .bind(key)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.writer)
             .await?;
         Ok(row.try_get("value")?)
     }
@@ -402,7 +432,7 @@ impl Store {
         .bind(now)
         .bind(agent)
         .bind(app_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(session)
     }
@@ -446,7 +476,7 @@ impl Store {
             .bind(now_ms())
             .bind(actions_version)
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -459,7 +489,7 @@ impl Store {
         let _w = self.write_guard().await;
         sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -473,15 +503,15 @@ impl Store {
         let _w = self.write_guard().await;
         sqlx::query("DELETE FROM sessions WHERE last_seen < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         sqlx::query("DELETE FROM playbook_hits WHERE time < $1")
             .bind(hits_before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         sqlx::query("DELETE FROM playbook_locks WHERE expires_at <= $1")
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

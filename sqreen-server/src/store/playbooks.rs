@@ -179,7 +179,7 @@ impl Store {
         .bind(i64::from(playbook.enabled))
         .bind(serde_json::to_string(playbook)?)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?;
         Ok(row.try_get("id")?)
     }
@@ -191,7 +191,7 @@ impl Store {
     /// Database errors.
     pub async fn update_playbook(&self, id: i64, playbook: &Playbook) -> Result<bool, StoreError> {
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE playbooks SET name = $1, enabled = $2, definition = $3, updated_at = $4 \
              WHERE id = $5",
@@ -220,7 +220,7 @@ impl Store {
     /// Database errors.
     pub async fn delete_playbook(&self, id: i64) -> Result<bool, StoreError> {
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query("DELETE FROM playbooks WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -327,7 +327,7 @@ impl Store {
     ) -> Result<LockOutcome, StoreError> {
         let now = now_ms();
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "DELETE FROM playbook_locks WHERE playbook_id = $1 AND app_id = $2 AND actor = $3 \
              AND expires_at <= $4",
@@ -455,7 +455,7 @@ impl Store {
     pub async fn lift_action(&self, id: &str) -> Result<bool, StoreError> {
         let now = now_ms();
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let row = sqlx::query(
             "UPDATE actions SET lifted_at = $1 WHERE id = $2 AND lifted_at IS NULL \
              RETURNING app_id, playbook_id, actor",
