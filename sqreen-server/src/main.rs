@@ -11,6 +11,11 @@ use clap::{Parser, Subcommand};
 use sqreen_server::{DEFAULT_MAX_BATCH_BYTES, Server, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's allocator: ingestion allocates and frees
+/// SQLite pages and parsed batches at a high rate (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Self-hosted backend for sqreen agents.
 #[derive(Parser, Debug)]
 #[command(name = "sqreen-server", version)]

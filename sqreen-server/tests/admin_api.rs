@@ -233,6 +233,19 @@ fn trend_counts(db: &str) {
         "/api/events/trend?{range}&group_by=user&user_key=uid"
     ));
     assert_eq!(total(&v), 15);
+    // 30 values of `n`, one event each: the 20 first by value are kept.
+    let v = admin.get_json(&format!("/api/events/trend?{range}&group_by=property:n"));
+    let groups: Vec<&str> = v["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["group"].as_str().unwrap())
+        .collect();
+    let mut expected: Vec<String> = (0..30).map(|n| n.to_string()).collect();
+    expected.sort();
+    expected.truncate(20);
+    assert_eq!(groups, expected);
+    assert_eq!(total(&v), 20);
     for q in [
         "group_by=planet",
         "bucket=0",

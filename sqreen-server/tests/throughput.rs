@@ -16,7 +16,12 @@ use std::time::Instant;
 
 use common::*;
 use serde_json::{Map, Value, json};
-use sqreen_server::store::{EventFilter, NewEvent, Store, TrendGroup, TrendQuery};
+
+/// The allocator of the `sqreen-server` binary, so that these figures are
+/// the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use sqreen_server::store::{EventFilter, MERGE_ROWS, NewEvent, Store, TrendGroup, TrendQuery};
 
 fn batch(round: usize) -> Vec<Value> {
     (0..1000)
@@ -82,7 +87,9 @@ fn event(i: usize, now: i64) -> NewEvent {
     }
 }
 
-/// Explorer query times over many events (SQLite).
+/// Explorer query times over many events (SQLite), twice: with the newest
+/// events' attributes not merged into the index yet (as many as can wait
+/// before a merge starts), and with everything merged.
 #[test]
 #[ignore = "latency check; run in release"]
 fn explorer_latency_sqlite() {
@@ -96,19 +103,23 @@ fn explorer_latency_sqlite() {
         let store = Store::connect(&url).await.unwrap();
         let (app, _) = store.create_app("bench").await.unwrap();
         let now = sqreen_server::time::now_ms();
+        // Oldest first, as they would arrive. Event `i` has 3⅓ attributes:
+        // the newest `unmerged` events stay just under a merge's threshold.
+        let per_event = 10.0 / 3.0;
+        let unmerged = ((MERGE_ROWS as f64 / per_event) as usize)
+            .saturating_sub(2000)
+            .min(n);
         let started = Instant::now();
-        let mut lap = Instant::now();
-        for (c, chunk) in (0..n).collect::<Vec<_>>().chunks(1000).enumerate() {
+        let all: Vec<usize> = (0..n).rev().collect();
+        let (older, newest) = all.split_at(n - unmerged);
+        for chunk in older.chunks(1000) {
             let events: Vec<NewEvent> = chunk.iter().map(|&i| event(i, now)).collect();
             store.insert_events(app.id, &events, &[]).await.unwrap();
-            if (c + 1) % 200 == 0 {
-                eprintln!(
-                    "  {} events stored; last 200 000 at {:.0}/s",
-                    (c + 1) * 1000,
-                    200_000.0 / lap.elapsed().as_secs_f64()
-                );
-                lap = Instant::now();
-            }
+        }
+        store.merge_attributes().await.unwrap();
+        for chunk in newest.chunks(1000) {
+            let events: Vec<NewEvent> = chunk.iter().map(|&i| event(i, now)).collect();
+            store.insert_events(app.id, &events, &[]).await.unwrap();
         }
         eprintln!(
             "seeded {n} events in {:?} ({:.0}/s, store only)",
@@ -116,108 +127,136 @@ fn explorer_latency_sqlite() {
             n as f64 / started.elapsed().as_secs_f64()
         );
         sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
-        let f = |set: &dyn Fn(&mut EventFilter)| {
-            let mut filter = EventFilter::default();
-            set(&mut filter);
-            filter
-        };
-        let hour = now - 3_600_000;
-        let cases: Vec<(&str, EventFilter)> = vec![
-            ("none", f(&|_| {})),
-            ("app", f(&|x| x.app = Some("bench".into()))),
-            ("event", f(&|x| x.event = Some("event.7".into()))),
-            ("ip", f(&|x| x.ip = Some("81.3.10.2".into()))),
-            (
-                "since/until",
-                f(&|x| {
-                    x.since = Some(hour);
-                    x.until = Some(now - 1_800_000);
-                }),
-            ),
-            (
-                "property=value",
-                f(&|x| {
-                    x.property = Some("n".into());
-                    x.value = Some("123".into());
-                }),
-            ),
-            (
-                "common property=value",
-                f(&|x| {
-                    x.property = Some("plan".into());
-                    x.value = Some("gold".into());
-                }),
-            ),
-            (
-                "user",
-                f(&|x| {
-                    x.user_key = Some("uid".into());
-                    x.user_value = Some("user-42".into());
-                }),
-            ),
-            (
-                "event+ip",
-                f(&|x| {
-                    x.event = Some("event.3".into());
-                    x.ip = Some("81.3.10.2".into());
-                }),
-            ),
-            (
-                "event+property",
-                f(&|x| {
-                    x.event = Some("event.4".into());
-                    x.property = Some("n".into());
-                    x.value = Some("124".into());
-                }),
-            ),
-            ("no match", f(&|x| x.ip = Some("' OR 1=1 --".into()))),
-        ];
-        for (name, filter) in &cases {
-            let started = Instant::now();
-            let page = store.list_events(filter, 100, None).await.unwrap();
-            eprintln!(
-                "list {name:>24}: {:>8.1} ms ({} events)",
-                started.elapsed().as_secs_f64() * 1000.0,
-                page.events.len()
-            );
-        }
-        for (name, group_by, filter) in [
-            (
-                "trend event 1h/60s",
-                None,
-                f(&|x| x.event = Some("event.7".into())),
-            ),
-            (
-                "trend 1h by ip",
-                Some(TrendGroup::Ip),
-                f(&|x| x.event = Some("event.7".into())),
-            ),
-            (
-                "trend 1h by plan",
-                Some(TrendGroup::Property("plan".into())),
-                f(&|x| x.event = Some("event.7".into())),
-            ),
-        ] {
-            let mut filter = filter;
-            filter.since = Some(hour);
-            filter.until = Some(now);
-            let started = Instant::now();
-            let trend = store
-                .event_trend(&TrendQuery {
-                    filter,
-                    bucket_s: 60,
-                    group_by,
-                    max_groups: 20,
-                })
-                .await
-                .unwrap();
-            eprintln!(
-                "{name:>29}: {:>8.1} ms ({} series)",
-                started.elapsed().as_secs_f64() * 1000.0,
-                trend.series.len()
-            );
-        }
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM event_attrs_unmerged u \
+             JOIN event_attrs_by_event b ON b.event_id = u.event_id",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        eprintln!("-- the newest {unmerged} events unmerged ({waiting} attribute rows):");
+        explorer_queries(&store, now).await;
+        let merge = Instant::now();
+        let moved = store.merge_attributes().await.unwrap();
+        eprintln!(
+            "-- merged {moved} rows in {:?}; everything merged:",
+            merge.elapsed()
+        );
+        explorer_queries(&store, now).await;
     });
+}
+
+/// Times each explorer query shape over the events of [`event`].
+async fn explorer_queries(store: &Store, now: i64) {
+    let f = |set: &dyn Fn(&mut EventFilter)| {
+        let mut filter = EventFilter::default();
+        set(&mut filter);
+        filter
+    };
+    let hour = now - 3_600_000;
+    let cases: Vec<(&str, EventFilter)> = vec![
+        ("none", f(&|_| {})),
+        ("app", f(&|x| x.app = Some("bench".into()))),
+        ("event", f(&|x| x.event = Some("event.7".into()))),
+        ("ip", f(&|x| x.ip = Some("81.3.10.2".into()))),
+        (
+            "since/until",
+            f(&|x| {
+                x.since = Some(hour);
+                x.until = Some(now - 1_800_000);
+            }),
+        ),
+        (
+            "property=value",
+            f(&|x| {
+                x.property = Some("n".into());
+                x.value = Some("123".into());
+            }),
+        ),
+        (
+            "common property=value",
+            f(&|x| {
+                x.property = Some("plan".into());
+                x.value = Some("gold".into());
+            }),
+        ),
+        (
+            "user",
+            f(&|x| {
+                x.user_key = Some("uid".into());
+                x.user_value = Some("user-42".into());
+            }),
+        ),
+        (
+            "event+ip",
+            f(&|x| {
+                x.event = Some("event.3".into());
+                x.ip = Some("81.3.10.2".into());
+            }),
+        ),
+        (
+            "event+property",
+            f(&|x| {
+                x.event = Some("event.4".into());
+                x.property = Some("n".into());
+                x.value = Some("124".into());
+            }),
+        ),
+        ("no match", f(&|x| x.ip = Some("' OR 1=1 --".into()))),
+    ];
+    for (name, filter) in &cases {
+        let started = Instant::now();
+        let page = store.list_events(filter, 100, None).await.unwrap();
+        eprintln!(
+            "list {name:>24}: {:>8.1} ms ({} events)",
+            started.elapsed().as_secs_f64() * 1000.0,
+            page.events.len()
+        );
+    }
+    for (name, group_by, filter) in [
+        (
+            "trend event 1h/60s",
+            None,
+            f(&|x| x.event = Some("event.7".into())),
+        ),
+        (
+            "trend 1h by ip",
+            Some(TrendGroup::Ip),
+            f(&|x| x.event = Some("event.7".into())),
+        ),
+        (
+            "trend 1h by plan",
+            Some(TrendGroup::Property("plan".into())),
+            f(&|x| x.event = Some("event.7".into())),
+        ),
+        (
+            "trend 1h plan=gold by ip",
+            Some(TrendGroup::Ip),
+            f(&|x| {
+                x.property = Some("plan".into());
+                x.value = Some("gold".into());
+            }),
+        ),
+    ] {
+        let mut filter = filter;
+        filter.since = Some(hour);
+        filter.until = Some(now);
+        let started = Instant::now();
+        let trend = store
+            .event_trend(&TrendQuery {
+                filter,
+                bucket_s: 60,
+                group_by,
+                max_groups: 20,
+            })
+            .await
+            .unwrap();
+        eprintln!(
+            "{name:>29}: {:>8.1} ms ({} series)",
+            started.elapsed().as_secs_f64() * 1000.0,
+            trend.series.len()
+        );
+    }
 }
 
 /// Where ingestion time goes: parsing a batch body vs storing its events.

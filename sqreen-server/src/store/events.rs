@@ -682,22 +682,34 @@ impl Store {
         let sql = if driver.is_some() {
             // One page from the index and one from the unmerged attributes,
             // then the newest of both.
-            let arm = |table: &str, filters: &str| {
+            let arm = |from: &str, filters: &str| {
                 format!(
-                    "SELECT {columns} FROM {table} JOIN events e ON e.id = d.event_id \
-                     JOIN apps a ON a.id = e.app_id{filters} \
+                    "SELECT {columns} FROM {from}{filters} \
                      ORDER BY d.time DESC, d.event_id DESC LIMIT ${lp}"
                 )
             };
+            // As in UNMERGED: the (few) unmerged events drive, then their
+            // attribute, then the event; SQLite keeps `CROSS JOIN` order.
             let mut unmerged_clauses = clauses.clone();
-            unmerged_clauses.push("d.event_id = u.event_id".to_owned());
+            unmerged_clauses.extend(
+                [
+                    "d.event_id = u.event_id",
+                    "e.id = d.event_id",
+                    "a.id = e.app_id",
+                ]
+                .map(str::to_owned),
+            );
             format!(
                 "SELECT * FROM ({}) AS merged UNION ALL SELECT * FROM ({}) AS unmerged \
                  ORDER BY time DESC, id DESC LIMIT ${lp}",
-                arm("event_attrs d", &filters),
-                // As in UNMERGED: the unmerged events drive.
                 arm(
-                    "event_attrs_unmerged u CROSS JOIN event_attrs_by_event d",
+                    "event_attrs d JOIN events e ON e.id = d.event_id \
+                     JOIN apps a ON a.id = e.app_id",
+                    &filters
+                ),
+                arm(
+                    "event_attrs_unmerged u CROSS JOIN event_attrs_by_event d \
+                     CROSS JOIN events e CROSS JOIN apps a",
                     &where_sql(&unmerged_clauses)
                 )
             )
@@ -778,9 +790,18 @@ impl Store {
         let sp = params.len();
         params.push(Param::Int(bucket_ms));
         let bp = params.len();
+        params.push(Param::Int(
+            i64::try_from(query.max_groups.max(1)).unwrap_or(i64::MAX),
+        ));
+        let gp = params.len();
+        // Only the cells of the largest groups leave the database: grouped
+        // by IP over a busy hour, there can be as many groups as events.
         let sql = format!(
-            "SELECT (e.time - ${sp}) / ${bp} AS bucket, {group_expr} AS grp, \
-             CAST(SUM(e.count) AS BIGINT) AS n FROM events e{join}{} GROUP BY bucket, grp",
+            "WITH cells AS MATERIALIZED (SELECT (e.time - ${sp}) / ${bp} AS bucket, \
+             {group_expr} AS grp, CAST(SUM(e.count) AS BIGINT) AS n FROM events e{join}{} \
+             GROUP BY bucket, grp), \
+             top AS (SELECT grp FROM cells GROUP BY grp ORDER BY SUM(n) DESC, grp LIMIT ${gp}) \
+             SELECT c.bucket, c.grp, c.n FROM cells c JOIN top t ON t.grp = c.grp",
             where_sql(&clauses)
         );
         let rows = bind_all(&sql, &params).fetch_all(&self.pool).await?;
@@ -799,7 +820,7 @@ impl Store {
             *totals.entry(group.clone()).or_default() += n;
             cells.push((group, b, n));
         }
-        // Dense series for the largest groups only.
+        // Dense series for the largest groups (the query kept only those).
         let mut top: Vec<(String, i64)> = totals.into_iter().collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         top.truncate(query.max_groups.max(1));
