@@ -229,6 +229,12 @@ async fn explorer_queries(store: &Store, now: i64) {
             Some(TrendGroup::Property("plan".into())),
             f(&|x| x.event = Some("event.7".into())),
         ),
+        ("trend 1h all events", None, f(&|_| {})),
+        (
+            "trend 1h all events by ip",
+            Some(TrendGroup::Ip),
+            f(&|_| {}),
+        ),
         (
             "trend 1h plan=gold by ip",
             Some(TrendGroup::Ip),
