@@ -13,6 +13,7 @@
 //! | `GET /api/alerts?limit=` | `{"alerts": […]}`, newest first |
 //! | `GET /api/actions?app=` | `{"actions": [{"action_id", "action", "parameters", "expires_at", "playbook_id", …}]}` (live ones) |
 //! | `DELETE /api/actions/{id}` | 204: lifted; agents reload on their next heartbeat |
+//! | `GET /api/stats` | this process's counters since it started: refused requests by status, storage errors, events stored and received twice, attribute merges ([`crate::stats::StatsView`]) |
 //!
 //! Times in filters are milliseconds since the epoch or RFC 3339. Unknown
 //! query parameters and unknown body fields are 400s; every filter value is
@@ -57,6 +58,7 @@ pub fn routes(state: AppState) -> axum::Router<AppState> {
         .route("/api/alerts", get(alerts))
         .route("/api/actions", get(actions))
         .route("/api/actions/{id}", delete(lift_action))
+        .route("/api/stats", get(stats))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .route_layer(middleware::from_fn_with_state(state, require_admin))
 }
@@ -335,6 +337,11 @@ async fn delete_playbook(
 #[serde(deny_unknown_fields)]
 struct LimitParams {
     limit: Option<usize>,
+}
+
+async fn stats(State(state): State<AppState>) -> Json<crate::stats::StatsView> {
+    let (merges, failures) = state.store.merge_counts();
+    Json(state.stats.view(merges, failures))
 }
 
 async fn alerts(

@@ -66,9 +66,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.status,
-            axum::Json(json!({"status": false, "error": self.message})),
+            axum::Json(json!({"status": false, "error": &self.message})),
         )
             .into_response();
+        response
+            .extensions_mut()
+            .insert(crate::stats::ErrorReason(self.message));
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -125,8 +125,12 @@ async fn ingest(state: &AppState, s: &SessionRow, events: Vec<NewEvent>) -> Resu
     let playbooks = playbook::load(&state.store).await?;
     let hits = playbook::match_events(&playbooks, &app_name, &events);
     let inserted = state.store.insert_events(s.app_id, &events, &hits).await?;
+    let stored = inserted.iter().filter(|n| **n).count() as u64;
+    state
+        .stats
+        .count_events(stored, events.len() as u64 - stored);
     tracing::debug!(event = "ingest.stored", app = %app_name, received = events.len(),
-        stored = inserted.iter().filter(|n| **n).count(), "events stored");
+        stored, "events stored");
     if !hits.is_empty()
         && let Err(e) = playbook::evaluate(
             &state.store,

@@ -50,6 +50,7 @@ pub mod notify;
 pub mod playbook;
 pub mod protocol;
 pub mod secret;
+pub mod stats;
 pub mod store;
 pub mod time;
 
@@ -127,6 +128,8 @@ pub struct AppState {
     pub notifier: Notifier,
     /// Fixed settings.
     pub settings: Arc<Settings>,
+    /// What this process refused, failed at and stored.
+    pub stats: Arc<stats::Stats>,
 }
 
 /// A server ready to serve: storage open and migrated, admin key known.
@@ -166,6 +169,7 @@ impl Server {
                 heartbeat_delay_s: config.heartbeat_delay_s.max(1),
                 admin_key_hash,
             }),
+            stats: Arc::default(),
         };
         Ok((
             Self {
@@ -193,6 +197,10 @@ impl Server {
             .merge(admin::routes(self.state.clone()))
             .merge(dashboard::routes())
             .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                stats::record_outcome,
+            ))
             .with_state(self.state.clone())
     }
 
@@ -246,9 +254,7 @@ async fn housekeeping(store: Store, heartbeat_delay_s: u64) {
         {
             tracing::warn!(event = "housekeeping.failed", error = %e, "housekeeping failed");
         }
-        if let Err(e) = store.merge_attributes().await {
-            tracing::warn!(event = "store.merge_failed", error = %e,
-                "merging event attributes into the index failed; will retry");
-        }
+        // Failures are logged and counted by `merge_attributes`.
+        let _ = store.merge_attributes().await;
     }
 }

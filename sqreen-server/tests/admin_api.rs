@@ -65,6 +65,7 @@ fn admin_needs_the_key() {
         (Method::GET, "/api/alerts"),
         (Method::GET, "/api/actions"),
         (Method::DELETE, "/api/actions/x"),
+        (Method::GET, "/api/stats"),
     ] {
         let r = http
             .request(method.clone(), format!("{}{path}", server.url))

@@ -33,6 +33,7 @@ fn login_refuses_bad_tokens() {
     assert_eq!(login(Some("sqa_wrong")), 401);
     assert_eq!(login(Some("' OR 1=1 --")), 401);
     assert_eq!(login(Some(&"x".repeat(10_000))), 401);
+    assert_eq!(server.admin().get_json("/api/stats")["unauthorized"], 4);
 }
 
 /// A good login answers a session, the heartbeat delay and the actions.
@@ -178,8 +179,20 @@ fn bad_batches_store_nothing(db: &str) {
         );
     }
     assert_eq!(event_count(&admin), 0, "nothing was stored");
-    assert_eq!(agent.batch(&[good]).status(), 200, "the server still works");
+    assert_eq!(
+        agent.batch(std::slice::from_ref(&good)).status(),
+        200,
+        "the server still works"
+    );
     assert_eq!(event_count(&admin), 1);
+    // Every refusal was counted (and logged), and so was what was stored.
+    assert_eq!(agent.batch(&[good]).status(), 200, "a retried batch");
+    let stats = admin.get_json("/api/stats");
+    assert_eq!(stats["bad_request"], 10, "{stats}");
+    assert_eq!(stats["too_large"], 1, "{stats}");
+    assert_eq!(stats["server_error"], 0, "{stats}");
+    assert_eq!(stats["events_stored"], 1, "{stats}");
+    assert_eq!(stats["events_duplicate"], 1, "{stats}");
 }
 
 fn heartbeat_metrics_become_events(db: &str) {

@@ -54,6 +54,8 @@ pub const MAX_INDEXED_VALUE: usize = 512;
 pub(crate) struct MergeState {
     pending: AtomicU64,
     running: AtomicBool,
+    merges: AtomicU64,
+    failures: AtomicU64,
 }
 
 /// An event about to be stored.
@@ -544,12 +546,18 @@ impl Store {
         }
         let store = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = store.merge_attributes().await {
-                tracing::warn!(event = "store.merge_failed", error = %e,
-                    "merging event attributes into the index failed; will retry");
-            }
+            // Failures are logged and counted by `merge_attributes`.
+            let _ = store.merge_attributes().await;
             store.merge.running.store(false, Ordering::Release);
         });
+    }
+
+    /// Merges of event attributes done and failed by this process.
+    pub fn merge_counts(&self) -> (u64, u64) {
+        (
+            self.merge.merges.load(Ordering::Relaxed),
+            self.merge.failures.load(Ordering::Relaxed),
+        )
     }
 
     /// Copies the attributes of every unmerged event into `event_attrs` in
@@ -559,8 +567,24 @@ impl Store {
     /// to run from several processes at once on PostgreSQL.
     ///
     /// # Errors
-    /// Database errors; nothing is merged then.
+    /// Database errors (logged and counted); nothing is merged then, and the
+    /// attributes wait for the next merge.
     pub async fn merge_attributes(&self) -> Result<u64, StoreError> {
+        match self.merge_attributes_now().await {
+            Ok(moved) => {
+                self.merge.merges.fetch_add(1, Ordering::Relaxed);
+                Ok(moved)
+            }
+            Err(e) => {
+                self.merge.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(event = "store.merge_failed", error = %e,
+                    "merging event attributes into the index failed; will retry");
+                Err(e)
+            }
+        }
+    }
+
+    async fn merge_attributes_now(&self) -> Result<u64, StoreError> {
         self.merge.pending.store(0, Ordering::Relaxed);
         let _w = self.write_guard().await;
         let started = std::time::Instant::now();
