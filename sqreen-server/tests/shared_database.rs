@@ -1,5 +1,6 @@
 //! Two servers on one PostgreSQL database behave as one backend: sessions,
-//! action reloads, threshold counts and the one-alert rule are shared.
+//! action reloads, threshold counts and the one-alert rule are shared, and
+//! both may merge event attributes into the index at once.
 //! Skipped (with a line saying so) without `SQREEN_TEST_POSTGRES_URL`.
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -110,4 +111,100 @@ fn concurrent_crossings_raise_one_alert() {
     );
     let events = admin.get_json("/api/events?event=sdk-login-fail&limit=1000");
     assert_eq!(events["events"].as_array().unwrap().len(), 40);
+}
+
+/// The events of batch `b`: 50 events with two properties and an IP each
+/// (three attributes).
+fn merge_batch(b: usize) -> Vec<sqreen_server::store::NewEvent> {
+    let now = sqreen_server::time::now_ms();
+    (0..50)
+        .map(|i| {
+            let mut properties = serde_json::Map::new();
+            properties.insert("batch".into(), json!(b));
+            properties.insert("plan".into(), json!(["free", "gold"][i % 2]));
+            sqreen_server::store::NewEvent {
+                rid: format!("m{b}-{i}"),
+                event: "merge.test".into(),
+                time: now,
+                client_ip: format!("81.2.{}.{}", b % 200, i),
+                user_identifiers: std::collections::BTreeMap::new(),
+                properties,
+                count: 1,
+                request: "null".into(),
+                response: "null".into(),
+            }
+        })
+        .collect()
+}
+
+/// Two stores (two server processes) merge event attributes into the index
+/// while batches keep arriving: every attribute ends up in the index
+/// exactly once, and nothing stays unmerged.
+#[test]
+fn concurrent_merges_move_each_attribute_once() {
+    let Some(db) = postgres_url("concurrent_merges_move_each_attribute_once") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let a = sqreen_server::store::Store::connect(&db).await.unwrap();
+        let b = sqreen_server::store::Store::connect(&db).await.unwrap();
+        let (app, _) = a.create_app("merges").await.unwrap();
+        let batches = 40;
+        let insert = async {
+            for n in 0..batches {
+                let store = if n % 2 == 0 { &a } else { &b };
+                store
+                    .insert_events(app.id, &merge_batch(n), &[])
+                    .await
+                    .unwrap();
+                tokio::task::yield_now().await;
+            }
+        };
+        let merge = |store: &sqreen_server::store::Store| {
+            let store = store.clone();
+            async move {
+                let mut moved = 0;
+                for _ in 0..30 {
+                    moved += store.merge_attributes().await.unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                moved
+            }
+        };
+        let ((), moved_a, moved_b) = tokio::join!(insert, merge(&a), merge(&b));
+        let last = a.merge_attributes().await.unwrap();
+        let expected = u64::try_from(batches * 50 * 3).unwrap();
+        assert!(moved_a + moved_b > 0, "the concurrent merges moved rows");
+        assert_eq!(moved_a + moved_b + last, expected);
+        let count = |sql: &'static str| {
+            let pool = a.pool().clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            count("SELECT COUNT(*) FROM event_attrs").await,
+            expected as i64
+        );
+        assert_eq!(count("SELECT COUNT(*) FROM event_attrs_unmerged").await, 0);
+        let page = a
+            .list_events(
+                &sqreen_server::store::EventFilter {
+                    property: Some("plan".into()),
+                    value: Some("gold".into()),
+                    ..Default::default()
+                },
+                5000,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.events.len(), batches * 25);
+        a.close().await;
+        b.close().await;
+    });
 }
