@@ -194,6 +194,16 @@ fn hostile_filters(db: &str) {
     assert_eq!(ids(&admin.get_json("/api/events?limit=1000")).len(), 31);
 }
 
+/// The groups of a trend answer's series, in order.
+fn groups(trend: &Value) -> Vec<&str> {
+    trend["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["group"].as_str().unwrap())
+        .collect()
+}
+
 fn trend_counts(db: &str) {
     let (_server, admin) = seeded(db);
     let now = std::time::SystemTime::now()
@@ -222,13 +232,7 @@ fn trend_counts(db: &str) {
     let v = admin.get_json(&format!(
         "/api/events/trend?{range}&app=shop&group_by=property:plan"
     ));
-    let groups: Vec<&str> = v["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["group"].as_str().unwrap())
-        .collect();
-    assert_eq!(groups, ["free", "gold"]);
+    assert_eq!(groups(&v), ["free", "gold"]);
     assert_eq!(v["series"][0]["total"], 20);
     let v = admin.get_json(&format!(
         "/api/events/trend?{range}&group_by=user&user_key=uid"
@@ -236,16 +240,10 @@ fn trend_counts(db: &str) {
     assert_eq!(total(&v), 15);
     // 30 values of `n`, one event each: the 20 first by value are kept.
     let v = admin.get_json(&format!("/api/events/trend?{range}&group_by=property:n"));
-    let groups: Vec<&str> = v["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["group"].as_str().unwrap())
-        .collect();
     let mut expected: Vec<String> = (0..30).map(|n| n.to_string()).collect();
     expected.sort();
     expected.truncate(20);
-    assert_eq!(groups, expected);
+    assert_eq!(groups(&v), expected);
     assert_eq!(total(&v), 20);
     for q in [
         "group_by=planet",
