@@ -24,8 +24,9 @@
 //! a connection's page cache is dropped whenever another one writes, so one
 //! writer keeps the index pages it inserts into at hand). The database runs
 //! in WAL mode with `synchronous=NORMAL`; readers run beside the writer on a
-//! pool of their own; each connection keeps a 64 MiB page cache and maps up
-//! to 2 GiB of the file.
+//! pool of their own. The writer keeps a 256 MiB page cache (a merge of
+//! event attributes fits in it), each reader 64 MiB, and every connection
+//! maps up to 256 MiB of the file.
 
 mod events;
 mod playbooks;
