@@ -55,7 +55,7 @@ pub struct StatsView {
     pub events_stored: u64,
     /// Events received again (a retried batch) and not stored twice.
     pub events_duplicate: u64,
-    /// Merges of event attributes into the explorer's index.
+    /// Merges of event attributes into the explorer's index that moved rows.
     pub attribute_merges: u64,
     /// Merges that failed (retried later; nothing is lost).
     pub attribute_merge_failures: u64,

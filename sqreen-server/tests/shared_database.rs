@@ -176,6 +176,9 @@ fn concurrent_merges_move_each_attribute_once() {
         let last = a.merge_attributes().await.unwrap();
         let expected = u64::try_from(batches * 50 * 3).unwrap();
         assert!(moved_a + moved_b > 0, "the concurrent merges moved rows");
+        let ((merges_a, failed_a), (merges_b, failed_b)) = (a.merge_counts(), b.merge_counts());
+        assert_eq!((failed_a, failed_b), (0, 0));
+        assert!(merges_a + merges_b > 0);
         assert_eq!(moved_a + moved_b + last, expected);
         let count = |sql: &'static str| {
             let pool = a.pool().clone();

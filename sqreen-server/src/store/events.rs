@@ -366,19 +366,20 @@ fn push_filters(
     }
 }
 
-/// The attribute filters of `f` as `(kind, key, value)`: the client IP
-/// (kind `i`, key `""`), the user identifier and the property; a key
-/// without a value matches every event that has the key.
+/// The attribute filters of `f` as `(kind, key, value)`, in the order
+/// they are preferred to drive a page query: the property, the user
+/// identifier, the client IP (kind `i`, key `""`). A key without a value
+/// matches every event that has the key.
 fn attr_filters(f: &EventFilter) -> Vec<(&'static str, &str, Option<&str>)> {
     let mut filters = Vec::with_capacity(3);
-    if let Some(ip) = &f.ip {
-        filters.push(("i", "", Some(ip.as_str())));
+    if let Some(key) = &f.property {
+        filters.push(("p", key.as_str(), f.value.as_deref()));
     }
     if let Some(key) = &f.user_key {
         filters.push(("u", key.as_str(), f.user_value.as_deref()));
     }
-    if let Some(key) = &f.property {
-        filters.push(("p", key.as_str(), f.value.as_deref()));
+    if let Some(ip) = &f.ip {
+        filters.push(("i", "", Some(ip.as_str())));
     }
     filters
 }
@@ -552,7 +553,8 @@ impl Store {
         });
     }
 
-    /// Merges of event attributes done and failed by this process.
+    /// Merges of event attributes that moved rows, and merges that failed,
+    /// in this process.
     pub fn merge_counts(&self) -> (u64, u64) {
         (
             self.merge.merges.load(Ordering::Relaxed),
@@ -572,7 +574,9 @@ impl Store {
     pub async fn merge_attributes(&self) -> Result<u64, StoreError> {
         match self.merge_attributes_now().await {
             Ok(moved) => {
-                self.merge.merges.fetch_add(1, Ordering::Relaxed);
+                if moved > 0 {
+                    self.merge.merges.fetch_add(1, Ordering::Relaxed);
+                }
                 Ok(moved)
             }
             Err(e) => {
@@ -655,12 +659,7 @@ impl Store {
         // events drive it.
         let driver = attr_filters(filter)
             .into_iter()
-            .filter_map(|(kind, key, value)| value.map(|v| (kind, key, v)))
-            .min_by_key(|(kind, _, _)| match *kind {
-                "p" => 0,
-                "u" => 1,
-                _ => 2,
-            });
+            .find_map(|(kind, key, value)| value.map(|v| (kind, key, v)));
         let mut clauses = Vec::new();
         let mut params = Vec::new();
         let columns = "e.id, a.name AS app, e.event, e.time, e.client_ip, e.user_key, \
