@@ -181,6 +181,11 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
+/// Above this many events in the largest IPs of a trend grouped by IP, their
+/// cells are counted by selecting the whole range again rather than through
+/// the IP index (one lookup per event).
+const ATTRIBUTE_DRIVEN_TREND: i64 = 20_000;
+
 /// What a trend is grouped by.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrendGroup {
@@ -791,7 +796,6 @@ impl Store {
         let mut filter = query.filter.clone();
         filter.since = Some(since);
         filter.until = Some(until);
-        let mut clauses = Vec::new();
         let mut params = Vec::new();
         let mut join = String::new();
         let group_expr = match &query.group_by {
@@ -808,29 +812,120 @@ impl Store {
                 "g.value"
             }
         };
+        // `params` now holds what `join` needs, and every statement below
+        // starts from it.
+        let base = params;
+        let mut params = base.clone();
+        let mut clauses = Vec::new();
         push_filters(&filter, AttrFilters::In, &mut clauses, &mut params);
-        params.push(Param::Int(since));
-        let sp = params.len();
-        params.push(Param::Int(bucket_ms));
-        let bp = params.len();
-        params.push(Param::Int(
-            i64::try_from(query.max_groups.max(1)).unwrap_or(i64::MAX),
-        ));
-        let gp = params.len();
-        // Only the cells of the largest groups leave the database: grouped
-        // by IP over a busy hour, there can be as many groups as events.
-        let sql = format!(
-            "WITH cells AS MATERIALIZED (SELECT (e.time - ${sp}) / ${bp} AS bucket, \
-             {group_expr} AS grp, CAST(SUM(e.count) AS BIGINT) AS n FROM events e{join}{} \
-             GROUP BY bucket, grp), \
-             top AS (SELECT grp FROM cells GROUP BY grp ORDER BY SUM(n) DESC, grp LIMIT ${gp}) \
-             SELECT c.bucket, c.grp, c.n FROM cells c JOIN top t ON t.grp = c.grp",
-            where_sql(&clauses)
-        );
-        let rows = bind_all(&sql, &params).fetch_all(&self.pool).await?;
+        let cells = |clauses: &[String], params: &mut Vec<Param>| {
+            params.push(Param::Int(since));
+            let sp = params.len();
+            params.push(Param::Int(bucket_ms));
+            format!(
+                "SELECT (e.time - ${sp}) / ${} AS bucket, {group_expr} AS grp, \
+                 CAST(SUM(e.count) AS BIGINT) AS n FROM events e{join}{} \
+                 GROUP BY bucket, grp",
+                params.len(),
+                where_sql(clauses)
+            )
+        };
         let buckets = usize::try_from((until - since + bucket_ms - 1) / bucket_ms)
             .unwrap_or(0)
             .max(1);
+        let rows = if query.group_by.is_none() && attr_filters(&filter).is_empty() {
+            // One range of the time (or event, or app) index per bucket:
+            // no sort of the range's events by bucket, which for a busy
+            // hour of 360 000 events took 80-140 ms instead of 16 ms.
+            params.push(Param::Int(since));
+            let s = params.len();
+            params.push(Param::Int(bucket_ms));
+            let b = params.len();
+            params.push(Param::Int(i64::try_from(buckets).unwrap_or(i64::MAX)));
+            let mut clauses = clauses;
+            clauses.push(format!("e.time >= ${s} + b.i * ${b}"));
+            clauses.push(format!("e.time < ${s} + (b.i + 1) * ${b}"));
+            let sql = format!(
+                "WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i + 1 < ${}) \
+                 SELECT b.i AS bucket, '' AS grp, \
+                 (SELECT CAST(COALESCE(SUM(e.count), 0) AS BIGINT) FROM events e{}) AS n FROM b",
+                params.len(),
+                where_sql(&clauses)
+            );
+            bind_all(&sql, &params).fetch_all(&self.pool).await?
+        } else if query.group_by.is_none() {
+            let sql = cells(&clauses, &mut params);
+            bind_all(&sql, &params).fetch_all(&self.pool).await?
+        } else {
+            // Two steps: the largest groups, then the cells of those groups
+            // only. Grouped by IP over a busy hour there can be as many
+            // groups as events; sorting them once by group alone is the one
+            // large sort.
+            params.push(Param::Int(
+                i64::try_from(query.max_groups.max(1)).unwrap_or(i64::MAX),
+            ));
+            let sql = format!(
+                "SELECT {group_expr} AS grp, CAST(SUM(e.count) AS BIGINT) AS n \
+                 FROM events e{join}{} GROUP BY {group_expr} \
+                 ORDER BY SUM(e.count) DESC, {group_expr} LIMIT ${}",
+                where_sql(&clauses),
+                params.len()
+            );
+            let top = bind_all(&sql, &params).fetch_all(&self.pool).await?;
+            let mut groups = Vec::with_capacity(top.len());
+            let mut top_events = 0i64;
+            for row in &top {
+                groups.push(row.try_get::<String, _>("grp")?);
+                top_events = top_events.saturating_add(row.try_get::<i64, _>("n")?);
+            }
+            if groups.is_empty() {
+                Vec::new()
+            } else {
+                let mut params = base;
+                let mut list = Vec::with_capacity(groups.len());
+                for g in groups {
+                    params.push(Param::Text(g));
+                    list.push(format!("${}", params.len()));
+                }
+                let list = list.join(", ");
+                let mut clauses = Vec::new();
+                // IPs are many and each has few events: unless the largest
+                // groups hold many, the IP index finds their events, and the
+                // other filters are checked on those events alone instead of
+                // selecting the range again. (A property has few values, each
+                // with many events whatever the other filters select.)
+                match query.group_by {
+                    Some(TrendGroup::Ip) if top_events <= ATTRIBUTE_DRIVEN_TREND => {
+                        push_filters(
+                            &filter,
+                            AttrFilters::Exists(None),
+                            &mut clauses,
+                            &mut params,
+                        );
+                        params.push(Param::Int(since));
+                        let s = params.len();
+                        params.push(Param::Int(until));
+                        let u = params.len();
+                        // In the unmerged arm, `b.value || ''` keeps SQLite
+                        // from seeking every unmerged event once per IP: one
+                        // seek to its IP, then the list is checked.
+                        clauses.push(format!(
+                            "e.id IN (SELECT event_id FROM event_attrs WHERE kind = 'i' \
+                             AND key = '' AND value IN ({list}) AND time >= ${s} AND time < ${u} \
+                             UNION ALL SELECT b.event_id FROM {UNMERGED} WHERE {UNMERGED_JOIN} \
+                             AND b.kind = 'i' AND b.key = '' AND b.value || '' IN ({list}) \
+                             AND b.time >= ${s} AND b.time < ${u})"
+                        ));
+                    }
+                    _ => {
+                        push_filters(&filter, AttrFilters::In, &mut clauses, &mut params);
+                        clauses.push(format!("{group_expr} IN ({list})"));
+                    }
+                }
+                let sql = cells(&clauses, &mut params);
+                bind_all(&sql, &params).fetch_all(&self.pool).await?
+            }
+        };
         let mut cells = Vec::with_capacity(rows.len());
         let mut totals: HashMap<String, i64> = HashMap::new();
         for row in rows {
