@@ -25,7 +25,12 @@
 //!
 //! The other filters use `(app_id, time)` and `(event, time)` indexes on
 //! `events`; every list is ordered by `(time, id)` descending, which is
-//! also the cursor.
+//! also the cursor. The `(time, id)` index also carries the client IP and
+//! count, so that a trend over a time range reads the index alone.
+//!
+//! A trend without attribute filters sums each bucket over its own index
+//! range; a grouped trend first finds the largest groups (one sort of the
+//! range by group), then counts the cells of those groups only.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
