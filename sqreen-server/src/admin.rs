@@ -63,7 +63,8 @@ pub fn routes(state: AppState) -> axum::Router<AppState> {
         .route_layer(middleware::from_fn_with_state(state, require_admin))
 }
 
-/// Refuses requests without the admin key.
+/// Refuses requests without the admin key (401), and every attempt from an
+/// address that sent too many wrong ones lately (429, see [`crate::guesses`]).
 pub async fn require_admin(
     State(state): State<AppState>,
     request: Request,
@@ -74,15 +75,21 @@ pub async fn require_admin(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(key)
-            if !key.is_empty()
-                && secret::same_hash(&secret::hash(key), &state.settings.admin_key_hash) =>
-        {
-            next.run(request).await
-        }
-        _ => ApiError::unauthorized("missing or wrong admin key").into_response(),
+        .map(str::trim)
+        .filter(|key| !key.is_empty());
+    let Some(key) = presented else {
+        return ApiError::unauthorized("missing admin key").into_response();
+    };
+    let peer = crate::guesses::peer(request.extensions());
+    let now = crate::time::now_ms();
+    if let Err(retry_after_s) = state.guesses.check(peer, now) {
+        return ApiError::too_many_guesses(retry_after_s).into_response();
+    }
+    if secret::same_hash(&secret::hash(key), &state.settings.admin_key_hash) {
+        next.run(request).await
+    } else {
+        state.guesses.failed(peer, now);
+        ApiError::unauthorized("wrong admin key").into_response()
     }
 }
 

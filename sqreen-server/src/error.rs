@@ -16,6 +16,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What went wrong, for the client.
     pub message: String,
+    /// Seconds to wait before trying again (`Retry-After`), for 429.
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -24,6 +26,7 @@ impl ApiError {
         Self {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
+            retry_after_s: None,
         }
     }
 
@@ -32,6 +35,16 @@ impl ApiError {
         Self {
             status: StatusCode::UNAUTHORIZED,
             message: message.into(),
+            retry_after_s: None,
+        }
+    }
+
+    /// 429: too many wrong admin keys; try again in `retry_after_s`.
+    pub fn too_many_guesses(retry_after_s: u64) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!("too many wrong admin keys: try again in {retry_after_s} s"),
+            retry_after_s: Some(retry_after_s),
         }
     }
 
@@ -40,6 +53,7 @@ impl ApiError {
         Self {
             status: StatusCode::NOT_FOUND,
             message: format!("no such {what}"),
+            retry_after_s: None,
         }
     }
 }
@@ -50,12 +64,14 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(what) => Self {
                 status: StatusCode::CONFLICT,
                 message: format!("{what} already exists"),
+                retry_after_s: None,
             },
             other => {
                 tracing::error!(event = "store.error", error = %other, "storage failed");
                 Self {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
                     message: "storage error".into(),
+                    retry_after_s: None,
                 }
             }
         }
@@ -76,6 +92,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(s) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         response
     }

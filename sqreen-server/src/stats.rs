@@ -30,6 +30,7 @@ pub struct Stats {
     unauthorized: AtomicU64,
     not_found: AtomicU64,
     too_large: AtomicU64,
+    too_many_requests: AtomicU64,
     other_client_error: AtomicU64,
     server_error: AtomicU64,
     events_stored: AtomicU64,
@@ -47,6 +48,8 @@ pub struct StatsView {
     pub not_found: u64,
     /// Requests answered 413 (body over the limit).
     pub too_large: u64,
+    /// Requests answered 429 (too many wrong admin keys from one address).
+    pub too_many_requests: u64,
     /// Other 4xx answers (wrong method, media type…).
     pub other_client_error: u64,
     /// 5xx answers (storage failures).
@@ -69,6 +72,7 @@ impl Stats {
             StatusCode::UNAUTHORIZED => &self.unauthorized,
             StatusCode::NOT_FOUND => &self.not_found,
             StatusCode::PAYLOAD_TOO_LARGE => &self.too_large,
+            StatusCode::TOO_MANY_REQUESTS => &self.too_many_requests,
             s if s.is_client_error() => &self.other_client_error,
             s if s.is_server_error() => &self.server_error,
             _ => return,
@@ -91,6 +95,7 @@ impl Stats {
             unauthorized: get(&self.unauthorized),
             not_found: get(&self.not_found),
             too_large: get(&self.too_large),
+            too_many_requests: get(&self.too_many_requests),
             other_client_error: get(&self.other_client_error),
             server_error: get(&self.server_error),
             events_stored: get(&self.events_stored),
@@ -143,7 +148,7 @@ mod tests {
     #[test]
     fn statuses_are_counted_by_kind() {
         let stats = Stats::default();
-        for s in [400, 400, 401, 404, 405, 413, 500, 503, 200, 303] {
+        for s in [400, 400, 401, 404, 405, 413, 429, 500, 503, 200, 303] {
             stats.count_status(StatusCode::from_u16(s).unwrap_or(StatusCode::OK));
         }
         stats.count_events(7, 2);
@@ -155,6 +160,7 @@ mod tests {
                 unauthorized: 1,
                 not_found: 1,
                 too_large: 1,
+                too_many_requests: 1,
                 other_client_error: 1,
                 server_error: 2,
                 events_stored: 7,

@@ -81,6 +81,67 @@ fn admin_needs_the_key() {
     }
 }
 
+/// After 20 wrong admin keys from one address, every attempt from it is
+/// refused with 429 and `Retry-After`, the right key too, on the API and
+/// the dashboard's login form; other addresses are not affected, and the
+/// refusals are counted.
+#[test]
+fn admin_key_guesses_are_limited() {
+    let server = TestServer::start();
+    let from = |ip: [u8; 4]| {
+        reqwest::blocking::Client::builder()
+            .no_proxy()
+            .local_address(std::net::IpAddr::from(ip))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    };
+    let guesser = from([127, 0, 0, 2]);
+    let api = |http: &reqwest::blocking::Client, key: &str| {
+        http.get(format!("{}/api/alerts", server.url))
+            .bearer_auth(key)
+            .send()
+            .unwrap()
+    };
+    for i in 0..sqreen_server::guesses::MAX_FAILURES {
+        assert_eq!(
+            api(&guesser, &format!("guess-{i}")).status(),
+            401,
+            "guess {i}"
+        );
+    }
+    for key in ["one more guess", ADMIN_KEY] {
+        let r = api(&guesser, key);
+        assert_eq!(r.status(), 429, "{key}");
+        let wait: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    }
+    let login = guesser
+        .post(format!("{}/login", server.url))
+        .form(&[("key", ADMIN_KEY)])
+        .send()
+        .unwrap();
+    assert_eq!(login.status(), 429);
+    assert!(login.headers().get("set-cookie").is_none());
+    // Another address still gets in, and sees the refusals counted.
+    let other = from([127, 0, 0, 3]);
+    let r = api(&other, ADMIN_KEY);
+    assert_eq!(r.status(), 200);
+    let stats: Value = other
+        .get(format!("{}/api/stats", server.url))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(stats["too_many_requests"], 3, "{stats}");
+    assert_eq!(stats["unauthorized"], 20, "{stats}");
+}
+
 /// Apps: created with a token, names unique, bodies checked.
 #[test]
 fn apps_are_created_once() {

@@ -321,6 +321,22 @@ fn sessions_work_across_processes(db: &str) {
         ],
     );
     assert_eq!(r.status(), 303);
+    // Logging out on A ends the session on B too: a copy of the cookie
+    // no longer opens a page or posts a form.
+    let (_, page) = get_page(&a, &cookie, "/events");
+    let csrf = csrf_of(&page);
+    let r = post_form(&a, &cookie, "/logout", &[("csrf", csrf.as_str())]);
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/login");
+    for server in [&a, &b] {
+        let (status, _) = get_page(server, &cookie, "/events");
+        assert_eq!(status, 303, "a logged-out cookie opens no page");
+        let r = post_form(server, &cookie, "/logout", &[("csrf", csrf.as_str())]);
+        assert_eq!(r.status(), 403);
+    }
+    // A new login works.
+    let (status, _) = get_page(&b, &session_cookie(&b), "/events");
+    assert_eq!(status, 200);
 }
 
 fn html_in_events_is_escaped(db: &str) {
@@ -401,7 +417,8 @@ on_both_backends!(
 
 on_both_backends!(
     /// A session cookie from one server process is accepted by another on the
-    /// same database and admin key (no in-process session state).
+    /// same database and admin key (no in-process session state), and a
+    /// logout in one ends it in both.
     sessions_work_across_processes => sessions_work_across_processes_sqlite, sessions_work_across_processes_postgres
 );
 

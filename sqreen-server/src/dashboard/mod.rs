@@ -40,7 +40,7 @@ use crate::secret;
 use crate::time::now_ms;
 use layout::{PageError, bare_page, html_response};
 use playbooks::CsrfForm;
-use session::{AdminSession, COOKIE, SessionKey, cookie_value};
+use session::{AdminSession, SessionKey};
 
 /// Largest form body accepted.
 const FORM_LIMIT: usize = 64 * 1024;
@@ -80,13 +80,12 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-fn logged_in(state: &AppState, headers: &HeaderMap) -> bool {
-    let key = SessionKey::from_admin_hash(&state.settings.admin_key_hash);
-    cookie_value(headers, COOKIE).is_some_and(|c| key.verify(c, now_ms()))
+async fn logged_in(state: &AppState, headers: &HeaderMap) -> bool {
+    AdminSession::of(state, headers).await.is_some()
 }
 
 async fn root(State(state): State<AppState>, headers: HeaderMap) -> Redirect {
-    if logged_in(&state, &headers) {
+    if logged_in(&state, &headers).await {
         Redirect::to("/events")
     } else {
         Redirect::to("/login")
@@ -108,7 +107,7 @@ fn login_form(status: StatusCode, error: Option<&str>) -> Response {
 }
 
 async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if logged_in(&state, &headers) {
+    if logged_in(&state, &headers).await {
         return Redirect::to("/events").into_response();
     }
     login_form(StatusCode::OK, None)
@@ -123,11 +122,29 @@ struct LoginForm {
 
 async fn login(
     State(state): State<AppState>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
     let key = form.key.trim();
+    let peer = crate::guesses::peer(&extensions);
+    let now = now_ms();
+    if let Err(retry_after_s) = state.guesses.check(peer, now) {
+        let mut response = login_form(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&format!(
+                "Too many wrong admin keys from your address: try again in {retry_after_s} s."
+            )),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+        return Ok(response);
+    }
     if key.is_empty() || !secret::same_hash(&secret::hash(key), &state.settings.admin_key_hash) {
+        if !key.is_empty() {
+            state.guesses.failed(peer, now);
+        }
         tracing::warn!(
             event = "dashboard.login_failed",
             "dashboard login with a wrong admin key"
@@ -148,8 +165,13 @@ async fn login(
     Ok(response)
 }
 
-async fn logout(session: AdminSession, Form(form): Form<CsrfForm>) -> Result<Response, PageError> {
+async fn logout(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
     session.check_csrf(&form.csrf)?;
+    session.revoke(&state).await?;
     tracing::info!(event = "dashboard.logout", "dashboard logout");
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().insert(

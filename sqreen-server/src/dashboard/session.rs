@@ -1,4 +1,4 @@
-//! Dashboard sessions and CSRF tokens, without server-side state.
+//! Dashboard sessions and CSRF tokens: signed cookies, with logouts stored.
 //!
 //! Logging in with the admin key sets the `sqreen_session` cookie
 //! (`HttpOnly; SameSite=Strict; Path=/`, plus `Secure` behind an HTTPS proxy
@@ -12,8 +12,10 @@
 //! process knows: two processes behind one PostgreSQL database accept each
 //! other's cookies, nothing is stored, and changing the admin key ends every
 //! session. A cookie is valid for [`SESSION_TTL_MS`] after it was issued.
-//! Logging out clears the cookie in the browser; a copied cookie stays valid
-//! until it expires (the price of being stateless).
+//! Logging out clears the cookie in the browser and records the cookie's
+//! nonce in the database (`revoked_sessions`, until the cookie would have
+//! expired): a copy of the cookie no longer opens the dashboard, in any
+//! process. That is the one lookup a session costs.
 //!
 //! The CSRF token of a session is `HMAC(session key, "csrf\0" cookie)`: every
 //! state-changing form carries it in a hidden `csrf` field, and a request
@@ -108,6 +110,15 @@ impl SessionKey {
             .is_ok()
     }
 
+    /// The nonce of a session cookie (which [`SessionKey::verify`] accepted)
+    /// and when it expires (ms).
+    fn nonce_and_expiry(cookie: &str) -> Option<(&str, i64)> {
+        let mut parts = cookie.splitn(3, '.');
+        let issued = parts.next()?.parse::<i64>().ok()?;
+        let nonce = parts.next()?;
+        Some((nonce, issued.saturating_add(SESSION_TTL_MS)))
+    }
+
     /// The CSRF token of session `cookie`.
     pub fn csrf_token(&self, cookie: &str) -> String {
         secret::hex(
@@ -174,6 +185,37 @@ pub struct AdminSession {
 }
 
 impl AdminSession {
+    /// The session of a request, if its cookie is valid, unexpired and not
+    /// logged out. A failed lookup of logouts counts as no session.
+    pub async fn of(state: &AppState, headers: &HeaderMap) -> Option<Self> {
+        let key = SessionKey::from_admin_hash(&state.settings.admin_key_hash);
+        let cookie = cookie_value(headers, COOKIE).filter(|c| key.verify(c, now_ms()))?;
+        let (nonce, _) = SessionKey::nonce_and_expiry(cookie)?;
+        match state.store.session_revoked(nonce).await {
+            Ok(false) => Some(Self {
+                key,
+                cookie: cookie.to_owned(),
+            }),
+            Ok(true) => None,
+            Err(e) => {
+                tracing::error!(event = "dashboard.session_lookup_failed", error = %e,
+                    "could not check the session against logouts: treated as logged out");
+                None
+            }
+        }
+    }
+
+    /// Ends this session in every process (see the module docs).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn revoke(&self, state: &AppState) -> Result<(), crate::store::StoreError> {
+        match SessionKey::nonce_and_expiry(&self.cookie) {
+            Some((nonce, expires_at)) => state.store.revoke_session(nonce, expires_at).await,
+            None => Ok(()),
+        }
+    }
+
     /// The CSRF token to put in this session's forms.
     pub fn csrf(&self) -> String {
         self.key.csrf_token(&self.cookie)
@@ -225,16 +267,12 @@ impl FromRequestParts<AppState> for AdminSession {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let key = SessionKey::from_admin_hash(&state.settings.admin_key_hash);
-        match cookie_value(&parts.headers, COOKIE) {
-            Some(cookie) if key.verify(cookie, now_ms()) => Ok(Self {
-                key,
-                cookie: cookie.to_owned(),
-            }),
-            _ if parts.method == Method::GET || parts.method == Method::HEAD => {
+        match Self::of(state, &parts.headers).await {
+            Some(session) => Ok(session),
+            None if parts.method == Method::GET || parts.method == Method::HEAD => {
                 Err(NoSession::Redirect)
             }
-            _ => Err(NoSession::Forbidden),
+            None => Err(NoSession::Forbidden),
         }
     }
 }

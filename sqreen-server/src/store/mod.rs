@@ -502,7 +502,8 @@ impl Store {
     }
 
     /// Forgets sessions not seen since `before` (ms), playbook hits older
-    /// than `hits_before` and expired alert locks: the periodic housekeeping.
+    /// than `hits_before`, expired alert locks and the logouts of dashboard
+    /// sessions that have expired anyway: the periodic housekeeping.
     ///
     /// # Errors
     /// Database errors.
@@ -520,7 +521,45 @@ impl Store {
             .bind(now_ms())
             .execute(&self.writer)
             .await?;
+        sqlx::query("DELETE FROM revoked_sessions WHERE expires_at <= $1")
+            .bind(now_ms())
+            .execute(&self.writer)
+            .await?;
         Ok(())
+    }
+
+    // ── dashboard sessions ──────────────────────────────────────────────
+
+    /// Ends the dashboard session whose cookie carries `nonce`: every
+    /// process on this database refuses it from now on. `expires_at` (ms)
+    /// is when the cookie would have expired, after which the row is
+    /// forgotten by [`Store::prune`].
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn revoke_session(&self, nonce: &str, expires_at: i64) -> Result<(), StoreError> {
+        let _w = self.write_guard().await;
+        sqlx::query(
+            "INSERT INTO revoked_sessions (nonce, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (nonce) DO NOTHING",
+        )
+        .bind(nonce)
+        .bind(expires_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the dashboard session of `nonce` was ended by a logout.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn session_revoked(&self, nonce: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 AS revoked FROM revoked_sessions WHERE nonce = $1")
+            .bind(nonce)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
     }
 }
 

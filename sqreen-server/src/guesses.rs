@@ -1,0 +1,183 @@
+//! Limits guesses of the admin key, per client address.
+//!
+//! The admin key guards the admin API (`Authorization: Bearer`) and the
+//! dashboard's login form. A generated key is 256 random bits, but one given
+//! with `--admin-key` may be short; without a limit, an attacker could try
+//! thousands of keys a second. After [`MAX_FAILURES`] wrong keys from one
+//! address within a [`WINDOW_MS`] window, every attempt from that address,
+//! right key or not, is refused with `429 Too Many Requests` (and
+//! `Retry-After`) until the window ends: refusing the right key too keeps
+//! the answer from telling a guess apart.
+//!
+//! An address is an IPv4 address or an IPv6 /64 (one host usually holds a
+//! whole /64). The address is the TCP peer's: behind a reverse proxy every
+//! client shares the proxy's, and a guesser then locks the admin out for
+//! the rest of the window. Requests without a known peer (a router served
+//! without `ConnectInfo`) share one budget. Each server process counts its
+//! own: `N` processes on one database allow `N` times the guesses.
+//!
+//! ```
+//! use sqreen_server::guesses::{KeyGuesses, MAX_FAILURES, WINDOW_MS};
+//! let guesses = KeyGuesses::default();
+//! let ip = Some("203.0.113.7".parse().unwrap());
+//! for _ in 0..MAX_FAILURES {
+//!     assert!(guesses.check(ip, 0).is_ok());
+//!     guesses.failed(ip, 0);
+//! }
+//! assert_eq!(guesses.check(ip, 1_000), Err(59));
+//! assert!(guesses.check(ip, WINDOW_MS).is_ok());
+//! ```
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+
+use axum::extract::ConnectInfo;
+use axum::http::Extensions;
+
+/// Wrong keys allowed from one address per window.
+pub const MAX_FAILURES: u32 = 20;
+/// The window, in milliseconds.
+pub const WINDOW_MS: i64 = 60_000;
+/// Addresses tracked at once; past this, expired windows are forgotten, and
+/// if all are live, new addresses share the budget of unknown peers.
+const MAX_TRACKED: usize = 10_000;
+
+/// One address's failures in its current window.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    start_ms: i64,
+    failures: u32,
+}
+
+/// Wrong admin keys per address (see the module docs).
+#[derive(Debug, Default)]
+pub struct KeyGuesses {
+    windows: Mutex<HashMap<Option<IpAddr>, Window>>,
+}
+
+/// The address an attempt is counted under: IPv6 addresses by their /64.
+fn bucket(ip: Option<IpAddr>) -> Option<IpAddr> {
+    match ip? {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => Some(IpAddr::V4(v4)),
+            None => Some(IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into())),
+        },
+        v4 => Some(v4),
+    }
+}
+
+/// The TCP peer's address of a request, when the server was started with
+/// `ConnectInfo` (as [`crate::Server::serve`] does).
+pub fn peer(extensions: &Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// Where `ip`'s attempts are counted: its own window if it has one or if
+/// there is room for one, else the unknown peers' window.
+fn slot(windows: &HashMap<Option<IpAddr>, Window>, ip: Option<IpAddr>) -> Option<IpAddr> {
+    let key = bucket(ip);
+    if windows.contains_key(&key) || windows.len() < MAX_TRACKED {
+        key
+    } else {
+        None
+    }
+}
+
+impl KeyGuesses {
+    /// Whether `ip` may present a key at `now_ms`: `Err(seconds)` until its
+    /// window ends when it has used up its wrong keys.
+    pub fn check(&self, ip: Option<IpAddr>, now_ms: i64) -> Result<(), u64> {
+        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        match windows.get(&slot(&windows, ip)) {
+            Some(w) if w.failures >= MAX_FAILURES && now_ms < w.start_ms + WINDOW_MS => {
+                let left_ms = w.start_ms + WINDOW_MS - now_ms;
+                Err(u64::try_from((left_ms + 999) / 1000).unwrap_or(1).max(1))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a wrong key from `ip` at `now_ms`.
+    pub fn failed(&self, ip: Option<IpAddr>, now_ms: i64) {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if !windows.contains_key(&bucket(ip)) && windows.len() >= MAX_TRACKED {
+            windows.retain(|_, w| now_ms < w.start_ms + WINDOW_MS);
+        }
+        let key = slot(&windows, ip);
+        let w = windows.entry(key).or_insert(Window {
+            start_ms: now_ms,
+            failures: 0,
+        });
+        if now_ms >= w.start_ms + WINDOW_MS {
+            *w = Window {
+                start_ms: now_ms,
+                failures: 0,
+            };
+        }
+        w.failures = w.failures.saturating_add(1);
+        if w.failures == MAX_FAILURES {
+            tracing::warn!(
+                event = "admin_key.guesses_limited",
+                client = %key.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+                window_s = WINDOW_MS / 1000,
+                "too many wrong admin keys from one address: refusing its attempts until the window ends"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().expect("an IP"))
+    }
+
+    /// Addresses count apart; an IPv6 /64 counts as one address.
+    #[test]
+    fn addresses_count_apart() {
+        let g = KeyGuesses::default();
+        for i in 0..MAX_FAILURES {
+            g.failed(ip(&format!("2001:db8::{i}")), 0);
+        }
+        assert!(g.check(ip("2001:db8::ffff"), 0).is_err());
+        assert!(g.check(ip("2001:db8:0:1::1"), 0).is_ok());
+        assert!(g.check(ip("198.51.100.1"), 0).is_ok());
+        assert!(g.check(None, 0).is_ok());
+    }
+
+    /// Below the limit nothing is refused; a new window starts afresh.
+    #[test]
+    fn windows_reset() {
+        let g = KeyGuesses::default();
+        let a = ip("198.51.100.1");
+        for _ in 0..MAX_FAILURES - 1 {
+            g.failed(a, 0);
+        }
+        assert!(g.check(a, 0).is_ok());
+        g.failed(a, WINDOW_MS);
+        assert!(g.check(a, WINDOW_MS).is_ok());
+    }
+
+    /// When every tracked address is live, new ones share the unknown
+    /// peers' budget instead of growing the map.
+    #[test]
+    fn tracking_is_bounded() {
+        let g = KeyGuesses::default();
+        for i in 0..MAX_TRACKED as u32 {
+            g.failed(Some(IpAddr::V4(i.into())), 0);
+        }
+        for _ in 0..MAX_FAILURES {
+            g.failed(ip("203.0.113.9"), 0);
+        }
+        assert!(g.check(None, 0).is_err());
+        assert!(g.check(ip("203.0.113.9"), 0).is_err());
+        assert!(g.check(Some(IpAddr::V4(7.into())), 0).is_ok());
+        let size = g.windows.lock().expect("lock").len();
+        assert_eq!(size, MAX_TRACKED + 1);
+    }
+}
