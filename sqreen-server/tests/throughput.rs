@@ -93,14 +93,26 @@ fn event(i: usize, now: i64) -> NewEvent {
 #[test]
 #[ignore = "latency check; run in release"]
 fn explorer_latency_sqlite() {
+    explorer_latency(&sqlite_url());
+}
+
+/// The same on PostgreSQL (`SQREEN_TEST_POSTGRES_URL`).
+#[test]
+#[ignore = "latency check; run in release"]
+fn explorer_latency_postgres() {
+    if let Some(url) = postgres_url("explorer_latency_postgres") {
+        explorer_latency(&url);
+    }
+}
+
+fn explorer_latency(url: &str) {
     let n: usize = std::env::var("SQREEN_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let url = sqlite_url();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store = Store::connect(&url).await.unwrap();
+        let store = Store::connect(url).await.unwrap();
         let (app, _) = store.create_app("bench").await.unwrap();
         let now = sqreen_server::time::now_ms();
         // Oldest first, as they would arrive. Event `i` has 3⅓ attributes:
