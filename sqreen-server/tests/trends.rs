@@ -13,8 +13,9 @@ use common::*;
 use serde_json::{Map, json};
 use sqreen_server::store::{EventFilter, NewEvent, Store, TrendGroup, TrendQuery};
 
-/// Ten minutes of events, one every 5 s: 7 IPs, two event names, two plans,
-/// some events standing for two occurrences, a user on every fifth.
+/// Ten minutes of events, one every 5 s: 7 IPs (and a third of the events
+/// without one), two event names, two plans, some events standing for two
+/// occurrences, a user on every fifth.
 fn events(t0: i64) -> Vec<NewEvent> {
     (0..120)
         .map(|i: i64| {
@@ -31,7 +32,11 @@ fn events(t0: i64) -> Vec<NewEvent> {
                 rid: format!("trend-{i}"),
                 event: if i % 4 == 0 { "a" } else { "b" }.to_owned(),
                 time: t0 + i * 5_000,
-                client_ip: format!("10.0.0.{}", i % 7),
+                client_ip: if i % 3 == 1 {
+                    String::new()
+                } else {
+                    format!("10.0.0.{}", i % 7)
+                },
                 user_identifiers,
                 properties,
                 count: if i % 10 == 0 { 2 } else { 1 },
@@ -109,7 +114,8 @@ async fn check_trends(url: &str) {
             store.merge_attributes().await.unwrap();
         }
         let plan = |e: &NewEvent| e.properties["plan"].as_str().map(str::to_owned);
-        let ip = |e: &NewEvent| Some(e.client_ip.clone());
+        // Events without an IP belong to no IP group.
+        let ip = |e: &NewEvent| (!e.client_ip.is_empty()).then(|| e.client_ip.clone());
         // Events without a user are a group of their own, named "".
         let user = |e: &NewEvent| Some(e.user_key());
         let in_app = |e: &NewEvent| !e.rid.ends_with("-blog");

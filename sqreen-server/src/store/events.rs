@@ -194,11 +194,12 @@ const ATTRIBUTE_DRIVEN_TREND: i64 = 20_000;
 /// What a trend is grouped by.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrendGroup {
-    /// Client IP.
+    /// Client IP; events without one are in no group.
     Ip,
-    /// User identifiers.
+    /// User identifiers (their canonical JSON); events without a user are
+    /// the group `""`.
     User,
-    /// The value of one property.
+    /// The value of one property; events without it are in no group.
     Property(String),
 }
 
@@ -839,6 +840,12 @@ impl Store {
         let mut params = base.clone();
         let mut clauses = Vec::new();
         push_filters(&filter, AttrFilters::In, &mut clauses, &mut params);
+        // Grouped by IP, events without one belong to no group (as events
+        // without the property, grouped by a property).
+        let ip_known = "e.client_ip <> ''".to_owned();
+        if matches!(query.group_by, Some(TrendGroup::Ip)) {
+            clauses.push(ip_known.clone());
+        }
         let cells = |clauses: &[String], params: &mut Vec<Param>| {
             params.push(Param::Int(since));
             let sp = params.len();
@@ -940,6 +947,9 @@ impl Store {
                     }
                     _ => {
                         push_filters(&filter, AttrFilters::In, &mut clauses, &mut params);
+                        if matches!(query.group_by, Some(TrendGroup::Ip)) {
+                            clauses.push(ip_known);
+                        }
                         clauses.push(format!("{group_expr} IN ({list})"));
                     }
                 }
