@@ -148,6 +148,16 @@ fn explorer_latency(url: &str) {
         .unwrap();
         eprintln!("-- the newest {unmerged} events unmerged ({waiting} attribute rows):");
         explorer_queries(&store, now).await;
+        // PostgreSQL's first reads of freshly written rows check each row's
+        // transaction and cannot answer from an index alone until a vacuum
+        // has marked the pages all-visible, which autovacuum does after
+        // inserts. Measure both: just after the bulk load, and after that.
+        let postgres = url.starts_with("postgres");
+        if postgres {
+            vacuum(&store).await;
+            eprintln!("-- the same after VACUUM (as autovacuum leaves the tables):");
+            explorer_queries(&store, now).await;
+        }
         let merge = Instant::now();
         let moved = store.merge_attributes().await.unwrap();
         eprintln!(
@@ -155,7 +165,22 @@ fn explorer_latency(url: &str) {
             merge.elapsed()
         );
         explorer_queries(&store, now).await;
+        if postgres {
+            vacuum(&store).await;
+            eprintln!("-- the same after VACUUM:");
+            explorer_queries(&store, now).await;
+        }
     });
+}
+
+/// `VACUUM ANALYZE` of the whole database (PostgreSQL).
+async fn vacuum(store: &Store) {
+    let started = Instant::now();
+    sqlx::query("VACUUM ANALYZE")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    eprintln!("   (VACUUM ANALYZE took {:?})", started.elapsed());
 }
 
 /// Times each explorer query shape over the events of [`event`].
