@@ -183,8 +183,24 @@ async fn vacuum(store: &Store) {
     eprintln!("   (VACUUM ANALYZE took {:?})", started.elapsed());
 }
 
-/// Times each explorer query shape over the events of [`event`].
+/// Times each explorer query shape over the events of [`event`], as many
+/// times in a row as `SQREEN_BENCH_REPEAT` says (default 1: the first
+/// queries on the store's connections).
 async fn explorer_queries(store: &Store, now: i64) {
+    let repeat: usize = std::env::var("SQREEN_BENCH_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    for round in 0..repeat {
+        if round > 0 {
+            eprintln!("   (again)");
+        }
+        explorer_round(store, now).await;
+    }
+}
+
+/// One round of [`explorer_queries`].
+async fn explorer_round(store: &Store, now: i64) {
     let f = |set: &dyn Fn(&mut EventFilter)| {
         let mut filter = EventFilter::default();
         set(&mut filter);

@@ -1162,31 +1162,180 @@ const GROUP_SEPARATOR: char = '\u{1e}';
 /// group and returns the `max_groups` largest, largest first, ties by bytes.
 /// `None` is no event. Errors with the first item whose count is not a
 /// number.
+///
+/// Hundreds of thousands of groups make a hash map larger than the CPU's
+/// caches, and a map probe or a look at a group's bytes then costs a cache
+/// miss. So each item is read once, in order, to take its hash and the
+/// first 8 bytes of its group; the items are split by hash into partitions
+/// whose maps stay in cache, and the largest groups are kept in a small
+/// heap that compares prefixes before bytes. 360 000 IPs: 40-85 ms with
+/// one map, 19-32 ms this way.
 fn rank_groups(joined: Option<&str>, max_groups: usize) -> Result<Vec<(String, i64)>, String> {
     let Some(joined) = joined else {
         return Ok(Vec::new());
     };
-    let mut totals: HashMap<&str, i64, foldhash::fast::RandomState> =
-        HashMap::with_capacity_and_hasher(joined.len() / 16, Default::default());
+    let hasher = foldhash::fast::FixedState::default();
+    let mut items = Vec::with_capacity(joined.len() / 12 + 1);
     for item in joined.split(GROUP_SEPARATOR) {
         let (group, n) = match item.rsplit_once(COUNT_SEPARATOR) {
             Some((group, n)) => (group, n.parse::<i64>().map_err(|_| item.to_owned())?),
             None => (item, 1),
         };
-        let total = totals.entry(group).or_default();
-        *total = total.saturating_add(n);
+        items.push(Item {
+            key: GroupKey {
+                hash: std::hash::BuildHasher::hash_one(&hasher, group),
+                prefix: prefix(group),
+                group,
+            },
+            n,
+        });
     }
-    let mut ranked: Vec<(&str, i64)> = totals.into_iter().collect();
-    let order = |a: &(&str, i64), b: &(&str, i64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0));
-    if ranked.len() > max_groups {
-        ranked.select_nth_unstable_by(max_groups - 1, order);
-        ranked.truncate(max_groups);
+    // Partition by the hash's top bits: a counting sort.
+    let bits: u32 = if items.len() > 1 << 14 { 6 } else { 0 };
+    let part = |hash: u64| {
+        if bits == 0 {
+            0
+        } else {
+            (hash >> (64 - bits)) as usize
+        }
+    };
+    let mut starts = vec![0usize; (1 << bits) + 1];
+    for item in &items {
+        starts[part(item.key.hash) + 1] += 1;
     }
-    ranked.sort_unstable_by(order);
-    Ok(ranked
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut next = starts.clone();
+    let mut sorted = vec![Item::default(); items.len()];
+    for item in items {
+        let slot = &mut next[part(item.key.hash)];
+        sorted[*slot] = item;
+        *slot += 1;
+    }
+    let mut totals: HashMap<GroupKey<'_>, i64, PassHash> =
+        HashMap::with_capacity_and_hasher(sorted.len() >> bits << 1, PassHash);
+    let mut top = std::collections::BinaryHeap::with_capacity(max_groups + 1);
+    for window in starts.windows(2) {
+        totals.clear();
+        for item in &sorted[window[0]..window[1]] {
+            let total = totals.entry(item.key).or_default();
+            *total = total.saturating_add(item.n);
+        }
+        for (key, n) in totals.drain() {
+            let ranked = Ranked { n, key };
+            if top.len() < max_groups {
+                top.push(ranked);
+            } else if top.peek().is_some_and(|worst| ranked < *worst) {
+                top.pop();
+                top.push(ranked);
+            }
+        }
+    }
+    Ok(top
+        .into_sorted_vec()
         .into_iter()
-        .map(|(group, n)| (group.to_owned(), n))
+        .map(|r| (r.key.group.to_owned(), r.n))
         .collect())
+}
+
+/// A group of [`rank_groups`] with what is known of it without reading it again.
+#[derive(Clone, Copy, Default)]
+struct GroupKey<'a> {
+    hash: u64,
+    /// The first 8 bytes, big-endian (shorter groups padded with zeros):
+    /// comparing prefixes orders groups as their bytes do, up to ties.
+    prefix: u64,
+    group: &'a str,
+}
+
+impl PartialEq for GroupKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.prefix == other.prefix && self.group == other.group
+    }
+}
+
+impl Eq for GroupKey<'_> {}
+
+impl std::hash::Hash for GroupKey<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// One event's group and count.
+#[derive(Clone, Copy, Default)]
+struct Item<'a> {
+    key: GroupKey<'a>,
+    n: i64,
+}
+
+/// A group's total; ordered so that the better-ranked (larger, then
+/// smaller bytes) is less, and a max-heap keeps the worst on top.
+struct Ranked<'a> {
+    n: i64,
+    key: GroupKey<'a>,
+}
+
+impl Ord for Ranked<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .n
+            .cmp(&self.n)
+            .then_with(|| self.key.prefix.cmp(&other.key.prefix))
+            .then_with(|| self.key.group.cmp(other.key.group))
+    }
+}
+
+impl PartialOrd for Ranked<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ranked<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Ranked<'_> {}
+
+/// The first 8 bytes of `group`, big-endian, padded with zeros.
+fn prefix(group: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = group.len().min(8);
+    bytes[..n].copy_from_slice(&group.as_bytes()[..n]);
+    u64::from_be_bytes(bytes)
+}
+
+/// Hashes a [`GroupKey`] by the hash it carries.
+#[derive(Clone, Copy, Default)]
+struct PassHash;
+
+impl std::hash::BuildHasher for PassHash {
+    type Hasher = PassHasher;
+    fn build_hasher(&self) -> PassHasher {
+        PassHasher(0)
+    }
+}
+
+/// The hasher of [`PassHash`]: the last `u64` written.
+struct PassHasher(u64);
+
+impl std::hash::Hasher for PassHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else in all the same.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 #[cfg(test)]
@@ -1216,6 +1365,34 @@ mod tests {
         assert_eq!(rank_groups(Some(""), 5), Ok(vec![(String::new(), 1)]));
         assert_eq!(rank_groups(None, 5), Ok(Vec::new()));
         assert_eq!(rank_groups(Some("a\u{1f}x"), 5), Err("a\u{1f}x".to_owned()));
+    }
+
+    /// Enough groups to be split into partitions: the same ranking as
+    /// adding them up in a sorted map.
+    #[test]
+    fn rank_groups_partitioned_matches_sorted_map() {
+        let mut joined = Vec::new();
+        let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+        for i in 0..60_000u64 {
+            // Groups sharing long prefixes, some repeated, some counts > 1.
+            let group = format!("2001:db8::{:x}", (i * 7919) % 45_000);
+            let n = if i % 11 == 0 { 3 } else { 1 };
+            *expected.entry(group.clone()).or_default() += n;
+            joined.push(if n == 1 {
+                group
+            } else {
+                format!("{group}{COUNT_SEPARATOR}{n}")
+            });
+        }
+        let joined = joined.join(&GROUP_SEPARATOR.to_string());
+        let mut ranked: Vec<(String, i64)> = expected.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        for max in [1, 20, 100] {
+            assert_eq!(
+                rank_groups(Some(&joined), max).as_deref(),
+                Ok(&ranked[..max])
+            );
+        }
     }
 
     /// Cursors round-trip; garbage is refused.
