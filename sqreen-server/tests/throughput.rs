@@ -175,8 +175,8 @@ fn explorer_latency(url: &str) {
 }
 
 /// Waits (at most 5 minutes) until autovacuum has visited the event tables
-/// since their last 20 000 inserts, as migration 0007 asks of it
-/// (PostgreSQL).
+/// since their last 20 000 inserts, as migration 0007 asks of it, and has
+/// no worker running (PostgreSQL).
 async fn wait_for_autovacuum(store: &Store) {
     let started = Instant::now();
     loop {
@@ -188,7 +188,16 @@ async fn wait_for_autovacuum(store: &Store) {
         .fetch_one(store.pool())
         .await
         .unwrap();
-        if behind == 0 {
+        // Its workers (vacuum, then analyze) also done: they compete for
+        // the two cores.
+        let working: i64 = sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM pg_stat_activity \
+             WHERE backend_type = 'autovacuum worker'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        if behind == 0 && working == 0 {
             eprintln!("   (autovacuum caught up after {:?})", started.elapsed());
             return;
         }

@@ -191,6 +191,14 @@ pub struct EventPage {
 /// the IP index (one lookup per event).
 const ATTRIBUTE_DRIVEN_TREND: i64 = 20_000;
 
+/// By default, a trend grouped by a property is counted in one pass when its
+/// cells (bucket × value with events) are at most this many
+/// ([`Store::with_one_pass_cells`]); above, in two steps
+/// (the largest values, then their cells) as IPs are. One pass halves the
+/// time of a trend of 18 000 events by a 2-value property on PostgreSQL,
+/// which joins each event's property once instead of twice.
+pub(crate) const PROPERTY_CELLS: i64 = 100_000;
+
 /// What a trend is grouped by.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrendGroup {
@@ -898,6 +906,19 @@ impl Store {
         let buckets = usize::try_from((until - since + bucket_ms - 1) / bucket_ms)
             .unwrap_or(0)
             .max(1);
+        // Grouped by a property, the cells themselves are usually few (a
+        // property has few values): one pass, ranked below, unless there
+        // are more than `one_pass_cells` of them.
+        let one_pass = if matches!(query.group_by, Some(TrendGroup::Property(_))) {
+            let mut params = params.clone();
+            let sql = cells(&clauses, &mut params);
+            params.push(Param::Int(self.one_pass_cells + 1));
+            let sql = format!("{sql} LIMIT ${}", params.len());
+            let rows = bind_all(&sql, &params).fetch_all(&self.pool).await?;
+            (i64::try_from(rows.len()).unwrap_or(i64::MAX) <= self.one_pass_cells).then_some(rows)
+        } else {
+            None
+        };
         let rows = if query.group_by.is_none() && attr_filters(&filter).is_empty() {
             // One range of the time (or event, or app) index per bucket:
             // no sort of the range's events by bucket, which for a busy
@@ -921,6 +942,8 @@ impl Store {
         } else if query.group_by.is_none() {
             let sql = cells(&clauses, &mut params);
             bind_all(&sql, &params).fetch_all(&self.pool).await?
+        } else if let Some(rows) = one_pass {
+            rows
         } else {
             // Two steps: the largest groups, then the cells of those groups
             // only. Grouped by IP over a busy hour there can be as many

@@ -151,6 +151,8 @@ pub struct Store {
     backend: Backend,
     write_lock: Option<Arc<Mutex<()>>>,
     merge: Arc<events::MergeState>,
+    /// See [`Store::with_one_pass_cells`].
+    one_pass_cells: i64,
 }
 
 /// Pool options for SQLite connections of at most `connections`, each in
@@ -272,7 +274,26 @@ impl Store {
             backend,
             write_lock,
             merge: Arc::default(),
+            one_pass_cells: events::PROPERTY_CELLS,
         })
+    }
+
+    /// The most cells (bucket × value with events) a trend grouped by a
+    /// property counts in one pass; above, it counts the largest values
+    /// first, then their cells. Default 100 000; lower it to test or to
+    /// cap the memory one trend takes.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), sqreen_server::store::StoreError> {
+    /// let store = sqreen_server::store::Store::connect("sqlite://sqreen.db")
+    ///     .await?
+    ///     .with_one_pass_cells(10_000);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_one_pass_cells(mut self, cells: u32) -> Self {
+        self.one_pass_cells = i64::from(cells);
+        self
     }
 
     /// Which database this is.
