@@ -72,7 +72,9 @@ pub struct NewEvent {
     pub event: String,
     /// When it happened (ms).
     pub time: i64,
-    /// Client IP, or empty.
+    /// Client IP in the canonical text of [`std::net::IpAddr`]'s `Display`
+    /// (as ingestion stores it), or empty. Trends grouped by IP rely on it
+    /// holding no control character.
     pub client_ip: String,
     /// User identifiers (sorted), possibly empty.
     pub user_identifiers: BTreeMap<String, String>,
@@ -199,6 +201,10 @@ const ATTRIBUTE_DRIVEN_TREND: i64 = 20_000;
 /// which joins each event's property once instead of twice.
 pub(crate) const PROPERTY_CELLS: i64 = 100_000;
 
+/// By default, the most events whose groups a trend grouped by IP or user
+/// adds up in the server ([`Store::with_server_grouped_events`]).
+pub(crate) const SERVER_GROUPED_EVENTS: i64 = 1_000_000;
+
 /// What a trend is grouped by.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrendGroup {
@@ -296,13 +302,17 @@ pub(crate) fn values_sql(rows: usize, cols: usize, backend: Backend) -> String {
 const UNMERGED: &str = "event_attrs_unmerged u CROSS JOIN event_attrs_by_event b";
 /// The join condition of [`UNMERGED`].
 const UNMERGED_JOIN: &str = "b.event_id = u.event_id";
-/// PostgreSQL's way to the same rows: with `event_attrs_by_event b`, a
-/// range of its key from the oldest unmerged event (the unmerged events
+/// PostgreSQL's way to the same rows: with `event_attrs_by_event {alias}`,
+/// a range of its key from the oldest unmerged event (the unmerged events
 /// are the newest), each checked against the list. PostgreSQL ignores the
 /// `CROSS JOIN` order: it probed the key once per unmerged event or scanned
 /// the whole table, 125-150 ms with 58 000 events waiting, against 12-18 ms.
-const PG_UNMERGED_RANGE: &str = "b.event_id >= (SELECT MIN(event_id) FROM event_attrs_unmerged) \
-     AND EXISTS (SELECT 1 FROM event_attrs_unmerged u WHERE u.event_id = b.event_id)";
+fn pg_unmerged_range(alias: &str) -> String {
+    format!(
+        "{alias}.event_id >= (SELECT MIN(event_id) FROM event_attrs_unmerged) \
+         AND EXISTS (SELECT 1 FROM event_attrs_unmerged u WHERE u.event_id = {alias}.event_id)"
+    )
+}
 
 /// How attribute (property, user) filters are written.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -387,8 +397,9 @@ fn push_filters(
                     format!(
                         "(e.id IN (SELECT event_id FROM event_attrs WHERE {}) \
                          OR e.id IN (SELECT b.event_id FROM event_attrs_by_event b \
-                         WHERE {PG_UNMERGED_RANGE} AND {pg_unmerged}))",
+                         WHERE {} AND {pg_unmerged}))",
                         cond(""),
+                        pg_unmerged_range("b"),
                     )
                 } else {
                     format!(
@@ -777,7 +788,7 @@ impl Store {
             };
             // As in UNMERGED: the (few) unmerged events drive, then their
             // attribute, then the event; SQLite keeps `CROSS JOIN` order.
-            // PostgreSQL reads a range of the key instead (PG_UNMERGED_RANGE).
+            // PostgreSQL reads a range of the key instead (pg_unmerged_range).
             let (unmerged_from, unmerged_join) = match self.backend {
                 Backend::Sqlite => (
                     "event_attrs_unmerged u CROSS JOIN event_attrs_by_event d \
@@ -786,7 +797,7 @@ impl Store {
                 ),
                 Backend::Postgres => (
                     "event_attrs_by_event d CROSS JOIN events e CROSS JOIN apps a",
-                    PG_UNMERGED_RANGE.replace("b.", "d."),
+                    pg_unmerged_range("d"),
                 ),
             };
             let mut unmerged_clauses = clauses.clone();
@@ -908,7 +919,9 @@ impl Store {
             .max(1);
         // Grouped by a property, the cells themselves are usually few (a
         // property has few values): one pass, ranked below, unless there
-        // are more than `one_pass_cells` of them.
+        // are more than `one_pass_cells` of them. Then that pass is wasted
+        // (the database grouped every cell to return the first ones), the
+        // price of not knowing a property's values in advance.
         let one_pass = if matches!(query.group_by, Some(TrendGroup::Property(_))) {
             let mut params = params.clone();
             let sql = cells(&clauses, &mut params);
@@ -952,17 +965,23 @@ impl Store {
             let counted_here = if matches!(query.group_by, Some(TrendGroup::Property(_))) {
                 None
             } else {
-                self.count_groups_here(group_expr, &join, &clauses, &params, max_groups)
+                self.count_groups_here(group_expr, &clauses, &params, max_groups)
                     .await
             };
             let top = match counted_here {
                 Some(top) => top,
                 None => {
                     params.push(Param::Int(i64::try_from(max_groups).unwrap_or(i64::MAX)));
+                    // Ties by bytes, as everywhere else (SQLite's default;
+                    // PostgreSQL's is the database's collation).
+                    let bytes = match self.backend {
+                        Backend::Sqlite => "",
+                        Backend::Postgres => " COLLATE \"C\"",
+                    };
                     let sql = format!(
                         "SELECT {group_expr} AS grp, CAST(SUM(e.count) AS BIGINT) AS n \
                          FROM events e{join}{} GROUP BY {group_expr} \
-                         ORDER BY SUM(e.count) DESC, {group_expr} LIMIT ${}",
+                         ORDER BY SUM(e.count) DESC, {group_expr}{bytes} LIMIT ${}",
                         where_sql(&clauses),
                         params.len()
                     );
@@ -1021,8 +1040,9 @@ impl Store {
                             ),
                             Backend::Postgres => format!(
                                 "SELECT b.event_id FROM event_attrs_by_event b \
-                                 WHERE {PG_UNMERGED_RANGE} AND b.kind = 'i' AND b.key = '' \
-                                 AND b.value IN ({list})"
+                                 WHERE {} AND b.kind = 'i' AND b.key = '' \
+                                 AND b.value IN ({list})",
+                                pg_unmerged_range("b")
                             ),
                         };
                         clauses.push(format!(
@@ -1052,7 +1072,8 @@ impl Store {
             let Some(b) = usize::try_from(bucket).ok().filter(|b| *b < buckets) else {
                 continue;
             };
-            *totals.entry(group.clone()).or_default() += n;
+            let total = totals.entry(group.clone()).or_default();
+            *total = total.saturating_add(n);
             cells.push((group, b, n));
         }
         // Dense series for the largest groups (the query kept only those).
@@ -1065,14 +1086,14 @@ impl Store {
             .collect();
         for (group, b, n) in cells {
             if let Some(counts) = groups.get_mut(&group) {
-                counts[b] += n;
+                counts[b] = counts[b].saturating_add(n);
             }
         }
         let mut series: Vec<TrendSeries> = groups
             .into_iter()
             .map(|(group, counts)| TrendSeries {
                 group: query.group_by.as_ref().map(|_| group),
-                total: counts.iter().sum(),
+                total: counts.iter().fold(0i64, |a, &n| a.saturating_add(n)),
                 points: counts
                     .iter()
                     .enumerate()
@@ -1128,41 +1149,50 @@ impl Store {
     ///
     /// The separators are control characters, which neither a group of
     /// this kind nor its count can hold: IPs are stored in their canonical
-    /// text, user keys as serde_json writes them (control characters
-    /// escaped). Properties are not grouped this way: their values are any
-    /// text, and a property has few values.
+    /// text (see [`NewEvent::client_ip`]), user keys as serde_json writes
+    /// them (control characters escaped). Properties are not grouped this
+    /// way: their values are any text, and a property has few values.
     ///
-    /// `None` when the database refused the query (the string would pass
-    /// its largest value, about 70 million events); the caller then asks
-    /// the database to group.
+    /// `None`, and the caller asks the database to group, when more than
+    /// [`Store::with_server_grouped_events`] events match (the string and
+    /// the map take about 100 bytes per event here), when the database
+    /// refuses the query, or when an item does not parse.
     async fn count_groups_here(
         &self,
         group_expr: &str,
-        join: &str,
         clauses: &[String],
         params: &[Param],
         max_groups: usize,
     ) -> Option<Vec<(String, i64)>> {
+        if self.server_grouped_events == 0 {
+            return None;
+        }
         let mut params = params.to_vec();
+        params.push(Param::Int(self.server_grouped_events.saturating_add(1)));
+        let cap = params.len();
         params.push(Param::Text(COUNT_SEPARATOR.to_string()));
         let count_sep = params.len();
         params.push(Param::Text(GROUP_SEPARATOR.to_string()));
         let group_sep = params.len();
         let sql = format!(
-            "SELECT string_agg(CASE WHEN e.count = 1 THEN {group_expr} \
-             ELSE {group_expr} || ${count_sep} || e.count END, ${group_sep}) AS grps \
-             FROM events e{join}{}",
+            "SELECT string_agg(CASE WHEN t.n = 1 THEN t.g ELSE t.g || ${count_sep} || t.n END, \
+             ${group_sep}) AS grps, CAST(COUNT(*) AS BIGINT) AS events \
+             FROM (SELECT {group_expr} AS g, e.count AS n FROM events e{} LIMIT ${cap}) t",
             where_sql(clauses)
         );
         let answer = match bind_all(&sql, &params).fetch_one(&self.pool).await {
-            Ok(row) => row.try_get::<Option<String>, _>("grps"),
+            Ok(row) => row
+                .try_get::<Option<String>, _>("grps")
+                .and_then(|joined| Ok((joined, row.try_get::<i64, _>("events")?))),
             Err(e) => Err(e),
         };
         match answer {
-            Ok(joined) => match rank_groups(joined.as_deref(), max_groups) {
+            Ok((_, events)) if events > self.server_grouped_events => None,
+            Ok((joined, _)) => match rank_groups(joined.as_deref(), max_groups) {
                 Ok(top) => Some(top),
                 Err(bad) => {
-                    tracing::error!(target: "sqreen_server::store", item = %bad,
+                    // The item may hold a user's identifiers: only its length.
+                    tracing::error!(target: "sqreen_server::store", item_bytes = bad.len(),
                         "a joined trend group does not parse; the database groups instead");
                     None
                 }
@@ -1197,7 +1227,8 @@ fn rank_groups(joined: Option<&str>, max_groups: usize) -> Result<Vec<(String, i
     let Some(joined) = joined else {
         return Ok(Vec::new());
     };
-    let hasher = foldhash::fast::FixedState::default();
+    // Seeded per call: user keys come from end users.
+    let hasher = foldhash::fast::RandomState::default();
     let mut items = Vec::with_capacity(joined.len() / 12 + 1);
     for item in joined.split(GROUP_SEPARATOR) {
         let (group, n) = match item.rsplit_once(COUNT_SEPARATOR) {
@@ -1213,15 +1244,12 @@ fn rank_groups(joined: Option<&str>, max_groups: usize) -> Result<Vec<(String, i
             n,
         });
     }
-    // Partition by the hash's top bits: a counting sort.
+    // Partition by 6 bits from the middle of the hash, a counting sort:
+    // hashbrown takes its slot from the low bits and its tag from the top
+    // 7, which must stay spread within a partition.
     let bits: u32 = if items.len() > 1 << 14 { 6 } else { 0 };
-    let part = |hash: u64| {
-        if bits == 0 {
-            0
-        } else {
-            (hash >> (64 - bits)) as usize
-        }
-    };
+    let mask = (1u64 << bits) - 1;
+    let part = |hash: u64| ((hash >> 32) & mask) as usize;
     let mut starts = vec![0usize; (1 << bits) + 1];
     for item in &items {
         starts[part(item.key.hash) + 1] += 1;
@@ -1238,7 +1266,7 @@ fn rank_groups(joined: Option<&str>, max_groups: usize) -> Result<Vec<(String, i
     }
     let mut totals: HashMap<GroupKey<'_>, i64, PassHash> =
         HashMap::with_capacity_and_hasher(sorted.len() >> bits << 1, PassHash);
-    let mut top = std::collections::BinaryHeap::with_capacity(max_groups + 1);
+    let mut top = std::collections::BinaryHeap::with_capacity(max_groups.min(sorted.len()) + 1);
     for window in starts.windows(2) {
         totals.clear();
         for item in &sorted[window[0]..window[1]] {

@@ -153,6 +153,8 @@ pub struct Store {
     merge: Arc<events::MergeState>,
     /// See [`Store::with_one_pass_cells`].
     one_pass_cells: i64,
+    /// See [`Store::with_server_grouped_events`].
+    server_grouped_events: i64,
 }
 
 /// Pool options for SQLite connections of at most `connections`, each in
@@ -275,7 +277,26 @@ impl Store {
             write_lock,
             merge: Arc::default(),
             one_pass_cells: events::PROPERTY_CELLS,
+            server_grouped_events: events::SERVER_GROUPED_EVENTS,
         })
+    }
+
+    /// The most events whose groups a trend grouped by IP or user adds up
+    /// in this process (about 100 bytes of memory each, for the time of
+    /// the query); above, or at 0, the database groups them, which is
+    /// slower over many groups but spills to disk. Default 1 000 000.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), sqreen_server::store::StoreError> {
+    /// let store = sqreen_server::store::Store::connect("sqlite://sqreen.db")
+    ///     .await?
+    ///     .with_server_grouped_events(200_000);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_server_grouped_events(mut self, events: u32) -> Self {
+        self.server_grouped_events = i64::from(events);
+        self
     }
 
     /// The most cells (bucket × value with events) a trend grouped by a
