@@ -683,9 +683,10 @@ impl Store {
             Backend::Postgres => {
                 let moved = sqlx::query(
                     "WITH moved AS (DELETE FROM event_attrs_unmerged RETURNING event_id) \
-                     INSERT INTO event_attrs (event_id, kind, key, value, time) \
-                     SELECT b.event_id, b.kind, b.key, b.value, b.time \
+                     INSERT INTO event_attrs (event_id, kind, key, value, time, client_ip, count) \
+                     SELECT b.event_id, b.kind, b.key, b.value, b.time, e.client_ip, e.count \
                      FROM moved u JOIN event_attrs_by_event b ON b.event_id = u.event_id \
+                     JOIN events e ON e.id = b.event_id \
                      ORDER BY b.kind, b.key, b.value, b.time, b.event_id ON CONFLICT DO NOTHING",
                 )
                 .execute(&self.writer)
@@ -971,9 +972,17 @@ impl Store {
             let max_groups = query.max_groups.max(1);
             let counted_here = if matches!(query.group_by, Some(TrendGroup::Property(_))) {
                 None
-            } else {
-                self.count_groups_here(group_expr, &clauses, &params, max_groups)
+            } else if let Some((source, source_params)) =
+                self.pg_attr_ip_source(&query.group_by, &filter)
+            {
+                self.count_groups_here(&source, &source_params, max_groups)
                     .await
+            } else {
+                let source = format!(
+                    "SELECT {group_expr} AS g, e.count AS n FROM events e{}",
+                    where_sql(&clauses)
+                );
+                self.count_groups_here(&source, &params, max_groups).await
             };
             let top = match counted_here {
                 Some(top) => top,
@@ -1143,8 +1152,9 @@ impl Store {
 }
 
 impl Store {
-    /// The `max_groups` largest groups (and their counts) of the events the
-    /// clauses select, counted here rather than by the database: the
+    /// The `max_groups` largest groups (and their counts) of the events
+    /// `source` selects (as `g`, the group, and `n`, the event's count),
+    /// counted here rather than by the database: the
     /// database joins every event's group (and count, when not 1) into one
     /// string, and a hash map adds them up.
     ///
@@ -1166,8 +1176,7 @@ impl Store {
     /// refuses the query, or when an item does not parse.
     async fn count_groups_here(
         &self,
-        group_expr: &str,
-        clauses: &[String],
+        source: &str,
         params: &[Param],
         max_groups: usize,
     ) -> Option<Vec<(String, i64)>> {
@@ -1184,8 +1193,7 @@ impl Store {
         let sql = format!(
             "SELECT string_agg(CASE WHEN t.n = 1 THEN t.g ELSE t.g || ${count_sep} || t.n END, \
              ${group_sep}) AS grps, CAST(COUNT(*) AS BIGINT) AS events \
-             FROM (SELECT {group_expr} AS g, e.count AS n FROM events e{} LIMIT ${cap}) t",
-            where_sql(clauses)
+             FROM (SELECT s.g, s.n FROM ({source}) s LIMIT ${cap}) t"
         );
         let answer = match bind_all(&sql, &params).fetch_one(&self.pool).await {
             Ok(row) => row
@@ -1210,6 +1218,55 @@ impl Store {
                 None
             }
         }
+    }
+}
+
+impl Store {
+    /// On PostgreSQL, for a trend grouped by IP whose only filters are the
+    /// time range and one property or user identifier with a value: the
+    /// IPs and counts of the matching events, read from that attribute's
+    /// range of `event_attrs`, whose rows carry them (migration 0009), plus
+    /// the unmerged events'. Otherwise `None`: the range of `events` is
+    /// scanned, each event checked against the attribute's list of ids
+    /// (180 000 of 360 000 events: ~200 ms, against ~40 ms this way).
+    fn pg_attr_ip_source(
+        &self,
+        group_by: &Option<TrendGroup>,
+        filter: &EventFilter,
+    ) -> Option<(String, Vec<Param>)> {
+        if self.backend != Backend::Postgres
+            || !matches!(group_by, Some(TrendGroup::Ip))
+            || filter.app.is_some()
+            || filter.event.is_some()
+        {
+            return None;
+        }
+        let [(kind, key, Some(value))] = attr_filters(filter)[..] else {
+            return None;
+        };
+        let since = filter.since?;
+        let until = filter.until?;
+        let params = vec![
+            Param::Text(key.to_owned()),
+            Param::Text(value.to_owned()),
+            Param::Int(since),
+            Param::Int(until),
+        ];
+        // The unmerged events' ids first (MATERIALIZED: left to itself,
+        // PostgreSQL scanned the whole time range of `events` to find
+        // them, 110 ms instead of 31 + 38 for their lookups).
+        let source = format!(
+            "WITH unmerged AS MATERIALIZED (SELECT b.event_id FROM event_attrs_by_event b \
+             WHERE {} AND b.kind = '{kind}' AND b.key = $1 AND b.value = $2) \
+             SELECT a.client_ip AS g, a.count AS n FROM event_attrs a \
+             WHERE a.kind = '{kind}' AND a.key = $1 AND a.value = $2 \
+             AND a.time >= $3 AND a.time < $4 AND a.client_ip <> '' \
+             UNION ALL SELECT e.client_ip AS g, e.count AS n \
+             FROM unmerged m JOIN events e ON e.id = m.event_id \
+             WHERE e.time >= $3 AND e.time < $4 AND e.client_ip <> ''",
+            pg_unmerged_range("b")
+        );
+        Some((source, params))
     }
 }
 
