@@ -61,7 +61,19 @@ pub(crate) struct MergeState {
     running: AtomicBool,
     merges: AtomicU64,
     failures: AtomicU64,
+    /// PostgreSQL: events stored since the last vacuum of `events` began.
+    unvacuumed: AtomicU64,
+    vacuuming: AtomicBool,
 }
+
+/// On PostgreSQL, events stored by this process after which it vacuums
+/// `events` and `event_attrs_by_event` (the tables ingestion writes) in the
+/// background, so that index-only scans of recent events stop reading each
+/// row's table page (and its first reader stops setting its hint bits). Autovacuum (migration 0007) comes as often, but up to a
+/// minute later. The first trend by IP over an hour right after 58 000
+/// events arrived took 200-271 ms, against about 100 ms once they were
+/// vacuumed.
+const VACUUM_EVENTS: u64 = 20_000;
 
 /// An event about to be stored.
 #[derive(Clone, Debug)]
@@ -594,7 +606,34 @@ impl Store {
         tx.commit().await?;
         drop(_w);
         self.note_unmerged(attrs.len() as u64);
+        self.note_unvacuumed(ids.iter().filter(|id| id.is_some()).count() as u64);
         Ok(ids.iter().map(Option::is_some).collect())
+    }
+
+    /// Counts `added` stored events and, on PostgreSQL, starts a background
+    /// `VACUUM` of the tables ingestion writes once [`VACUUM_EVENTS`] have
+    /// been stored and none is running.
+    fn note_unvacuumed(&self, added: u64) {
+        if self.backend != Backend::Postgres || added == 0 {
+            return;
+        }
+        let stored = self.merge.unvacuumed.fetch_add(added, Ordering::Relaxed) + added;
+        if stored < VACUUM_EVENTS || self.merge.vacuuming.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.merge.unvacuumed.store(0, Ordering::Relaxed);
+        let store = self.clone();
+        tokio::spawn(async move {
+            // Another process vacuuming it already is left to it.
+            if let Err(e) = sqlx::query("VACUUM (SKIP_LOCKED) events, event_attrs_by_event")
+                .execute(&store.writer)
+                .await
+            {
+                tracing::warn!(event = "store.vacuum_failed", error = %e,
+                    "could not vacuum the tables of new events");
+            }
+            store.merge.vacuuming.store(false, Ordering::Release);
+        });
     }
 
     /// Counts `added` unmerged attribute rows, and starts a background merge
@@ -1293,39 +1332,35 @@ fn rank_groups(joined: Option<&str>, max_groups: usize) -> Result<Vec<(String, i
     };
     // Seeded per call: user keys come from end users.
     let hasher = foldhash::fast::RandomState::default();
-    let mut items = Vec::with_capacity(joined.len() / 12 + 1);
-    for item in joined.split(GROUP_SEPARATOR) {
-        let (group, n) = match item.rsplit_once(COUNT_SEPARATOR) {
-            Some((group, n)) => (group, n.parse::<i64>().map_err(|_| item.to_owned())?),
-            None => (item, 1),
-        };
-        items.push(Item {
-            key: GroupKey {
-                hash: std::hash::BuildHasher::hash_one(&hasher, group),
-                prefix: prefix(group),
-                group,
-            },
-            n,
-        });
-    }
+    let hash = |group: &str| std::hash::BuildHasher::hash_one(&hasher, group);
     // Partition by 6 bits from the middle of the hash, a counting sort:
     // hashbrown takes its slot from the low bits and its tag from the top
-    // 7, which must stay spread within a partition.
-    let bits: u32 = if items.len() > 1 << 14 { 6 } else { 0 };
+    // 7, which must stay spread within a partition. Two passes over the
+    // string (count, then place) rather than a list of items and a sorted
+    // copy: a third of the memory, whose first use costs page faults.
+    let events = joined.matches(GROUP_SEPARATOR).count() + 1;
+    let bits: u32 = if events > 1 << 14 { 6 } else { 0 };
     let mask = (1u64 << bits) - 1;
     let part = |hash: u64| ((hash >> 32) & mask) as usize;
     let mut starts = vec![0usize; (1 << bits) + 1];
-    for item in &items {
-        starts[part(item.key.hash) + 1] += 1;
+    for item in joined.split(GROUP_SEPARATOR) {
+        let (group, _) = parse_item(item)?;
+        starts[part(hash(group)) + 1] += 1;
     }
     for i in 1..starts.len() {
         starts[i] += starts[i - 1];
     }
     let mut next = starts.clone();
-    let mut sorted = vec![Item::default(); items.len()];
-    for item in items {
-        let slot = &mut next[part(item.key.hash)];
-        sorted[*slot] = item;
+    let mut sorted = vec![Item::default(); events];
+    for item in joined.split(GROUP_SEPARATOR) {
+        let (group, n) = parse_item(item)?;
+        let key = GroupKey {
+            hash: hash(group),
+            prefix: prefix(group),
+            group,
+        };
+        let slot = &mut next[part(key.hash)];
+        sorted[*slot] = Item { key, n };
         *slot += 1;
     }
     let mut totals: HashMap<GroupKey<'_>, i64, PassHash> =
@@ -1352,6 +1387,14 @@ fn rank_groups(joined: Option<&str>, max_groups: usize) -> Result<Vec<(String, i
         .into_iter()
         .map(|r| (r.key.group.to_owned(), r.n))
         .collect())
+}
+
+/// An item of [`rank_groups`]' string: its group and count.
+fn parse_item(item: &str) -> Result<(&str, i64), String> {
+    match item.rsplit_once(COUNT_SEPARATOR) {
+        Some((group, n)) => Ok((group, n.parse::<i64>().map_err(|_| item.to_owned())?)),
+        None => Ok((item, 1)),
+    }
 }
 
 /// A group of [`rank_groups`] with what is known of it without reading it again.
