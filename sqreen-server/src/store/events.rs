@@ -61,19 +61,7 @@ pub(crate) struct MergeState {
     running: AtomicBool,
     merges: AtomicU64,
     failures: AtomicU64,
-    /// PostgreSQL: events stored since the last vacuum of `events` began.
-    unvacuumed: AtomicU64,
-    vacuuming: AtomicBool,
 }
-
-/// On PostgreSQL, events stored by this process after which it vacuums
-/// `events` and `event_attrs_by_event` (the tables ingestion writes) in the
-/// background, so that index-only scans of recent events stop reading each
-/// row's table page (and its first reader stops setting its hint bits). Autovacuum (migration 0007) comes as often, but up to a
-/// minute later. The first trend by IP over an hour right after 58 000
-/// events arrived took 200-271 ms, against about 100 ms once they were
-/// vacuumed.
-const VACUUM_EVENTS: u64 = 20_000;
 
 /// An event about to be stored.
 #[derive(Clone, Debug)]
@@ -606,34 +594,7 @@ impl Store {
         tx.commit().await?;
         drop(_w);
         self.note_unmerged(attrs.len() as u64);
-        self.note_unvacuumed(ids.iter().filter(|id| id.is_some()).count() as u64);
         Ok(ids.iter().map(Option::is_some).collect())
-    }
-
-    /// Counts `added` stored events and, on PostgreSQL, starts a background
-    /// `VACUUM` of the tables ingestion writes once [`VACUUM_EVENTS`] have
-    /// been stored and none is running.
-    fn note_unvacuumed(&self, added: u64) {
-        if self.backend != Backend::Postgres || added == 0 {
-            return;
-        }
-        let stored = self.merge.unvacuumed.fetch_add(added, Ordering::Relaxed) + added;
-        if stored < VACUUM_EVENTS || self.merge.vacuuming.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        self.merge.unvacuumed.store(0, Ordering::Relaxed);
-        let store = self.clone();
-        tokio::spawn(async move {
-            // Another process vacuuming it already is left to it.
-            if let Err(e) = sqlx::query("VACUUM (SKIP_LOCKED) events, event_attrs_by_event")
-                .execute(&store.writer)
-                .await
-            {
-                tracing::warn!(event = "store.vacuum_failed", error = %e,
-                    "could not vacuum the tables of new events");
-            }
-            store.merge.vacuuming.store(false, Ordering::Release);
-        });
     }
 
     /// Counts `added` unmerged attribute rows, and starts a background merge
