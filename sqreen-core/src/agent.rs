@@ -7,8 +7,9 @@
 //!  Agent::begin ── pass / respond / record
 //!  handler: track_event, identify …
 //!  RequestRecord::close ─ has entries? ─ try_send ─▶ queue ─▶ resolve IP, parse,
-//!                         no: freed here              (bounded)  scrub, serialise
+//!                         no: back to the pool        (bounded)  scrub, serialise
 //!                                                              ─▶ batch ─▶ backend
+//!  Agent::begin ◀── a cleared record ◀── pool ◀──────────────── the record, done
 //!  Agent::flush / guard drop ── control ─────────────────────▶ flush / shutdown
 //!  ◀── actions, passlists (ArcSwap) ◀──────────────────────── heartbeat commands
 //! ```
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use compact_str::CompactString;
+use crossbeam_queue::ArrayQueue;
 use ipnet::IpNet;
 use tokio::sync::{Notify, mpsc};
 
@@ -79,6 +81,9 @@ pub(crate) struct Shared {
     /// filling up. Otherwise records wait for the thread's next drain tick.
     pub wake: Notify,
     pub framework: Mutex<Option<(String, String)>>,
+    /// Cleared records waiting to be filled by the next requests (see
+    /// [`crate::record`]): they hold only a weak reference to this agent.
+    pool: ArrayQueue<Arc<RecordInner>>,
     tx: Option<std::sync::mpsc::Sender<Arc<RecordInner>>>,
     control: Option<mpsc::UnboundedSender<Control>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -108,11 +113,39 @@ impl Shared {
             worker_idle: AtomicBool::new(false),
             wake: Notify::new(),
             framework: Mutex::new(None),
+            pool: ArrayQueue::new(config.event_queue_length.clamp(1, MAX_POOLED_RECORDS)),
             tx,
             control: None,
             thread: Mutex::new(None),
             ready: (Mutex::new(false), Condvar::new()),
             config,
+        }
+    }
+
+    /// A record of this agent holding what the protocol needs of `info`: a
+    /// pooled one when there is one, else a new one.
+    pub fn new_record(
+        self: &Arc<Self>,
+        info: &RequestInfo<'_>,
+        client_ip: Option<IpAddr>,
+    ) -> Arc<RecordInner> {
+        if let Some(mut record) = self.pool.pop()
+            && let Some(inner) = Arc::get_mut(&mut record)
+        {
+            inner.fill(self, info, client_ip);
+            return record;
+        }
+        Arc::new(RecordInner::capture(self, info, client_ip))
+    }
+
+    /// Clears a record nobody else holds and puts it back in the pool; a
+    /// record still referenced (a handle kept past the request), too large,
+    /// or beyond the pool's capacity is simply dropped.
+    pub fn recycle(&self, mut record: Arc<RecordInner>) {
+        if let Some(inner) = Arc::get_mut(&mut record)
+            && inner.reset()
+        {
+            let _ = self.pool.push(record);
         }
     }
 
@@ -131,17 +164,25 @@ impl Shared {
         // SeqCst pairs with the agent thread's store of `worker_idle` and
         // its re-read of `queue_len`: one of the two sides sees the other.
         let before = self.queue_len.fetch_add(1, Ordering::SeqCst);
-        if before < limit && tx.send(record).is_ok() {
-            bump(&self.counters.records_queued, 1);
-            let filling = before + 1 == wake_threshold(limit);
-            if filling
-                || (self.worker_idle.load(Ordering::SeqCst)
-                    && self.worker_idle.swap(false, Ordering::SeqCst))
-            {
-                self.wake.notify_one();
+        let dropped = if before < limit {
+            match tx.send(record) {
+                Ok(()) => {
+                    bump(&self.counters.records_queued, 1);
+                    let filling = before + 1 == wake_threshold(limit);
+                    if filling
+                        || (self.worker_idle.load(Ordering::SeqCst)
+                            && self.worker_idle.swap(false, Ordering::SeqCst))
+                    {
+                        self.wake.notify_one();
+                    }
+                    return;
+                }
+                Err(std::sync::mpsc::SendError(record)) => record,
             }
-            return;
-        }
+        } else {
+            record
+        };
+        self.recycle(dropped);
         self.queue_len.fetch_sub(1, Ordering::Relaxed);
         bump(&self.counters.records_dropped_queue_full, 1);
         if self.queue_warnings.allow() {
@@ -349,7 +390,7 @@ impl Agent {
                     return Begin::Pass;
                 }
                 if let Some(action) = state.actions.match_ip(ip, Instant::now()) {
-                    let record = Arc::new(RecordInner::capture(shared, info, Some(ip)));
+                    let record = shared.new_record(info, Some(ip));
                     record.push(action_entry(action.kind.event_name(), &action.id, ip));
                     bump(&shared.counters.actions_enforced, 1);
                     tracing::info!(
@@ -360,7 +401,7 @@ impl Agent {
                         client_ip = %ip,
                         "security response applied to a client IP"
                     );
-                    let record = RequestRecord::new(record);
+                    let record = RequestRecord::new(Arc::clone(shared), record);
                     if let Some(response) = action.response(shared.blocking_status) {
                         record.close(ResponseInfo::new(response.status()));
                         return Begin::Respond(response);
@@ -369,9 +410,10 @@ impl Agent {
                 }
             }
         }
-        Begin::Record(RequestRecord::new(Arc::new(RecordInner::capture(
-            shared, info, client_ip,
-        ))))
+        Begin::Record(RequestRecord::new(
+            Arc::clone(shared),
+            shared.new_record(info, client_ip),
+        ))
     }
 
     /// Sends everything queued so far, waiting at most `timeout`; true when
@@ -464,7 +506,7 @@ fn action_entry(name: &'static str, action_id: &str, ip: IpAddr) -> Entry {
     Entry::Track {
         time: SystemTime::now(),
         name: CompactString::const_new(name),
-        properties: vec![
+        properties: smallvec::smallvec![
             (
                 CompactString::const_new("action_id"),
                 PropertyValue::from(action_id),
@@ -569,6 +611,11 @@ fn log_config_error(e: &ConfigError) {
     );
 }
 
+/// Most records the pool keeps (fewer with a smaller event queue): twice
+/// the records the agent thread drains at once under load
+/// ([`wake_threshold`]), at most about 1.5 MB of cleared records.
+const MAX_POOLED_RECORDS: usize = 512;
+
 /// How many queued records wake the agent thread before its drain tick:
 /// 256, or a quarter of a smaller queue. Small enough that the records
 /// drained together are still in the CPU's caches (a 20 ms tick at 100 000
@@ -610,6 +657,89 @@ mod tests {
         assert!(rx.try_recv().is_ok());
         assert!(rx.try_recv().is_ok());
         assert!(rx.try_recv().is_err());
+    }
+
+    /// A recycled record is the same allocation, and carries nothing of the
+    /// request it held before: every field is the new request's, entries,
+    /// parameters, response and body are gone.
+    #[test]
+    fn recycled_record_keeps_nothing_of_the_last_request() {
+        let (shared, _rx) = shared_with_queue(16);
+        let first_headers = [
+            ("Host", "first.example"),
+            ("User-Agent", "first-agent"),
+            ("Referer", "https://first.example/from"),
+            ("X-Forwarded-For", "203.0.113.7"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ];
+        let peer = "10.0.0.1:4000".parse().ok();
+        let first = RequestInfo::new("POST", "/first", &first_headers)
+            .query(Some("secret=1"))
+            .peer(peer)
+            .body(Some(b"password=hunter2"));
+        let record = shared.new_record(&first, Some("203.0.113.7".parse().unwrap()));
+        record.push(Entry::Track {
+            time: SystemTime::now(),
+            name: CompactString::const_new("first.event"),
+            properties: smallvec::smallvec![(
+                CompactString::const_new("k"),
+                PropertyValue::from("v")
+            )],
+            user_identifiers: None,
+            timestamp: None,
+        });
+        record.state().route_params.push(("id".into(), "7".into()));
+        assert!(record.close(|| Some(ResponseInfo::new(201).content_type(Some("text/html")))));
+        let first_ptr = Arc::as_ptr(&record);
+        shared.recycle(record);
+        assert_eq!(shared.pool.len(), 1);
+
+        let second_headers = [("Host", "second.example")];
+        let second = RequestInfo::new("GET", "/second", &second_headers);
+        let record = shared.new_record(&second, None);
+        assert_eq!(
+            Arc::as_ptr(&record),
+            first_ptr,
+            "the pooled record is reused"
+        );
+        assert_eq!(record.method_str(), "GET");
+        assert_eq!(record.path_str(), "/second");
+        assert_eq!(record.query_str(), None);
+        assert_eq!(record.user_agent(), None);
+        assert_eq!(record.referer(), None);
+        assert_eq!(record.body(), None);
+        assert_eq!(record.client_ip, None);
+        assert_eq!(record.peer, None);
+        let lines: Vec<_> = record.header_lines(None).collect();
+        assert_eq!(lines, vec![("Host", &b"second.example"[..])]);
+        let state = record.state();
+        assert!(state.entries.is_empty());
+        assert!(state.route_params.is_empty());
+        assert!(state.response.is_none());
+        assert!(state.response_type.is_empty());
+        assert!(state.end.is_none());
+        assert!(!state.closed);
+    }
+
+    /// A record still referenced elsewhere (a handle kept past its request)
+    /// is not pooled, and the pool never holds more than its capacity.
+    #[test]
+    fn shared_or_surplus_records_are_not_pooled() {
+        let (shared, _rx) = shared_with_queue(2);
+        let info = RequestInfo::new("GET", "/", &[("Host", "h")]);
+        let record = shared.new_record(&info, None);
+        let kept = Arc::clone(&record);
+        shared.recycle(record);
+        assert_eq!(shared.pool.len(), 0);
+        drop(kept);
+        for _ in 0..5 {
+            shared.recycle(Arc::new(RecordInner::capture(&shared, &info, None)));
+        }
+        assert_eq!(
+            shared.pool.len(),
+            2,
+            "the pool is bounded by the queue's length"
+        );
     }
 
     /// Only form and JSON content types are capturable.

@@ -400,18 +400,14 @@ pub(crate) fn request_record(
     record: &RecordInner,
     state: &RecordState,
     client_ip: Option<IpAddr>,
+    ip_header: Option<&str>,
     strip_referer: bool,
     scrubber: &Scrubber,
 ) -> (Vec<u8>, BuildReport) {
     buf.clear();
     buf.reserve(768);
     let mut out = Out::new(buf, scrubber, times);
-    let end = record
-        .end
-        .lock()
-        .map(|e| *e)
-        .unwrap_or_default()
-        .unwrap_or_else(SystemTime::now);
+    let end = state.end.unwrap_or_else(SystemTime::now);
 
     out.raw("{\"event_type\":\"request_record\",\"version\":");
     out.string(REQUEST_RECORD_VERSION);
@@ -484,7 +480,7 @@ pub(crate) fn request_record(
 
     out.raw(",\"headers\":[");
     let mut first = true;
-    for (name, value) in record.header_lines() {
+    for (name, value) in record.header_lines(ip_header) {
         let Ok(value) = std::str::from_utf8(value) else {
             out.report.invalid_input += 1;
             continue;
@@ -512,9 +508,10 @@ pub(crate) fn request_record(
                 None => out.raw("null"),
             }
             out.raw(",\"content_type\":");
-            match &r.content_type {
-                Some(t) => out.string(t),
-                None => out.raw("null"),
+            if r.content_type {
+                out.string(&state.response_type);
+            } else {
+                out.raw("null");
             }
             out.buf.push(b'}');
         }

@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime};
 use compact_str::CompactString;
 
 use crate::actions::SecurityResponse;
-use crate::record::{Entry, RecordInner, UserIds};
+use crate::record::{Entry, Properties, RecordInner, UserIds};
 use crate::stats::bump;
 
 const MAX_NAME_LEN: usize = 256;
@@ -255,8 +255,11 @@ impl Sqreen {
 
 /// Counts and warns (rate-limited) about invalid SDK input.
 fn invalid_input(record: &RecordInner, what: &'static str) {
-    bump(&record.shared.counters.invalid_sdk_input, 1);
-    if record.shared.sdk_warnings.allow() {
+    let Some(shared) = record.shared.upgrade() else {
+        return;
+    };
+    bump(&shared.counters.invalid_sdk_input, 1);
+    if shared.sdk_warnings.allow() {
         tracing::warn!(
             target: "sqreen::sdk",
             event = "sdk.invalid_input",
@@ -316,7 +319,7 @@ where
 pub struct TrackEvent<'a> {
     record: Option<&'a RecordInner>,
     name: CompactString,
-    properties: Vec<(CompactString, PropertyValue)>,
+    properties: Properties,
     user_identifiers: Option<UserIds>,
     timestamp: Option<SystemTime>,
 }
@@ -346,7 +349,7 @@ impl<'a> TrackEvent<'a> {
         Self {
             record,
             name,
-            properties: Vec::new(),
+            properties: Properties::new(),
             user_identifiers: user,
             timestamp: None,
         }
@@ -488,7 +491,9 @@ impl SqreenUser {
             time: SystemTime::now(),
             ids: Arc::clone(&self.ids),
         });
-        let shared = &record.shared;
+        let Some(shared) = record.shared.upgrade() else {
+            return Ok(());
+        };
         let state = shared.runtime.load();
         if !state.actions.has_user_actions() {
             return Ok(());
@@ -507,7 +512,7 @@ impl SqreenUser {
         record.push(Entry::Track {
             time: SystemTime::now(),
             name: CompactString::const_new(action.kind.event_name()),
-            properties: vec![
+            properties: smallvec::smallvec![
                 (
                     CompactString::const_new("action_id"),
                     PropertyValue::from(action.id.as_str()),

@@ -350,9 +350,10 @@ impl Worker {
         self.shared.queue_len.fetch_sub(1, Ordering::Relaxed);
         let state = record.state();
         let client_ip = record.client_ip.or_else(|| {
-            self.shared
-                .resolver
-                .resolve(&StoredHeaders(record), record.peer.map(|p| p.ip()))
+            self.shared.resolver.resolve(
+                &StoredHeaders(record, self.shared.ip_header.as_deref()),
+                record.peer.map(|p| p.ip()),
+            )
         });
         let mut has_track = false;
         for entry in &state.entries {
@@ -384,6 +385,7 @@ impl Worker {
             record,
             &state,
             client_ip,
+            self.shared.ip_header.as_deref(),
             self.shared.config.strip_http_referer,
             &self.scrubber,
         );
@@ -434,6 +436,7 @@ impl Worker {
     fn drain_queue(&mut self) {
         while let Ok(record) = self.rx.try_recv() {
             self.process(&record);
+            self.shared.recycle(record);
         }
         self.drain_at = None;
     }
