@@ -156,12 +156,26 @@ impl<'s> Out<'s> {
         self.buf.push(b'"');
         match ip {
             IpAddr::V4(v4) => {
-                for (i, octet) in v4.octets().into_iter().enumerate() {
+                // At most `255.255.255.255`, written digit by digit.
+                let mut text = [0u8; 15];
+                let mut len = 0;
+                for (i, n) in v4.octets().into_iter().enumerate() {
                     if i > 0 {
-                        self.buf.push(b'.');
+                        text[len] = b'.';
+                        len += 1;
                     }
-                    self.integer(octet);
+                    if n >= 100 {
+                        text[len] = b'0' + n / 100;
+                        len += 1;
+                    }
+                    if n >= 10 {
+                        text[len] = b'0' + n / 10 % 10;
+                        len += 1;
+                    }
+                    text[len] = b'0' + n % 10;
+                    len += 1;
                 }
+                self.buf.extend_from_slice(&text[..len]);
             }
             // Writing into a `Vec` cannot fail.
             IpAddr::V6(v6) => {
@@ -328,9 +342,9 @@ impl<'s> Out<'s> {
             first = false;
             self.raw("{\"time\":");
             self.time(time);
-            self.raw(",\"name\":");
-            self.string(name);
-            self.raw(",\"args\":[");
+            self.raw(",\"name\":\"");
+            self.raw(name);
+            self.raw("\",\"args\":[");
             match entry {
                 Entry::Track {
                     name,
@@ -386,10 +400,25 @@ fn needs_escape(bytes: &[u8]) -> bool {
             return true;
         }
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    let rest = chunks.remainder();
+    if rest.is_empty() {
+        return false;
+    }
+    // The last bytes, padded with a byte that needs no escape: one more
+    // word test instead of a loop.
+    let mut word = [b'a'; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    needs_escape(&word)
+}
+
+/// What the agent's configuration says about writing events.
+#[derive(Clone, Copy)]
+pub(crate) struct EventSettings<'a> {
+    pub scrubber: &'a Scrubber,
+    /// The configured client IP header's name, if any.
+    pub ip_header: Option<&'a str>,
+    /// `strip_http_referer`: send an empty referer.
+    pub strip_referer: bool,
 }
 
 /// Writes the scrubbed `request_record` of `record` as JSON bytes into
@@ -400,10 +429,13 @@ pub(crate) fn request_record(
     record: &RecordInner,
     state: &RecordState,
     client_ip: Option<IpAddr>,
-    ip_header: Option<&str>,
-    strip_referer: bool,
-    scrubber: &Scrubber,
+    settings: &EventSettings<'_>,
 ) -> (Vec<u8>, BuildReport) {
+    let EventSettings {
+        scrubber,
+        ip_header,
+        strip_referer,
+    } = *settings;
     buf.clear();
     buf.reserve(768);
     let mut out = Out::new(buf, scrubber, times);
@@ -411,9 +443,11 @@ pub(crate) fn request_record(
 
     out.raw("{\"event_type\":\"request_record\",\"version\":");
     out.string(REQUEST_RECORD_VERSION);
-    out.raw(",\"rid\":");
+    out.raw(",\"rid\":\"");
+    // Hex digits and hyphens: nothing to escape.
     let mut rid = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    out.string(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut rid));
+    out.raw(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut rid));
+    out.buf.push(b'"');
     out.raw(",\"client_ip\":");
     match client_ip {
         Some(ip) => out.ip(ip),

@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 
 use crate::actions::{ActionStore, parse_cidr};
 use crate::agent::{RuntimeState, Shared, wake_threshold};
-use crate::event::{TimeText, request_record};
+use crate::event::{EventSettings, TimeText, request_record};
 use crate::metrics::{MetricKind, MetricStores};
 use crate::protocol::{
     ACTIONSPACK_PATH, ActionsPack, BATCH_PATH, BEAT_PATH, BeatRequest, BeatResponse, Command,
@@ -385,9 +385,11 @@ impl Worker {
             record,
             &state,
             client_ip,
-            self.shared.ip_header.as_deref(),
-            self.shared.config.strip_http_referer,
-            &self.scrubber,
+            &EventSettings {
+                scrubber: &self.scrubber,
+                ip_header: self.shared.ip_header.as_deref(),
+                strip_referer: self.shared.config.strip_http_referer,
+            },
         );
         drop(state);
         let counters = &self.shared.counters;
