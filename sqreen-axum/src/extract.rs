@@ -7,8 +7,10 @@ use http::request::Parts;
 
 /// The SDK handle of the current request, as an axum extractor.
 ///
-/// It reads the handle the [`SqreenLayer`](crate::SqreenLayer) put in the
-/// request extensions. It never rejects: without the layer, or when the
+/// It reads the handle the [`SqreenLayer`](crate::SqreenLayer) makes
+/// [current](crate::current()) while the handler runs (or, failing that, a
+/// `sqreen_core::Sqreen` in the request extensions, should another layer
+/// have put one there). It never rejects: without the layer, or when the
 /// agent does not record this request (agent off, passlisted path or IP),
 /// it yields [`sqreen_core::Sqreen::disabled`], on which every call is a
 /// no-op. It dereferences to [`sqreen_core::Sqreen`].
@@ -43,12 +45,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Sqreen {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        let current = crate::current();
+        if current.is_enabled() {
+            return Ok(Self(current));
+        }
+        // A handle another layer put in the extensions (`Extension` style).
         Ok(Self(
             parts
                 .extensions
                 .get::<sqreen_core::Sqreen>()
                 .cloned()
-                .unwrap_or_default(),
+                .unwrap_or(current),
         ))
     }
 }

@@ -65,6 +65,9 @@ pin_project! {
             future: S::Future,
             record: Option<RequestRecord>,
             renderer: Option<Renderer>,
+            // The handle made current while `future` is polled (`None`
+            // when the request is not recorded).
+            handle: Option<sqreen_core::Sqreen>,
         },
         /// Reading a form or JSON body to capture, before asking the agent.
         Buffer { buffering: Pin<Box<Buffering<S, B>>> },
@@ -85,6 +88,7 @@ where
             future,
             record: None,
             renderer: None,
+            handle: None,
         }
     }
 }
@@ -150,10 +154,19 @@ where
                     future,
                     record,
                     renderer,
+                    handle,
                 } => {
-                    let result = ready!(future.poll(cx));
-                    // On an error the record is dropped, which closes it
-                    // without a response: what was tracked is still sent.
+                    let result = if handle.is_some() {
+                        let _entered = crate::current::enter(handle);
+                        ready!(future.poll(cx))
+                    } else {
+                        ready!(future.poll(cx))
+                    };
+                    // The layer's own handle goes first, so that the record
+                    // is free to be recycled once closed. On an error the
+                    // record is dropped, which closes it without a response:
+                    // what was tracked is still sent.
+                    drop(handle.take());
                     let (record, renderer) = (record.take(), renderer.take());
                     return Poll::Ready(
                         result.map(|response| finish(response.map(Body::new), record, renderer)),

@@ -8,7 +8,7 @@
 //!      ─ otherwise ────────────────────────────────────────┴▶ Agent::begin
 //!           Pass    ─▶ inner.call
 //!           Respond ─▶ security response (inner never called)
-//!           Record  ─▶ handle into extensions, route params ─▶ inner.call ─▶ close
+//!           Record  ─▶ route params ─▶ inner.call + polls with the handle current ─▶ close
 //! ```
 
 use std::sync::Arc;
@@ -293,11 +293,16 @@ where
         },
         Begin::Record(record) => {
             set_route_params(&record, &mut req);
-            req.extensions_mut().insert(record.handle());
+            let mut handle = Some(record.handle());
+            let future = {
+                let _entered = crate::current::enter(&mut handle);
+                service.call(req)
+            };
             State::Inner {
-                future: service.call(req),
+                future,
                 record: Some(record),
                 renderer: settings.renderer.clone(),
+                handle,
             }
         }
     }

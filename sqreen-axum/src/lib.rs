@@ -99,7 +99,10 @@
 //!   layer.
 //! - **Plain hyper / tonic**: the layer works on any
 //!   `Service<http::Request<B>>` whose responses are `http::Response<_>`;
-//!   it answers `axum::response::Response`. Bodies are captured when `B`
+//!   it answers `axum::response::Response`. There, handlers get the
+//!   request's handle from [`current()`] (the extractor reads the same
+//!   thing): it is set while the layer calls and polls the inner service,
+//!   so read it before spawning a task and move the handle in. Bodies are captured when `B`
 //!   is `axum::body::Body` or `http_body_util::Full<Bytes>`; for another
 //!   body type (hyper's `Incoming`) map it first, e.g. with tower's
 //!   `ServiceBuilder::new().map_request_body(axum::body::Body::new).layer(SqreenLayer::new())`.
@@ -145,22 +148,26 @@
 //! ## Cost
 //!
 //! In-process, per request (`benches/middleware.rs`): a request that
-//! tracks nothing costs the agent's `begin`/`close` (about 200 ns) plus a
-//! few lookups and one small allocation here (the handle put in the
-//! request extensions); the response future is not boxed. Tracking adds
-//! the events themselves; everything else happens on the agent's thread.
+//! tracks nothing costs the agent's `begin`/`close` (a pooled record
+//! refilled, about 200 ns) plus a few extension lookups here; nothing is
+//! allocated, the handle is made current for the inner service's polls
+//! (one pointer swapped in a thread-local, not an entry in the request
+//! extensions) and the response future is not boxed. Tracking adds the
+//! events themselves; everything else happens on the agent's thread.
 //!
 //! When the agent is off or not logged in yet, the layer hands every
 //! request to the inner service untouched and [`Sqreen`] yields a disabled
 //! handle: every call is a no-op.
 
 mod blocked;
+mod current;
 mod extract;
 mod future;
 mod layer;
 mod request;
 
 pub use blocked::{Blocked, default_blocked_response};
+pub use current::current;
 pub use extract::Sqreen;
 pub use future::ResponseFuture;
 pub use layer::{SqreenLayer, SqreenService};

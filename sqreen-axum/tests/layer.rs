@@ -475,11 +475,7 @@ async fn plain_tower_service() {
 
     let (guard, backend) = start_captured(config());
     let service = tower::service_fn(|req: Request<Full<Bytes>>| async move {
-        let sq = req
-            .extensions()
-            .get::<sqreen_core::Sqreen>()
-            .cloned()
-            .unwrap_or_default();
+        let sq = sqreen_axum::current();
         sq.track_event("raw.request");
         let body = req.into_body().collect().await.unwrap().to_bytes();
         Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(body)))
@@ -567,4 +563,95 @@ async fn concurrent_requests_keep_their_records() {
         assert_eq!(event["request"]["path"], format!("/items/{id}"));
         assert_eq!(event["request"]["parameters"]["params"]["id"], json!([id]));
     }
+}
+
+/// The handle a plain service reads with `current()` is its own request's
+/// on every poll, while other requests' polls interleave on the same
+/// thread; outside a request, and in a task spawned without the handle,
+/// `current()` is disabled.
+#[tokio::test(flavor = "current_thread")]
+async fn current_handle_follows_each_request_across_awaits() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use tower::Layer;
+
+    let (guard, backend) = start_captured(config());
+    assert!(!sqreen_axum::current().is_enabled());
+    let service = tower::service_fn(|req: Request<Full<Bytes>>| async move {
+        let name = req.uri().path().trim_start_matches('/').to_owned();
+        for step in 0..3 {
+            // Let the other requests run between two reads.
+            tokio::task::yield_now().await;
+            sqreen_axum::current().track_event(format!("{name}.{step}"));
+        }
+        let spawned = tokio::spawn(async { sqreen_axum::current().is_enabled() });
+        assert!(
+            !spawned.await.unwrap(),
+            "a spawned task has no current handle"
+        );
+        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+    });
+    let service = SqreenLayer::with_agent(guard.agent().clone()).layer(service);
+    let request = |name: &'static str| {
+        let service = service.clone();
+        async move {
+            let req = Request::get(format!("/{name}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            service.oneshot(req).await.unwrap()
+        }
+    };
+    let responses = tokio::join!(request("a"), request("b"), request("c"), request("d"));
+    for response in [responses.0, responses.1, responses.2, responses.3] {
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert!(!sqreen_axum::current().is_enabled());
+    let events = flushed_events(guard.agent(), &backend).await;
+    assert_eq!(events.len(), 4);
+    for event in &events {
+        let name = event["request"]["path"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches('/');
+        let expected: Vec<String> = (0..3).map(|step| format!("{name}.{step}")).collect();
+        assert_eq!(tracked(event), expected, "{event}");
+    }
+}
+
+/// A handle another layer put in the request extensions still reaches the
+/// `Sqreen` extractor when this layer did not make one current.
+#[tokio::test]
+async fn extractor_reads_a_handle_from_the_extensions() {
+    let (guard, backend) = start_captured(config());
+    let agent = guard.agent().clone();
+    let router: Router = Router::new().route(
+        "/x",
+        get(|sq: Sqreen| async move {
+            sq.track_event("from.extensions");
+            "ok"
+        }),
+    );
+    // The record is opened by hand, as another middleware could.
+    let service = tower::service_fn(move |mut req: Request<Body>| {
+        let router = router.clone();
+        let agent = agent.clone();
+        async move {
+            let headers = [("Host", "example.com")];
+            let info = sqreen_core::RequestInfo::new("GET", "/x", &headers);
+            let sqreen_core::Begin::Record(record) = agent.begin(&info) else {
+                panic!("the agent records");
+            };
+            req.extensions_mut().insert(record.handle());
+            let response = router.oneshot(req).await;
+            record.close(sqreen_core::ResponseInfo::new(200));
+            response
+        }
+    });
+    let response = service
+        .oneshot(Request::get("/x").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let events = flushed_events(guard.agent(), &backend).await;
+    assert_eq!(tracked(&events[0]), vec!["from.extensions".to_owned()]);
 }

@@ -484,6 +484,11 @@ impl RecordInner {
             }
             return;
         }
+        if state.entries.capacity() == 0 {
+            // Most requests track one thing: room for one entry (272 bytes),
+            // not the four a `Vec` would start with.
+            state.entries.reserve_exact(1);
+        }
         state.entries.push(entry);
     }
 
