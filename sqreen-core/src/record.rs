@@ -210,34 +210,82 @@ impl Copier {
     }
 }
 
-/// Which slot a header name takes, if it is kept at all.
+/// Pseudo-slot of `User-Agent` (kept in its own span, not a header line).
+const USER_AGENT_SLOT: u8 = 100;
+/// Pseudo-slot of `Referer`.
+const REFERER_SLOT: u8 = 101;
+
+/// `TRACKED_HEADERS` lowercased, as http libraries hand names over.
+const TRACKED_LOWER: [&str; 15] = [
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-client-ip",
+    "x-real-ip",
+    "x-forwarded",
+    "x-cluster-client-ip",
+    "forwarded-for",
+    "forwarded",
+    "via",
+    "content-type",
+    "content-length",
+    "host",
+    "x-requested-with",
+    "x-request-id",
+];
+
+/// `name` equals `lower` (lowercase letters, digits and `-`) ignoring
+/// ASCII case: one `memcmp` for the lowercase names http libraries use,
+/// byte by byte only otherwise.
+fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len()
+        && (name == lower
+            || name
+                .iter()
+                .zip(lower)
+                .all(|(&a, &b)| a == b || (b.is_ascii_lowercase() && a | 0x20 == b)))
+}
+
+/// Which slot a header name takes, if it is kept at all: a tracked header's
+/// index in [`TRACKED_HEADERS`], the configured IP header's, or the user
+/// agent's or referer's pseudo-slot.
 fn header_slot(name: &str, ip_header: Option<&str>) -> Option<u8> {
+    let bytes = name.as_bytes();
     if let Some(ip) = ip_header
         && ip.len() == name.len()
         && ip.eq_ignore_ascii_case(name)
     {
         return Some(IP_HEADER_SLOT);
     }
-    // Dispatch on length first: most request headers (Accept, Cookie, …)
-    // are rejected without a single string comparison.
-    let candidates: &[u8] = match name.len() {
-        3 => &[9],       // Via
-        4 => &[12],      // Host
-        9 => &[4, 8],    // X-Real-Ip, Forwarded
-        11 => &[3, 5],   // X-Client-Ip, X-Forwarded
-        12 => &[10, 14], // Content-Type, X-Request-Id
-        13 => &[7],      // Forwarded-For
-        14 => &[11],     // Content-Length
-        15 => &[0],      // X-Forwarded-For
-        16 => &[1, 13],  // X-Forwarded-Host, X-Requested-With
-        17 => &[2],      // X-Forwarded-Proto
-        19 => &[6],      // X-Cluster-Client-Ip
+    let first = bytes.first()? | 0x20;
+    // Dispatch on length and first letter: most request headers (Accept-*,
+    // Cookie, Sec-*, …) are rejected without a single string comparison.
+    let candidates: &[u8] = match (bytes.len(), first) {
+        (3, b'v') => &[9],                // Via
+        (4, b'h') => &[12],               // Host
+        (7, b'r') => &[REFERER_SLOT],     // Referer
+        (9, b'x') => &[4],                // X-Real-Ip
+        (9, b'f') => &[8],                // Forwarded
+        (10, b'u') => &[USER_AGENT_SLOT], // User-Agent
+        (11, b'x') => &[3, 5],            // X-Client-Ip, X-Forwarded
+        (12, b'c') => &[10],              // Content-Type
+        (12, b'x') => &[14],              // X-Request-Id
+        (13, b'f') => &[7],               // Forwarded-For
+        (14, b'c') => &[11],              // Content-Length
+        (15, b'x') => &[0],               // X-Forwarded-For
+        (16, b'x') => &[1, 13],           // X-Forwarded-Host, X-Requested-With
+        (17, b'x') => &[2],               // X-Forwarded-Proto
+        (19, b'x') => &[6],               // X-Cluster-Client-Ip
         _ => &[],
     };
-    candidates
-        .iter()
-        .copied()
-        .find(|&i| TRACKED_HEADERS[i as usize].eq_ignore_ascii_case(name))
+    candidates.iter().copied().find(|&slot| {
+        let lower = match slot {
+            USER_AGENT_SLOT => "user-agent",
+            REFERER_SLOT => "referer",
+            i => TRACKED_LOWER[i as usize],
+        };
+        eq_lower(bytes, lower.as_bytes())
+    })
 }
 
 impl RecordInner {
@@ -301,27 +349,31 @@ impl RecordInner {
         let mut referer = None;
         let mut dropped_lines = false;
         let ip_header = shared.ip_header.as_deref();
-        info.headers.visit(&mut |name, value| {
-            if name.len() == 10 && name.eq_ignore_ascii_case("user-agent") {
-                if user_agent.is_none() {
-                    user_agent = Some(copier.push(value, MAX_FIELD_LEN));
+        info.headers
+            .visit(&mut |name, value| match header_slot(name, ip_header) {
+                None => {}
+                Some(USER_AGENT_SLOT) => {
+                    if user_agent.is_none() {
+                        user_agent = Some(copier.push(value, MAX_FIELD_LEN));
+                    }
                 }
-            } else if name.len() == 7 && name.eq_ignore_ascii_case("referer") {
-                if referer.is_none() {
-                    referer = Some(copier.push(value, MAX_FIELD_LEN));
+                Some(REFERER_SLOT) => {
+                    if referer.is_none() {
+                        referer = Some(copier.push(value, MAX_FIELD_LEN));
+                    }
                 }
-            } else if let Some(slot) = header_slot(name, ip_header) {
-                if header_count < MAX_HEADER_LINES {
-                    headers[header_count] = HeaderSpan {
-                        slot,
-                        value: copier.push(value, MAX_HEADER_LEN),
-                    };
-                    header_count += 1;
-                } else {
-                    dropped_lines = true;
+                Some(slot) => {
+                    if header_count < MAX_HEADER_LINES {
+                        headers[header_count] = HeaderSpan {
+                            slot,
+                            value: copier.push(value, MAX_HEADER_LEN),
+                        };
+                        header_count += 1;
+                    } else {
+                        dropped_lines = true;
+                    }
                 }
-            }
-        });
+            });
         self.header_count = header_count as u8;
         self.user_agent = user_agent;
         self.referer = referer;
@@ -624,15 +676,29 @@ mod tests {
             assert_eq!(header_slot(&name.to_ascii_lowercase(), None), Some(i as u8));
             assert_eq!(header_slot(&name.to_ascii_uppercase(), None), Some(i as u8));
         }
+        for (name, slot) in [("User-Agent", USER_AGENT_SLOT), ("Referer", REFERER_SLOT)] {
+            assert_eq!(header_slot(name, None), Some(slot));
+            assert_eq!(header_slot(&name.to_ascii_lowercase(), None), Some(slot));
+            assert_eq!(header_slot(&name.to_ascii_uppercase(), None), Some(slot));
+        }
         for other in [
             "Accept",
+            "Accept-Encoding",
             "Cookie",
             "Authorization",
             "Set-Cookie",
             "X-Api-Key",
+            "Sec-Fetch-Mode",
+            "Content-Encoding",
+            "X-Forwarded-Fox",
+            "Referrer",
             "",
+            // Bytes that equal a letter or `-` once 0x20 is or-ed in.
+            "x\rforwarded\rfor",
+            "Hos\x14",
+            "user\ragent",
         ] {
-            assert_eq!(header_slot(other, None), None, "{other}");
+            assert_eq!(header_slot(other, None), None, "{other:?}");
         }
         assert_eq!(
             header_slot("x-my-ip", Some("X-My-Ip")),
