@@ -352,16 +352,14 @@ impl RecordInner {
         info.headers
             .visit(&mut |name, value| match header_slot(name, ip_header) {
                 None => {}
-                Some(USER_AGENT_SLOT) => {
-                    if user_agent.is_none() {
-                        user_agent = Some(copier.push(value, MAX_FIELD_LEN));
-                    }
+                Some(USER_AGENT_SLOT) if user_agent.is_none() => {
+                    user_agent = Some(copier.push(value, MAX_FIELD_LEN));
                 }
-                Some(REFERER_SLOT) => {
-                    if referer.is_none() {
-                        referer = Some(copier.push(value, MAX_FIELD_LEN));
-                    }
+                Some(REFERER_SLOT) if referer.is_none() => {
+                    referer = Some(copier.push(value, MAX_FIELD_LEN));
                 }
+                // Repeated user agents and referers: the first one is kept.
+                Some(USER_AGENT_SLOT | REFERER_SLOT) => {}
                 Some(slot) => {
                     if header_count < MAX_HEADER_LINES {
                         headers[header_count] = HeaderSpan {
