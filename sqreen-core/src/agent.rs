@@ -721,6 +721,23 @@ mod tests {
         assert!(!state.closed);
     }
 
+    /// A handle that outlives its request (a framework's request-local
+    /// cache) puts the record back in the pool when it drops last.
+    #[test]
+    fn last_handle_recycles_a_closed_record() {
+        let (shared, _rx) = shared_with_queue(16);
+        let info = RequestInfo::new("GET", "/", &[("Host", "h")]);
+        let record = RequestRecord::new(Arc::clone(&shared), shared.new_record(&info, None));
+        let handle = record.handle();
+        let copy = handle.clone();
+        record.close(ResponseInfo::new(200));
+        assert_eq!(shared.pool.len(), 0, "the handles still hold the record");
+        drop(copy);
+        assert_eq!(shared.pool.len(), 0);
+        drop(handle);
+        assert_eq!(shared.pool.len(), 1, "the last handle recycled it");
+    }
+
     /// A record still referenced elsewhere (a handle kept past its request)
     /// is not pooled, and the pool never holds more than its capacity.
     #[test]

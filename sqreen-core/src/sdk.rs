@@ -205,6 +205,23 @@ impl std::fmt::Debug for Sqreen {
     }
 }
 
+impl Drop for Sqreen {
+    /// The last reference to a record is usually the adapter's or the agent
+    /// thread's, which recycle it; when it is a handle (a framework keeps
+    /// the handle in a request-local cache that outlives the response), the
+    /// handle puts the record back in the agent's pool. A handle can only
+    /// be the last once its request is closed: the adapter holds the record
+    /// until then.
+    fn drop(&mut self) {
+        if let Some(record) = self.record.take()
+            && Arc::strong_count(&record) == 1
+            && let Some(shared) = record.shared.upgrade()
+        {
+            shared.recycle(record);
+        }
+    }
+}
+
 impl Sqreen {
     pub(crate) fn from_record(record: Option<Arc<RecordInner>>) -> Self {
         Self { record }
