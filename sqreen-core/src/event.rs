@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::protocol::REQUEST_RECORD_VERSION;
-use crate::record::{Entry, RecordInner, RecordState};
+use crate::record::{Entry, IP_HEADER_SLOT, RecordInner, RecordState, TRACKED_HEADERS};
 use crate::scrub::{REDACTED, Scrubber};
 use crate::sdk::PropertyValue;
 
@@ -411,10 +411,32 @@ fn needs_escape(bytes: &[u8]) -> bool {
     needs_escape(&word)
 }
 
+/// Which tracked header names the key regex masks, worked out once per
+/// agent: header names are fixed, so no event pays the regex for them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SensitiveHeaders([bool; IP_HEADER_SLOT as usize + 1]);
+
+impl SensitiveHeaders {
+    pub fn new(scrubber: &Scrubber, ip_header: Option<&str>) -> Self {
+        let mut sensitive = [false; IP_HEADER_SLOT as usize + 1];
+        for (slot, name) in TRACKED_HEADERS.iter().enumerate() {
+            sensitive[slot] = scrubber.is_sensitive_key(name);
+        }
+        sensitive[IP_HEADER_SLOT as usize] =
+            ip_header.is_some_and(|h| scrubber.is_sensitive_key(h));
+        Self(sensitive)
+    }
+
+    fn is_sensitive(&self, slot: u8) -> bool {
+        self.0.get(slot as usize).copied().unwrap_or(true)
+    }
+}
+
 /// What the agent's configuration says about writing events.
 #[derive(Clone, Copy)]
 pub(crate) struct EventSettings<'a> {
     pub scrubber: &'a Scrubber,
+    pub sensitive_headers: &'a SensitiveHeaders,
     /// The configured client IP header's name, if any.
     pub ip_header: Option<&'a str>,
     /// `strip_http_referer`: send an empty referer.
@@ -435,6 +457,7 @@ pub(crate) fn request_record(
         scrubber,
         ip_header,
         strip_referer,
+        ..
     } = *settings;
     buf.clear();
     buf.reserve(768);
@@ -514,7 +537,7 @@ pub(crate) fn request_record(
 
     out.raw(",\"headers\":[");
     let mut first = true;
-    for (name, value) in record.header_lines(ip_header) {
+    for (slot, name, value) in record.header_slots(ip_header) {
         let Ok(value) = std::str::from_utf8(value) else {
             out.report.invalid_input += 1;
             continue;
@@ -526,7 +549,8 @@ pub(crate) fn request_record(
         out.buf.push(b'[');
         out.string(name);
         out.buf.push(b',');
-        out.keyed(name, value);
+        let masked = settings.sensitive_headers.is_sensitive(slot);
+        out.scrubbed(value, masked);
         out.buf.push(b']');
     }
     out.raw("],\"parameters\":");
@@ -708,6 +732,58 @@ mod tests {
             out.string(s);
             let back: String = serde_json::from_slice(&out.buf).unwrap();
             assert_eq!(back, s);
+        }
+    }
+
+    /// Header values are masked by their canonical name's verdict, worked
+    /// out once: tracked headers under a custom key regex, and the
+    /// configured IP header under the default one.
+    #[test]
+    fn header_names_masked_by_slot() {
+        let config = crate::Config::builder()
+            .token("t")
+            .ip_header("X-Secret-Ip")
+            .build()
+            .unwrap();
+        let shared = std::sync::Arc::new(crate::agent::Shared::new(config, None));
+        let headers = [
+            ("Host", "example.com"),
+            ("X-Forwarded-For", "81.2.69.160"),
+            ("X-Secret-Ip", "81.2.69.161"),
+        ];
+        let info = crate::RequestInfo::new("GET", "/", &headers);
+        let record = RecordInner::capture(&shared, &info, None);
+        let state = RecordState::default();
+        for (key_regex, masked) in [
+            (None, vec!["X-Secret-Ip"]),
+            (Some("(?i)forwarded"), vec!["X-Forwarded-For"]),
+        ] {
+            let scrubber = Scrubber::new(key_regex, None).unwrap();
+            let sensitive = SensitiveHeaders::new(&scrubber, Some("X-Secret-Ip"));
+            let mut times = TimeText::default();
+            let (bytes, _) = request_record(
+                Vec::new(),
+                &mut times,
+                &record,
+                &state,
+                None,
+                &EventSettings {
+                    scrubber: &scrubber,
+                    sensitive_headers: &sensitive,
+                    ip_header: Some("X-Secret-Ip"),
+                    strip_referer: false,
+                },
+            );
+            let event: Value = serde_json::from_slice(&bytes).unwrap();
+            for line in event["request"]["headers"].as_array().unwrap() {
+                let name = line[0].as_str().unwrap();
+                let value = line[1].as_str().unwrap();
+                assert_eq!(
+                    value == REDACTED,
+                    masked.contains(&name),
+                    "{key_regex:?} {name}"
+                );
+            }
         }
     }
 

@@ -48,7 +48,7 @@ pub(crate) const TRACKED_HEADERS: [&str; 15] = [
     "X-Request-Id",
 ];
 /// Slot of the configured `ip_header` in a header span.
-const IP_HEADER_SLOT: u8 = TRACKED_HEADERS.len() as u8;
+pub(crate) const IP_HEADER_SLOT: u8 = TRACKED_HEADERS.len() as u8;
 const CONTENT_TYPE_SLOT: u8 = 10;
 const HOST_SLOT: u8 = 12;
 const REQUEST_ID_SLOT: u8 = 14;
@@ -479,6 +479,16 @@ impl RecordInner {
         &'a self,
         ip_header: Option<&'a str>,
     ) -> impl Iterator<Item = (&'a str, &'a [u8])> {
+        self.header_slots(ip_header)
+            .map(|(_, name, value)| (name, value))
+    }
+
+    /// [`Self::header_lines`] with each line's slot: its index in
+    /// [`TRACKED_HEADERS`], or [`IP_HEADER_SLOT`].
+    pub fn header_slots<'a>(
+        &'a self,
+        ip_header: Option<&'a str>,
+    ) -> impl Iterator<Item = (u8, &'a str, &'a [u8])> {
         self.headers[..self.header_count as usize]
             .iter()
             .map(move |h| {
@@ -487,7 +497,7 @@ impl RecordInner {
                     .copied()
                     .or(ip_header)
                     .unwrap_or_default();
-                (name, self.bytes(h.value))
+                (h.slot, name, self.bytes(h.value))
             })
     }
 

@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 
 use crate::actions::{ActionStore, parse_cidr};
 use crate::agent::{RuntimeState, Shared, wake_threshold};
-use crate::event::{EventSettings, TimeText, request_record};
+use crate::event::{EventSettings, SensitiveHeaders, TimeText, request_record};
 use crate::metrics::{MetricKind, MetricStores};
 use crate::protocol::{
     ACTIONSPACK_PATH, ActionsPack, BATCH_PATH, BEAT_PATH, BeatRequest, BeatResponse, Command,
@@ -161,6 +161,8 @@ pub(crate) struct Worker {
     rx: std::sync::mpsc::Receiver<Arc<RecordInner>>,
     control: mpsc::UnboundedReceiver<Control>,
     scrubber: Scrubber,
+    /// The key regex's verdict on each tracked header name.
+    sensitive_headers: SensitiveHeaders,
     /// When queued records are next drained; `None` while the queue is
     /// empty and the thread idles (a record then wakes it).
     drain_at: Option<Instant>,
@@ -204,6 +206,7 @@ impl Worker {
         control: mpsc::UnboundedReceiver<Control>,
     ) -> Result<Self, ScrubberError> {
         let scrubber = shared.config.scrubber()?;
+        let sensitive_headers = SensitiveHeaders::new(&scrubber, shared.ip_header.as_deref());
         let config = &shared.config;
         let now = Instant::now();
         Ok(Self {
@@ -215,6 +218,7 @@ impl Worker {
             rx,
             control,
             scrubber,
+            sensitive_headers,
             drain_at: None,
             started: SystemTime::now(),
             session: None,
@@ -387,6 +391,7 @@ impl Worker {
             client_ip,
             &EventSettings {
                 scrubber: &self.scrubber,
+                sensitive_headers: &self.sensitive_headers,
                 ip_header: self.shared.ip_header.as_deref(),
                 strip_referer: self.shared.config.strip_http_referer,
             },
