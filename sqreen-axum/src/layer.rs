@@ -35,9 +35,13 @@ pub(crate) type Renderer = Arc<dyn Fn(&SecurityResponse) -> Response + Send + Sy
 
 /// What every clone of the layer and its services shares: one reference
 /// count to bump when axum clones the service for a request.
+#[derive(Clone)]
 pub(crate) struct Settings {
     pub agent: Option<Agent>,
     pub renderer: Option<Renderer>,
+    /// Also put the handle in the request extensions
+    /// ([`SqreenLayer::handle_in_extensions`]).
+    pub in_extensions: bool,
 }
 
 impl Settings {
@@ -108,6 +112,7 @@ impl SqreenLayer {
                     settings: Arc::new(Settings {
                         agent: None,
                         renderer: None,
+                        in_extensions: false,
                     }),
                 }
             }
@@ -121,6 +126,7 @@ impl SqreenLayer {
             settings: Arc::new(Settings {
                 agent: Some(agent),
                 renderer: None,
+                in_extensions: false,
             }),
         }
     }
@@ -153,8 +159,33 @@ impl SqreenLayer {
     {
         Self {
             settings: Arc::new(Settings {
-                agent: self.settings.agent.clone(),
                 renderer: Some(Arc::new(render)),
+                ..Settings::clone(&self.settings)
+            }),
+        }
+    }
+
+    /// Also puts each recorded request's handle (a `sqreen_core::Sqreen`) in
+    /// the request extensions (default: off).
+    ///
+    /// The [`Sqreen`](crate::Sqreen) extractor and [`current()`](crate::current())
+    /// find the handle while the layer polls the service it wraps, which
+    /// covers every handler running in the request's task. Turn this on when
+    /// something between the layer and the handler moves the request to
+    /// another task (a middleware that runs `tokio::spawn(next.run(req))`,
+    /// a `tower::buffer::Buffer`): the handle then travels with the request,
+    /// and the extractor falls back on it. It costs an allocation and a
+    /// hash-map insert per recorded request.
+    ///
+    /// ```
+    /// let layer = sqreen_axum::SqreenLayer::new().handle_in_extensions(true);
+    /// ```
+    #[must_use]
+    pub fn handle_in_extensions(self, on: bool) -> Self {
+        Self {
+            settings: Arc::new(Settings {
+                in_extensions: on,
+                ..Settings::clone(&self.settings)
             }),
         }
     }
@@ -287,12 +318,30 @@ where
         agent.begin(&request_info(&req, &headers, body))
     };
     match begin {
-        Begin::Pass => State::pass(service.call(req)),
+        // A disabled handle is current: a request passlisted inside another
+        // recorded one (an in-process sub-request) must not see the outer
+        // request's handle.
+        Begin::Pass => {
+            let mut handle = Some(sqreen_core::Sqreen::disabled());
+            let future = {
+                let _entered = crate::current::enter(&mut handle);
+                service.call(req)
+            };
+            State::Inner {
+                future,
+                record: None,
+                renderer: None,
+                handle,
+            }
+        }
         Begin::Respond(response) => State::Ready {
             response: Some(settings.render(&response)),
         },
         Begin::Record(record) => {
             set_route_params(&record, &mut req);
+            if settings.in_extensions {
+                req.extensions_mut().insert(record.handle());
+            }
             let mut handle = Some(record.handle());
             let future = {
                 let _entered = crate::current::enter(&mut handle);

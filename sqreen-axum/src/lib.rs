@@ -97,6 +97,14 @@
 //!   `ip_header` / `trusted_proxies` in the agent's configuration. In
 //!   tests, axum's `MockConnectInfo` works too, added after (outside) the
 //!   layer.
+//! - **Handlers in another task**: the extractor and [`current()`] find the
+//!   handle while the layer polls the service it wraps, i.e. in the
+//!   request's own task. If something between the layer and your handlers
+//!   moves the request to another task (a middleware running
+//!   `tokio::spawn(next.run(req))`, a `tower::buffer::Buffer`), turn on
+//!   [`SqreenLayer::handle_in_extensions`] so the handle travels with the
+//!   request. A task your handler spawns gets the handle moved in:
+//!   `let sq2 = sq.clone(); tokio::spawn(async move { sq2.track_event(..); })`.
 //! - **Plain hyper / tonic**: the layer works on any
 //!   `Service<http::Request<B>>` whose responses are `http::Response<_>`;
 //!   it answers `axum::response::Response`. There, handlers get the
@@ -147,13 +155,15 @@
 //!
 //! ## Cost
 //!
-//! In-process, per request (`benches/middleware.rs`): a request that
+//! In-process, per request (`benches/middleware.rs`, and
+//! `benches/instructions.rs` for instruction counts): a request that
 //! tracks nothing costs the agent's `begin`/`close` (a pooled record
-//! refilled, about 200 ns) plus a few extension lookups here; nothing is
-//! allocated, the handle is made current for the inner service's polls
-//! (one pointer swapped in a thread-local, not an entry in the request
-//! extensions) and the response future is not boxed. Tracking adds the
-//! events themselves; everything else happens on the agent's thread.
+//! refilled, about 200 ns) plus a few extension lookups here. Once the
+//! agent's record pool has filled, nothing is allocated: the handle is made
+//! current for the inner service's polls (one pointer swapped in a
+//! thread-local, not an entry in the request extensions) and the response
+//! future is not boxed. Tracking adds the events themselves; everything
+//! else happens on the agent's thread.
 //!
 //! When the agent is off or not logged in yet, the layer hands every
 //! request to the inner service untouched and [`Sqreen`] yields a disabled

@@ -655,3 +655,95 @@ async fn extractor_reads_a_handle_from_the_extensions() {
     let events = flushed_events(guard.agent(), &backend).await;
     assert_eq!(tracked(&events[0]), vec!["from.extensions".to_owned()]);
 }
+
+/// A middleware between the layer and the handler that runs the rest of
+/// the request in a spawned task loses the current handle; with
+/// `handle_in_extensions` the handle travels with the request and the
+/// extractor finds it.
+#[tokio::test]
+async fn handle_in_extensions_survives_a_spawned_task() {
+    use axum::middleware::{Next, from_fn};
+
+    async fn spawn_rest(req: Request<Body>, next: Next) -> Response {
+        tokio::spawn(next.run(req)).await.unwrap()
+    }
+    let handler = get(|sq: Sqreen| async move {
+        sq.track_event("spawned.handler");
+        if sq.is_enabled() {
+            "enabled"
+        } else {
+            "disabled"
+        }
+    });
+    for (in_extensions, expected) in [(false, "disabled"), (true, "enabled")] {
+        let (guard, backend) = start_captured(config());
+        let app = Router::new()
+            .route("/", handler.clone())
+            .layer(from_fn(spawn_rest))
+            .layer(
+                SqreenLayer::with_agent(guard.agent().clone()).handle_in_extensions(in_extensions),
+            );
+        let (status, response) = send(app, Request::get("/").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body_text(response).await, expected);
+        let events = flushed_events(guard.agent(), &backend).await;
+        assert_eq!(events.len(), usize::from(in_extensions), "{events:?}");
+    }
+}
+
+/// A passlisted request served in-process inside a recorded one (a
+/// sub-request) sees a disabled handle, not the outer request's.
+#[tokio::test]
+async fn passlisted_sub_request_gets_a_disabled_handle() {
+    let backend = CaptureBackend::new();
+    backend.push_command("paths_whitelist", "p1", json!([["/inner"]]));
+    let config = test_config()
+        .heartbeat_delay(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let guard = Agent::start(config, Arc::new(backend.clone()));
+    assert!(guard.wait_ready(WAIT), "agent did not log in");
+    let info = sqreen_core::RequestInfo::new("GET", "/inner", &[("Host", "h")]);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !matches!(guard.agent().begin(&info), sqreen_core::Begin::Pass) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the passlist never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let inner: Router = Router::new()
+        .route(
+            "/inner",
+            get(|sq: Sqreen| async move {
+                if sq.is_enabled() {
+                    "enabled"
+                } else {
+                    "disabled"
+                }
+            }),
+        )
+        .layer(SqreenLayer::with_agent(guard.agent().clone()));
+    let outer = Router::new().route(
+        "/outer",
+        get(move |sq: Sqreen| {
+            let inner = inner.clone();
+            async move {
+                sq.track_event("outer.event");
+                let req = Request::get("/inner").body(Body::empty()).unwrap();
+                let response = inner.oneshot(req).await.unwrap();
+                body_text(response).await
+            }
+        }),
+    );
+    let (status, response) = send(
+        app(outer, guard.agent()),
+        Request::get("/outer").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body_text(response).await, "disabled");
+    let events = flushed_events(guard.agent(), &backend).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(tracked(&events[0]), vec!["outer.event".to_owned()]);
+}

@@ -11,11 +11,14 @@
 //! Records are recycled: once the agent thread has written a record's event,
 //! or a request closes without tracking anything, the record is cleared and
 //! goes back to the agent's pool (a bounded lock-free queue), and the next
-//! request fills it again. A request whose event has at most four properties
-//! therefore allocates nothing for its record, and the agent thread frees
-//! nothing that a request thread allocated: with glibc malloc, memory freed
-//! on another thread sent each tracked request's allocations down malloc's
-//! slow path (about 1 900 of the 3 300 instructions a tracked request cost).
+//! request fills it again. Once the pool holds records (it fills as the
+//! agent thread works), a request whose event has at most four properties,
+//! with names and string values of up to 24 bytes, allocates nothing for
+//! its record, and the agent thread frees nothing that a request thread
+//! allocated: with glibc malloc, memory freed on another thread sent each
+//! tracked request's allocations down malloc's slow path (about 1 900 of the
+//! 3 300 instructions a tracked request cost). A request that finds the
+//! pool empty allocates a new record.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -80,10 +83,13 @@ pub(crate) type UserIds = Arc<[(CompactString, CompactString)]>;
 /// allocates nothing.
 pub(crate) type Properties = SmallVec<[(CompactString, PropertyValue); 4]>;
 
-/// A recycled record keeps its buffer up to this capacity; a larger one is freed.
-const MAX_KEPT_BUF: usize = 16 * 1024;
+/// A recycled record keeps its buffer up to this capacity; a record with a
+/// larger one is freed rather than pooled.
+const MAX_KEPT_BUF: usize = 2 * 1024;
 /// A recycled record keeps room for this many entries at most.
-const MAX_KEPT_ENTRIES: usize = 16;
+const MAX_KEPT_ENTRIES: usize = 4;
+/// A recycled record keeps room for this many route parameters at most.
+const MAX_KEPT_PARAMS: usize = 8;
 
 /// One thing a handler did during the request.
 ///
@@ -251,12 +257,23 @@ fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
 /// agent's or referer's pseudo-slot.
 fn header_slot(name: &str, ip_header: Option<&str>) -> Option<u8> {
     let bytes = name.as_bytes();
+    let found = tracked_slot(bytes);
+    // The user agent and referer first, then the configured IP header
+    // (which may be one of the tracked ones), then the tracked headers.
+    if matches!(found, Some(USER_AGENT_SLOT | REFERER_SLOT)) {
+        return found;
+    }
     if let Some(ip) = ip_header
         && ip.len() == name.len()
         && ip.eq_ignore_ascii_case(name)
     {
         return Some(IP_HEADER_SLOT);
     }
+    found
+}
+
+/// [`header_slot`] without the configured IP header.
+fn tracked_slot(bytes: &[u8]) -> Option<u8> {
     let first = bytes.first()? | 0x20;
     // Dispatch on length and first letter: most request headers (Accept-*,
     // Cookie, Sec-*, …) are rejected without a single string comparison.
@@ -411,7 +428,7 @@ impl RecordInner {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.buf.capacity() > MAX_KEPT_BUF
             || state.entries.capacity() > MAX_KEPT_ENTRIES
-            || state.route_params.capacity() > 32
+            || state.route_params.capacity() > MAX_KEPT_PARAMS
         {
             return false;
         }
@@ -643,7 +660,7 @@ impl RequestRecord {
 
     /// Closes the record with the application's response. A record that holds
     /// entries goes to the agent thread (never blocking: a full queue drops
-    /// it and counts); an empty one is freed on the spot.
+    /// it and counts); an empty one goes back to the agent's pool on the spot.
     pub fn close(mut self, response: ResponseInfo<'_>) {
         self.finish(|| Some(response));
     }
