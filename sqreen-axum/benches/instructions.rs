@@ -17,53 +17,22 @@
 // Benches abort loudly on a broken setup rather than measure the wrong path.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
+mod common;
+use common::{hello, hello_tracked, request};
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{Request, header};
+use axum::http::Request;
 use axum::routing::get;
-use sqreen_axum::{Sqreen, SqreenLayer};
+use sqreen_axum::SqreenLayer;
 use sqreen_core::Agent;
 use sqreen_core::test::{GatedBackend, test_config};
 use tokio::runtime::Runtime;
 use tower::util::MapRequestLayer;
 use tower::{Layer, ServiceExt};
-
-/// `GET /` as a browser sends it, as axum's server hands it over (the
-/// request of `middleware.rs`).
-fn request() -> Request<Body> {
-    let mut request = Request::get("/")
-        .header(header::HOST, "shop.example.com")
-        .header(
-            header::USER_AGENT,
-            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
-        )
-        .header(header::ACCEPT, "text/html,application/xhtml+xml")
-        .header(header::ACCEPT_ENCODING, "gzip, deflate, br")
-        .body(Body::empty())
-        .unwrap();
-    request
-        .extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([81, 2, 69, 160], 52114))));
-    request
-}
-
-async fn hello() -> &'static str {
-    "ok"
-}
-
-async fn hello_tracked(sq: Sqreen) -> &'static str {
-    sq.track_event("page.viewed").with_properties([
-        ("plan", "pro"),
-        ("region", "eu"),
-        ("seats", "5"),
-    ]);
-    "ok"
-}
 
 /// The counted loop.
 #[inline(never)]
