@@ -150,3 +150,112 @@ fn invalid_config_keeps_agent_off() {
     ));
     assert!(agent.flush(Duration::from_millis(10)));
 }
+
+/// Records are recycled: through thousands of requests that differ in
+/// every captured field, some tracked, some not, some with a handle kept
+/// past the response, on several threads at once, every event carries its
+/// own request's data and nothing of another's.
+#[test]
+fn recycled_records_never_carry_another_requests_data() {
+    const THREADS: usize = 4;
+    const PER_THREAD: usize = 2_000;
+    let (agent, backend) =
+        start_captured(test_config().event_queue_length(50_000).build().unwrap());
+    std::thread::scope(|scope| {
+        for thread in 0..THREADS {
+            let agent = agent.agent().clone();
+            scope.spawn(move || {
+                let mut kept = Vec::new();
+                for i in 0..PER_THREAD {
+                    let n = thread * PER_THREAD + i;
+                    let path = format!("/t{thread}/r{i}");
+                    let query = format!("n={n}");
+                    let ua = format!("agent-{n}");
+                    let host = format!("h{n}.example");
+                    let referer = format!("https://ref{n}.example/");
+                    let mut headers = vec![("Host", host.as_str())];
+                    // Every other request has a user agent, every third a referer.
+                    if n % 2 == 0 {
+                        headers.push(("User-Agent", ua.as_str()));
+                    }
+                    if n % 3 == 0 {
+                        headers.push(("Referer", referer.as_str()));
+                    }
+                    // Every fourth carries a form body.
+                    if n % 4 == 0 {
+                        headers.push(("Content-Type", "application/x-www-form-urlencoded"));
+                    }
+                    let body = format!("field={n}");
+                    let info =
+                        RequestInfo::new(if n % 2 == 0 { "GET" } else { "POST" }, &path, &headers)
+                            .query((n % 5 != 0).then_some(query.as_str()))
+                            .body((n % 4 == 0).then_some(body.as_bytes()));
+                    let Begin::Record(record) = agent.begin(&info) else {
+                        panic!("the agent records");
+                    };
+                    let sq = record.handle();
+                    // Two requests in three are tracked.
+                    if n % 3 != 2 {
+                        sq.track_event(format!("e{n}"))
+                            .with_properties([("n", PropertyValue::from(n as u64))]);
+                    }
+                    record.close(ResponseInfo::new(200));
+                    // Some handles outlive their request for a while.
+                    if n % 7 == 0 {
+                        kept.push(sq);
+                    }
+                    if kept.len() > 3 {
+                        kept.remove(0);
+                    }
+                }
+            });
+        }
+    });
+    assert!(agent.flush(Duration::from_secs(30)));
+    let events = backend.events();
+    let expected = (0..THREADS * PER_THREAD).filter(|n| n % 3 != 2).count();
+    assert_eq!(events.len(), expected);
+    for event in &events {
+        let sdk = event["observed"]["sdk"].as_array().unwrap();
+        assert_eq!(sdk.len(), 1, "{event}");
+        let n: usize = sdk[0]["args"][0].as_str().unwrap()[1..].parse().unwrap();
+        assert_eq!(sdk[0]["args"][1]["properties"]["n"], json!(n));
+        let (thread, i) = (n / PER_THREAD, n % PER_THREAD);
+        let request = &event["request"];
+        assert_eq!(request["path"], format!("/t{thread}/r{i}"), "{event}");
+        assert_eq!(request["verb"], if n % 2 == 0 { "GET" } else { "POST" });
+        assert_eq!(request["host"], format!("h{n}.example"));
+        let ua = if n % 2 == 0 {
+            format!("agent-{n}")
+        } else {
+            String::new()
+        };
+        assert_eq!(request["user_agent"], ua);
+        let referer = if n % 3 == 0 {
+            format!("https://ref{n}.example/")
+        } else {
+            String::new()
+        };
+        assert_eq!(request["referer"], referer);
+        let headers = request["headers"].as_array().unwrap();
+        // In the request's order.
+        let mut expected_headers = vec![json!(["Host", format!("h{n}.example")])];
+        if n % 4 == 0 {
+            expected_headers.push(json!(["Content-Type", "application/x-www-form-urlencoded"]));
+        }
+        assert_eq!(headers, &expected_headers, "{event}");
+        let form = &request["parameters"]["form"];
+        if n % 4 == 0 {
+            assert_eq!(form, &json!({"field": [n.to_string()]}), "{event}");
+        } else {
+            assert!(form.is_null(), "{event}");
+        }
+        let query = &request["parameters"]["query"];
+        if n % 5 != 0 {
+            assert_eq!(query, &json!({"n": [n.to_string()]}));
+        } else {
+            assert!(query.is_null(), "{event}");
+        }
+        assert_eq!(event["response"]["status"], 200);
+    }
+}
