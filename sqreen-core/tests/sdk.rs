@@ -175,21 +175,24 @@ fn recycled_records_never_carry_another_requests_data() {
                     let referer = format!("https://ref{n}.example/");
                     let mut headers = vec![("Host", host.as_str())];
                     // Every other request has a user agent, every third a referer.
-                    if n % 2 == 0 {
+                    if n.is_multiple_of(2) {
                         headers.push(("User-Agent", ua.as_str()));
                     }
-                    if n % 3 == 0 {
+                    if n.is_multiple_of(3) {
                         headers.push(("Referer", referer.as_str()));
                     }
                     // Every fourth carries a form body.
-                    if n % 4 == 0 {
+                    if n.is_multiple_of(4) {
                         headers.push(("Content-Type", "application/x-www-form-urlencoded"));
                     }
                     let body = format!("field={n}");
-                    let info =
-                        RequestInfo::new(if n % 2 == 0 { "GET" } else { "POST" }, &path, &headers)
-                            .query((n % 5 != 0).then_some(query.as_str()))
-                            .body((n % 4 == 0).then_some(body.as_bytes()));
+                    let info = RequestInfo::new(
+                        if n.is_multiple_of(2) { "GET" } else { "POST" },
+                        &path,
+                        &headers,
+                    )
+                    .query((!n.is_multiple_of(5)).then_some(query.as_str()))
+                    .body((n.is_multiple_of(4)).then_some(body.as_bytes()));
                     let Begin::Record(record) = agent.begin(&info) else {
                         panic!("the agent records");
                     };
@@ -201,7 +204,7 @@ fn recycled_records_never_carry_another_requests_data() {
                     }
                     record.close(ResponseInfo::new(200));
                     // Some handles outlive their request for a while.
-                    if n % 7 == 0 {
+                    if n.is_multiple_of(7) {
                         kept.push(sq);
                     }
                     if kept.len() > 3 {
@@ -223,15 +226,18 @@ fn recycled_records_never_carry_another_requests_data() {
         let (thread, i) = (n / PER_THREAD, n % PER_THREAD);
         let request = &event["request"];
         assert_eq!(request["path"], format!("/t{thread}/r{i}"), "{event}");
-        assert_eq!(request["verb"], if n % 2 == 0 { "GET" } else { "POST" });
+        assert_eq!(
+            request["verb"],
+            if n.is_multiple_of(2) { "GET" } else { "POST" }
+        );
         assert_eq!(request["host"], format!("h{n}.example"));
-        let ua = if n % 2 == 0 {
+        let ua = if n.is_multiple_of(2) {
             format!("agent-{n}")
         } else {
             String::new()
         };
         assert_eq!(request["user_agent"], ua);
-        let referer = if n % 3 == 0 {
+        let referer = if n.is_multiple_of(3) {
             format!("https://ref{n}.example/")
         } else {
             String::new()
@@ -240,18 +246,18 @@ fn recycled_records_never_carry_another_requests_data() {
         let headers = request["headers"].as_array().unwrap();
         // In the request's order.
         let mut expected_headers = vec![json!(["Host", format!("h{n}.example")])];
-        if n % 4 == 0 {
+        if n.is_multiple_of(4) {
             expected_headers.push(json!(["Content-Type", "application/x-www-form-urlencoded"]));
         }
         assert_eq!(headers, &expected_headers, "{event}");
         let form = &request["parameters"]["form"];
-        if n % 4 == 0 {
+        if n.is_multiple_of(4) {
             assert_eq!(form, &json!({"field": [n.to_string()]}), "{event}");
         } else {
             assert!(form.is_null(), "{event}");
         }
         let query = &request["parameters"]["query"];
-        if n % 5 != 0 {
+        if !n.is_multiple_of(5) {
             assert_eq!(query, &json!({"n": [n.to_string()]}));
         } else {
             assert!(query.is_null(), "{event}");
