@@ -400,15 +400,10 @@ fn needs_escape(bytes: &[u8]) -> bool {
             return true;
         }
     }
-    let rest = chunks.remainder();
-    if rest.is_empty() {
-        return false;
-    }
-    // The last bytes, padded with a byte that needs no escape: one more
-    // word test instead of a loop.
-    let mut word = [b'a'; 8];
-    word[..rest.len()].copy_from_slice(rest);
-    needs_escape(&word)
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Which tracked header names the key regex masks, worked out once per
