@@ -17,7 +17,7 @@
 //! The request path takes no lock shared between requests and never waits:
 //! a full queue drops the record and counts it.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -139,6 +139,24 @@ impl Shared {
             return record;
         }
         Arc::new(RecordInner::capture(self, info, client_ip))
+    }
+
+    /// A pooled or new record opened without copying the request
+    /// ([`RecordInner::defer`]).
+    pub fn new_deferred_record(
+        self: &Arc<Self>,
+        peer: Option<SocketAddr>,
+        client_ip: Option<IpAddr>,
+    ) -> Arc<RecordInner> {
+        if let Some(mut record) = self.pool.pop()
+            && let Some(inner) = Arc::get_mut(&mut record)
+        {
+            inner.defer(peer, client_ip);
+            return record;
+        }
+        let mut inner = RecordInner::blank(self);
+        inner.defer(peer, client_ip);
+        Arc::new(inner)
     }
 
     /// Clears a record nobody else holds and puts it back in the pool; a
@@ -369,6 +387,44 @@ impl Agent {
     /// [`Begin::Record`]. The client IP is resolved here only when IP
     /// passlists or IP actions are loaded; otherwise on the agent thread.
     pub fn begin(&self, info: &RequestInfo<'_>) -> Begin {
+        self.open(info, false)
+    }
+
+    /// [`begin`](Self::begin), copying the request only if a handler asks
+    /// for it.
+    ///
+    /// The returned record holds the peer address and the start time, not
+    /// the request: the adapter hands it to the handler's extractor, which
+    /// calls [`Sqreen::capture_request`](crate::Sqreen::capture_request)
+    /// with the same request (route parameters included) when the handler
+    /// takes the handle. A request whose handler never asks tracks nothing,
+    /// so nothing of it is ever copied: the middleware then costs the
+    /// passlist and IP action checks and no more.
+    ///
+    /// `info` is read now for the path passlist and IP actions. A captured
+    /// `body` (which the adapter hands back to the handler) or a matched IP
+    /// action makes the record copy the request at once, as `begin` does.
+    ///
+    /// ```
+    /// use sqreen_core::{Agent, Begin, RequestInfo, ResponseInfo};
+    ///
+    /// fn serve(agent: &Agent) {
+    ///     let headers: &[(&str, &str)] = &[("User-Agent", "curl/8")];
+    ///     let info = RequestInfo::new("GET", "/health", &headers);
+    ///     if let Begin::Record(record) = agent.begin_on_demand(&info) {
+    ///         // The handler asks for the handle: the extractor captures.
+    ///         let sq = record.handle();
+    ///         sq.capture_request(&info);
+    ///         sq.track_event("health.checked");
+    ///         record.close(ResponseInfo::new(200));
+    ///     }
+    /// }
+    /// ```
+    pub fn begin_on_demand(&self, info: &RequestInfo<'_>) -> Begin {
+        self.open(info, info.body.is_none())
+    }
+
+    fn open(&self, info: &RequestInfo<'_>, defer: bool) -> Begin {
         let shared = &self.inner;
         if !shared.enabled.load(Ordering::Relaxed) {
             return Begin::Pass;
@@ -413,10 +469,12 @@ impl Agent {
                 }
             }
         }
-        Begin::Record(RequestRecord::new(
-            Arc::clone(shared),
-            shared.new_record(info, client_ip),
-        ))
+        let record = if defer {
+            shared.new_deferred_record(info.peer, client_ip)
+        } else {
+            shared.new_record(info, client_ip)
+        };
+        Begin::Record(RequestRecord::new(Arc::clone(shared), record))
     }
 
     /// Sends everything queued so far, waiting at most `timeout`; true when
@@ -710,23 +768,90 @@ mod tests {
             first_ptr,
             "the pooled record is reused"
         );
-        assert_eq!(record.method_str(), "GET");
-        assert_eq!(record.path_str(), "/second");
-        assert_eq!(record.query_str(), None);
-        assert_eq!(record.user_agent(), None);
-        assert_eq!(record.referer(), None);
-        assert_eq!(record.body(), None);
         assert_eq!(record.client_ip, None);
         assert_eq!(record.peer, None);
-        let lines: Vec<_> = record.header_lines(None).collect();
-        assert_eq!(lines, vec![("Host", &b"second.example"[..])]);
         let state = record.state();
+        let request = &state.request;
+        assert_eq!(request.method_str(), "GET");
+        assert_eq!(request.path_str(), "/second");
+        assert_eq!(request.query_str(), None);
+        assert_eq!(request.user_agent(), None);
+        assert_eq!(request.referer(), None);
+        assert_eq!(request.body(), None);
+        let lines: Vec<_> = request.header_lines(None).collect();
+        assert_eq!(lines, vec![("Host", &b"second.example"[..])]);
         assert!(state.entries.is_empty());
         assert!(state.route_params.is_empty());
         assert!(state.response.is_none());
         assert!(state.response_type.is_empty());
         assert!(state.end.is_none());
         assert!(!state.closed);
+    }
+
+    /// A deferred record copies nothing until it is asked to, then copies
+    /// once; a record that never was is recycled like any other.
+    #[test]
+    fn deferred_record_copies_the_request_once_on_demand() {
+        let (shared, _rx) = shared_with_queue(16);
+        let peer = "10.0.0.1:4000".parse().ok();
+        let headers = [("Host", "shop.example"), ("User-Agent", "ua/1")];
+        let info = RequestInfo::new("POST", "/cart", &headers)
+            .query(Some("item=3"))
+            .peer(peer);
+        let inner = shared.new_deferred_record(info.peer, None);
+        let record = RequestRecord::new(Arc::clone(&shared), Arc::clone(&inner));
+        assert!(record.needs_request());
+        let handle = record.handle();
+        assert!(handle.needs_request());
+        assert_eq!(inner.peer, peer, "the peer is kept at once");
+        assert_eq!(inner.state().request.method_str(), "", "nothing copied yet");
+        handle.capture_request(&info);
+        assert!(!handle.needs_request());
+        // A second capture (another extractor, another request) changes nothing.
+        let other_headers = [("Host", "other.example")];
+        handle.capture_request(&RequestInfo::new("GET", "/other", &other_headers));
+        {
+            let state = inner.state();
+            assert_eq!(state.request.method_str(), "POST");
+            assert_eq!(state.request.path_str(), "/cart");
+            assert_eq!(state.request.query_str(), Some("item=3"));
+            assert_eq!(state.request.user_agent(), Some(&b"ua/1"[..]));
+        }
+        drop((handle, inner));
+        record.close(ResponseInfo::new(200));
+        assert_eq!(shared.pool.len(), 1, "untracked: back in the pool");
+
+        // The pooled record opens deferred again, with nothing of the last request.
+        let again = shared.new_deferred_record(None, None);
+        assert!(again.is_pending());
+        assert_eq!(again.state().request.path_str(), "");
+        assert_eq!(again.peer, None);
+        // Closed before any capture: capturing afterwards does nothing.
+        assert!(!again.close(|| None));
+        again.capture_request(&info);
+        assert!(again.is_pending());
+        assert_eq!(again.state().request.path_str(), "");
+    }
+
+    /// `begin_on_demand` copies at once when the adapter hands it a body
+    /// (which the handler consumes) or when an IP action matched.
+    #[test]
+    fn begin_on_demand_defers_only_without_a_body() {
+        let agent = Agent {
+            inner: shared_with_queue(16).0,
+        };
+        agent.inner.enabled.store(true, Ordering::Relaxed);
+        let headers = [("Content-Type", "application/x-www-form-urlencoded")];
+        let plain = RequestInfo::new("GET", "/", &headers);
+        let Begin::Record(record) = agent.begin_on_demand(&plain) else {
+            panic!("recorded");
+        };
+        assert!(record.needs_request());
+        let with_body = RequestInfo::new("POST", "/login", &headers).body(Some(b"user=a"));
+        let Begin::Record(record) = agent.begin_on_demand(&with_body) else {
+            panic!("recorded");
+        };
+        assert!(!record.needs_request(), "copied with its body at once");
     }
 
     /// A handle that outlives its request (a framework's request-local

@@ -279,17 +279,17 @@ impl<'s> Out<'s> {
         self.map(ids, |out, k, v| out.keyed(k, v));
     }
 
-    fn parameters(&mut self, record: &RecordInner, state: &RecordState) {
+    fn parameters(&mut self, state: &RecordState) {
         self.buf.push(b'{');
         let mut sep = "";
-        if let Some(query) = record.query_str() {
+        if let Some(query) = state.request.query_str() {
             self.raw(sep);
             self.key("query");
             self.form(query.as_bytes());
             sep = ",";
         }
-        if let Some(body) = record.body() {
-            let content_type = record
+        if let Some(body) = state.request.body() {
+            let content_type = state.request
                 .content_type()
                 .and_then(|c| std::str::from_utf8(c).ok())
                 .unwrap_or_default()
@@ -477,7 +477,7 @@ pub(crate) fn request_record(
     out.time(end);
 
     out.raw(",\"request\":{\"rid\":");
-    match record.request_id().map(std::str::from_utf8) {
+    match state.request.request_id().map(std::str::from_utf8) {
         Some(Ok(id)) => out.string(id),
         Some(Err(_)) => {
             out.report.invalid_input += 1;
@@ -486,12 +486,12 @@ pub(crate) fn request_record(
         None => out.raw("null"),
     }
     out.raw(",\"verb\":");
-    out.string(record.method_str());
+    out.string(state.request.method_str());
     out.raw(",\"path\":");
-    out.scrubbed(record.path_str(), false);
+    out.scrubbed(state.request.path_str(), false);
 
-    let scheme = record.scheme_str();
-    let host_header = match record.host_header().map(std::str::from_utf8) {
+    let scheme = state.request.scheme_str();
+    let host_header = match state.request.host_header().map(std::str::from_utf8) {
         Some(Ok(h)) => Some(h),
         Some(Err(_)) => {
             out.report.invalid_input += 1;
@@ -499,7 +499,7 @@ pub(crate) fn request_record(
         }
         None => None,
     };
-    let authority = record.host_str().or(host_header).unwrap_or_default();
+    let authority = state.request.host_str().or(host_header).unwrap_or_default();
     let (host, port) = split_authority(authority, scheme);
     out.raw(",\"host\":");
     out.string(host);
@@ -522,17 +522,17 @@ pub(crate) fn request_record(
         None => out.string(""),
     }
     out.raw(",\"user_agent\":");
-    out.text_or_empty(record.user_agent());
+    out.text_or_empty(state.request.user_agent());
     out.raw(",\"referer\":");
     out.text_or_empty(if strip_referer {
         None
     } else {
-        record.referer()
+        state.request.referer()
     });
 
     out.raw(",\"headers\":[");
     let mut first = true;
-    for (slot, name, value) in record.header_slots(ip_header) {
+    for (slot, name, value) in state.request.header_slots(ip_header) {
         let Ok(value) = std::str::from_utf8(value) else {
             out.report.invalid_input += 1;
             continue;
@@ -549,7 +549,7 @@ pub(crate) fn request_record(
         out.buf.push(b']');
     }
     out.raw("],\"parameters\":");
-    out.parameters(record, state);
+    out.parameters(state);
     out.raw("},\"response\":");
     match &state.response {
         Some(r) => {

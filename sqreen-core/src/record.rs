@@ -21,6 +21,7 @@
 //! pool empty allocates a new record.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
@@ -132,6 +133,9 @@ pub(crate) struct ClosedResponse {
 
 #[derive(Debug, Default)]
 pub(crate) struct RecordState {
+    /// The copied request; empty while the record waits for an on-demand
+    /// capture ([`RecordInner::pending`]).
+    pub request: Captured,
     pub entries: Vec<Entry>,
     pub route_params: Vec<(String, String)>,
     pub response: Option<ClosedResponse>,
@@ -151,6 +155,15 @@ pub(crate) struct RecordInner {
     pub peer: Option<SocketAddr>,
     /// Set when the request path already had to resolve it (IP actions loaded).
     pub client_ip: Option<IpAddr>,
+    /// The request is still to be copied, when a handler asks for the
+    /// handle ([`Agent::begin_on_demand`](crate::Agent::begin_on_demand)).
+    pending: AtomicBool,
+    state: Mutex<RecordState>,
+}
+
+/// The request fields a record copies: one buffer and spans into it.
+#[derive(Debug, Default)]
+pub(crate) struct Captured {
     buf: Vec<u8>,
     method: Span,
     path: Span,
@@ -162,14 +175,20 @@ pub(crate) struct RecordInner {
     headers: [HeaderSpan; MAX_HEADER_LINES],
     header_count: u8,
     body: Option<Box<[u8]>>,
-    state: Mutex<RecordState>,
 }
 
 impl std::fmt::Debug for RecordInner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecordInner")
-            .field("method", &self.method_str())
-            .field("path", &self.path_str())
+        let mut debug = f.debug_struct("RecordInner");
+        // `try_lock`: formatting a record must never wait for (or deadlock
+        // with) the code that holds its state.
+        if let Ok(state) = self.state.try_lock() {
+            debug
+                .field("method", &state.request.method_str())
+                .field("path", &state.request.path_str());
+        }
+        debug
+            .field("pending", &self.pending.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -305,43 +324,10 @@ fn tracked_slot(bytes: &[u8]) -> Option<u8> {
     })
 }
 
-impl RecordInner {
-    /// An empty record of the agent `shared`, to be [filled](Self::fill).
-    pub fn blank(shared: &Arc<Shared>) -> Self {
-        Self {
-            shared: Arc::downgrade(shared),
-            start: SystemTime::UNIX_EPOCH,
-            peer: None,
-            client_ip: None,
-            buf: Vec::new(),
-            method: Span::default(),
-            path: Span::default(),
-            query: None,
-            scheme: Span::default(),
-            host: None,
-            user_agent: None,
-            referer: None,
-            headers: [HeaderSpan::default(); MAX_HEADER_LINES],
-            header_count: 0,
-            body: None,
-            state: Mutex::new(RecordState::default()),
-        }
-    }
-
-    /// A new record of `shared` holding what the protocol needs of `info`.
-    pub fn capture(
-        shared: &Arc<Shared>,
-        info: &RequestInfo<'_>,
-        client_ip: Option<IpAddr>,
-    ) -> Self {
-        let mut record = Self::blank(shared);
-        record.fill(shared, info, client_ip);
-        record
-    }
-
-    /// Copies what the protocol needs out of the borrowed request into this
-    /// blank or [reset](Self::reset) record, reusing its buffer.
-    pub fn fill(&mut self, shared: &Shared, info: &RequestInfo<'_>, client_ip: Option<IpAddr>) {
+impl Captured {
+    /// Copies what the protocol needs out of the borrowed request, reusing
+    /// this capture's buffer.
+    fn fill(&mut self, shared: &Shared, info: &RequestInfo<'_>) {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         buf.reserve(
@@ -413,37 +399,6 @@ impl RecordInner {
             }
         }
         self.buf = copier.buf;
-        self.start = SystemTime::now();
-        self.peer = info.peer;
-        self.client_ip = client_ip;
-    }
-
-    /// Clears the record for reuse: entries, parameters and the captured
-    /// body are dropped, buffers keep their capacity. False when a buffer
-    /// grew too large to be worth keeping (the record should then be freed).
-    pub fn reset(&mut self) -> bool {
-        let state = self
-            .state
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if self.buf.capacity() > MAX_KEPT_BUF
-            || state.entries.capacity() > MAX_KEPT_ENTRIES
-            || state.route_params.capacity() > MAX_KEPT_PARAMS
-        {
-            return false;
-        }
-        state.entries.clear();
-        state.route_params.clear();
-        state.response = None;
-        state.response_type.clear();
-        state.end = None;
-        state.closed = false;
-        self.body = None;
-        self.buf.clear();
-        self.header_count = 0;
-        self.client_ip = None;
-        self.peer = None;
-        true
     }
 
     fn bytes(&self, span: Span) -> &[u8] {
@@ -537,6 +492,107 @@ impl RecordInner {
         self.slot_value(REQUEST_ID_SLOT)
     }
 
+}
+
+impl RecordInner {
+    /// An empty record of the agent `shared`, to be [filled](Self::fill).
+    pub fn blank(shared: &Arc<Shared>) -> Self {
+        Self {
+            shared: Arc::downgrade(shared),
+            start: SystemTime::UNIX_EPOCH,
+            peer: None,
+            client_ip: None,
+            pending: AtomicBool::new(false),
+            state: Mutex::new(RecordState::default()),
+        }
+    }
+
+    /// A new record of `shared` holding what the protocol needs of `info`.
+    pub fn capture(
+        shared: &Arc<Shared>,
+        info: &RequestInfo<'_>,
+        client_ip: Option<IpAddr>,
+    ) -> Self {
+        let mut record = Self::blank(shared);
+        record.fill(shared, info, client_ip);
+        record
+    }
+
+    /// Copies what the protocol needs out of the borrowed request into this
+    /// blank or [reset](Self::reset) record, reusing its buffer.
+    pub fn fill(&mut self, shared: &Shared, info: &RequestInfo<'_>, client_ip: Option<IpAddr>) {
+        self.state_mut().request.fill(shared, info);
+        *self.pending.get_mut() = false;
+        self.start = SystemTime::now();
+        self.peer = info.peer;
+        self.client_ip = client_ip;
+    }
+
+    /// Opens this blank or reset record without copying the request yet:
+    /// [`capture_request`](Self::capture_request) does, if a handler asks.
+    pub fn defer(&mut self, peer: Option<SocketAddr>, client_ip: Option<IpAddr>) {
+        *self.pending.get_mut() = true;
+        self.start = SystemTime::now();
+        self.peer = peer;
+        self.client_ip = client_ip;
+    }
+
+    /// True while the request is still to be copied.
+    pub fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Copies the request now if the record was [deferred](Self::defer) and
+    /// has not been yet; a later call, or one on a closed record, does
+    /// nothing. The peer address is the one the record was opened with.
+    pub fn capture_request(&self, info: &RequestInfo<'_>) {
+        if !self.is_pending() {
+            return;
+        }
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let mut state = self.state();
+        // Re-checked under the lock: two handles may race to capture.
+        if state.closed || !self.pending.load(Ordering::Acquire) {
+            return;
+        }
+        state.request.fill(&shared, info);
+        self.pending.store(false, Ordering::Release);
+    }
+
+    fn state_mut(&mut self) -> &mut RecordState {
+        self.state
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Clears the record for reuse: entries, parameters and the captured
+    /// body are dropped, buffers keep their capacity. False when a buffer
+    /// grew too large to be worth keeping (the record should then be freed).
+    pub fn reset(&mut self) -> bool {
+        let state = self.state_mut();
+        if state.request.buf.capacity() > MAX_KEPT_BUF
+            || state.entries.capacity() > MAX_KEPT_ENTRIES
+            || state.route_params.capacity() > MAX_KEPT_PARAMS
+        {
+            return false;
+        }
+        state.entries.clear();
+        state.route_params.clear();
+        state.response = None;
+        state.response_type.clear();
+        state.end = None;
+        state.closed = false;
+        state.request.body = None;
+        state.request.buf.clear();
+        state.request.header_count = 0;
+        *self.pending.get_mut() = false;
+        self.client_ip = None;
+        self.peer = None;
+        true
+    }
+
     /// The record's state; a poisoned lock (a panic while holding it, which
     /// no code here can cause) still yields the data.
     pub fn state(&self) -> MutexGuard<'_, RecordState> {
@@ -598,7 +654,7 @@ impl RecordInner {
 
 /// Header lines of a kept record, for the client IP resolver, with the
 /// configured client IP header's name.
-pub(crate) struct StoredHeaders<'a>(pub &'a RecordInner, pub Option<&'a str>);
+pub(crate) struct StoredHeaders<'a>(pub &'a Captured, pub Option<&'a str>);
 
 impl HeaderPairs for StoredHeaders<'_> {
     fn visit(&self, f: &mut dyn FnMut(&str, &[u8])) {
@@ -637,6 +693,22 @@ impl RequestRecord {
     /// The SDK handle handlers track events through.
     pub fn handle(&self) -> crate::Sqreen {
         crate::Sqreen::from_record(self.inner.clone())
+    }
+
+    /// True when the record was opened by
+    /// [`Agent::begin_on_demand`](crate::Agent::begin_on_demand) and the
+    /// request is still to be [captured](Self::capture_request).
+    pub fn needs_request(&self) -> bool {
+        self.inner.as_ref().is_some_and(|r| r.is_pending())
+    }
+
+    /// Copies the request into a record opened by
+    /// [`Agent::begin_on_demand`](crate::Agent::begin_on_demand), once; see
+    /// [`Sqreen::capture_request`](crate::Sqreen::capture_request).
+    pub fn capture_request(&self, info: &RequestInfo<'_>) {
+        if let Some(inner) = &self.inner {
+            inner.capture_request(info);
+        }
     }
 
     /// Route parameters (`/users/{id}` → `("id", "42")`), when the framework

@@ -352,10 +352,24 @@ impl Worker {
 
     fn process(&mut self, record: &RecordInner) {
         self.shared.queue_len.fetch_sub(1, Ordering::Relaxed);
+        if record.is_pending() {
+            // Tracked through a handle that no extractor handed out (see
+            // `Agent::begin_on_demand`): the event goes out without the
+            // request's fields rather than not at all.
+            bump(&self.shared.counters.invalid_sdk_input, 1);
+            if self.shared.sdk_warnings.allow() {
+                tracing::warn!(
+                    target: "sqreen::sdk",
+                    event = "sdk.request_not_captured",
+                    "an event was tracked on a request whose details were never captured \
+                     (a handle not taken through the adapter's extractor); it is sent without them"
+                );
+            }
+        }
         let state = record.state();
         let client_ip = record.client_ip.or_else(|| {
             self.shared.resolver.resolve(
-                &StoredHeaders(record, self.shared.ip_header.as_deref()),
+                &StoredHeaders(&state.request, self.shared.ip_header.as_deref()),
                 record.peer.map(|p| p.ip()),
             )
         });
