@@ -4,7 +4,7 @@
 //! the inner service for a recorded request, that request's handle is the
 //! thread's *current* handle, as `tracing` enters a span or sentry binds a
 //! hub for the duration of each poll. The [`Sqreen`](crate::Sqreen)
-//! extractor and [`current`] read it. Entering and leaving swaps one
+//! extractor, [`from_request`] and [`current`] read it. Entering and leaving swaps one
 //! pointer in a thread-local slot: it replaced putting the handle in the
 //! request extensions, which cost an allocation and a hash-map insert (often
 //! a rehash) per request, about 500 instructions.
@@ -15,23 +15,24 @@ thread_local! {
     static CURRENT: RefCell<Option<sqreen_core::Sqreen>> = const { RefCell::new(None) };
 }
 
-/// The SDK handle of the request the calling code serves, inside a service
-/// wrapped by [`SqreenLayer`](crate::SqreenLayer): what a plain hyper or
-/// tonic handler uses where an axum handler takes the [`Sqreen`](crate::Sqreen)
-/// extractor.
+/// The SDK handle of `request`, in a plain hyper or tonic service wrapped by
+/// [`SqreenLayer`](crate::SqreenLayer): what such a service calls where an
+/// axum handler takes the [`Sqreen`](crate::Sqreen) extractor.
 ///
-/// It is set while the layer calls and polls the inner service, so it is
-/// found anywhere in the handler's own task, but not in a task the handler
-/// spawns: read it first and move the handle in. Outside a recorded request
-/// it is [disabled](sqreen_core::Sqreen::disabled): every call is a no-op.
+/// Like the extractor, it copies the request's details into the record the
+/// first time it is called for a request: the layer copies nothing until a
+/// handler asks (so that requests whose handlers never track anything cost
+/// next to nothing). Pass the request the service received. Outside a
+/// recorded request the handle is [disabled](sqreen_core::Sqreen::disabled):
+/// every call is a no-op.
 ///
 /// ```
 /// use sqreen_axum::SqreenLayer;
 /// use tower::Layer;
 ///
 /// // A plain tower service (hyper / tonic style) behind the layer.
-/// let service = tower::service_fn(|_req: http::Request<String>| async move {
-///     let sq = sqreen_axum::current();
+/// let service = tower::service_fn(|req: http::Request<String>| async move {
+///     let sq = sqreen_axum::from_request(&req);
 ///     sq.track_event("raw.request");
 ///     // a task spawned from here gets the handle moved in:
 ///     tokio::spawn(async move {
@@ -40,6 +41,50 @@ thread_local! {
 ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
 /// });
 /// let service = SqreenLayer::new().layer(service);
+/// ```
+pub fn from_request<B>(request: &http::Request<B>) -> sqreen_core::Sqreen {
+    let mut handle = current();
+    if !handle.is_enabled()
+        && let Some(found) = request.extensions().get::<sqreen_core::Sqreen>()
+    {
+        handle = found.clone();
+    }
+    if handle.needs_request() {
+        let headers = crate::request::HeaderMapPairs(request.headers());
+        handle.capture_request(&crate::request::request_info(request, &headers, None));
+    }
+    handle
+}
+
+/// The SDK handle of the request the calling code serves, inside a service
+/// wrapped by [`SqreenLayer`](crate::SqreenLayer), for code that has neither
+/// the request nor the handle at hand.
+///
+/// It is set while the layer calls and polls the inner service for a
+/// recorded request, so it is found anywhere in the handler's own task, but
+/// not in a task the handler spawns: read it first and move the handle in.
+/// Outside a recorded request it is
+/// [disabled](sqreen_core::Sqreen::disabled): every call is a no-op.
+///
+/// It does not copy the request: what it records carries the request's
+/// details once the [`Sqreen`](crate::Sqreen) extractor or [`from_request`]
+/// ran for the request (an event tracked on a request neither ran for is
+/// sent without them, and the agent warns).
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use sqreen_axum::{Sqreen, SqreenLayer};
+///
+/// fn audit(what: &str) {
+///     // Deep in the call stack, without the handle in scope.
+///     sqreen_axum::current().track_event(what);
+/// }
+///
+/// async fn export(_sq: Sqreen) -> &'static str {
+///     audit("report.exported");
+///     "exported"
+/// }
+/// let app: Router = Router::new().route("/export", get(export)).layer(SqreenLayer::new());
 /// ```
 pub fn current() -> sqreen_core::Sqreen {
     CURRENT

@@ -45,17 +45,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Sqreen {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
-        let current = crate::current();
-        if current.is_enabled() {
-            return Ok(Self(current));
+        let mut handle = crate::current();
+        if !handle.is_enabled()
+            // A handle another layer put in the extensions (`Extension` style).
+            && let Some(found) = parts.extensions.get::<sqreen_core::Sqreen>()
+        {
+            handle = found.clone();
         }
-        // A handle another layer put in the extensions (`Extension` style).
-        Ok(Self(
-            parts
-                .extensions
-                .get::<sqreen_core::Sqreen>()
-                .cloned()
-                .unwrap_or(current),
-        ))
+        crate::request::capture_parts(&handle, parts).await;
+        Ok(Self(handle))
     }
 }

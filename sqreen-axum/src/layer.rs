@@ -315,7 +315,11 @@ where
 {
     let begin = {
         let headers = HeaderMapPairs(req.headers());
-        agent.begin(&request_info(&req, &headers, body))
+        match body {
+            // The handler consumes the body: it is copied now.
+            Some(_) => agent.begin(&request_info(&req, &headers, body)),
+            None => agent.begin_on_demand(|| request_info(&req, &headers, None)),
+        }
     };
     match begin {
         // A disabled handle is current: a request passlisted inside another
@@ -338,7 +342,12 @@ where
             response: Some(settings.render(&response)),
         },
         Begin::Record(record) => {
-            set_route_params(&record, &mut req);
+            // A record opened on demand gets its route parameters with the
+            // request, from the extractor; one copied now (a captured body,
+            // an IP action) gets them here.
+            if !record.needs_request() {
+                set_route_params(&record, &mut req);
+            }
             if settings.in_extensions {
                 req.extensions_mut().insert(record.handle());
             }

@@ -62,10 +62,11 @@
 //!   it the route parameters (`/users/{id}` → `id`). `route_layer` works
 //!   too but skips unmatched requests.
 //! - **Or around the whole `Router`**, as a tower service. Every request
-//!   then goes through it before routing, so route parameters are not
-//!   captured; in exchange it skips the plumbing axum adds to every
-//!   `Router::layer` layer (about 150 ns a request in this crate's
-//!   benchmark):
+//!   then goes through it before routing; it skips the plumbing axum adds
+//!   to every `Router::layer` layer (about 90 ns a request in this crate's
+//!   benchmark). Route parameters are still captured by the [`Sqreen`]
+//!   extractor, except for requests whose body is captured or whose IP is
+//!   under an action (those are copied before routing):
 //!
 //!   ```no_run
 //!   use std::net::SocketAddr;
@@ -97,7 +98,7 @@
 //!   `ip_header` / `trusted_proxies` in the agent's configuration. In
 //!   tests, axum's `MockConnectInfo` works too, added after (outside) the
 //!   layer.
-//! - **Handlers in another task**: the extractor and [`current()`] find the
+//! - **Handlers in another task**: the extractor, [`from_request`] and [`current()`] find the
 //!   handle while the layer polls the service it wraps, i.e. in the
 //!   request's own task. If something between the layer and your handlers
 //!   moves the request to another task (a middleware running
@@ -108,9 +109,10 @@
 //! - **Plain hyper / tonic**: the layer works on any
 //!   `Service<http::Request<B>>` whose responses are `http::Response<_>`;
 //!   it answers `axum::response::Response`. There, handlers get the
-//!   request's handle from [`current()`] (the extractor reads the same
-//!   thing): it is set while the layer calls and polls the inner service,
-//!   so read it before spawning a task and move the handle in. Bodies are captured when `B`
+//!   request's handle with [`from_request`]`(&request)` (which, like the
+//!   extractor, copies the request's details into the record): it works
+//!   while the layer calls and polls the inner service, so call it before
+//!   spawning a task and move the handle in. Bodies are captured when `B`
 //!   is `axum::body::Body` or `http_body_util::Full<Bytes>`; for another
 //!   body type (hyper's `Incoming`) map it first, e.g. with tower's
 //!   `ServiceBuilder::new().map_request_body(axum::body::Body::new).layer(SqreenLayer::new())`.
@@ -139,6 +141,14 @@
 //!
 //! ## What is captured
 //!
+//! Nothing, until a handler takes the [`Sqreen`] extractor (or calls
+//! [`from_request`]): the layer only checks the path passlist and, when the
+//! backend pushed IP actions, the client IP. The extractor then copies what
+//! the record needs from the request. Code that reaches the handle through
+//! [`current()`] alone, in a request where neither ran, records events
+//! without the request's details (the agent warns, and counts it in
+//! `invalid_sdk_input`).
+//!
 //! For a request the agent records, and only if the handler tracked
 //! something (a request tracking nothing is never sent): method, path,
 //! query, scheme and host, the peer address, the user agent and referer,
@@ -156,10 +166,12 @@
 //! ## Cost
 //!
 //! In-process, per request (`benches/middleware.rs`, and
-//! `benches/instructions.rs` for instruction counts): a request that
-//! tracks nothing costs the agent's `begin`/`close` (a pooled record
-//! refilled, about 200 ns) plus a few extension lookups here. Once the
-//! agent's record pool has filled, nothing is allocated: the handle is made
+//! `benches/instructions.rs` for instruction counts): a request whose
+//! handler does not take the handle costs a pooled record taken and given
+//! back, the passlist and action checks and the clock, with nothing copied;
+//! taking the [`Sqreen`] extractor adds the copy of the request (about
+//! 100 ns). Once the agent's record pool has filled, nothing is allocated:
+//! the handle is made
 //! current for the inner service's polls (one pointer swapped in a
 //! thread-local, not an entry in the request extensions) and the response
 //! future is not boxed. Tracking adds the events themselves; everything
@@ -177,7 +189,7 @@ mod layer;
 mod request;
 
 pub use blocked::{Blocked, default_blocked_response};
-pub use current::current;
+pub use current::{current, from_request};
 pub use extract::Sqreen;
 pub use future::ResponseFuture;
 pub use layer::{SqreenLayer, SqreenService};

@@ -14,7 +14,8 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, OriginalUri, RawPathParams};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderMap, Request};
+use http::request::Parts;
+use http::{Extensions, HeaderMap, Method, Request, Uri};
 use http_body_util::Full;
 use sqreen_core::{HeaderPairs, RequestInfo, RequestRecord};
 
@@ -41,10 +42,23 @@ pub(crate) fn request_info<'a, B>(
     headers: &'a HeaderMapPairs<'a>,
     body: Option<&'a [u8]>,
 ) -> RequestInfo<'a> {
-    let extensions = req.extensions();
-    let uri = match extensions.get::<OriginalUri>() {
+    info_from(req.method(), req.uri(), req.extensions(), headers).body(body)
+}
+
+/// [`request_info`] from a request's `Parts`, as extractors see it.
+pub(crate) fn parts_info<'a>(parts: &'a Parts, headers: &'a HeaderMapPairs<'a>) -> RequestInfo<'a> {
+    info_from(&parts.method, &parts.uri, &parts.extensions, headers)
+}
+
+fn info_from<'a>(
+    method: &'a Method,
+    uri: &'a Uri,
+    extensions: &'a Extensions,
+    headers: &'a HeaderMapPairs<'a>,
+) -> RequestInfo<'a> {
+    let original = match extensions.get::<OriginalUri>() {
         Some(OriginalUri(original)) => original,
-        None => req.uri(),
+        None => uri,
     };
     // Like axum's `ConnectInfo` extractor, fall back on the test helper
     // `MockConnectInfo`.
@@ -57,16 +71,42 @@ pub(crate) fn request_info<'a, B>(
     // HTTP/1.1 requests carry an origin-form URI (no scheme, no authority):
     // the core then falls back to the `Host` and `X-Forwarded-Proto` headers.
     // HTTP/2 requests carry both as pseudo-headers, which hyper puts in the URI.
-    let host = req
-        .uri()
+    let host = uri
         .authority()
         .map(|a| a.as_str().rsplit('@').next().unwrap_or_default());
-    RequestInfo::new(req.method().as_str(), uri.path(), headers)
-        .query(uri.query())
+    RequestInfo::new(method.as_str(), original.path(), headers)
+        .query(original.query())
         .peer(peer)
-        .scheme(req.uri().scheme_str().unwrap_or("http"))
+        .scheme(uri.scheme_str().unwrap_or("http"))
         .host(host)
-        .body(body)
+}
+
+/// Copies the request into `handle`'s record if it still needs it (the
+/// layer opened it [on demand](sqreen_core::Agent::begin_on_demand)): what
+/// the [`Sqreen`](crate::Sqreen) extractor does when a handler takes it.
+/// The route parameters axum matched go with it.
+pub(crate) async fn capture_parts(handle: &sqreen_core::Sqreen, parts: &mut Parts) {
+    if !handle.needs_request() {
+        return;
+    }
+    let params = if has_route_params(&parts.extensions) {
+        <RawPathParams as FromRequestParts<()>>::from_request_parts(parts, &())
+            .await
+            .ok()
+    } else {
+        None
+    };
+    // Allocates only for routes with parameters.
+    let pairs: Vec<(&str, &str)> = params.iter().flat_map(RawPathParams::iter).collect();
+    let headers = HeaderMapPairs(&parts.headers);
+    handle.capture_request(&parts_info(parts, &headers).route_params(&pairs));
+}
+
+/// True when the matched route (a cheap lookup) has parameters.
+fn has_route_params(extensions: &Extensions) -> bool {
+    extensions
+        .get::<MatchedPath>()
+        .is_some_and(|route| route.as_str().contains('{'))
 }
 
 /// The declared `Content-Type` and `Content-Length`, as `Agent::wants_body`
@@ -118,11 +158,7 @@ pub(crate) fn rebuild<B: 'static>(bytes: Bytes) -> Option<B> {
 /// lent to an empty `Parts` (a pointer swap) rather than taking the request
 /// apart. Its extraction is synchronous, so it is polled once in place.
 pub(crate) fn set_route_params<B>(record: &RequestRecord, req: &mut Request<B>) {
-    let has_params = req
-        .extensions()
-        .get::<MatchedPath>()
-        .is_some_and(|route| route.as_str().contains('{'));
-    if !has_params {
+    if !has_route_params(req.extensions()) {
         return;
     }
     let (mut parts, ()) = Request::new(()).into_parts();

@@ -475,7 +475,7 @@ async fn plain_tower_service() {
 
     let (guard, backend) = start_captured(config());
     let service = tower::service_fn(|req: Request<Full<Bytes>>| async move {
-        let sq = sqreen_axum::current();
+        let sq = sqreen_axum::from_request(&req);
         sq.track_event("raw.request");
         let body = req.into_body().collect().await.unwrap().to_bytes();
         Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(body)))
@@ -499,7 +499,8 @@ async fn plain_tower_service() {
 }
 
 /// Around the whole router (before routing) the layer records requests
-/// too, with the peer from `ConnectInfo`, but without route parameters.
+/// too, with the peer from `ConnectInfo`, and the route parameters the
+/// extractor sees after routing.
 #[tokio::test]
 async fn layer_around_router() {
     use axum::extract::ConnectInfo;
@@ -523,7 +524,59 @@ async fn layer_around_router() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["request"]["path"], "/items/7");
     assert_eq!(events[0]["client_ip"], "81.2.69.160");
-    assert!(events[0]["request"]["parameters"]["params"].is_null());
+    assert_eq!(
+        events[0]["request"]["parameters"]["params"]["id"],
+        json!(["7"])
+    );
+}
+
+/// The layer copies the request only when a handler asks for the handle:
+/// an event tracked through `current()` alone, in a request neither the
+/// extractor nor `from_request` ran for, is still sent, without the
+/// request's details, and counted.
+#[tokio::test]
+async fn current_without_the_extractor_sends_the_event_without_the_request() {
+    let (guard, backend) = start_captured(config());
+    let routes = Router::new()
+        .route(
+            "/bare",
+            get(|| async {
+                sqreen_axum::current().track_event("bare.tracked");
+                "ok"
+            }),
+        )
+        .route(
+            "/taken",
+            get(|_sq: Sqreen| async {
+                sqreen_axum::current().track_event("taken.tracked");
+                "ok"
+            }),
+        );
+    let app = app(routes, guard.agent());
+    for path in ["/bare", "/taken"] {
+        let req = Request::get(path)
+            .header(header::USER_AGENT, "agent/1")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(app.clone(), req).await.0, StatusCode::OK);
+    }
+    let events = flushed_events(guard.agent(), &backend).await;
+    assert_eq!(events.len(), 2);
+    let bare = events
+        .iter()
+        .find(|e| tracked(e) == ["bare.tracked"])
+        .unwrap();
+    assert_eq!(bare["request"]["path"], "");
+    assert_eq!(bare["request"]["user_agent"], "");
+    assert_eq!(bare["client_ip"], "");
+    let taken = events
+        .iter()
+        .find(|e| tracked(e) == ["taken.tracked"])
+        .unwrap();
+    assert_eq!(taken["request"]["path"], "/taken");
+    assert_eq!(taken["request"]["user_agent"], "agent/1");
+    assert_eq!(taken["client_ip"], CLIENT.split(':').next().unwrap());
+    assert_eq!(guard.agent().stats().invalid_sdk_input, 1);
 }
 
 /// Concurrent requests never mix their records: each event carries the
@@ -568,7 +621,7 @@ async fn concurrent_requests_keep_their_records() {
 /// The handle a plain service reads with `current()` is its own request's
 /// on every poll, while other requests' polls interleave on the same
 /// thread; outside a request, and in a task spawned without the handle,
-/// `current()` is disabled.
+/// `current()` is disabled. `from_request` copied each request once.
 #[tokio::test(flavor = "current_thread")]
 async fn current_handle_follows_each_request_across_awaits() {
     use bytes::Bytes;
@@ -579,6 +632,7 @@ async fn current_handle_follows_each_request_across_awaits() {
     assert!(!sqreen_axum::current().is_enabled());
     let service = tower::service_fn(|req: Request<Full<Bytes>>| async move {
         let name = req.uri().path().trim_start_matches('/').to_owned();
+        assert!(sqreen_axum::from_request(&req).is_enabled());
         for step in 0..3 {
             // Let the other requests run between two reads.
             tokio::task::yield_now().await;

@@ -17,7 +17,7 @@
 //! The request path takes no lock shared between requests and never waits:
 //! a full queue drops the record and counts it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -143,19 +143,15 @@ impl Shared {
 
     /// A pooled or new record opened without copying the request
     /// ([`RecordInner::defer`]).
-    pub fn new_deferred_record(
-        self: &Arc<Self>,
-        peer: Option<SocketAddr>,
-        client_ip: Option<IpAddr>,
-    ) -> Arc<RecordInner> {
+    pub fn new_deferred_record(self: &Arc<Self>, client_ip: Option<IpAddr>) -> Arc<RecordInner> {
         if let Some(mut record) = self.pool.pop()
             && let Some(inner) = Arc::get_mut(&mut record)
         {
-            inner.defer(peer, client_ip);
+            inner.defer(client_ip);
             return record;
         }
         let mut inner = RecordInner::blank(self);
-        inner.defer(peer, client_ip);
+        inner.defer(client_ip);
         Arc::new(inner)
     }
 
@@ -387,23 +383,25 @@ impl Agent {
     /// [`Begin::Record`]. The client IP is resolved here only when IP
     /// passlists or IP actions are loaded; otherwise on the agent thread.
     pub fn begin(&self, info: &RequestInfo<'_>) -> Begin {
-        self.open(info, false)
+        self.open(|| *info, false)
     }
 
     /// [`begin`](Self::begin), copying the request only if a handler asks
     /// for it.
     ///
-    /// The returned record holds the peer address and the start time, not
-    /// the request: the adapter hands it to the handler's extractor, which
+    /// The returned record holds the start time, not the request: the
+    /// adapter hands it to the handler's extractor, which
     /// calls [`Sqreen::capture_request`](crate::Sqreen::capture_request)
     /// with the same request (route parameters included) when the handler
     /// takes the handle. A request whose handler never asks tracks nothing,
     /// so nothing of it is ever copied: the middleware then costs the
     /// passlist and IP action checks and no more.
     ///
-    /// `info` is read now for the path passlist and IP actions. A captured
-    /// `body` (which the adapter hands back to the handler) or a matched IP
-    /// action makes the record copy the request at once, as `begin` does.
+    /// `info` builds the adapter's view of the request; it is called only
+    /// when a path passlist, an IP passlist or IP actions are loaded, to
+    /// check them. A matched IP action makes the record copy the request at
+    /// once, as `begin` does. A request with a captured body goes through
+    /// `begin`: the body is handed back to the handler and gone afterwards.
     ///
     /// ```
     /// use sqreen_core::{Agent, Begin, RequestInfo, ResponseInfo};
@@ -411,7 +409,7 @@ impl Agent {
     /// fn serve(agent: &Agent) {
     ///     let headers: &[(&str, &str)] = &[("User-Agent", "curl/8")];
     ///     let info = RequestInfo::new("GET", "/health", &headers);
-    ///     if let Begin::Record(record) = agent.begin_on_demand(&info) {
+    ///     if let Begin::Record(record) = agent.begin_on_demand(|| info) {
     ///         // The handler asks for the handle: the extractor captures.
     ///         let sq = record.handle();
     ///         sq.capture_request(&info);
@@ -420,16 +418,26 @@ impl Agent {
     ///     }
     /// }
     /// ```
-    pub fn begin_on_demand(&self, info: &RequestInfo<'_>) -> Begin {
-        self.open(info, info.body.is_none())
+    pub fn begin_on_demand<'a>(&self, info: impl FnOnce() -> RequestInfo<'a>) -> Begin {
+        self.open(info, true)
     }
 
-    fn open(&self, info: &RequestInfo<'_>, defer: bool) -> Begin {
+    fn open<'a>(&self, info: impl FnOnce() -> RequestInfo<'a>, defer: bool) -> Begin {
         let shared = &self.inner;
         if !shared.enabled.load(Ordering::Relaxed) {
             return Begin::Pass;
         }
         let state = shared.runtime.load();
+        let checks_ip = !state.ip_passlist.is_empty() || state.actions.has_ip_actions();
+        if defer && !checks_ip && state.path_passlist.is_empty() {
+            // Nothing to check, nothing to copy yet.
+            return Begin::Record(RequestRecord::new(
+                Arc::clone(shared),
+                shared.new_deferred_record(None),
+            ));
+        }
+        let info = &info();
+        let defer = defer && info.body.is_none();
         if !state.path_passlist.is_empty()
             && state
                 .path_passlist
@@ -439,7 +447,7 @@ impl Agent {
             return Begin::Pass;
         }
         let mut client_ip = None;
-        if !state.ip_passlist.is_empty() || state.actions.has_ip_actions() {
+        if checks_ip {
             client_ip = shared
                 .resolver
                 .resolve(info.headers, info.peer.map(|p| p.ip()));
@@ -470,7 +478,7 @@ impl Agent {
             }
         }
         let record = if defer {
-            shared.new_deferred_record(info.peer, client_ip)
+            shared.new_deferred_record(client_ip)
         } else {
             shared.new_record(info, client_ip)
         };
@@ -769,8 +777,8 @@ mod tests {
             "the pooled record is reused"
         );
         assert_eq!(record.client_ip, None);
-        assert_eq!(record.peer, None);
         let state = record.state();
+        assert_eq!(state.request.peer, None);
         let request = &state.request;
         assert_eq!(request.method_str(), "GET");
         assert_eq!(request.path_str(), "/second");
@@ -798,13 +806,13 @@ mod tests {
         let info = RequestInfo::new("POST", "/cart", &headers)
             .query(Some("item=3"))
             .peer(peer);
-        let inner = shared.new_deferred_record(info.peer, None);
+        let inner = shared.new_deferred_record(None);
         let record = RequestRecord::new(Arc::clone(&shared), Arc::clone(&inner));
         assert!(record.needs_request());
         let handle = record.handle();
         assert!(handle.needs_request());
-        assert_eq!(inner.peer, peer, "the peer is kept at once");
         assert_eq!(inner.state().request.method_str(), "", "nothing copied yet");
+        assert_eq!(inner.state().request.peer, None);
         handle.capture_request(&info);
         assert!(!handle.needs_request());
         // A second capture (another extractor, another request) changes nothing.
@@ -816,16 +824,17 @@ mod tests {
             assert_eq!(state.request.path_str(), "/cart");
             assert_eq!(state.request.query_str(), Some("item=3"));
             assert_eq!(state.request.user_agent(), Some(&b"ua/1"[..]));
+            assert_eq!(state.request.peer, peer);
         }
         drop((handle, inner));
         record.close(ResponseInfo::new(200));
         assert_eq!(shared.pool.len(), 1, "untracked: back in the pool");
 
         // The pooled record opens deferred again, with nothing of the last request.
-        let again = shared.new_deferred_record(None, None);
+        let again = shared.new_deferred_record(None);
         assert!(again.is_pending());
         assert_eq!(again.state().request.path_str(), "");
-        assert_eq!(again.peer, None);
+        assert_eq!(again.state().request.peer, None);
         // Closed before any capture: capturing afterwards does nothing.
         assert!(!again.close(|| None));
         again.capture_request(&info);
@@ -833,25 +842,47 @@ mod tests {
         assert_eq!(again.state().request.path_str(), "");
     }
 
-    /// `begin_on_demand` copies at once when the adapter hands it a body
-    /// (which the handler consumes) or when an IP action matched.
+    /// `begin_on_demand` builds the request view only to check passlists and
+    /// IP actions, and copies at once when it holds a body.
     #[test]
-    fn begin_on_demand_defers_only_without_a_body() {
+    fn begin_on_demand_reads_the_request_only_when_needed() {
         let agent = Agent {
             inner: shared_with_queue(16).0,
         };
         agent.inner.enabled.store(true, Ordering::Relaxed);
         let headers = [("Content-Type", "application/x-www-form-urlencoded")];
         let plain = RequestInfo::new("GET", "/", &headers);
-        let Begin::Record(record) = agent.begin_on_demand(&plain) else {
+        let mut asked = false;
+        let Begin::Record(record) = agent.begin_on_demand(|| {
+            asked = true;
+            plain
+        }) else {
             panic!("recorded");
         };
         assert!(record.needs_request());
-        let with_body = RequestInfo::new("POST", "/login", &headers).body(Some(b"user=a"));
-        let Begin::Record(record) = agent.begin_on_demand(&with_body) else {
+        assert!(
+            !asked,
+            "nothing to check: the request is not even looked at"
+        );
+        // With a path passlist, the path is checked.
+        agent.inner.runtime.store(Arc::new(RuntimeState {
+            path_passlist: Arc::from(vec!["/health".to_owned()]),
+            ..RuntimeState::default()
+        }));
+        let health = RequestInfo::new("GET", "/health/live", &headers);
+        assert!(matches!(agent.begin_on_demand(|| health), Begin::Pass));
+        let Begin::Record(record) = agent.begin_on_demand(|| {
+            asked = true;
+            plain
+        }) else {
             panic!("recorded");
         };
-        assert!(!record.needs_request(), "copied with its body at once");
+        assert!(asked && record.needs_request());
+        let with_body = RequestInfo::new("POST", "/login", &headers).body(Some(b"user=a"));
+        let Begin::Record(record) = agent.begin(&with_body) else {
+            panic!("recorded");
+        };
+        assert!(!record.needs_request(), "`begin` copies at once");
     }
 
     /// A handle that outlives its request (a framework's request-local

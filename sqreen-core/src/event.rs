@@ -289,7 +289,8 @@ impl<'s> Out<'s> {
             sep = ",";
         }
         if let Some(body) = state.request.body() {
-            let content_type = state.request
+            let content_type = state
+                .request
                 .content_type()
                 .and_then(|c| std::str::from_utf8(c).ok())
                 .unwrap_or_default()
@@ -508,12 +509,12 @@ pub(crate) fn request_record(
     out.raw(",\"scheme\":");
     out.string(scheme);
     out.raw(",\"remote_ip\":");
-    match record.peer {
+    match state.request.peer {
         Some(peer) => out.ip(peer.ip()),
         None => out.string(""),
     }
     out.raw(",\"remote_port\":");
-    match record.peer {
+    match state.request.peer {
         Some(peer) => {
             out.buf.push(b'"');
             out.integer(peer.port());

@@ -152,7 +152,6 @@ pub(crate) struct RecordInner {
     /// The agent; weak, so that the records pooled in it do not keep it alive.
     pub shared: Weak<Shared>,
     pub start: SystemTime,
-    pub peer: Option<SocketAddr>,
     /// Set when the request path already had to resolve it (IP actions loaded).
     pub client_ip: Option<IpAddr>,
     /// The request is still to be copied, when a handler asks for the
@@ -164,6 +163,8 @@ pub(crate) struct RecordInner {
 /// The request fields a record copies: one buffer and spans into it.
 #[derive(Debug, Default)]
 pub(crate) struct Captured {
+    /// The TCP peer's address.
+    pub peer: Option<SocketAddr>,
     buf: Vec<u8>,
     method: Span,
     path: Span,
@@ -191,6 +192,18 @@ impl std::fmt::Debug for RecordInner {
             .field("pending", &self.pending.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
+}
+
+/// Route parameters kept per request.
+const MAX_ROUTE_PARAMS: usize = 32;
+
+fn push_route_params(kept: &mut Vec<(String, String)>, params: &[(&str, &str)]) {
+    kept.extend(
+        params
+            .iter()
+            .take(MAX_ROUTE_PARAMS)
+            .map(|&(k, v)| (k.to_owned(), v.to_owned())),
+    );
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary.
@@ -399,6 +412,7 @@ impl Captured {
             }
         }
         self.buf = copier.buf;
+        self.peer = info.peer;
     }
 
     fn bytes(&self, span: Span) -> &[u8] {
@@ -491,7 +505,6 @@ impl Captured {
     pub fn request_id(&self) -> Option<&[u8]> {
         self.slot_value(REQUEST_ID_SLOT)
     }
-
 }
 
 impl RecordInner {
@@ -500,7 +513,6 @@ impl RecordInner {
         Self {
             shared: Arc::downgrade(shared),
             start: SystemTime::UNIX_EPOCH,
-            peer: None,
             client_ip: None,
             pending: AtomicBool::new(false),
             state: Mutex::new(RecordState::default()),
@@ -521,19 +533,19 @@ impl RecordInner {
     /// Copies what the protocol needs out of the borrowed request into this
     /// blank or [reset](Self::reset) record, reusing its buffer.
     pub fn fill(&mut self, shared: &Shared, info: &RequestInfo<'_>, client_ip: Option<IpAddr>) {
-        self.state_mut().request.fill(shared, info);
+        let state = self.state_mut();
+        state.request.fill(shared, info);
+        push_route_params(&mut state.route_params, info.route_params);
         *self.pending.get_mut() = false;
         self.start = SystemTime::now();
-        self.peer = info.peer;
         self.client_ip = client_ip;
     }
 
     /// Opens this blank or reset record without copying the request yet:
     /// [`capture_request`](Self::capture_request) does, if a handler asks.
-    pub fn defer(&mut self, peer: Option<SocketAddr>, client_ip: Option<IpAddr>) {
+    pub fn defer(&mut self, client_ip: Option<IpAddr>) {
         *self.pending.get_mut() = true;
         self.start = SystemTime::now();
-        self.peer = peer;
         self.client_ip = client_ip;
     }
 
@@ -544,7 +556,7 @@ impl RecordInner {
 
     /// Copies the request now if the record was [deferred](Self::defer) and
     /// has not been yet; a later call, or one on a closed record, does
-    /// nothing. The peer address is the one the record was opened with.
+    /// nothing.
     pub fn capture_request(&self, info: &RequestInfo<'_>) {
         if !self.is_pending() {
             return;
@@ -558,6 +570,7 @@ impl RecordInner {
             return;
         }
         state.request.fill(&shared, info);
+        push_route_params(&mut state.route_params, info.route_params);
         self.pending.store(false, Ordering::Release);
     }
 
@@ -587,9 +600,9 @@ impl RecordInner {
         state.request.body = None;
         state.request.buf.clear();
         state.request.header_count = 0;
+        state.request.peer = None;
         *self.pending.get_mut() = false;
         self.client_ip = None;
-        self.peer = None;
         true
     }
 
@@ -724,7 +737,7 @@ impl RequestRecord {
             state.route_params.extend(
                 params
                     .into_iter()
-                    .take(32)
+                    .take(MAX_ROUTE_PARAMS)
                     .map(|(k, v)| (k.into(), v.into())),
             );
         }

@@ -94,6 +94,7 @@ pub struct RequestInfo<'a> {
     pub(crate) scheme: &'a str,
     pub(crate) host: Option<&'a str>,
     pub(crate) body: Option<&'a [u8]>,
+    pub(crate) route_params: &'a [(&'a str, &'a str)],
 }
 
 impl<'a> RequestInfo<'a> {
@@ -109,6 +110,7 @@ impl<'a> RequestInfo<'a> {
             scheme: "http",
             host: None,
             body: None,
+            route_params: &[],
         }
     }
 
@@ -147,6 +149,17 @@ impl<'a> RequestInfo<'a> {
     #[must_use]
     pub fn body(mut self, body: Option<&'a [u8]>) -> Self {
         self.body = body;
+        self
+    }
+
+    /// The route parameters the framework matched (`/users/{id}` →
+    /// `("id", "42")`), sent as `parameters.params`. Adapters that only know
+    /// them after [`Agent::begin`](crate::Agent::begin) use
+    /// [`RequestRecord::set_route_params`](crate::RequestRecord::set_route_params)
+    /// instead.
+    #[must_use]
+    pub fn route_params(mut self, params: &'a [(&'a str, &'a str)]) -> Self {
+        self.route_params = params;
         self
     }
 

@@ -370,7 +370,7 @@ impl Worker {
         let client_ip = record.client_ip.or_else(|| {
             self.shared.resolver.resolve(
                 &StoredHeaders(&state.request, self.shared.ip_header.as_deref()),
-                record.peer.map(|p| p.ip()),
+                state.request.peer.map(|p| p.ip()),
             )
         });
         let mut has_track = false;
