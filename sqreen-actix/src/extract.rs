@@ -49,8 +49,14 @@ impl Sqreen {
     ///
     /// For code that holds an [`HttpRequest`] rather than extracting
     /// `Sqreen` (other middleware, guards, error handlers).
+    ///
+    /// Like the extractor, it copies the request's details into the record
+    /// the first time it is called for a request: the middleware copies
+    /// nothing until something asks for the handle.
     pub fn of(req: &HttpRequest) -> Self {
-        req.extensions().get::<Self>().cloned().unwrap_or_default()
+        let handle = req.extensions().get::<Self>().cloned().unwrap_or_default();
+        crate::request::capture(&handle, req);
+        handle
     }
 }
 

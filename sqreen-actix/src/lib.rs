@@ -108,9 +108,12 @@
 //!
 //! ## What is captured
 //!
-//! For each request the agent records (only requests whose handler tracked
-//! something are sent; the others cost a couple of allocations and are
-//! freed at once):
+//! Nothing is copied until a handler takes the [`Sqreen`] extractor (or
+//! code calls [`Sqreen::of`]); the middleware itself only checks the path
+//! passlist and, when the backend pushed IP actions, the client IP. For
+//! each request the agent records (only requests whose handler tracked
+//! something are sent; the others go back to the agent's record pool at
+//! once):
 //!
 //! - method, path, raw query, the TCP peer address; the scheme (`https` when
 //!   the server is bound with TLS) and the host (the URI's authority, else

@@ -7,11 +7,17 @@
 //!              │ yes
 //!              ├─ small form/JSON body? ─▶ buffer it, put it back as the payload
 //!              ▼
-//!          Agent::begin ─ Pass ─────────────────────────▶ inner service
+//!          Agent::begin(_on_demand) ─ Pass ────────────▶ inner service
 //!                       ─ Respond ─▶ block page / redirect (inner service never runs)
 //!                       ─ Record ──▶ handle in extensions ▶ inner service
-//!                                    ◀─ route params, status, length, type ─ record.close
+//!                                    (the extractor copies the request, route params included)
+//!                                    ◀─ status, length, type ─ record.close
 //! ```
+//!
+//! Without a buffered body the request is copied only when a handler takes
+//! the [`Sqreen`](crate::Sqreen) extractor (or calls
+//! [`Sqreen::of`](crate::Sqreen::of)): a request whose handler never asks
+//! costs a pooled record and an extensions entry, nothing copied.
 //!
 //! The common path allocates nothing of its own besides the record (and
 //! the handle's slot in the extensions): the response future is an enum,

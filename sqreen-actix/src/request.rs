@@ -6,7 +6,7 @@ use std::future::ready;
 use actix_web::dev::{Payload, ServiceRequest};
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
 use actix_web::web::{Bytes, BytesMut};
-use actix_web::{HttpMessage, error::PayloadError};
+use actix_web::{HttpMessage, HttpRequest, error::PayloadError};
 use futures_util::StreamExt;
 use futures_util::stream::{self, Stream};
 use sqreen_core::{Agent, Begin, HeaderPairs, RequestInfo};
@@ -40,9 +40,32 @@ pub(crate) fn wanted_body_len(agent: &Agent, req: &ServiceRequest) -> Option<u64
         .flatten()
 }
 
-/// Builds the request's [`RequestInfo`] and asks the agent what to do.
+/// Asks the agent what to do with the request. A request whose body was
+/// buffered is copied now (the handler consumes the body); any other is
+/// copied only if a handler takes the [`Sqreen`](crate::Sqreen) handle
+/// ([`capture`]).
 pub(crate) fn begin(agent: &Agent, req: &ServiceRequest, body: Option<&[u8]>) -> Begin {
     let headers = Headers(req.headers());
+    match body {
+        Some(_) => agent.begin(&request_info(req.request(), &headers).body(body)),
+        None => agent.begin_on_demand(|| request_info(req.request(), &headers)),
+    }
+}
+
+/// Copies the request, with the route parameters actix matched, into
+/// `handle`'s record if it still needs it: what the extractor does.
+pub(crate) fn capture(handle: &sqreen_core::Sqreen, req: &HttpRequest) {
+    if !handle.needs_request() {
+        return;
+    }
+    let headers = Headers(req.headers());
+    // Allocates only for routes with parameters.
+    let params: Vec<(&str, &str)> = req.match_info().iter().collect();
+    handle.capture_request(&request_info(req, &headers).route_params(&params));
+}
+
+/// The core's view of `req`.
+fn request_info<'a>(req: &'a HttpRequest, headers: &'a Headers<'a>) -> RequestInfo<'a> {
     let uri = req.uri();
     // HTTP/1.1 requests carry an origin-form URI (no scheme, no authority):
     // the host then comes from the `Host` header, read by the core. Not
@@ -54,7 +77,7 @@ pub(crate) fn begin(agent: &Agent, req: &ServiceRequest, body: Option<&[u8]>) ->
         None if req.app_config().secure() => "https",
         None => "http",
     };
-    let info = RequestInfo::new(req.method().as_str(), req.path(), &headers)
+    RequestInfo::new(req.method().as_str(), req.path(), headers)
         .query(Some(req.query_string()))
         .peer(req.peer_addr())
         .scheme(scheme)
@@ -63,8 +86,6 @@ pub(crate) fn begin(agent: &Agent, req: &ServiceRequest, body: Option<&[u8]>) ->
             uri.authority()
                 .map(|a| a.as_str().rsplit('@').next().unwrap_or_default()),
         )
-        .body(body);
-    agent.begin(&info)
 }
 
 /// Reads the whole body (its declared length is within the capture limit)

@@ -725,7 +725,9 @@ impl RequestRecord {
     }
 
     /// Route parameters (`/users/{id}` → `("id", "42")`), when the framework
-    /// exposes them; sent as `parameters.params`.
+    /// exposes them; sent as `parameters.params`. Ignored when the record
+    /// holds some already ([`RequestInfo::route_params`] at capture), so an
+    /// adapter may call it for every record it closes.
     pub fn set_route_params<I, K, V>(&self, params: I)
     where
         I: IntoIterator<Item = (K, V)>,
@@ -734,6 +736,9 @@ impl RequestRecord {
     {
         if let Some(inner) = &self.inner {
             let mut state = inner.state();
+            if !state.route_params.is_empty() {
+                return;
+            }
             state.route_params.extend(
                 params
                     .into_iter()

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! on_request ── agent.begin ─┬─ Pass    → nothing stored; guards yield a disabled handle
-//!                            ├─ Record  → RequestState { handle, record } in the local cache
+//!  (on demand without a body) ├─ Record  → RequestState { handle, record } in the local cache
+//!                            │            (the `Sqreen` guard copies the request, route params included)
 //!                            └─ Respond → RequestState { blocked }, URI ← /__sqreen/blocked
 //! routing ── /__sqreen/blocked (rank isize::MIN, every method) answers the security response:
 //!            the application's routes, and so its handlers, never see the request
@@ -227,19 +228,20 @@ impl SqreenFairing {
     }
 }
 
-/// Fills the record's route parameters from the matched route's `<name>`
-/// segments (`/users/<id>` → `id`); a trailing `<path..>` takes the rest.
-fn set_route_params(request: &Request<'_>, record: &RequestRecord) {
+/// The matched route's parameters (`/users/<id>` → `id`), from its
+/// `<name>` segments; a trailing `<path..>` takes the rest. Empty (and
+/// allocation-free) for routes without any.
+fn route_params(request: &Request<'_>) -> Vec<(String, String)> {
+    let mut params = Vec::new();
     let Some(route) = request.route() else {
-        return;
+        return params;
     };
     let pattern = route.uri.path();
     if !pattern.contains('<') {
-        return;
+        return params;
     }
     let pattern = pattern.split('/').filter(|s| !s.is_empty());
     let mut actual = request.uri().path().segments();
-    let mut params = Vec::new();
     for segment in pattern {
         let Some(name) = segment.strip_prefix('<').and_then(|s| s.strip_suffix('>')) else {
             actual.next();
@@ -255,9 +257,33 @@ fn set_route_params(request: &Request<'_>, record: &RequestRecord) {
             None => break,
         }
     }
-    if !params.is_empty() {
-        record.set_route_params(params);
+    params
+}
+
+/// The core's view of `request`.
+fn request_info<'a>(request: &'a Request<'_>, pairs: &'a RocketHeaders<'a>) -> RequestInfo<'a> {
+    let uri = request.uri();
+    let scheme = if request.rocket().config().tls_enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    RequestInfo::new(request.method().as_str(), uri.path().as_str(), pairs)
+        .query(uri.query().map(|q| q.as_str()))
+        .peer(request.remote())
+        .scheme(scheme)
+}
+
+/// Copies the request, with its route parameters, into `handle`'s record if
+/// it still needs it: what the [`Sqreen`](crate::Sqreen) guard does.
+pub(crate) fn capture(handle: &sqreen_core::Sqreen, request: &Request<'_>) {
+    if !handle.needs_request() {
+        return;
     }
+    let params = route_params(request);
+    let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let headers = RocketHeaders(request.headers());
+    handle.capture_request(&request_info(request, &headers).route_params(&pairs));
 }
 
 /// The internal route's handler: answers the security response stashed by
@@ -341,18 +367,12 @@ impl Fairing for SqreenFairing {
                 None
             };
             let pairs = RocketHeaders(headers);
-            let uri = request.uri();
-            let scheme = if request.rocket().config().tls_enabled() {
-                "https"
-            } else {
-                "http"
-            };
-            let info = RequestInfo::new(request.method().as_str(), uri.path().as_str(), &pairs)
-                .query(uri.query().map(|q| q.as_str()))
-                .peer(request.remote())
-                .scheme(scheme)
-                .body(body);
-            agent.begin(&info)
+            match body {
+                // Copied now: the body is the handler's afterwards.
+                Some(_) => agent.begin(&request_info(request, &pairs).body(body)),
+                // Copied only if a handler takes the `Sqreen` guard.
+                None => agent.begin_on_demand(|| request_info(request, &pairs)),
+            }
         };
         match begin {
             Begin::Pass => {}
@@ -373,7 +393,15 @@ impl Fairing for SqreenFairing {
         let Some(record) = request.local_cache(RequestState::passed).take_record() else {
             return;
         };
-        set_route_params(request, &record);
+        // A record copied at once (a captured body) gets its route
+        // parameters now; one copied by the guard got them then, and one
+        // still waiting tracked nothing.
+        if !record.needs_request() {
+            let params = route_params(request);
+            if !params.is_empty() {
+                record.set_route_params(params);
+            }
+        }
         // Only a record holding entries reads the response headers.
         record.close_with(|| {
             ResponseInfo::new(response.status().code)

@@ -110,6 +110,11 @@
 //!
 //! ## What is captured
 //!
+//! Nothing is copied until a handler takes the [`Sqreen`] guard: the
+//! fairing itself only checks the path passlist and, when the backend
+//! pushed IP actions, the client IP (a request with a body to capture is
+//! copied at once, its body being the handler's afterwards).
+//!
 //! For each recorded request (sent only if the handler tracked something):
 //! method, path, raw query, the TCP peer address (rocket's
 //! [`Request::remote`](rocket::Request::remote)) and the tracked headers the
