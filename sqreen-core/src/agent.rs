@@ -422,20 +422,51 @@ impl Agent {
         self.open(info, true)
     }
 
+    /// [`begin_on_demand`](Self::begin_on_demand) for adapters that pay to
+    /// look at the request at all (warp's filters clone what they extract):
+    /// when nothing loaded needs to see the request (no path or IP
+    /// passlist, no IP action), the record is opened without it; `None`
+    /// means the request must be shown to `begin_on_demand`.
+    ///
+    /// ```
+    /// use sqreen_core::{Agent, Begin, RequestInfo};
+    ///
+    /// fn open(agent: &Agent, path: &str) -> Begin {
+    ///     agent.begin_without_request().unwrap_or_else(|| {
+    ///         let headers: &[(&str, &str)] = &[];
+    ///         agent.begin_on_demand(|| RequestInfo::new("GET", path, &headers))
+    ///     })
+    /// }
+    /// ```
+    pub fn begin_without_request(&self) -> Option<Begin> {
+        let shared = &self.inner;
+        if !shared.enabled.load(Ordering::Relaxed) {
+            return Some(Begin::Pass);
+        }
+        let state = shared.runtime.load();
+        if !state.ip_passlist.is_empty()
+            || state.actions.has_ip_actions()
+            || !state.path_passlist.is_empty()
+        {
+            return None;
+        }
+        Some(Begin::Record(RequestRecord::new(
+            Arc::clone(shared),
+            shared.new_deferred_record(None),
+        )))
+    }
+
     fn open<'a>(&self, info: impl FnOnce() -> RequestInfo<'a>, defer: bool) -> Begin {
+        if defer && let Some(begin) = self.begin_without_request() {
+            // Nothing to check, nothing to copy yet.
+            return begin;
+        }
         let shared = &self.inner;
         if !shared.enabled.load(Ordering::Relaxed) {
             return Begin::Pass;
         }
         let state = shared.runtime.load();
         let checks_ip = !state.ip_passlist.is_empty() || state.actions.has_ip_actions();
-        if defer && !checks_ip && state.path_passlist.is_empty() {
-            // Nothing to check, nothing to copy yet.
-            return Begin::Record(RequestRecord::new(
-                Arc::clone(shared),
-                shared.new_deferred_record(None),
-            ));
-        }
         let info = &info();
         let defer = defer && info.body.is_none();
         if !state.path_passlist.is_empty()

@@ -281,7 +281,10 @@ pub(crate) fn capture(handle: &sqreen_core::Sqreen, request: &Request<'_>) {
         return;
     }
     let params = route_params(request);
-    let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let headers = RocketHeaders(request.headers());
     handle.capture_request(&request_info(request, &headers).route_params(&pairs));
 }

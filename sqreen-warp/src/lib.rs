@@ -130,8 +130,12 @@
 //!
 //! ## What is captured
 //!
-//! Per recorded request, copied by the core only when a handler tracked
-//! something: method, path, raw query, the peer address, the client-IP and
+//! Nothing of the request is extracted until a route's [`sqreen()`] filter
+//! runs: the wrapper itself only extracts it when the path passlist or IP
+//! actions need to see it (or a body is buffered for capture).
+//!
+//! Per recorded request, sent only when a handler tracked something:
+//! method, path, raw query, the peer address, the client-IP and
 //! other tracked headers (`X-Forwarded-For`, `Forwarded`, `Host`,
 //! `Content-Type`, `X-Request-Id`, …), user agent and referer; with body
 //! capture on, urlencoded-form and JSON bodies up to `body_capture_limit`

@@ -5,7 +5,8 @@
 //!  enabled? ─no──────────────────────────────────────────▶ pass (disabled handle)
 //!     │yes
 //!  capture body? (capture_bodies + agent.wants_body) ─▶ buffer it
-//!  snapshot: method, path, query, headers, peer ─▶ agent.begin
+//!  nothing loaded to check the request against? ─▶ record opened unseen
+//!  else snapshot: method, path, query, headers, peer ─▶ agent.begin(_on_demand)
 //!     ├ Pass ──────────────▶ inner filter ──────────────▶ response
 //!     ├ Respond ─────────── (inner never runs) ─────────▶ block page / redirect
 //!     └ Record ─register─▶ inner filter ─▶ Blocked? ────▶ record.close(status, length, type)
@@ -286,8 +287,20 @@ fn begin(shared: &Shared) -> impl Filter<Extract = (Ctx,), Error = Rejection> + 
         (Some(shared.agent.clone()), None)
     };
     let plain = {
-        let (gate, open) = (plain_agent.clone(), plain_agent);
-        warp::any()
+        let (unseen, gate, open) = (plain_agent.clone(), plain_agent.clone(), plain_agent);
+        // Most requests: nothing loaded needs to look at the request (no
+        // passlist, no IP action), so none of it is extracted (warp clones
+        // the header map it hands a filter); the `sqreen()` filter copies
+        // the request if a handler asks for the handle.
+        let without_request = warp::any().and_then(move || {
+            ready(match unseen.as_ref().map(Agent::begin_without_request) {
+                Some(Some(Begin::Record(record))) => {
+                    Ok(Ctx(Some(context::register(Some(record), None))))
+                }
+                _ => Err(reject::not_found()),
+            })
+        });
+        let with_request = warp::any()
             .and_then(move || ready(enabled(gate.as_ref())))
             .and(snapshot())
             .and_then(move |_: Enabled, peer, method, query, path, headers| {
@@ -295,13 +308,14 @@ fn begin(shared: &Shared) -> impl Filter<Extract = (Ctx,), Error = Rejection> + 
                     Some(agent) => begin_request(agent, None, peer, method, query, path, headers),
                     None => Err(reject::not_found()),
                 })
-            })
+            });
+        without_request.or(with_request).unify()
     };
     let captured = {
         let (gate, open) = (captured_agent.clone(), captured_agent.clone());
         warp::any()
             .and_then(move || ready(enabled(gate.as_ref())))
-            .and(capture(captured_agent))
+            .and(capture_body(captured_agent))
             .and(snapshot())
             .and_then(
                 move |_: Enabled, body, peer, method, query, path, headers| {
@@ -333,7 +347,7 @@ fn enabled(agent: Option<&Agent>) -> Result<Enabled, Rejection> {
 
 /// What `agent.begin` reads of the request. Warp moves the values of a
 /// filter chain at every step: the large header map comes last.
-fn snapshot() -> impl Filter<
+pub(crate) fn snapshot() -> impl Filter<
     Extract = (
         Option<SocketAddr>,
         Method,
@@ -364,11 +378,13 @@ fn begin_request(
     headers: HeaderMap,
 ) -> Result<Ctx, Rejection> {
     let headers = Headers(&headers);
-    let info = RequestInfo::new(method.as_str(), path.as_str(), &headers)
-        .query(query.as_deref())
-        .peer(peer)
-        .body(body.as_ref().map(|b| &b.bytes[..]));
-    match agent.begin(&info) {
+    let info = request_info(peer, &method, query.as_deref(), &path, &headers);
+    let begin = match &body {
+        // The handler reads the buffered body: copied now.
+        Some(body) => agent.begin(&info.body(Some(&body.bytes[..]))),
+        None => agent.begin_on_demand(|| info),
+    };
+    match begin {
         // A buffered body is still handed back on passlisted requests.
         Begin::Pass => Ok(Ctx(body.map(|b| context::register(None, Some(b))))),
         Begin::Respond(response) => Err(reject::custom(IpResponse(response))),
@@ -376,8 +392,37 @@ fn begin_request(
     }
 }
 
+/// The core's view of the request, from what [`snapshot`] extracted.
+fn request_info<'a>(
+    peer: Option<SocketAddr>,
+    method: &'a Method,
+    query: Option<&'a str>,
+    path: &'a FullPath,
+    headers: &'a Headers<'a>,
+) -> RequestInfo<'a> {
+    RequestInfo::new(method.as_str(), path.as_str(), headers)
+        .query(query)
+        .peer(peer)
+}
+
+/// Copies the request into `handle`'s record if it still needs it: what
+/// the [`sqreen()`](crate::sqreen()) filter does with its [`snapshot`].
+pub(crate) fn capture(
+    handle: &sqreen_core::Sqreen,
+    peer: Option<SocketAddr>,
+    method: &Method,
+    query: Option<&str>,
+    path: &FullPath,
+    headers: &HeaderMap,
+) {
+    if handle.needs_request() {
+        let headers = Headers(headers);
+        handle.capture_request(&request_info(peer, method, query, path, &headers));
+    }
+}
+
 /// Buffers the body when the agent wants it; otherwise leaves it untouched.
-fn capture(
+fn capture_body(
     agent: Option<Agent>,
 ) -> impl Filter<Extract = (Option<StashedBody>,), Error = Infallible> + Clone {
     let limit = agent
