@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Framework load benchmark (BENCHMARKS.md, "Framework load benchmarks"):
-# each framework's hello-world route bare, with the sqreen middleware and
-# nothing tracked, and with one track_event per request, driven by wrk.
+# each framework's hello-world route bare, with the sqreen middleware
+# installed and the handler untouched (`installed`), with the handler taking
+# the Sqreen handle and tracking nothing (`middleware`), and with one
+# track_event per request (`track`), driven by wrk.
 #
 # The server (sqreen-loadbench's `loadbench-server`, release build, with
 # its agent thread) is pinned to one core and wrk to the other; modes are
@@ -12,7 +14,8 @@
 #
 #   scripts/loadbench.sh
 #   ROUNDS=5 DURATION=8 WARMUP=2 CONNECTIONS=32 PORT=18080 \
-#   FRAMEWORKS="axum actix rocket warp" SERVER_CPU=0 CLIENT_CPU=1 MAX_LOAD=1.0 scripts/loadbench.sh
+#   FRAMEWORKS="axum actix rocket warp" MODES="bare installed middleware track" \
+#   SERVER_CPU=0 CLIENT_CPU=1 MAX_LOAD=1.0 scripts/loadbench.sh
 #
 # Before the first run it waits (at most 10 minutes) for the 1-minute load
 # average to fall below MAX_LOAD, so that a build running on the machine
@@ -30,7 +33,8 @@ FRAMEWORKS=${FRAMEWORKS:-"axum actix rocket warp"}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 MAX_LOAD=${MAX_LOAD:-1.0}
-MODES=(bare middleware track)
+read -r -a MODES <<<"${MODES:-bare installed middleware track}"
+NMODES=${#MODES[@]}
 # Fixed, not a knob: the generated traffic never leaves the loopback interface.
 HOST=127.0.0.1
 URL="http://$HOST:$PORT/"
@@ -45,6 +49,10 @@ if ! [[ $MAX_LOAD =~ ^[0-9]+(\.[0-9]+)?$ ]]; then echo "MAX_LOAD must be a numbe
 for fw in $FRAMEWORKS; do
   case $fw in axum|actix|rocket|warp) ;; *) echo "unknown framework: $fw" >&2; exit 2 ;; esac
 done
+for mode in "${MODES[@]}"; do
+  case $mode in bare|installed|middleware|track) ;; *) echo "unknown mode: $mode" >&2; exit 2 ;; esac
+done
+[[ " ${MODES[*]} " == *" bare "* ]] || { echo "MODES must include bare (the reference)" >&2; exit 2; }
 for tool in wrk taskset curl; do
   command -v "$tool" >/dev/null || { echo "$tool is needed (Debian: apt-get install wrk util-linux curl)" >&2; exit 1; }
 done
@@ -178,12 +186,12 @@ for (( waited = 0; ; waited += 10 )); do
   (( waited % 60 == 0 )) && echo "waiting for the load average ($load1) to fall below $MAX_LOAD…" >&2
   sleep 10
 done
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $ROUNDS rounds × $(wc -w <<<"$FRAMEWORKS") frameworks × 3 modes, ${WARMUP}+${DURATION} s each" >&2
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $ROUNDS rounds × $(wc -w <<<"$FRAMEWORKS") frameworks × $NMODES modes, ${WARMUP}+${DURATION} s each" >&2
 for (( round = 1; round <= ROUNDS; round++ )); do
   for fw in $FRAMEWORKS; do
     # Rotate the mode order each round (bare first, then middleware first, …).
-    for (( i = 0; i < 3; i++ )); do
-      run_one "$round" "$fw" "${MODES[(round - 1 + i) % 3]}" "$i"
+    for (( i = 0; i < NMODES; i++ )); do
+      run_one "$round" "$fw" "${MODES[(round - 1 + i) % NMODES]}" "$i"
     done
   done
 done
@@ -212,18 +220,33 @@ delta() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f %%", (a - b) / b * 100 
 echo
 echo "Medians of $ROUNDS runs, wrk -t1 -c$CONNECTIONS -d${DURATION}s; server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU. Raw runs: $CSV"
 echo
-echo "| framework | bare rps (median) | middleware rps (median) | Δ% | track rps (median) | Δ% | events sent/dropped (track, median per run) |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+OTHERS=()
+for mode in "${MODES[@]}"; do [[ $mode == bare ]] || OTHERS+=("$mode"); done
+header="| framework | bare rps (median) |"; rule="|---|---:|"
+for mode in "${OTHERS[@]}"; do header+=" $mode rps (median) | Δ% |"; rule+="---:|---:|"; done
+echo "$header events sent/dropped (track, median per run) |"
+echo "$rule---:|"
 for fw in $FRAMEWORKS; do
-  bare=$(median 5 "$fw" bare); mw=$(median 5 "$fw" middleware); tr=$(median 5 "$fw" track)
-  printf '| %s | %.0f | %.0f | %s | %.0f | %s | %.0f / %.0f |\n' "$fw" "$bare" "$mw" "$(delta "$mw" "$bare")" \
-    "$tr" "$(delta "$tr" "$bare")" "$(median 13 "$fw" track)" "$(median 14 "$fw" track)"
+  bare=$(median 5 "$fw" bare)
+  line=$(printf '| %s | %.0f |' "$fw" "$bare")
+  for mode in "${OTHERS[@]}"; do
+    m=$(median 5 "$fw" "$mode")
+    line+=$(printf ' %.0f | %s |' "$m" "$(delta "$m" "$bare")")
+  done
+  printf '%s %s / %s |\n' "$line" "$(median 13 "$fw" track)" "$(median 14 "$fw" track)"
 done
 echo
-echo "| framework | paired Δ% rps middleware (median, min … max over rounds) | paired Δ% rps track | server CPU µs/request bare / middleware / track (medians) | client core busy % (bare, median) | p99 latency µs bare / middleware / track (medians) |"
-echo "|---|---:|---:|---:|---:|---:|"
+header="| framework |"; rule="|---|"
+for mode in "${OTHERS[@]}"; do header+=" paired Δ% rps $mode (median, min … max) |"; rule+="---:|"; done
+echo "$header server CPU µs/request ${MODES[*]} (medians) | client core busy % (bare, median) | p99 latency µs ${MODES[*]} (medians) |"
+echo "$rule---:|---:|---:|"
 for fw in $FRAMEWORKS; do
-  printf '| %s | %s | %s | %.2f / %.2f / %.2f | %.0f | %.0f / %.0f / %.0f |\n' "$fw" "$(paired "$fw" middleware)" "$(paired "$fw" track)" \
-    "$(median 17 "$fw" bare)" "$(median 17 "$fw" middleware)" "$(median 17 "$fw" track)" "$(median 19 "$fw" bare)" \
-    "$(median 9 "$fw" bare)" "$(median 9 "$fw" middleware)" "$(median 9 "$fw" track)"
+  line="| $fw |"
+  for mode in "${OTHERS[@]}"; do line+=" $(paired "$fw" "$mode") |"; done
+  cpu=""; p99=""
+  for mode in "${MODES[@]}"; do
+    cpu+="${cpu:+ / }$(printf '%.2f' "$(median 17 "$fw" "$mode")")"
+    p99+="${p99:+ / }$(printf '%.0f' "$(median 9 "$fw" "$mode")")"
+  done
+  printf '%s %s | %.0f | %s |\n' "$line" "$cpu" "$(median 19 "$fw" bare)" "$p99"
 done

@@ -11,7 +11,7 @@ use sqreen_core::Agent;
 
 use crate::{HELLO, Mode};
 
-/// `bare`: no extractor, nothing tracked.
+/// `bare` and `installed`: no extractor, nothing tracked.
 async fn hello() -> &'static str {
     HELLO
 }
@@ -58,6 +58,14 @@ pub fn serve(addr: SocketAddr, mode: Mode, agent: Agent) -> std::io::Result<()> 
     actix_web::rt::System::new().block_on(async move {
         match mode {
             Mode::Bare => run(listener, || App::new().route("/", web::get().to(hello))).await,
+            Mode::Installed => {
+                run(listener, move || {
+                    App::new()
+                        .route("/", web::get().to(hello))
+                        .wrap(SqreenMiddleware::with_agent(agent.clone()))
+                })
+                .await
+            }
             // The middleware wraps the `App`, last, as the adapter's docs say.
             Mode::Middleware => {
                 run(listener, move || {

@@ -10,7 +10,7 @@ use sqreen_core::Agent;
 
 use crate::{HELLO, Mode};
 
-/// `bare`: no extractor, nothing tracked.
+/// `bare` and `installed`: no extractor, nothing tracked.
 async fn hello() -> &'static str {
     HELLO
 }
@@ -31,6 +31,9 @@ async fn hello_tracked(sq: Sqreen) -> &'static str {
 fn app(mode: Mode, agent: Agent) -> Router {
     match mode {
         Mode::Bare => Router::new().route("/", get(hello)),
+        Mode::Installed => Router::new()
+            .route("/", get(hello))
+            .layer(SqreenLayer::with_agent(agent)),
         Mode::Middleware => Router::new()
             .route("/", get(hello_untracked))
             .layer(SqreenLayer::with_agent(agent)),

@@ -10,7 +10,7 @@ use sqreen_rocket::{Sqreen, SqreenFairing};
 
 use crate::{HELLO, Mode};
 
-/// `bare`: no guard, nothing tracked.
+/// `bare` and `installed`: no guard, nothing tracked.
 #[rocket::get("/")]
 fn hello() -> &'static str {
     HELLO
@@ -57,6 +57,9 @@ pub fn serve(addr: SocketAddr, mode: Mode, agent: Agent) -> std::io::Result<()> 
     let rocket = rocket::custom(config(addr));
     let rocket = match mode {
         Mode::Bare => rocket.mount("/", rocket::routes![hello]),
+        Mode::Installed => rocket
+            .attach(SqreenFairing::with_agent(agent))
+            .mount("/", rocket::routes![hello]),
         Mode::Middleware => rocket
             .attach(SqreenFairing::with_agent(agent))
             .mount("/", rocket::routes![hello_untracked]),

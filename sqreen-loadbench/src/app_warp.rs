@@ -40,6 +40,7 @@ pub fn serve(addr: SocketAddr, mode: Mode, agent: Agent) -> std::io::Result<()> 
         let wrapper = SqreenWrapper::with_agent(agent);
         match mode {
             Mode::Bare => run(listener, root().map(|| HELLO)).await,
+            Mode::Installed => run(listener, wrapper.wrap(root().map(|| HELLO))).await,
             Mode::Middleware => {
                 let route = root().and(sqreen()).map(|_sq: Sqreen| HELLO);
                 run(listener, wrapper.wrap(route)).await;

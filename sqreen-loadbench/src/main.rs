@@ -2,7 +2,7 @@
 //! (`scripts/loadbench.sh`, figures in `BENCHMARKS.md`) drives with `wrk`.
 //!
 //! ```text
-//! loadbench-server --framework axum|actix|rocket|warp --mode bare|middleware|track --addr 127.0.0.1:PORT
+//! loadbench-server --framework axum|actix|rocket|warp --mode bare|installed|middleware|track --addr 127.0.0.1:PORT
 //! ```
 //!
 //! Every framework serves the same route, `GET /` → `200 hello`
@@ -11,7 +11,8 @@
 //! | mode | what runs |
 //! |---|---|
 //! | `bare` | the route, no sqreen middleware |
-//! | `middleware` | the framework's sqreen adapter installed; the handler takes the `Sqreen` handle and tracks nothing |
+//! | `installed` | the framework's sqreen adapter installed; the handler is `bare`'s (it never asks for the handle) |
+//! | `middleware` | the adapter installed; the handler takes the `Sqreen` handle and tracks nothing |
 //! | `track` | the same, and the handler tracks one `bench.hit` event with 3 properties (int, string, bool) |
 //!
 //! The agent is real and logged in, in every mode (idle in `bare`): it runs
@@ -44,7 +45,7 @@ use crate::transport::DiscardBackend;
 
 /// The command line's usage, printed on a bad argument.
 const USAGE: &str = "usage: loadbench-server --framework axum|actix|rocket|warp \
-                     --mode bare|middleware|track --addr 127.0.0.1:PORT";
+                     --mode bare|installed|middleware|track --addr 127.0.0.1:PORT";
 
 /// Records the agent may hold before dropping new ones: large, so that a
 /// burst of tracked requests is queued rather than dropped.
@@ -83,6 +84,8 @@ impl Framework {
 pub(crate) enum Mode {
     /// No middleware.
     Bare,
+    /// The adapter installed; the handler never asks for the handle.
+    Installed,
     /// The adapter installed; the handler takes `Sqreen` and tracks nothing.
     Middleware,
     /// The adapter installed; the handler tracks one event per request.
@@ -94,6 +97,7 @@ impl Mode {
     fn name(self) -> &'static str {
         match self {
             Self::Bare => "bare",
+            Self::Installed => "installed",
             Self::Middleware => "middleware",
             Self::Track => "track",
         }
@@ -132,6 +136,7 @@ impl Args {
                 "--mode" => {
                     mode = Some(match value.as_str() {
                         "bare" => Mode::Bare,
+                        "installed" => Mode::Installed,
                         "middleware" => Mode::Middleware,
                         "track" => Mode::Track,
                         other => return Err(format!("unknown mode `{other}`")),
