@@ -49,6 +49,14 @@ pub(crate) struct RuntimeState {
 }
 
 impl RuntimeState {
+    /// True when requests must be looked at before they are recorded: a
+    /// path or IP passlist, or IP actions, are loaded.
+    fn looks_at_requests(&self) -> bool {
+        !self.ip_passlist.is_empty()
+            || self.actions.has_ip_actions()
+            || !self.path_passlist.is_empty()
+    }
+
     pub fn with_actions(&self, actions: ActionStore) -> Self {
         Self {
             actions: Arc::new(actions),
@@ -69,7 +77,12 @@ pub(crate) struct Shared {
     pub body_capture_limit: usize,
     pub blocking_status: u16,
     pub resolver: ClientIpResolver,
+    /// Read through [`Shared::looks_at_requests`] first on the request path;
+    /// written through [`Shared::set_runtime`] only.
     pub runtime: ArcSwap<RuntimeState>,
+    /// [`RuntimeState::looks_at_requests`] of `runtime`: most agents have
+    /// nothing loaded, and their requests then skip the `ArcSwap` load.
+    looks_at_requests: AtomicBool,
     /// True while requests are recorded: logged in and instrumentation on.
     pub enabled: AtomicBool,
     pub queue_len: AtomicUsize,
@@ -110,6 +123,7 @@ impl Shared {
             blocking_status: config.blocking_status,
             resolver,
             runtime: ArcSwap::from_pointee(RuntimeState::default()),
+            looks_at_requests: AtomicBool::new(false),
             enabled: AtomicBool::new(false),
             queue_len: AtomicUsize::new(0),
             queue_limit: AtomicUsize::new(config.event_queue_length),
@@ -139,6 +153,13 @@ impl Shared {
             return record;
         }
         Arc::new(RecordInner::capture(self, info, client_ip))
+    }
+
+    /// Replaces the actions and passlists requests are checked against.
+    pub fn set_runtime(&self, state: RuntimeState) {
+        let looks = state.looks_at_requests();
+        self.runtime.store(Arc::new(state));
+        self.looks_at_requests.store(looks, Ordering::Release);
     }
 
     /// A pooled or new record opened without copying the request
@@ -443,11 +464,7 @@ impl Agent {
         if !shared.enabled.load(Ordering::Relaxed) {
             return Some(Begin::Pass);
         }
-        let state = shared.runtime.load();
-        if !state.ip_passlist.is_empty()
-            || state.actions.has_ip_actions()
-            || !state.path_passlist.is_empty()
-        {
+        if shared.looks_at_requests.load(Ordering::Acquire) {
             return None;
         }
         Some(Begin::Record(RequestRecord::new(
@@ -464,6 +481,13 @@ impl Agent {
         let shared = &self.inner;
         if !shared.enabled.load(Ordering::Relaxed) {
             return Begin::Pass;
+        }
+        if !shared.looks_at_requests.load(Ordering::Acquire) {
+            // Nothing to check: `begin` copies the request, and that is all.
+            return Begin::Record(RequestRecord::new(
+                Arc::clone(shared),
+                shared.new_record(&info(), None),
+            ));
         }
         let state = shared.runtime.load();
         let checks_ip = !state.ip_passlist.is_empty() || state.actions.has_ip_actions();
@@ -896,10 +920,10 @@ mod tests {
             "nothing to check: the request is not even looked at"
         );
         // With a path passlist, the path is checked.
-        agent.inner.runtime.store(Arc::new(RuntimeState {
+        agent.inner.set_runtime(RuntimeState {
             path_passlist: Arc::from(vec!["/health".to_owned()]),
             ..RuntimeState::default()
-        }));
+        });
         let health = RequestInfo::new("GET", "/health/live", &headers);
         assert!(matches!(agent.begin_on_demand(|| health), Begin::Pass));
         let Begin::Record(record) = agent.begin_on_demand(|| {

@@ -808,9 +808,7 @@ impl Worker {
         }
         let loaded = actions.len() - errors.len();
         let current = self.shared.runtime.load();
-        self.shared
-            .runtime
-            .store(Arc::new(current.with_actions(store)));
+        self.shared.set_runtime(current.with_actions(store));
         tracing::info!(target: "sqreen::actions", event = "actions.loaded", loaded,
             skipped = errors.len(), "security actions loaded");
         loaded
@@ -849,8 +847,7 @@ impl Worker {
                     self.shared.counters.set_login_state(LoginState::Paused);
                     let current = self.shared.runtime.load();
                     self.shared
-                        .runtime
-                        .store(Arc::new(current.with_actions(ActionStore::default())));
+                        .set_runtime(current.with_actions(ActionStore::default()));
                     Ok("instrumentation removed".to_owned())
                 }
                 _ => Err("command is not supported".to_owned()),
@@ -888,11 +885,11 @@ impl Worker {
             .collect::<Result<Vec<IpNet>, String>>()?;
         let n = nets.len();
         let current = self.shared.runtime.load();
-        self.shared.runtime.store(Arc::new(RuntimeState {
+        self.shared.set_runtime(RuntimeState {
             actions: Arc::clone(&current.actions),
             ip_passlist: nets.into(),
             path_passlist: Arc::clone(&current.path_passlist),
-        }));
+        });
         Ok(format!("{n} IP ranges passlisted"))
     }
 
@@ -900,11 +897,11 @@ impl Worker {
         let paths = Self::string_list(params)?;
         let n = paths.len();
         let current = self.shared.runtime.load();
-        self.shared.runtime.store(Arc::new(RuntimeState {
+        self.shared.set_runtime(RuntimeState {
             actions: Arc::clone(&current.actions),
             ip_passlist: Arc::clone(&current.ip_passlist),
             path_passlist: paths.into(),
-        }));
+        });
         Ok(format!("{n} paths passlisted"))
     }
 
