@@ -1,5 +1,5 @@
 //! In-process cost of [`SqreenMiddleware`] per request, on actix's test
-//! service: the same hello-world route in three modes.
+//! service: the same hello-world route in four modes.
 //!
 //! ```text
 //! cargo bench -p sqreen-actix --bench middleware -- --warm-up-time 1 --measurement-time 3
@@ -8,7 +8,8 @@
 //! | bench | what runs |
 //! |---|---|
 //! | `actix/bare` | the route, no middleware |
-//! | `actix/middleware_untracked` | the middleware on a logged-in agent; the handler tracks nothing |
+//! | `actix/middleware_installed` | the middleware on a logged-in agent; the handler is `bare`'s (it never takes the handle) |
+//! | `actix/middleware_untracked` | the middleware; the handler takes the `Sqreen` handle and tracks nothing |
 //! | `actix/middleware_track_event` | the same, and the handler tracks one event with 3 properties |
 //!
 //! Each iteration builds the request (`TestRequest`), calls the service and
@@ -118,6 +119,15 @@ fn bench(c: &mut Criterion) {
     ));
     group.bench_function("bare", |b| {
         b.iter_custom(|n| measure(&system, &bare, || request().to_request(), n))
+    });
+
+    let installed = system.block_on(test::init_service(
+        App::new()
+            .wrap(SqreenMiddleware::with_agent(agent.agent().clone()))
+            .route("/", web::get().to(hello)),
+    ));
+    group.bench_function("middleware_installed", |b| {
+        b.iter_custom(|n| measure(&system, &installed, || request().to_request(), n))
     });
 
     let untracked = system.block_on(test::init_service(

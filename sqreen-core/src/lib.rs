@@ -52,6 +52,12 @@
 //! # assert_eq!(handle(&agent, &[], "/"), 200);
 //! ```
 //!
+//! The adapters of this workspace use
+//! [`begin_on_demand`](Agent::begin_on_demand) instead: the record is
+//! opened empty, and the framework's extractor copies the request into it
+//! ([`Sqreen::capture_request`]) when a handler takes the handle, so that a
+//! request whose handler never asks is never copied.
+//!
 //! ## Guarantees
 //!
 //! - The request path never waits: no network, no lock shared between

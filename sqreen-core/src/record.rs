@@ -2,7 +2,11 @@
 //!
 //! [`Agent::begin`](crate::Agent::begin) copies the few request fields the
 //! protocol sends (method, path, query, host, the tracked headers, user
-//! agent, referer, a captured body) into one buffer. Handlers add entries
+//! agent, referer, a captured body) into one buffer;
+//! [`Agent::begin_on_demand`](crate::Agent::begin_on_demand) opens the
+//! record empty, and the adapter's extractor copies the request into it
+//! ([`Sqreen::capture_request`](crate::Sqreen::capture_request)) only when
+//! a handler takes the handle: a request nobody asks about is never copied. Handlers add entries
 //! through their [`Sqreen`](crate::Sqreen) handle; [`RequestRecord::close`]
 //! hands the record to the agent thread only when it holds entries. Parsing
 //! parameters, resolving the client IP (unless an IP action needed it
