@@ -353,9 +353,11 @@ fn finish<B: MessageBody + 'static>(
         }
     };
     // App-level middleware runs before routing; by now the request was
-    // routed, so its match info holds the route's parameters.
+    // routed, so its match info holds all the route's parameters (the
+    // extractor copied those matched when it ran, maybe only a scope's).
+    // A record still waiting for its copy tracked nothing: no parameters.
     let params = res.request().match_info();
-    if params.segment_count() > 0 {
+    if params.segment_count() > 0 && !record.needs_request() {
         record.set_route_params(params.iter());
     }
     let res = match renderer.and_then(|r| blocked_of(&res).map(|b| r(b.0.response()))) {

@@ -476,3 +476,41 @@ const _: () = {
     let _ = assert_send_sync_clone::<Sqreen>;
     let _ = assert_send_sync_clone::<Blocked>;
 };
+
+/// A scope's middleware that takes the handle before the resource is
+/// matched copies the request with the scope's parameters only; the
+/// event still reports every parameter of the route that answered.
+#[actix_web::test]
+async fn handle_taken_before_the_resource_keeps_every_route_parameter() {
+    use actix_web::dev::Service as _;
+
+    let (agent, backend) = captured();
+    let app = test::init_service(
+        App::new()
+            .service(
+                web::scope("/t/{tenant}")
+                    .wrap_fn(|req, srv| {
+                        // An auth middleware tracking through the handle.
+                        Sqreen::of(req.request()).track_event("tenant.entered");
+                        srv.call(req)
+                    })
+                    .route("/items/{id}", web::get().to(|| async { "ok" })),
+            )
+            .wrap(SqreenMiddleware::with_agent(agent.agent().clone())),
+    )
+    .await;
+    let req = test::TestRequest::get()
+        .uri("/t/acme/items/7")
+        .peer_addr(CLIENT.parse().unwrap())
+        .to_request();
+    let res = test::call_service(&app, req).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let events = events(&agent, &backend).await;
+    assert_eq!(events.len(), 1);
+    let request = &events[0]["request"];
+    assert_eq!(request["path"], "/t/acme/items/7");
+    assert_eq!(
+        request["parameters"]["params"],
+        json!({"tenant": ["acme"], "id": ["7"]})
+    );
+}

@@ -421,8 +421,13 @@ impl Agent {
     /// `info` builds the adapter's view of the request; it is called only
     /// when a path passlist, an IP passlist or IP actions are loaded, to
     /// check them. A matched IP action makes the record copy the request at
-    /// once, as `begin` does. A request with a captured body goes through
-    /// `begin`: the body is handed back to the handler and gone afterwards.
+    /// once, as `begin` does. Its `body` is never captured: a request with a
+    /// body to capture goes through `begin`, since the body is the
+    /// handler's afterwards.
+    ///
+    /// What is copied is the request as the extractor sees it: a middleware
+    /// between the adapter's and the handler that rewrites the path or the
+    /// headers changes what is recorded.
     ///
     /// ```
     /// use sqreen_core::{Agent, Begin, RequestInfo, ResponseInfo};
@@ -492,7 +497,6 @@ impl Agent {
         let state = shared.runtime.load();
         let checks_ip = !state.ip_passlist.is_empty() || state.actions.has_ip_actions();
         let info = &info();
-        let defer = defer && info.body.is_none();
         if !state.path_passlist.is_empty()
             && state
                 .path_passlist
@@ -888,8 +892,17 @@ mod tests {
         // The pooled record opens deferred again, with nothing of the last request.
         let again = shared.new_deferred_record(None);
         assert!(again.is_pending());
-        assert_eq!(again.state().request.path_str(), "");
-        assert_eq!(again.state().request.peer, None);
+        {
+            let state = again.state();
+            assert_eq!(state.request.path_str(), "");
+            assert_eq!(state.request.peer, None);
+            // Not even an empty query or user agent: the event of a record
+            // never copied reports no field.
+            assert_eq!(state.request.query_str(), None);
+            assert_eq!(state.request.host_str(), None);
+            assert_eq!(state.request.user_agent(), None);
+            assert_eq!(state.request.header_lines(None).count(), 0);
+        }
         // Closed before any capture: capturing afterwards does nothing.
         assert!(!again.close(|| None));
         again.capture_request(&info);
@@ -898,7 +911,7 @@ mod tests {
     }
 
     /// `begin_on_demand` builds the request view only to check passlists and
-    /// IP actions, and copies at once when it holds a body.
+    /// IP actions; `begin` copies at once, body included.
     #[test]
     fn begin_on_demand_reads_the_request_only_when_needed() {
         let agent = Agent {

@@ -342,6 +342,17 @@ fn tracked_slot(bytes: &[u8]) -> Option<u8> {
 }
 
 impl Captured {
+    /// Forgets the request, keeping the buffer's capacity: a record that is
+    /// recycled and then never captured reports no field at all.
+    fn clear(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        *self = Self {
+            buf,
+            ..Self::default()
+        };
+        self.buf.clear();
+    }
+
     /// Copies what the protocol needs out of the borrowed request, reusing
     /// this capture's buffer.
     fn fill(&mut self, shared: &Shared, info: &RequestInfo<'_>) {
@@ -601,10 +612,7 @@ impl RecordInner {
         state.response_type.clear();
         state.end = None;
         state.closed = false;
-        state.request.body = None;
-        state.request.buf.clear();
-        state.request.header_count = 0;
-        state.request.peer = None;
+        state.request.clear();
         *self.pending.get_mut() = false;
         self.client_ip = None;
         true
@@ -729,9 +737,11 @@ impl RequestRecord {
     }
 
     /// Route parameters (`/users/{id}` → `("id", "42")`), when the framework
-    /// exposes them; sent as `parameters.params`. Ignored when the record
-    /// holds some already ([`RequestInfo::route_params`] at capture), so an
-    /// adapter may call it for every record it closes.
+    /// exposes them; sent as `parameters.params`. They replace any the
+    /// record holds (given with [`RequestInfo::route_params`] when it was
+    /// copied): an adapter that knows the final route only once the
+    /// response is ready (a scope matched before the resource, a forwarded
+    /// route) sets the authoritative ones at close.
     pub fn set_route_params<I, K, V>(&self, params: I)
     where
         I: IntoIterator<Item = (K, V)>,
@@ -740,9 +750,7 @@ impl RequestRecord {
     {
         if let Some(inner) = &self.inner {
             let mut state = inner.state();
-            if !state.route_params.is_empty() {
-                return;
-            }
+            state.route_params.clear();
             state.route_params.extend(
                 params
                     .into_iter()

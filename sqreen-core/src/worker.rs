@@ -353,16 +353,18 @@ impl Worker {
     fn process(&mut self, record: &RecordInner) {
         self.shared.queue_len.fetch_sub(1, Ordering::Relaxed);
         if record.is_pending() {
-            // Tracked through a handle that no extractor handed out (see
-            // `Agent::begin_on_demand`): the event goes out without the
-            // request's fields rather than not at all.
+            // Recorded through a handle that no extractor handed out (see
+            // `Agent::begin_on_demand`): events and metrics are kept
+            // without the request's fields (its client IP included) rather
+            // than dropped.
             bump(&self.shared.counters.invalid_sdk_input, 1);
             if self.shared.sdk_warnings.allow() {
                 tracing::warn!(
                     target: "sqreen::sdk",
                     event = "sdk.request_not_captured",
-                    "an event was tracked on a request whose details were never captured \
-                     (a handle not taken through the adapter's extractor); it is sent without them"
+                    "SDK calls were recorded on a request whose details were never captured \
+                     (a handle not taken through the adapter's extractor): its events and \
+                     login/signup metrics are kept without the request (no path, no client IP)"
                 );
             }
         }

@@ -152,9 +152,10 @@ fn invalid_config_keeps_agent_off() {
 }
 
 /// Records are recycled: through thousands of requests that differ in
-/// every captured field, some tracked, some not, some with a handle kept
-/// past the response, on several threads at once, every event carries its
-/// own request's data and nothing of another's.
+/// every captured field, some copied at once and some on demand (with route
+/// parameters), some tracked, some not, some with a handle kept past the
+/// response, on several threads at once, every event carries its own
+/// request's data and nothing of another's.
 #[test]
 fn recycled_records_never_carry_another_requests_data() {
     const THREADS: usize = 4;
@@ -186,19 +187,35 @@ fn recycled_records_never_carry_another_requests_data() {
                         headers.push(("Content-Type", "application/x-www-form-urlencoded"));
                     }
                     let body = format!("field={n}");
+                    let id = n.to_string();
+                    let params = [("id", id.as_str())];
                     let info = RequestInfo::new(
                         if n.is_multiple_of(2) { "GET" } else { "POST" },
                         &path,
                         &headers,
                     )
-                    .query((!n.is_multiple_of(5)).then_some(query.as_str()))
-                    .body((n.is_multiple_of(4)).then_some(body.as_bytes()));
-                    let Begin::Record(record) = agent.begin(&info) else {
+                    .query((!n.is_multiple_of(5)).then_some(query.as_str()));
+                    // Requests with a body are copied at once (`begin`); the
+                    // others on demand, as the adapters open them, and copied
+                    // (with a route parameter) when "the handler takes the
+                    // handle": the tracked ones, and every eighth of the others.
+                    let tracked = n % 3 != 2;
+                    let begin = if n.is_multiple_of(4) {
+                        agent.begin(&info.body(Some(body.as_bytes())))
+                    } else {
+                        agent.begin_on_demand(|| info)
+                    };
+                    let Begin::Record(record) = begin else {
                         panic!("the agent records");
                     };
                     let sq = record.handle();
+                    if !n.is_multiple_of(4) && (tracked || n.is_multiple_of(8)) {
+                        assert!(sq.needs_request());
+                        sq.capture_request(&info.route_params(&params));
+                        assert!(!sq.needs_request());
+                    }
                     // Two requests in three are tracked.
-                    if n % 3 != 2 {
+                    if tracked {
                         sq.track_event(format!("e{n}"))
                             .with_properties([("n", PropertyValue::from(n as u64))]);
                     }
@@ -261,6 +278,12 @@ fn recycled_records_never_carry_another_requests_data() {
             assert_eq!(query, &json!({"n": [n.to_string()]}));
         } else {
             assert!(query.is_null(), "{event}");
+        }
+        let params = &request["parameters"]["params"];
+        if n.is_multiple_of(4) {
+            assert!(params.is_null(), "{event}");
+        } else {
+            assert_eq!(params, &json!({"id": [n.to_string()]}), "{event}");
         }
         assert_eq!(event["response"]["status"], 200);
     }

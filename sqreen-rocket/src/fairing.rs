@@ -396,14 +396,11 @@ impl Fairing for SqreenFairing {
         let Some(record) = request.local_cache(RequestState::passed).take_record() else {
             return;
         };
-        // A record copied at once (a captured body) gets its route
-        // parameters now; one copied by the guard got them then, and one
-        // still waiting tracked nothing.
+        // The route that answered is known now (the guard may have run on
+        // a route that forwarded): its parameters replace those copied by
+        // the guard. A record still waiting for its copy tracked nothing.
         if !record.needs_request() {
-            let params = route_params(request);
-            if !params.is_empty() {
-                record.set_route_params(params);
-            }
+            record.set_route_params(route_params(request));
         }
         // Only a record holding entries reads the response headers.
         record.close_with(|| {

@@ -46,14 +46,24 @@ impl From<Sqreen> for sqreen_core::Sqreen {
 ///     });
 /// ```
 pub fn sqreen() -> impl Filter<Extract = (Sqreen,), Error = Infallible> + Copy + Send + Sync {
-    // `map` runs at poll time, in the task the wrapper registered the
-    // request under. The wrapper copies nothing of the request until a
-    // route asks for the handle: this filter extracts what the record
-    // needs and copies it then (once, whatever the number of `sqreen()`
-    // filters on the route).
-    crate::wrapper::snapshot().map(|peer, method, query: Option<String>, path, headers| {
+    // Runs at poll time, in the task the wrapper registered the request
+    // under. The wrapper copies nothing of the request until a route asks
+    // for the handle: the first arm hands over a handle whose record needs
+    // nothing (disabled, or copied already); the second extracts what the
+    // record needs (warp clones the header map for that) and copies it.
+    let ready = warp::any().and_then(|| {
         let handle = context::current_handle().unwrap_or_default();
-        crate::wrapper::capture(&handle, peer, &method, query.as_deref(), &path, &headers);
-        Sqreen(handle)
-    })
+        std::future::ready(if handle.needs_request() {
+            Err(warp::reject::not_found())
+        } else {
+            Ok(Sqreen(handle))
+        })
+    });
+    let copying =
+        crate::wrapper::snapshot().map(|peer, method, query: Option<String>, path, headers| {
+            let handle = context::current_handle().unwrap_or_default();
+            crate::wrapper::capture(&handle, peer, &method, query.as_deref(), &path, &headers);
+            Sqreen(handle)
+        });
+    ready.or(copying).unify()
 }
