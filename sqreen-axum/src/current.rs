@@ -8,11 +8,31 @@
 //! pointer in a thread-local slot: it replaced putting the handle in the
 //! request extensions, which cost an allocation and a hash-map insert (often
 //! a rehash) per request, about 500 instructions.
+//!
+//! The slot holds the request's record itself, not a handle to it (no
+//! reference count to take and give back per request), or, when nothing
+//! loaded in the agent needs to see the request, a
+//! [`DeferredRecord`]: the record is then opened the first time a handler
+//! asks for the handle, and a request whose handlers never ask costs no
+//! record at all.
 
 use std::cell::RefCell;
 
+use sqreen_core::{DeferredRecord, RequestRecord};
+
+/// What the layer makes current while it polls the inner service.
+pub(crate) enum Slot {
+    /// The request is not recorded (passlisted): handlers get a disabled
+    /// handle, not that of a request around this one.
+    Pass,
+    /// The request's record; the layer closes it with the response.
+    Record(RequestRecord),
+    /// The record is opened the first time a handler asks for the handle.
+    Deferred(DeferredRecord),
+}
+
 thread_local! {
-    static CURRENT: RefCell<Option<sqreen_core::Sqreen>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Slot>> = const { RefCell::new(None) };
 }
 
 /// The SDK handle of `request`, in a plain hyper or tonic service wrapped by
@@ -88,37 +108,54 @@ pub fn from_request<B>(request: &http::Request<B>) -> sqreen_core::Sqreen {
 /// ```
 pub fn current() -> sqreen_core::Sqreen {
     CURRENT
-        .try_with(|slot| slot.try_borrow().ok().and_then(|handle| handle.clone()))
-        .ok()
-        .flatten()
+        .try_with(|slot| match slot.try_borrow_mut() {
+            Ok(mut slot) => handle_of(&mut slot),
+            Err(_) => sqreen_core::Sqreen::disabled(),
+        })
         .unwrap_or_default()
 }
 
-/// Makes `handle` the current handle until the guard drops; the previous
-/// one (usually none) waits in `handle` meanwhile and is put back.
-pub(crate) fn enter(handle: &mut Option<sqreen_core::Sqreen>) -> Entered<'_> {
-    swap(handle);
-    Entered { handle }
+/// The handle of what `slot` holds, opening a deferred record first.
+fn handle_of(slot: &mut Option<Slot>) -> sqreen_core::Sqreen {
+    if matches!(slot, Some(Slot::Deferred(_)))
+        && let Some(Slot::Deferred(deferred)) = slot.take()
+    {
+        // `None`: the agent turned off since the request started.
+        *slot = Some(deferred.open().map_or(Slot::Pass, Slot::Record));
+    }
+    match slot {
+        Some(Slot::Record(record)) => record.handle(),
+        Some(Slot::Pass | Slot::Deferred(_)) | None => sqreen_core::Sqreen::disabled(),
+    }
 }
 
-/// Puts the previous handle back when dropped, a panic included.
+/// Makes `slot` the current one until the guard drops; the previous one
+/// (usually none) waits in `slot` meanwhile and is put back. A deferred
+/// record opened meanwhile comes back as `Slot::Record`.
+pub(crate) fn enter(slot: &mut Option<Slot>) -> Entered<'_> {
+    swap(slot);
+    Entered { slot }
+}
+
+/// Puts the previous slot back when dropped, a panic included.
 pub(crate) struct Entered<'a> {
-    handle: &'a mut Option<sqreen_core::Sqreen>,
+    slot: &'a mut Option<Slot>,
 }
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        swap(self.handle);
+        swap(self.slot);
     }
 }
 
-/// Exchanges `handle` with the thread's slot. The slot is only ever
-/// borrowed inside this module for one swap or one clone, so the borrow
-/// cannot fail; nor can the thread-local be gone while a future is polled.
-fn swap(handle: &mut Option<sqreen_core::Sqreen>) {
-    let _ = CURRENT.try_with(|slot| {
-        if let Ok(mut current) = slot.try_borrow_mut() {
-            std::mem::swap(&mut *current, handle);
+/// Exchanges `slot` with the thread's. The thread's slot is only ever
+/// borrowed inside this module, for one swap or to make one handle (which
+/// calls nothing that could come back here), so the borrow cannot fail;
+/// nor can the thread-local be gone while a future is polled.
+fn swap(slot: &mut Option<Slot>) {
+    let _ = CURRENT.try_with(|current| {
+        if let Ok(mut current) = current.try_borrow_mut() {
+            std::mem::swap(&mut *current, slot);
         }
     });
 }

@@ -25,6 +25,7 @@ use sqreen_core::{RequestRecord, ResponseInfo};
 use tower_service::Service;
 
 use crate::blocked::BlockedMarker;
+use crate::current::Slot;
 use crate::layer::{Renderer, Settings, dispatch, unreadable_body};
 use crate::request::rebuild;
 
@@ -63,11 +64,11 @@ pin_project! {
         Inner {
             #[pin]
             future: S::Future,
-            record: Option<RequestRecord>,
+            // Made current while `future` is polled: the record (or the
+            // deferred one, opened if a handler asks); `None` when the
+            // agent is off.
+            slot: Option<Slot>,
             renderer: Option<Renderer>,
-            // The handle made current while `future` is polled (`None`
-            // when the request is not recorded).
-            handle: Option<sqreen_core::Sqreen>,
         },
         /// Reading a form or JSON body to capture, before asking the agent.
         Buffer { buffering: Pin<Box<Buffering<S, B>>> },
@@ -86,9 +87,8 @@ where
     pub fn pass(future: S::Future) -> Self {
         Self::Inner {
             future,
-            record: None,
+            slot: None,
             renderer: None,
-            handle: None,
         }
     }
 }
@@ -125,8 +125,15 @@ where
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &self.state {
-            State::Inner { record: None, .. } => "pass",
-            State::Inner { .. } => "record",
+            State::Inner {
+                slot: Some(Slot::Record(_)),
+                ..
+            } => "record",
+            State::Inner {
+                slot: Some(Slot::Deferred(_)),
+                ..
+            } => "deferred",
+            State::Inner { .. } => "pass",
             State::Buffer { .. } => "buffer",
             State::Ready { .. } => "ready",
         };
@@ -152,22 +159,24 @@ where
             let next = match state.as_mut().project() {
                 StateProj::Inner {
                     future,
-                    record,
+                    slot,
                     renderer,
-                    handle,
                 } => {
-                    let result = if handle.is_some() {
-                        let _entered = crate::current::enter(handle);
+                    let result = if slot.is_some() {
+                        let _entered = crate::current::enter(slot);
                         ready!(future.poll(cx))
                     } else {
                         ready!(future.poll(cx))
                     };
-                    // The layer's own handle goes first, so that the record
-                    // is free to be recycled once closed. On an error the
-                    // record is dropped, which closes it without a response:
-                    // what was tracked is still sent.
-                    drop(handle.take());
-                    let (record, renderer) = (record.take(), renderer.take());
+                    // A deferred record nobody asked for was never opened:
+                    // nothing to close. On an error the record is dropped,
+                    // which closes it without a response: what was tracked
+                    // is still sent.
+                    let record = match slot.take() {
+                        Some(Slot::Record(record)) => Some(record),
+                        Some(Slot::Pass | Slot::Deferred(_)) | None => None,
+                    };
+                    let renderer = renderer.take();
                     return Poll::Ready(
                         result.map(|response| finish(response.map(Body::new), record, renderer)),
                     );

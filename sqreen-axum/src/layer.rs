@@ -24,6 +24,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::blocked::default_blocked_response;
+use crate::current::Slot;
 use crate::future::{Buffering, Pending, ResponseFuture, State};
 use crate::request::{HeaderMapPairs, body_headers, can_rebuild, request_info, set_route_params};
 
@@ -313,6 +314,24 @@ where
     B: http_body::Body,
     B::Error: Into<axum::BoxError>,
 {
+    // Nothing loaded needs to see the request: its record is opened only
+    // if a handler asks for the handle. With the handle in the extensions
+    // (it must exist before the call), or a body copied, it is opened now.
+    if body.is_none()
+        && !settings.in_extensions
+        && let Some(deferred) = agent.defer()
+    {
+        let mut slot = Some(Slot::Deferred(deferred));
+        let future = {
+            let _entered = crate::current::enter(&mut slot);
+            service.call(req)
+        };
+        return State::Inner {
+            future,
+            slot,
+            renderer: settings.renderer.clone(),
+        };
+    }
     let begin = {
         let headers = HeaderMapPairs(req.headers());
         match body {
@@ -326,16 +345,15 @@ where
         // recorded one (an in-process sub-request) must not see the outer
         // request's handle.
         Begin::Pass => {
-            let mut handle = Some(sqreen_core::Sqreen::disabled());
+            let mut slot = Some(Slot::Pass);
             let future = {
-                let _entered = crate::current::enter(&mut handle);
+                let _entered = crate::current::enter(&mut slot);
                 service.call(req)
             };
             State::Inner {
                 future,
-                record: None,
+                slot,
                 renderer: None,
-                handle,
             }
         }
         Begin::Respond(response) => State::Ready {
@@ -351,16 +369,15 @@ where
             if settings.in_extensions {
                 req.extensions_mut().insert(record.handle());
             }
-            let mut handle = Some(record.handle());
+            let mut slot = Some(Slot::Record(record));
             let future = {
-                let _entered = crate::current::enter(&mut handle);
+                let _entered = crate::current::enter(&mut slot);
                 service.call(req)
             };
             State::Inner {
                 future,
-                record: Some(record),
+                slot,
                 renderer: settings.renderer.clone(),
-                handle,
             }
         }
     }

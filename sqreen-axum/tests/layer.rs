@@ -579,6 +579,54 @@ async fn current_without_the_extractor_sends_the_event_without_the_request() {
     assert_eq!(guard.agent().stats().invalid_sdk_input, 1);
 }
 
+/// Milliseconds since midnight of a protocol timestamp
+/// (`2026-11-24T19:00:00.123Z`).
+fn millis_of_day(time: &Value) -> i64 {
+    let text = time.as_str().expect("a timestamp");
+    let clock = &text[text.find('T').expect("RFC 3339") + 1..text.len() - 1];
+    let (hms, millis) = clock.split_once('.').expect("milliseconds");
+    let mut parts = hms.split(':').map(|p| p.parse::<i64>().unwrap());
+    let (h, m, sec) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    ((h * 60 + m) * 60 + sec) * 1000 + millis.parse::<i64>().unwrap()
+}
+
+/// With nothing loaded that must see requests, the layer opens a request's
+/// record only when a handler first asks for the handle; the record is
+/// still dated from when the request reached the layer, and carries the
+/// request once the extractor ran.
+#[tokio::test]
+async fn a_record_opened_late_is_dated_from_the_request() {
+    let (guard, backend) = start_captured(config());
+    let routes = Router::new().route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            sqreen_axum::current().track_event("slow.current");
+            "ok"
+        }),
+    );
+    let app = app(routes, guard.agent());
+    let req = Request::get("/slow").body(Body::empty()).unwrap();
+    assert_eq!(send(app.clone(), req).await.0, StatusCode::OK);
+    let events = flushed_events(guard.agent(), &backend).await;
+    assert_eq!(events.len(), 1);
+    let event = &events[0];
+    assert_eq!(tracked(event), ["slow.current"]);
+    let mut waited =
+        millis_of_day(&event["observed"]["sdk"][0]["time"]) - millis_of_day(&event["start"]);
+    if waited < 0 {
+        waited += 86_400_000; // the request crossed midnight
+    }
+    assert!(
+        waited >= 60,
+        "the record is dated from the request's arrival, {waited} ms before the event"
+    );
+}
+
 /// Concurrent requests never mix their records: each event carries the
 /// path of the request that tracked it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

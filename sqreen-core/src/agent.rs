@@ -165,14 +165,24 @@ impl Shared {
     /// A pooled or new record opened without copying the request
     /// ([`RecordInner::defer`]).
     pub fn new_deferred_record(self: &Arc<Self>, client_ip: Option<IpAddr>) -> Arc<RecordInner> {
+        self.new_deferred_record_from(SystemTime::now(), client_ip)
+    }
+
+    /// [`new_deferred_record`](Self::new_deferred_record) for a request
+    /// that started at `start` ([`DeferredRecord`]).
+    pub fn new_deferred_record_from(
+        self: &Arc<Self>,
+        start: SystemTime,
+        client_ip: Option<IpAddr>,
+    ) -> Arc<RecordInner> {
         if let Some(mut record) = self.pool.pop()
             && let Some(inner) = Arc::get_mut(&mut record)
         {
-            inner.defer(client_ip);
+            inner.defer(start, client_ip);
             return record;
         }
         let mut inner = RecordInner::blank(self);
-        inner.defer(client_ip);
+        inner.defer(start, client_ip);
         Arc::new(inner)
     }
 
@@ -239,6 +249,39 @@ impl Shared {
         let (lock, cvar) = &self.ready;
         *lock.lock().unwrap_or_else(|p| p.into_inner()) = ready;
         cvar.notify_all();
+    }
+}
+
+/// A request the agent records only if a handler asks for its handle, from
+/// [`Agent::defer`]: it holds the agent and when the request started, and
+/// nothing else.
+pub struct DeferredRecord {
+    shared: Arc<Shared>,
+    start: SystemTime,
+}
+
+impl std::fmt::Debug for DeferredRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeferredRecord")
+            .field("start", &self.start)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeferredRecord {
+    /// Opens the request's record, dated from when the request started (the
+    /// [`Agent::defer`] call), without its details: copy them with
+    /// [`Sqreen::capture_request`](crate::Sqreen::capture_request), as after
+    /// [`Agent::begin_on_demand`]. `None` when the agent turned off since.
+    ///
+    /// Passlists and IP actions that arrived since the request started are
+    /// not applied to it: it is already being served.
+    pub fn open(self) -> Option<RequestRecord> {
+        if !self.shared.enabled.load(Ordering::Relaxed) {
+            return None;
+        }
+        let inner = self.shared.new_deferred_record_from(self.start, None);
+        Some(RequestRecord::new(self.shared, inner))
     }
 }
 
@@ -476,6 +519,55 @@ impl Agent {
             Arc::clone(shared),
             shared.new_deferred_record(None),
         )))
+    }
+
+    /// For adapters that can open the record later, from where handlers ask
+    /// for the handle: when nothing loaded needs to see the request (no path
+    /// or IP passlist, no IP action) and the agent records, a
+    /// [`DeferredRecord`] that opens one only if
+    /// [`open`](DeferredRecord::open) is called. A request whose handlers
+    /// never ask costs then no record at all: no pool, no lock, no close.
+    ///
+    /// `None` means the request must go through
+    /// [`begin_on_demand`](Self::begin_on_demand) or [`begin`](Self::begin)
+    /// now: something loaded must check it, or the agent is off (they then
+    /// answer [`Begin::Pass`]).
+    ///
+    /// ```
+    /// use sqreen_core::{Agent, Begin, RequestInfo};
+    ///
+    /// fn serve(agent: &Agent) {
+    ///     let headers: &[(&str, &str)] = &[];
+    ///     let info = || RequestInfo::new("GET", "/", &headers);
+    ///     match agent.defer() {
+    ///         Some(deferred) => {
+    ///             // … later, the first time a handler asks for the handle:
+    ///             if let Some(record) = deferred.open() {
+    ///                 let sq = record.handle();
+    ///                 sq.capture_request(&info());
+    ///                 sq.track_event("page.viewed");
+    ///                 record.close(sqreen_core::ResponseInfo::new(200));
+    ///             }
+    ///         }
+    ///         None => {
+    ///             if let Begin::Record(record) = agent.begin_on_demand(info) {
+    ///                 record.close(sqreen_core::ResponseInfo::new(200));
+    ///             }
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn defer(&self) -> Option<DeferredRecord> {
+        let shared = &self.inner;
+        if !shared.enabled.load(Ordering::Relaxed)
+            || shared.looks_at_requests.load(Ordering::Acquire)
+        {
+            return None;
+        }
+        Some(DeferredRecord {
+            shared: Arc::clone(shared),
+            start: SystemTime::now(),
+        })
     }
 
     fn open<'a>(&self, info: impl FnOnce() -> RequestInfo<'a>, defer: bool) -> Begin {
@@ -951,6 +1043,51 @@ mod tests {
             panic!("recorded");
         };
         assert!(!record.needs_request(), "`begin` copies at once");
+    }
+
+    /// `defer` hands out no record until asked; the record it opens is
+    /// dated from the `defer` call and waits for its copy; with something to
+    /// check loaded, or the agent off, there is nothing to defer.
+    #[test]
+    fn deferred_records_open_only_when_asked() {
+        let (shared, rx) = shared_with_queue(16);
+        let agent = Agent {
+            inner: Arc::clone(&shared),
+        };
+        assert!(agent.defer().is_none(), "agent off");
+        shared.enabled.store(true, Ordering::Relaxed);
+
+        // Never opened: the pool is not touched, nothing is queued.
+        shared.recycle(Arc::new(RecordInner::blank(&shared)));
+        let untouched = agent.defer().expect("nothing loaded: deferred");
+        drop(untouched);
+        assert_eq!(shared.pool.len(), 1, "no record was taken from the pool");
+
+        let deferred = agent.defer().expect("deferred");
+        let start = deferred.start;
+        std::thread::sleep(Duration::from_millis(5));
+        let record = deferred.open().expect("agent on");
+        assert_eq!(shared.pool.len(), 0, "the pooled record was taken");
+        assert!(record.needs_request(), "opened without the request");
+        let sq = record.handle();
+        sq.capture_request(&RequestInfo::new("GET", "/late", &[("Host", "h")]));
+        sq.track_event("deferred.event");
+        drop(sq);
+        record.close(ResponseInfo::new(200));
+        let queued = rx.try_recv().expect("tracked: queued");
+        assert_eq!(queued.start, start, "dated from when the request started");
+        assert_eq!(queued.state().request.path_str(), "/late");
+
+        // Something to check loaded: no deferring.
+        shared.set_runtime(RuntimeState {
+            path_passlist: Arc::from(vec!["/health".to_owned()]),
+            ..RuntimeState::default()
+        });
+        assert!(agent.defer().is_none(), "a passlist must see the request");
+        shared.set_runtime(RuntimeState::default());
+        let deferred = agent.defer().expect("deferred again");
+        shared.enabled.store(false, Ordering::Relaxed);
+        assert!(deferred.open().is_none(), "turned off meanwhile: pass");
     }
 
     /// A handle that outlives its request (a framework's request-local

@@ -99,7 +99,7 @@ pub mod transport;
 mod worker;
 
 pub use actions::SecurityResponse;
-pub use agent::{Agent, AgentGuard, Begin, init, init_from_env};
+pub use agent::{Agent, AgentGuard, Begin, DeferredRecord, init, init_from_env};
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use record::RequestRecord;
 pub use request::{HeaderPairs, RequestInfo, ResponseInfo};

@@ -580,11 +580,12 @@ impl RecordInner {
         self.client_ip = client_ip;
     }
 
-    /// Opens this blank or reset record without copying the request yet:
+    /// Opens this blank or reset record, for a request that started at
+    /// `start`, without copying the request yet:
     /// [`capture_request`](Self::capture_request) does, if a handler asks.
-    pub fn defer(&mut self, client_ip: Option<IpAddr>) {
+    pub fn defer(&mut self, start: SystemTime, client_ip: Option<IpAddr>) {
         *self.pending.get_mut() = true;
-        self.start = SystemTime::now();
+        self.start = start;
         self.client_ip = client_ip;
     }
 
