@@ -28,7 +28,11 @@
 //! rate-limited warning, and never hands one request another's record.
 //!
 //! The entry owns the request's record (the wrapper takes it back to close
-//! it), so registering costs no extra reference count.
+//! it), so registering costs no extra reference count. When nothing loaded
+//! in the agent needs to see the request, the entry holds a
+//! [`DeferredRecord`] instead, and the record is opened the first time a
+//! route asks for the handle: a request whose routes never ask costs no
+//! record at all.
 //!
 //! Cost: the table is split into shards by key, each a short `Vec` behind
 //! its own mutex held for a few instructions. Registering and removing take
@@ -41,7 +45,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use sqreen_core::RequestRecord;
+use sqreen_core::{DeferredRecord, RequestRecord};
 
 /// Who is polling the current request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,8 +81,11 @@ pub(crate) struct StashedBody {
 struct Entry {
     key: Key,
     id: u64,
-    /// `None` for a passlisted request whose body was buffered.
+    /// `None` for a passlisted request whose body was buffered, and for a
+    /// deferred one until a route asks for the handle.
     record: Option<RequestRecord>,
+    /// The record to open when a route first asks for the handle.
+    deferred: Option<DeferredRecord>,
     body: Option<StashedBody>,
 }
 
@@ -141,6 +148,20 @@ pub(crate) struct Registration {
 /// Registers the current request's record and buffered body under the
 /// current task (or thread).
 pub(crate) fn register(record: Option<RequestRecord>, body: Option<StashedBody>) -> Registration {
+    insert(record, None, body)
+}
+
+/// Registers a request whose record is opened only if a route asks for
+/// the handle ([`current_handle`]).
+pub(crate) fn register_deferred(deferred: DeferredRecord) -> Registration {
+    insert(None, Some(deferred), None)
+}
+
+fn insert(
+    record: Option<RequestRecord>,
+    deferred: Option<DeferredRecord>,
+    body: Option<StashedBody>,
+) -> Registration {
     let key = Key::current();
     let mut shard = lock(key.shard());
     shard.next_id = shard.next_id.wrapping_add(1);
@@ -149,13 +170,15 @@ pub(crate) fn register(record: Option<RequestRecord>, body: Option<StashedBody>)
         key,
         id,
         record,
+        deferred,
         body,
     });
     Registration { key, id }
 }
 
 impl Registration {
-    /// Removes the entry, handing its record back.
+    /// Removes the entry, handing its record back (`None` when it was
+    /// never opened).
     pub(crate) fn finish(mut self) -> Option<RequestRecord> {
         let record = self.remove();
         std::mem::forget(self);
@@ -179,23 +202,37 @@ impl Drop for Registration {
     }
 }
 
-/// Reads the one entry registered for the current task, if there is exactly one.
-fn with_current<T>(f: impl FnOnce(&Entry) -> T) -> Option<T> {
+/// Works on the one entry registered for the current task, if there is
+/// exactly one.
+fn with_current<T>(f: impl FnOnce(&mut Entry) -> T) -> Option<T> {
     let key = Key::current();
-    let shard = lock(key.shard());
-    let mut mine = shard.entries.iter().filter(|e| e.key == key);
-    let first = mine.next()?;
-    if mine.next().is_some() {
-        drop(shard);
-        warn_ambiguous();
-        return None;
+    let mut shard = lock(key.shard());
+    let mut found = None;
+    for (i, entry) in shard.entries.iter().enumerate() {
+        if entry.key == key {
+            if found.is_some() {
+                drop(shard);
+                warn_ambiguous();
+                return None;
+            }
+            found = Some(i);
+        }
     }
-    Some(f(first))
+    shard.entries.get_mut(found?).map(f)
 }
 
-/// The handle of the request the current task is running, if a wrapper recorded it.
+/// The handle of the request the current task is running, if a wrapper
+/// recorded it; a deferred record is opened now (under the shard's lock:
+/// opening takes a pooled record and calls nothing back here).
 pub(crate) fn current_handle() -> Option<sqreen_core::Sqreen> {
-    with_current(|e| e.record.as_ref().map(RequestRecord::handle)).flatten()
+    with_current(|e| {
+        if let Some(deferred) = e.deferred.take() {
+            // `None`: the agent turned off since the request started.
+            e.record = deferred.open();
+        }
+        e.record.as_ref().map(RequestRecord::handle)
+    })
+    .flatten()
 }
 
 /// The body the wrapper buffered for the request the current task is running.
@@ -238,6 +275,26 @@ mod tests {
             .unwrap();
         drop(reg);
         assert!(with_current(|_| ()).is_none());
+    }
+
+    /// A deferred registration opens its record the first time the handle
+    /// is asked for, and hands it back to close; never asked, there is no
+    /// record at all.
+    #[test]
+    fn deferred_record_opens_when_the_handle_is_asked_for() {
+        let config = sqreen_core::test::test_config().build().unwrap();
+        let (guard, _backend) = sqreen_core::test::start_captured(config);
+        let agent = guard.agent();
+
+        let reg = register_deferred(agent.defer().expect("nothing loaded: deferred"));
+        assert!(reg.finish().is_none(), "never asked: never opened");
+
+        let reg = register_deferred(agent.defer().expect("deferred"));
+        let handle = current_handle().expect("registered");
+        assert!(handle.is_enabled() && handle.needs_request());
+        let again = current_handle().expect("registered");
+        drop((handle, again));
+        assert!(reg.finish().is_some(), "opened once, handed back");
     }
 
     /// Two registrations under one key are ambiguous: nothing is answered.

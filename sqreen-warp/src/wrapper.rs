@@ -292,12 +292,11 @@ fn begin(shared: &Shared) -> impl Filter<Extract = (Ctx,), Error = Rejection> + 
         // passlist, no IP action), so none of it is extracted (warp clones
         // the header map it hands a filter); the `sqreen()` filter copies
         // the request if a handler asks for the handle.
+        // Its record is not even opened until a handler asks.
         let without_request = warp::any().and_then(move || {
-            ready(match unseen.as_ref().map(Agent::begin_without_request) {
-                Some(Some(Begin::Record(record))) => {
-                    Ok(Ctx(Some(context::register(Some(record), None))))
-                }
-                _ => Err(reject::not_found()),
+            ready(match unseen.as_ref().and_then(Agent::defer) {
+                Some(deferred) => Ok(Ctx(Some(context::register_deferred(deferred)))),
+                None => Err(reject::not_found()),
             })
         });
         let with_request = warp::any()
