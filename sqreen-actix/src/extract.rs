@@ -54,9 +54,43 @@ impl Sqreen {
     /// the first time it is called for a request: the middleware copies
     /// nothing until something asks for the handle.
     pub fn of(req: &HttpRequest) -> Self {
-        let handle = req.extensions().get::<Self>().cloned().unwrap_or_default();
+        let deferred = req.extensions().contains::<Slot>();
+        let handle = if deferred {
+            opened(req)
+        } else {
+            req.extensions().get::<Self>().cloned().unwrap_or_default()
+        };
         crate::request::capture(&handle, req);
         handle
+    }
+}
+
+/// In the request extensions when the middleware deferred the record
+/// (nothing loaded in the agent needed to see the request): the record is
+/// opened the first time something asks for the handle, and the middleware
+/// takes it back to close it.
+pub(crate) enum Slot {
+    Deferred(sqreen_core::DeferredRecord),
+    Opened(sqreen_core::RequestRecord),
+    /// The agent turned off since the request started.
+    Off,
+}
+
+/// The handle of a deferred request's record, opened now if it was not yet.
+fn opened(req: &HttpRequest) -> Sqreen {
+    let mut extensions = req.extensions_mut();
+    let Some(slot) = extensions.get_mut::<Slot>() else {
+        return Sqreen::default();
+    };
+    if let Slot::Deferred(_) = slot
+        && let Slot::Deferred(deferred) = std::mem::replace(slot, Slot::Off)
+        && let Some(record) = deferred.open()
+    {
+        *slot = Slot::Opened(record);
+    }
+    match slot {
+        Slot::Opened(record) => Sqreen(record.handle()),
+        Slot::Deferred(_) | Slot::Off => Sqreen::default(),
     }
 }
 

@@ -7,6 +7,9 @@
 //!              │ yes
 //!              ├─ small form/JSON body? ─▶ buffer it, put it back as the payload
 //!              ▼
+//!          nothing loaded needs the request? ─yes─▶ deferred record in extensions ▶ inner service
+//!              │ no                (the extractor opens it and copies the request)
+//!              ▼                   ◀─ status, length, type ─ record.close, if opened
 //!          Agent::begin(_on_demand) ─ Pass ────────────▶ inner service
 //!                       ─ Respond ─▶ block page / redirect (inner service never runs)
 //!                       ─ Record ──▶ handle in extensions ▶ inner service
@@ -14,10 +17,11 @@
 //!                                    ◀─ status, length, type ─ record.close
 //! ```
 //!
-//! Without a buffered body the request is copied only when a handler takes
-//! the [`Sqreen`](crate::Sqreen) extractor (or calls
+//! Without a buffered body, and with no passlist or IP action loaded, the
+//! record is opened and the request copied only when a handler takes the
+//! [`Sqreen`](crate::Sqreen) extractor (or calls
 //! [`Sqreen::of`](crate::Sqreen::of)): a request whose handler never asks
-//! costs a pooled record and an extensions entry, nothing copied.
+//! costs an extensions entry, and no record at all.
 //!
 //! The common path allocates nothing of its own besides the record (and
 //! the handle's slot in the extensions): the response future is an enum,
@@ -37,7 +41,7 @@ use pin_project_lite::pin_project;
 use sqreen_core::{Agent, Begin, RequestRecord, ResponseInfo, SecurityResponse};
 
 use crate::blocked::{Blocked, Renderer, default_response};
-use crate::extract::Sqreen;
+use crate::extract::{Slot, Sqreen};
 use crate::request::{begin, buffer_body, wanted_body_len};
 
 /// The framework name and major version reported to the backend at login.
@@ -205,7 +209,7 @@ where
         let agent = match &self.agent {
             // Off, or not logged in yet: not even the headers are looked at.
             Some(agent) if agent.is_enabled() => agent,
-            _ => return SqreenFuture::call(self.service.call(req), None, None),
+            _ => return SqreenFuture::call(self.service.call(req), Held::Nothing, None),
         };
         if let Some(declared) = wanted_body_len(agent, &req) {
             let service = Rc::clone(&self.service);
@@ -218,8 +222,56 @@ where
                 dispatch(&*service, renderer.as_ref(), req, decision).await
             }));
         }
+        // Nothing loaded needs to see the request: its record is opened
+        // only if something asks for the handle.
+        if let Some(deferred) = agent.defer() {
+            req.extensions_mut().insert(Slot::Deferred(deferred));
+            return SqreenFuture::call(
+                self.service.call(req),
+                Held::Deferred,
+                self.renderer.clone(),
+            );
+        }
         let decision = begin(agent, &req, None);
         dispatch(&*self.service, self.renderer.as_ref(), req, decision)
+    }
+}
+
+/// What a [`SqreenFuture`] closes once the inner service answers.
+enum Held {
+    /// Nothing: the request is not recorded.
+    Nothing,
+    /// The request's record.
+    Record(RequestRecord),
+    /// A deferred record, in the request's extensions (opened if a handler
+    /// asked for the handle). actix forbids keeping a clone of the request
+    /// while it is routed, so the record is taken back from the response's
+    /// request; when the service fails there is none, and the record
+    /// (dropped with the request) closes without a response: what it
+    /// tracked is still sent.
+    Deferred,
+}
+
+impl Held {
+    /// The record to close, if one was opened.
+    fn take_record<B>(
+        &mut self,
+        result: &Result<ServiceResponse<B>, Error>,
+    ) -> Option<RequestRecord> {
+        match std::mem::replace(self, Self::Nothing) {
+            Self::Nothing => None,
+            Self::Record(record) => Some(record),
+            Self::Deferred => match result
+                .as_ref()
+                .ok()?
+                .request()
+                .extensions_mut()
+                .remove::<Slot>()
+            {
+                Some(Slot::Opened(record)) => Some(record),
+                Some(Slot::Deferred(_) | Slot::Off) | None => None,
+            },
+        }
     }
 }
 
@@ -235,7 +287,7 @@ where
     B: MessageBody,
 {
     match decision {
-        Begin::Pass => SqreenFuture::call(service.call(req), None, None),
+        Begin::Pass => SqreenFuture::call(service.call(req), Held::Nothing, None),
         Begin::Respond(response) => {
             let response = render(renderer, &response);
             let (req, _payload) = req.into_parts();
@@ -243,7 +295,7 @@ where
         }
         Begin::Record(record) => {
             req.extensions_mut().insert(Sqreen(record.handle()));
-            SqreenFuture::call(service.call(req), Some(record), renderer.cloned())
+            SqreenFuture::call(service.call(req), Held::Record(record), renderer.cloned())
         }
     }
 }
@@ -270,8 +322,8 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F, B> {
-        // The inner service runs; `record` is closed when it answers.
-        Call { #[pin] fut: F, record: Option<RequestRecord>, renderer: Option<Renderer> },
+        // The inner service runs; `held`'s record is closed when it answers.
+        Call { #[pin] fut: F, held: Held, renderer: Option<Renderer> },
         // A security response decided before the inner service.
         Ready { response: Option<ServiceResponse<EitherBody<B>>> },
         // The body is being buffered (rare: small form/JSON bodies only).
@@ -280,11 +332,11 @@ pin_project! {
 }
 
 impl<F, B> SqreenFuture<F, B> {
-    fn call(fut: F, record: Option<RequestRecord>, renderer: Option<Renderer>) -> Self {
+    fn call(fut: F, held: Held, renderer: Option<Renderer>) -> Self {
         Self {
             state: State::Call {
                 fut,
-                record,
+                held,
                 renderer,
             },
         }
@@ -316,11 +368,12 @@ where
         match self.project().state.project() {
             StateProj::Call {
                 fut,
-                record,
+                held,
                 renderer,
             } => {
                 let result = std::task::ready!(fut.poll(cx));
-                Poll::Ready(finish(result, record.take(), renderer.as_ref()))
+                let record = held.take_record(&result);
+                Poll::Ready(finish(result, record, renderer.as_ref()))
             }
             StateProj::Ready { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),

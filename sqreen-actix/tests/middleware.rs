@@ -448,6 +448,33 @@ async fn handle_from_http_request() {
     assert_eq!(events[0]["observed"]["sdk"][0]["args"][0], "from.request");
 }
 
+/// A middleware inside ours that takes the handle, tracks, and then fails
+/// (an `Err` from the service, not an error response): the record it opened
+/// has no response to close with, and what it tracked is still sent.
+#[actix_web::test]
+async fn event_tracked_before_a_service_error_is_sent() {
+    let (agent, backend) = captured();
+    let app = test::init_service(
+        App::new()
+            .wrap_fn(|req, _inner| {
+                Sqreen::of(req.request()).track_event("before.failure");
+                drop(req);
+                std::future::ready(Err::<actix_web::dev::ServiceResponse, _>(
+                    actix_web::error::ErrorBadGateway("upstream down"),
+                ))
+            })
+            .wrap(SqreenMiddleware::with_agent(agent.agent().clone()))
+            .route("/", web::get().to(|| async { HttpResponse::Ok().finish() })),
+    )
+    .await;
+    let res = test::try_call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
+    assert!(res.is_err(), "the inner middleware failed");
+    let events = events(&agent, &backend).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["observed"]["sdk"][0]["args"][0], "before.failure");
+    assert_eq!(events[0]["request"]["path"], "/");
+}
+
 /// A body longer than its declared `Content-Length` (possible over HTTP/2)
 /// is not captured, and the handler still reads every byte of it.
 #[actix_web::test]
