@@ -3,13 +3,15 @@
 //! internal route, and flushes the agent when rocket shuts down.
 //!
 //! ```text
-//! on_request ── agent.begin ─┬─ Pass    → nothing stored; guards yield a disabled handle
-//!  (on demand without a body) ├─ Record  → RequestState { handle, record } in the local cache
+//! on_request ── nothing loaded needs the request? → RequestState { deferred record }
+//!             │                 (the `Sqreen` guard opens it and copies the request)
+//!             └ agent.begin ─┬─ Pass    → nothing stored; guards yield a disabled handle
+//!  (on demand without a body) ├─ Record  → RequestState { record } in the local cache
 //!                            │            (the `Sqreen` guard copies the request, route params included)
 //!                            └─ Respond → RequestState { blocked }, URI ← /__sqreen/blocked
 //! routing ── /__sqreen/blocked (rank isize::MIN, every method) answers the security response:
 //!            the application's routes, and so its handlers, never see the request
-//! on_response ── take the record, set route params, close with status/length/type
+//! on_response ── take the record (if one was opened), set route params, close with status/length/type
 //! on_shutdown ── agent.flush_async(shutdown_timeout)
 //! ```
 
@@ -21,7 +23,8 @@ use rocket::http::uri::Origin;
 use rocket::route::{Handler, Outcome, Route};
 use rocket::{Build, Data, Orbit, Request, Response, Rocket};
 use sqreen_core::{
-    Agent, Begin, HeaderPairs, RequestInfo, RequestRecord, ResponseInfo, SecurityResponse,
+    Agent, Begin, DeferredRecord, HeaderPairs, RequestInfo, RequestRecord, ResponseInfo,
+    SecurityResponse,
 };
 
 use crate::blocked::{BlockedPage, RenderFn, render};
@@ -53,8 +56,9 @@ const METHODS: [Method; 9] = [
 ];
 
 /// What the fairing keeps about one request, in rocket's request-local
-/// cache: the handle the [`Sqreen`](crate::Sqreen) guard hands out, the open
-/// record `on_response` closes, or the security response the internal route
+/// cache: the open record whose handle the [`Sqreen`](crate::Sqreen) guard
+/// hands out and `on_response` closes (or the deferred one, opened the
+/// first time the guard runs), or the security response the internal route
 /// answers.
 ///
 /// The record lives in the request's cache, so it is owned by rocket's
@@ -62,9 +66,20 @@ const METHODS: [Method; 9] = [
 /// `Drop` closes it and nothing tracked is lost.
 #[derive(Debug, Default)]
 pub(crate) struct RequestState {
-    pub handle: sqreen_core::Sqreen,
-    record: Mutex<Option<RequestRecord>>,
+    record: Mutex<Held>,
     blocked: Option<SecurityResponse>,
+}
+
+/// The record of a [`RequestState`].
+#[derive(Debug, Default)]
+enum Held {
+    /// Not recorded (passlisted, agent off), or taken back to be closed.
+    #[default]
+    Nothing,
+    /// Nothing loaded needed to see the request: the record is opened the
+    /// first time a handler asks for the handle.
+    Deferred(DeferredRecord),
+    Record(RequestRecord),
 }
 
 impl RequestState {
@@ -75,9 +90,37 @@ impl RequestState {
 
     fn recording(record: RequestRecord) -> Self {
         Self {
-            handle: record.handle(),
-            record: Mutex::new(Some(record)),
+            record: Mutex::new(Held::Record(record)),
             blocked: None,
+        }
+    }
+
+    fn deferred(deferred: DeferredRecord) -> Self {
+        Self {
+            record: Mutex::new(Held::Deferred(deferred)),
+            blocked: None,
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.record
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The handle handlers get: of the request's record, opened now if it
+    /// was deferred; disabled when the request is not recorded.
+    pub fn handle(&self) -> sqreen_core::Sqreen {
+        let mut held = self.held();
+        if let Held::Deferred(_) = &*held
+            && let Held::Deferred(deferred) = std::mem::take(&mut *held)
+            && let Some(record) = deferred.open()
+        {
+            *held = Held::Record(record);
+        }
+        match &*held {
+            Held::Record(record) => record.handle(),
+            Held::Nothing | Held::Deferred(_) => sqreen_core::Sqreen::disabled(),
         }
     }
 
@@ -88,11 +131,12 @@ impl RequestState {
         }
     }
 
+    /// The record to close, if one was opened.
     fn take_record(&self) -> Option<RequestRecord> {
-        self.record
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
+        match std::mem::take(&mut *self.held()) {
+            Held::Record(record) => Some(record),
+            Held::Nothing | Held::Deferred(_) => None,
+        }
     }
 }
 
@@ -353,23 +397,31 @@ impl Fairing for SqreenFairing {
         if !agent.is_enabled() {
             return;
         }
-        let begin = {
+        // GET, HEAD, OPTIONS…: no body to capture, and no header lookups.
+        let body = if request.method().supports_payload() {
             let headers = request.headers();
-            // GET, HEAD, OPTIONS…: no body to capture, and no header lookups.
-            let body = if request.method().supports_payload() {
-                let content_type = headers.get_one("Content-Type");
-                let content_length = headers
-                    .get_one("Content-Length")
-                    .and_then(|v| v.trim().parse::<u64>().ok());
-                if agent.wants_body(content_type, content_length) {
-                    peek_body(data, content_length).await
-                } else {
-                    None
-                }
+            let content_type = headers.get_one("Content-Type");
+            let content_length = headers
+                .get_one("Content-Length")
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if agent.wants_body(content_type, content_length) {
+                peek_body(data, content_length).await
             } else {
                 None
-            };
-            let pairs = RocketHeaders(headers);
+            }
+        } else {
+            None
+        };
+        // No body to copy, nothing loaded that needs to see the request:
+        // its record is opened only if a handler takes the `Sqreen` guard.
+        if body.is_none()
+            && let Some(deferred) = agent.defer()
+        {
+            request.local_cache(move || RequestState::deferred(deferred));
+            return;
+        }
+        let begin = {
+            let pairs = RocketHeaders(request.headers());
             match body {
                 // Copied now: the body is the handler's afterwards.
                 Some(_) => agent.begin(&request_info(request, &pairs).body(body)),

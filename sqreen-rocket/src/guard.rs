@@ -45,7 +45,7 @@ impl<'r> FromRequest<'r> for Sqreen {
     type Error = Infallible;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Infallible> {
-        let handle = request.local_cache(RequestState::passed).handle.clone();
+        let handle = request.local_cache(RequestState::passed).handle();
         // The fairing copies nothing until a handler asks for the handle.
         crate::fairing::capture(&handle, request);
         Outcome::Success(Sqreen(handle))
