@@ -110,7 +110,9 @@
 //!
 //! Nothing is copied until a handler takes the [`Sqreen`] extractor (or
 //! code calls [`Sqreen::of`]); the middleware itself only checks the path
-//! passlist and, when the backend pushed IP actions, the client IP. For
+//! passlist and, when the backend pushed IP actions, the client IP. With
+//! neither loaded (and no body to capture) it does not even open the
+//! record until then: it leaves a deferred one in the request extensions. For
 //! each request the agent records (only requests whose handler tracked
 //! something are sent; the others go back to the agent's record pool at
 //! once):

@@ -167,14 +167,14 @@
 //!
 //! In-process, per request (`benches/middleware.rs`, and
 //! `benches/instructions.rs` for instruction counts): a request whose
-//! handler does not take the handle costs a pooled record taken and given
-//! back, the passlist and action checks and the clock, with nothing copied;
-//! taking the [`Sqreen`] extractor adds the copy of the request (about
-//! 100 ns). Once the agent's record pool has filled, nothing is allocated:
-//! the handle is made
-//! current for the inner service's polls (one pointer swapped in a
-//! thread-local, not an entry in the request extensions) and the response
-//! future is not boxed. Tracking adds the events themselves; everything
+//! handler does not take the handle costs the passlist and action checks
+//! (two flags when nothing is loaded) and the clock: no record is opened
+//! and nothing is copied. Taking the [`Sqreen`] extractor opens a pooled
+//! record and copies the request into it (about 100 ns). Once the agent's
+//! record pool has filled, nothing is allocated: the request's record (or
+//! the deferred one) is made current for the inner service's polls (one
+//! pointer swapped in a thread-local, not an entry in the request
+//! extensions) and the response future is not boxed. Tracking adds the events themselves; everything
 //! else happens on the agent's thread.
 //!
 //! When the agent is off or not logged in yet, the layer hands every

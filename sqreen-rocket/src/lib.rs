@@ -113,7 +113,9 @@
 //! Nothing is copied until a handler takes the [`Sqreen`] guard: the
 //! fairing itself only checks the path passlist and, when the backend
 //! pushed IP actions, the client IP (a request with a body to capture is
-//! copied at once, its body being the handler's afterwards).
+//! copied at once, its body being the handler's afterwards). With neither
+//! loaded and no body to capture, it does not even open the record until
+//! the guard runs.
 //!
 //! For each recorded request (sent only if the handler tracked something):
 //! method, path, raw query, the TCP peer address (rocket's

@@ -133,7 +133,9 @@
 //! Nothing of the request is extracted until a route's [`sqreen()`] filter
 //! runs: the wrapper itself only extracts it when the path passlist or IP
 //! actions need to see it, or when body capture is on
-//! ([`SqreenWrapper::capture_bodies`]), for every request then.
+//! ([`SqreenWrapper::capture_bodies`]), for every request then. Without
+//! those, the wrapper does not even open the request's record until a
+//! route asks for the handle.
 //!
 //! Per recorded request, sent only when a handler tracked something:
 //! method, path, raw query, the peer address, the client-IP and
