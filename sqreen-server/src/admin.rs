@@ -43,6 +43,8 @@ const BODY_LIMIT: usize = 256 * 1024;
 pub const MAX_LIMIT: usize = 1000;
 /// Most buckets in a trend.
 pub const MAX_BUCKETS: i64 = 10_000;
+/// Widest trend bucket: a year.
+pub const MAX_BUCKET_S: i64 = 366 * 24 * 3600;
 
 /// The admin routes, behind the admin key check.
 pub fn routes(state: AppState) -> axum::Router<AppState> {
@@ -86,6 +88,7 @@ pub async fn require_admin(
         return ApiError::too_many_guesses(retry_after_s).into_response();
     }
     if secret::same_hash(&secret::hash(key), &state.settings.admin_key_hash) {
+        state.guesses.succeeded(peer, now);
         next.run(request).await
     } else {
         state.guesses.failed(peer, now);
@@ -167,7 +170,7 @@ fn time_param(text: Option<&str>, name: &str) -> Result<Option<i64>, ApiError> {
     text.filter(|t| !t.is_empty())
         .map(|t| {
             parse_filter_time(t).ok_or_else(|| {
-                ApiError::bad_request(format!("{name}: want ms since the epoch or RFC 3339"))
+                ApiError::bad_request(format!("{name}: want ms since the epoch or RFC 3339, years 1970 to 9999"))
             })
         })
         .transpose()
@@ -236,11 +239,15 @@ async fn trend(
     }
     let mut filter = filter_of(&p)?;
     let bucket_s = p.bucket.unwrap_or(60);
-    if bucket_s < 1 {
-        return Err(ApiError::bad_request("bucket must be at least 1 second"));
+    if !(1..=MAX_BUCKET_S).contains(&bucket_s) {
+        return Err(ApiError::bad_request(format!(
+            "bucket must be between 1 and {MAX_BUCKET_S} seconds"
+        )));
     }
     let until = filter.until.unwrap_or_else(now_ms);
-    let since = filter.since.unwrap_or(until - 24 * 3600 * 1000);
+    let since = filter
+        .since
+        .unwrap_or_else(|| until.saturating_sub(24 * 3600 * 1000).max(0));
     if since >= until {
         return Err(ApiError::bad_request("since must be before until"));
     }
@@ -348,7 +355,9 @@ struct LimitParams {
 
 async fn stats(State(state): State<AppState>) -> Json<crate::stats::StatsView> {
     let (merges, failures) = state.store.merge_counts();
-    Json(state.stats.view(merges, failures))
+    let mut view = state.stats.view(merges, failures);
+    view.playbook_loads = state.playbooks.loads();
+    Json(view)
 }
 
 async fn alerts(

@@ -9,6 +9,14 @@
 //! `Retry-After`) until the window ends: refusing the right key too keeps
 //! the answer from telling a guess apart.
 //!
+//! On top of that, a global budget: after [`GLOBAL_MAX_FAILURES`] wrong
+//! keys from all addresses together within one window, attempts are
+//! refused until that window ends (at most [`WINDOW_MS`], so no lockout
+//! outlasts a minute after the guessing stops), except from addresses that
+//! presented the right key within the last [`TRUSTED_MS`]: an attacker
+//! spread over many addresses can slow guessing to a crawl but cannot lock
+//! out an admin who logged in from where they work.
+//!
 //! An address is an IPv4 address or an IPv6 /64 (one host usually holds a
 //! whole /64). The address is the TCP peer's: behind a reverse proxy every
 //! client shares the proxy's, and a guesser then locks the admin out for
@@ -39,9 +47,16 @@ use axum::http::Extensions;
 pub const MAX_FAILURES: u32 = 20;
 /// The window, in milliseconds.
 pub const WINDOW_MS: i64 = 60_000;
+/// Wrong keys allowed from all addresses together per window.
+pub const GLOBAL_MAX_FAILURES: u32 = 100;
+/// How long an address that presented the right key is exempt from the
+/// global budget: a day.
+pub const TRUSTED_MS: i64 = 24 * 3600 * 1000;
 /// Addresses tracked at once; past this, expired windows are forgotten, and
 /// if all are live, new addresses share the budget of unknown peers.
 const MAX_TRACKED: usize = 10_000;
+/// Trusted addresses remembered at once (the oldest are forgotten first).
+const MAX_TRUSTED: usize = 1_000;
 
 /// One address's failures in its current window.
 #[derive(Clone, Copy, Debug)]
@@ -50,10 +65,25 @@ struct Window {
     failures: u32,
 }
 
-/// Wrong admin keys per address (see the module docs).
+/// Wrong admin keys per address and overall (see the module docs).
 #[derive(Debug, Default)]
 pub struct KeyGuesses {
-    windows: Mutex<HashMap<Option<IpAddr>, Window>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    windows: HashMap<Option<IpAddr>, Window>,
+    global: Option<Window>,
+    /// When each address last presented the right key.
+    trusted: HashMap<Option<IpAddr>, i64>,
+}
+
+/// Seconds left in `w` at `now_ms` when it holds `max` failures or more.
+fn locked(w: &Window, max: u32, now_ms: i64) -> Option<u64> {
+    let end = w.start_ms.saturating_add(WINDOW_MS);
+    (w.failures >= max && now_ms < end)
+        .then(|| u64::try_from((end - now_ms + 999) / 1000).unwrap_or(1).max(1))
 }
 
 /// The address an attempt is counted under: IPv6 addresses by their /64.
@@ -90,28 +120,76 @@ impl KeyGuesses {
     /// Whether `ip` may present a key at `now_ms`: `Err(seconds)` until its
     /// window ends when it has used up its wrong keys.
     pub fn check(&self, ip: Option<IpAddr>, now_ms: i64) -> Result<(), u64> {
-        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        match windows.get(&slot(&windows, ip)) {
-            Some(w) if w.failures >= MAX_FAILURES && now_ms < w.start_ms + WINDOW_MS => {
-                let left_ms = w.start_ms + WINDOW_MS - now_ms;
-                Err(u64::try_from((left_ms + 999) / 1000).unwrap_or(1).max(1))
-            }
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = inner.windows.get(&slot(&inner.windows, ip))
+            && let Some(left) = locked(w, MAX_FAILURES, now_ms)
+        {
+            return Err(left);
+        }
+        let trusted = inner
+            .trusted
+            .get(&bucket(ip))
+            .is_some_and(|&at| now_ms.saturating_sub(at) < TRUSTED_MS);
+        match inner.global.as_ref() {
+            Some(w) if !trusted => locked(w, GLOBAL_MAX_FAILURES, now_ms).map_or(Ok(()), Err),
             _ => Ok(()),
         }
     }
 
+    /// Remembers that `ip` presented the right key at `now_ms`: it is
+    /// exempt from the global budget for [`TRUSTED_MS`].
+    pub fn succeeded(&self, ip: Option<IpAddr>, now_ms: i64) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let key = bucket(ip);
+        if !inner.trusted.contains_key(&key) && inner.trusted.len() >= MAX_TRUSTED {
+            inner
+                .trusted
+                .retain(|_, at| now_ms.saturating_sub(*at) < TRUSTED_MS);
+            if inner.trusted.len() >= MAX_TRUSTED
+                && let Some(oldest) = inner
+                    .trusted
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(k, _)| *k)
+            {
+                inner.trusted.remove(&oldest);
+            }
+        }
+        inner.trusted.insert(key, now_ms);
+    }
+
     /// Counts a wrong key from `ip` at `now_ms`.
     pub fn failed(&self, ip: Option<IpAddr>, now_ms: i64) {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let global = inner.global.get_or_insert(Window {
+            start_ms: now_ms,
+            failures: 0,
+        });
+        if now_ms >= global.start_ms.saturating_add(WINDOW_MS) {
+            *global = Window {
+                start_ms: now_ms,
+                failures: 0,
+            };
+        }
+        global.failures = global.failures.saturating_add(1);
+        if global.failures == GLOBAL_MAX_FAILURES {
+            tracing::warn!(
+                event = "admin_key.global_guesses_limited",
+                window_s = WINDOW_MS / 1000,
+                "too many wrong admin keys from all addresses: refusing attempts from addresses \
+                 that have not logged in lately until the window ends"
+            );
+        }
+        let windows = &mut inner.windows;
         if !windows.contains_key(&bucket(ip)) && windows.len() >= MAX_TRACKED {
             windows.retain(|_, w| now_ms < w.start_ms + WINDOW_MS);
         }
-        let key = slot(&windows, ip);
+        let key = slot(windows, ip);
         let w = windows.entry(key).or_insert(Window {
             start_ms: now_ms,
             failures: 0,
         });
-        if now_ms >= w.start_ms + WINDOW_MS {
+        if now_ms >= w.start_ms.saturating_add(WINDOW_MS) {
             *w = Window {
                 start_ms: now_ms,
                 failures: 0,
@@ -163,6 +241,31 @@ mod tests {
         assert!(g.check(a, WINDOW_MS).is_ok());
     }
 
+    /// Wrong keys spread over many addresses exhaust the global budget:
+    /// new addresses are then refused until the window ends, addresses that
+    /// logged in lately are not.
+    #[test]
+    fn global_budget_spares_trusted_addresses() {
+        let g = KeyGuesses::default();
+        let admin = ip("198.51.100.7");
+        g.succeeded(admin, 0);
+        for i in 0..GLOBAL_MAX_FAILURES {
+            let attacker = Some(IpAddr::V4((0x0a00_0000 + i).into()));
+            assert!(g.check(attacker, 1).is_ok());
+            g.failed(attacker, 1);
+        }
+        assert_eq!(g.check(ip("203.0.113.50"), 1_000), Err(60));
+        assert!(g.check(admin, 1_000).is_ok());
+        // The lockout ends with its window.
+        assert!(g.check(ip("203.0.113.50"), WINDOW_MS + 1).is_ok());
+        // Trust expires.
+        let later = TRUSTED_MS + 10;
+        for i in 0..GLOBAL_MAX_FAILURES {
+            g.failed(Some(IpAddr::V4((0x0a00_0000 + i).into())), later);
+        }
+        assert!(g.check(admin, later).is_err());
+    }
+
     /// When every tracked address is live, new ones share the unknown
     /// peers' budget instead of growing the map.
     #[test]
@@ -176,8 +279,11 @@ mod tests {
         }
         assert!(g.check(None, 0).is_err());
         assert!(g.check(ip("203.0.113.9"), 0).is_err());
+        // (Address 7 logged in once: the global budget, spent by now,
+        // does not apply to it.)
+        g.succeeded(Some(IpAddr::V4(7.into())), 0);
         assert!(g.check(Some(IpAddr::V4(7.into())), 0).is_ok());
-        let size = g.windows.lock().expect("lock").len();
+        let size = g.inner.lock().expect("lock").windows.len();
         assert_eq!(size, MAX_TRACKED + 1);
     }
 }

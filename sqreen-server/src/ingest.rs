@@ -1,6 +1,19 @@
 //! The agent protocol (PROTOCOL.md): login, heartbeat, batch, action pack,
 //! logout.
 //!
+//! Every route authenticates from its headers alone, before a byte of its
+//! body is read: login by `X-Api-Key`, the others by `X-Session-Key`
+//! ([`require_token`], [`require_session`]). A request without a valid
+//! credential is answered 401 at once, whatever body it announces, and its
+//! body is never read. Bodies are then read under limits sized to what
+//! agents send: 1 MiB for login, heartbeat and logout, the configured batch
+//! limit (32 MiB by default) for batches, of which at most
+//! [`IngestLimits::concurrent_batches`] are read at once (others wait, up to
+//! the request timeout, without their bodies being read). Batch and
+//! heartbeat bodies may be gzip-compressed (`Content-Encoding: gzip`): the
+//! limit then applies to the decompressed bytes, so a compression bomb gets
+//! a 413 after at most the limit has been inflated.
+//!
 //! Sessions are rows (the agent holds a random session id, the database its
 //! hash), so any server process sharing the database answers any agent.
 //! Pending `actions_reload` commands are a version number: each app's
@@ -8,57 +21,133 @@
 //! the version it has, and a heartbeat that finds them different answers
 //! `actions_reload`.
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::HeaderMap;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde_json::{Value, json};
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::decompression::RequestDecompressionLayer;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::playbook;
 use crate::protocol::{self, BatchBody, BeatBody};
 use crate::secret;
-use crate::store::{NewEvent, SessionRow, StoreError};
+use crate::store::{AppView, NewEvent, SessionRow, StoreError};
 use crate::time::now_ms;
 
 /// Largest login, heartbeat or logout body.
-const SMALL_BODY: usize = 1 << 20;
+pub const SMALL_BODY: usize = 1 << 20;
+/// Longest token or session id looked up.
+const MAX_CREDENTIAL: usize = 256;
 
-/// The agent routes, `max_batch_bytes` being the largest batch body.
-pub fn routes(max_batch_bytes: usize) -> Router<AppState> {
-    Router::new()
-        .route(
-            "/sqreen/v1/app-login",
-            post(login).layer(DefaultBodyLimit::max(SMALL_BODY)),
-        )
+/// Bounds of the agent routes.
+#[derive(Clone, Copy, Debug)]
+pub struct IngestLimits {
+    /// Largest batch body, after decompression.
+    pub max_batch_bytes: usize,
+    /// Batch bodies read and parsed at once; the memory they take is at
+    /// most this many times `max_batch_bytes` (plus parsing overhead).
+    pub concurrent_batches: usize,
+}
+
+/// The agent routes.
+pub fn routes(state: &AppState, limits: IngestLimits) -> Router<AppState> {
+    let batch_slots = Arc::new(tokio::sync::Semaphore::new(limits.concurrent_batches.max(1)));
+    let with_session = Router::new()
         .route(
             "/sqreen/v1/app-beat",
             post(beat).layer(DefaultBodyLimit::max(SMALL_BODY)),
         )
         .route(
             "/sqreen/v0/batch",
-            post(batch).layer(DefaultBodyLimit::max(max_batch_bytes)),
+            post(batch)
+                .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(limits.max_batch_bytes))
+                .layer::<_, std::convert::Infallible>(GlobalConcurrencyLimitLayer::with_semaphore(
+                    batch_slots,
+                )),
         )
         .route("/sqreen/v0/actionspack", get(actionspack))
-        .route("/sqreen/v0/app-logout", get(logout).post(logout))
+        .route(
+            "/sqreen/v0/app-logout",
+            get(logout)
+                .post(logout)
+                .layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .layer(RequestDecompressionLayer::new())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_session,
+        ));
+    let login = Router::new()
+        .route(
+            "/sqreen/v1/app-login",
+            post(login).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    with_session.merge(login)
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn session(state: &AppState, headers: &HeaderMap) -> Result<SessionRow, ApiError> {
-    let Some(key) = header(headers, "x-session-key").filter(|k| !k.is_empty() && k.len() <= 256)
-    else {
-        return Err(ApiError::unauthorized("missing session"));
+/// Admits requests whose `X-Session-Key` names a live session, which it
+/// hands to the handler; 401 otherwise, before the body is read.
+pub async fn require_session(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let key = header(request.headers(), "x-session-key")
+        .filter(|k| !k.is_empty() && k.len() <= MAX_CREDENTIAL);
+    let Some(key) = key else {
+        return ApiError::unauthorized("missing session").into_response();
     };
-    state
-        .store
-        .session(key)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("unknown or expired session"))
+    match state.store.session(key).await {
+        Ok(Some(session)) => {
+            request.extensions_mut().insert(session);
+            next.run(request).await
+        }
+        Ok(None) => ApiError::unauthorized("unknown or expired session").into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Admits logins whose `X-Api-Key` is an application's token, which it
+/// hands to the handler; 401 otherwise, before the body is read.
+pub async fn require_token(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let token = header(request.headers(), "x-api-key").unwrap_or_default();
+    let app = if token.is_empty() || token.len() > MAX_CREDENTIAL {
+        Ok(None)
+    } else {
+        state.store.app_by_token(token).await
+    };
+    match app {
+        Ok(Some(app)) => {
+            request.extensions_mut().insert(app);
+            next.run(request).await
+        }
+        Ok(None) => {
+            tracing::warn!(
+                event = "login.refused",
+                token = secret::redacted(token),
+                "agent login with an unknown token"
+            );
+            ApiError::unauthorized("invalid token").into_response()
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -67,23 +156,10 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
 
 async fn login(
     State(state): State<AppState>,
+    Extension(app): Extension<AppView>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let token = header(&headers, "x-api-key").unwrap_or_default();
-    let app = if token.is_empty() || token.len() > 256 {
-        None
-    } else {
-        state.store.app_by_token(token).await?
-    };
-    let Some(app) = app else {
-        tracing::warn!(
-            event = "login.refused",
-            token = secret::redacted(token),
-            "agent login with an unknown token"
-        );
-        return Err(ApiError::unauthorized("invalid token"));
-    };
     let info: Value = json_body(&body)?;
     if !info.is_object() {
         return Err(ApiError::bad_request(
@@ -122,7 +198,7 @@ async fn ingest(state: &AppState, s: &SessionRow, events: Vec<NewEvent>) -> Resu
         return Ok(());
     }
     let app_name = state.store.app_name(s.app_id).await?.unwrap_or_default();
-    let playbooks = playbook::load(&state.store).await?;
+    let playbooks = state.playbooks.get(&state.store).await?;
     let hits = playbook::match_events(&playbooks, &app_name, &events);
     let inserted = state.store.insert_events(s.app_id, &events, &hits).await?;
     let stored = inserted.iter().filter(|n| **n).count() as u64;
@@ -151,10 +227,9 @@ async fn ingest(state: &AppState, s: &SessionRow, events: Vec<NewEvent>) -> Resu
 
 async fn beat(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(s): Extension<SessionRow>,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let s = session(&state, &headers).await?;
     let beat: BeatBody = json_body(&body)?;
     let events = protocol::metric_events(&beat.metrics, &s.id_hash)
         .map_err(|e| ApiError::bad_request(e.0))?;
@@ -186,10 +261,9 @@ async fn beat(
 
 async fn batch(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(s): Extension<SessionRow>,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let s = session(&state, &headers).await?;
     let batch: BatchBody = json_body(&body)?;
     let events = protocol::batch_events(batch).map_err(|e| ApiError::bad_request(e.0))?;
     ingest(&state, &s, events).await?;
@@ -198,9 +272,8 @@ async fn batch(
 
 async fn actionspack(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(s): Extension<SessionRow>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let s = session(&state, &headers).await?;
     let now = now_ms();
     let actions: Vec<Value> = state
         .store
@@ -214,9 +287,8 @@ async fn actionspack(
 
 async fn logout(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(s): Extension<SessionRow>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let s = session(&state, &headers).await?;
     state.store.close_session(&s.id_hash).await?;
     Ok(axum::Json(json!({"status": true})))
 }

@@ -47,6 +47,7 @@ pub mod dashboard;
 pub mod error;
 pub mod guesses;
 pub mod ingest;
+pub mod listen;
 pub mod notify;
 pub mod playbook;
 pub mod protocol;
@@ -70,18 +71,62 @@ const ADMIN_KEY_SETTING: &str = "admin_key_hash";
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 32 << 20;
 /// Default heartbeat delay told to agents, in seconds.
 pub const DEFAULT_HEARTBEAT_DELAY_S: u64 = 60;
+/// Default number of batch bodies read at once.
+pub const DEFAULT_CONCURRENT_BATCHES: usize = 8;
+/// Default deadline of one request, from its head to its answer.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest gap between two pieces of a request body.
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the dashboard's session secret comes from (see
+/// [`dashboard::session`]): never from the database.
+#[derive(Clone, Debug, Default)]
+pub enum SessionSecret {
+    /// A key file beside an SQLite database (`PATH.session-key`), or
+    /// `sqreen-server.session-key` in the working directory with
+    /// PostgreSQL; created (mode 0600) when missing.
+    #[default]
+    Default,
+    /// This key file, created (mode 0600) when missing.
+    File(std::path::PathBuf),
+    /// This value (at least 32 bytes), e.g. from an environment variable.
+    Value(String),
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A setting is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// A key file could not be used.
+    #[error(transparent)]
+    KeyFile(#[from] secret::KeyFileError),
+}
 
 /// How to run a server.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// `sqlite://PATH` or `postgres://…`.
     pub database_url: String,
-    /// The admin key; generated at first start when `None`.
+    /// The admin key (at least 32 characters); generated at first start
+    /// when `None`.
     pub admin_key: Option<String>,
+    /// The dashboard's session secret.
+    pub session_secret: SessionSecret,
     /// Seconds between heartbeats, told to agents at login.
     pub heartbeat_delay_s: u64,
-    /// Largest batch body accepted.
+    /// Largest batch body accepted (after gzip decompression).
     pub max_batch_bytes: usize,
+    /// Batch bodies read at once (others wait for their turn).
+    pub concurrent_batches: usize,
+    /// Deadline of one request, from its head to its answer (then 408).
+    pub request_timeout: Duration,
+    /// Bounds of the accept loop: connections and header reads.
+    pub connections: listen::ConnectionLimits,
 }
 
 impl ServerConfig {
@@ -91,8 +136,12 @@ impl ServerConfig {
         Self {
             database_url: database_url.into(),
             admin_key: None,
+            session_secret: SessionSecret::Default,
             heartbeat_delay_s: DEFAULT_HEARTBEAT_DELAY_S,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            concurrent_batches: DEFAULT_CONCURRENT_BATCHES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            connections: listen::ConnectionLimits::default(),
         }
     }
 
@@ -100,6 +149,13 @@ impl ServerConfig {
     #[must_use]
     pub fn with_admin_key(mut self, key: impl Into<String>) -> Self {
         self.admin_key = Some(key.into());
+        self
+    }
+
+    /// Takes the dashboard's session secret from `secret`.
+    #[must_use]
+    pub fn with_session_secret(mut self, secret: SessionSecret) -> Self {
+        self.session_secret = secret;
         self
     }
 
@@ -118,6 +174,8 @@ pub struct Settings {
     pub heartbeat_delay_s: u64,
     /// SHA-256 (hex) of the admin key.
     pub admin_key_hash: String,
+    /// Signs dashboard sessions and CSRF tokens.
+    pub session_key: dashboard::session::SessionKey,
 }
 
 /// What every handler shares; cheap to clone.
@@ -133,13 +191,17 @@ pub struct AppState {
     pub stats: Arc<stats::Stats>,
     /// Wrong admin keys per client address.
     pub guesses: Arc<guesses::KeyGuesses>,
+    /// The enabled playbooks, compiled once per change.
+    pub playbooks: Arc<playbook::PlaybookCache>,
 }
 
 /// A server ready to serve: storage open and migrated, admin key known.
 #[derive(Clone, Debug)]
 pub struct Server {
     state: AppState,
-    max_batch_bytes: usize,
+    ingest: ingest::IngestLimits,
+    request_timeout: Duration,
+    connections: listen::ConnectionLimits,
 }
 
 impl Server {
@@ -148,15 +210,26 @@ impl Server {
     /// once, it is not stored.
     ///
     /// # Errors
-    /// Database errors.
-    pub async fn open(config: &ServerConfig) -> Result<(Self, Option<String>), StoreError> {
+    /// An admin key shorter than 32 characters, an unusable session secret,
+    /// database errors.
+    pub async fn open(config: &ServerConfig) -> Result<(Self, Option<String>), OpenError> {
+        if let Some(key) = &config.admin_key
+            && key.chars().count() < secret::MIN_ADMIN_KEY_LEN
+        {
+            return Err(OpenError::Config(format!(
+                "the admin key must be at least {} characters (generate one with \
+                 `openssl rand -hex 32`, or start without one to have it generated)",
+                secret::MIN_ADMIN_KEY_LEN
+            )));
+        }
+        let session_secret = session_secret(config)?;
         let store = Store::connect(&config.database_url).await?;
         let (admin_key_hash, generated) = match &config.admin_key {
             Some(key) => (secret::hash(key), None),
             None => match store.setting(ADMIN_KEY_SETTING).await? {
                 Some(hash) => (hash, None),
                 None => {
-                    let key = secret::generate(secret::ADMIN_KEY_PREFIX)?;
+                    let key = secret::generate(secret::ADMIN_KEY_PREFIX).map_err(StoreError::from)?;
                     let ours = secret::hash(&key);
                     let hash = store.setting_or_insert(ADMIN_KEY_SETTING, &ours).await?;
                     // Another process may have generated one first.
@@ -170,15 +243,22 @@ impl Server {
             notifier: Notifier::new(),
             settings: Arc::new(Settings {
                 heartbeat_delay_s: config.heartbeat_delay_s.max(1),
+                session_key: dashboard::session::SessionKey::new(&session_secret, &admin_key_hash),
                 admin_key_hash,
             }),
             stats: Arc::default(),
             guesses: Arc::default(),
+            playbooks: Arc::default(),
         };
         Ok((
             Self {
                 state,
-                max_batch_bytes: config.max_batch_bytes,
+                ingest: ingest::IngestLimits {
+                    max_batch_bytes: config.max_batch_bytes,
+                    concurrent_batches: config.concurrent_batches,
+                },
+                request_timeout: config.request_timeout,
+                connections: config.connections,
             },
             generated,
         ))
@@ -194,13 +274,21 @@ impl Server {
         &self.state
     }
 
-    /// Every route: the agent protocol and the admin API.
+    /// Every route: the agent protocol and the admin API, each request
+    /// under a deadline (408) and each body under an idle timeout.
     pub fn router(&self) -> Router {
         Router::new()
-            .merge(ingest::routes(self.max_batch_bytes))
+            .merge(ingest::routes(&self.state, self.ingest))
             .merge(admin::routes(self.state.clone()))
             .merge(dashboard::routes())
             .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                BODY_IDLE_TIMEOUT,
+            ))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                self.request_timeout,
+            ))
             .layer(axum::middleware::from_fn_with_state(
                 self.state.clone(),
                 stats::record_outcome,
@@ -222,16 +310,35 @@ impl Server {
             self.state.store.clone(),
             self.state.settings.heartbeat_delay_s,
         ));
-        // The peer's address limits guesses of the admin key (`guesses`).
-        let service = self
-            .router()
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let result = axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = listen::serve(listener, self.router(), self.connections, shutdown).await;
         housekeeping.abort();
         result
     }
+}
+
+/// The session secret `config` names, its key file created if missing.
+fn session_secret(config: &ServerConfig) -> Result<Vec<u8>, OpenError> {
+    let path = match &config.session_secret {
+        SessionSecret::Value(v) if v.len() >= secret::MIN_SECRET_LEN => {
+            return Ok(v.as_bytes().to_vec());
+        }
+        SessionSecret::Value(_) => {
+            return Err(OpenError::Config(format!(
+                "the session secret must be at least {} bytes",
+                secret::MIN_SECRET_LEN
+            )));
+        }
+        SessionSecret::File(path) => path.clone(),
+        SessionSecret::Default => match store::sqlite_path(&config.database_url) {
+            Some(db) => {
+                let mut name = db.into_os_string();
+                name.push(".session-key");
+                name.into()
+            }
+            None => std::path::PathBuf::from("sqreen-server.session-key"),
+        },
+    };
+    Ok(secret::load_or_create_key_file(&path)?)
 }
 
 /// Every minute: forgets sessions idle for ten heartbeats (and at least an

@@ -8,7 +8,13 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sqreen_server::{DEFAULT_MAX_BATCH_BYTES, Server, ServerConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sqreen_server::listen::{ConnectionLimits, DEFAULT_MAX_CONNECTIONS};
+use sqreen_server::{
+    DEFAULT_CONCURRENT_BATCHES, DEFAULT_MAX_BATCH_BYTES, Server, ServerConfig, SessionSecret,
+};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc's allocator: ingestion allocates and frees
@@ -38,16 +44,50 @@ enum Command {
             default_value = "sqlite://sqreen.db"
         )]
         database: String,
-        /// Admin API key; generated at first start (printed once) when absent.
-        #[arg(long, env = "SQREEN_SERVER_ADMIN_KEY", hide_env_values = true)]
+        /// Admin API key (at least 32 characters); generated at first start
+        /// (printed once) when absent. Prefer the environment variable or
+        /// `--admin-key-file`: a command line is visible to every local user.
+        #[arg(long, env = "SQREEN_SERVER_ADMIN_KEY", hide_env_values = true,
+              conflicts_with = "admin_key_file")]
         admin_key: Option<String>,
+        /// A file holding the admin key (its first line).
+        #[arg(long, env = "SQREEN_SERVER_ADMIN_KEY_FILE")]
+        admin_key_file: Option<PathBuf>,
+        /// The dashboard's session secret file, created (mode 0600) when
+        /// missing; default: beside the SQLite database, or
+        /// `sqreen-server.session-key` in the working directory. Give every
+        /// server process of one database the same file.
+        #[arg(long, env = "SQREEN_SERVER_SESSION_SECRET_FILE",
+              conflicts_with = "session_secret")]
+        session_secret_file: Option<PathBuf>,
+        /// The dashboard's session secret itself (at least 32 bytes).
+        #[arg(long, env = "SQREEN_SERVER_SESSION_SECRET", hide_env_values = true)]
+        session_secret: Option<String>,
         /// Seconds between agent heartbeats, told to agents at login.
         #[arg(long, env = "SQREEN_SERVER_HEARTBEAT_DELAY", default_value_t = 60,
               value_parser = clap::value_parser!(u64).range(1..=86_400))]
         heartbeat_delay: u64,
-        /// Largest batch body accepted, in bytes.
-        #[arg(long, env = "SQREEN_SERVER_MAX_BATCH_BYTES", default_value_t = DEFAULT_MAX_BATCH_BYTES)]
-        max_batch_bytes: usize,
+        /// Largest batch body accepted, in bytes (after gzip decompression).
+        #[arg(long, env = "SQREEN_SERVER_MAX_BATCH_BYTES", default_value_t = DEFAULT_MAX_BATCH_BYTES as u64,
+              value_parser = clap::value_parser!(u64).range(1024..=1 << 30))]
+        max_batch_bytes: u64,
+        /// Batch bodies read at once; the others wait their turn.
+        #[arg(long, env = "SQREEN_SERVER_CONCURRENT_BATCHES", default_value_t = DEFAULT_CONCURRENT_BATCHES as u64,
+              value_parser = clap::value_parser!(u64).range(1..=1024))]
+        concurrent_batches: u64,
+        /// Deadline of one request, from its head to its answer (e.g. `60s`).
+        #[arg(long, env = "SQREEN_SERVER_REQUEST_TIMEOUT", default_value = "60s",
+              value_parser = duration)]
+        request_timeout: Duration,
+        /// Connections served at once; more wait in the kernel's backlog.
+        #[arg(long, env = "SQREEN_SERVER_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS as u64,
+              value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        max_connections: u64,
+        /// Time to read a request's head, and to wait idle for the next one
+        /// on a kept-alive connection (e.g. `10s`).
+        #[arg(long, env = "SQREEN_SERVER_HEADER_READ_TIMEOUT", default_value = "10s",
+              value_parser = duration)]
+        header_read_timeout: Duration,
     },
     /// Manage applications.
     App {
@@ -113,12 +153,38 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             addr,
             database,
             admin_key,
+            admin_key_file,
+            session_secret_file,
+            session_secret,
             heartbeat_delay,
             max_batch_bytes,
+            concurrent_batches,
+            request_timeout,
+            max_connections,
+            header_read_timeout,
         } => {
             let mut config = ServerConfig::new(database).with_heartbeat_delay(heartbeat_delay);
-            config.admin_key = admin_key.filter(|k| !k.is_empty());
-            config.max_batch_bytes = max_batch_bytes;
+            if std::env::args().any(|a| a == "--admin-key" || a.starts_with("--admin-key=")) {
+                tracing::warn!(event = "server.admin_key_on_command_line",
+                    "the admin key was given on the command line, which other local users can read: \
+                     prefer SQREEN_SERVER_ADMIN_KEY or --admin-key-file");
+            }
+            config.admin_key = match admin_key_file {
+                Some(path) => Some(read_key_file(&path)?),
+                None => admin_key.filter(|k| !k.is_empty()),
+            };
+            config.session_secret = match (session_secret_file, session_secret) {
+                (Some(path), _) => SessionSecret::File(path),
+                (None, Some(value)) if !value.is_empty() => SessionSecret::Value(value),
+                _ => SessionSecret::Default,
+            };
+            config.max_batch_bytes = usize::try_from(max_batch_bytes)?;
+            config.concurrent_batches = usize::try_from(concurrent_batches)?;
+            config.request_timeout = request_timeout;
+            config.connections = ConnectionLimits {
+                max_connections: usize::try_from(max_connections)?,
+                header_read_timeout,
+            };
             let (server, generated) = Server::open(&config).await?;
             if let Some(key) = generated {
                 say(&format!(
@@ -150,6 +216,23 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
     }
+}
+
+/// The first line of the admin key file at `path`.
+fn read_key_file(path: &std::path::Path) -> Result<String, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("admin key file {}: {e}", path.display()))?;
+    sqreen_server::secret::warn_if_readable_by_others(path);
+    Ok(text.lines().next().unwrap_or_default().trim().to_owned())
+}
+
+/// A duration flag: `10s`, `2m`, `1h30m`…, from 1 s to a day.
+fn duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(86_400) {
+        return Err("must be between 1s and 24h".into());
+    }
+    Ok(d)
 }
 
 async fn shutdown_signal() {

@@ -23,6 +23,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -368,6 +370,40 @@ pub fn match_events(
         }
     }
     hits
+}
+
+/// The enabled playbooks, compiled once per change: every batch and
+/// heartbeat asks for them, and gets the compiled set back as long as the
+/// store's [`Store::playbooks_version`] is unchanged (one small query).
+#[derive(Debug, Default)]
+pub struct PlaybookCache {
+    current: tokio::sync::Mutex<Option<(String, Arc<Vec<Compiled>>)>>,
+    loads: AtomicU64,
+}
+
+impl PlaybookCache {
+    /// The enabled playbooks, compiled.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn get(&self, store: &Store) -> Result<Arc<Vec<Compiled>>, StoreError> {
+        let version = store.playbooks_version().await?;
+        let mut current = self.current.lock().await;
+        if let Some((v, compiled)) = current.as_ref()
+            && *v == version
+        {
+            return Ok(Arc::clone(compiled));
+        }
+        let compiled = Arc::new(load(store).await?);
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        *current = Some((version, Arc::clone(&compiled)));
+        Ok(compiled)
+    }
+
+    /// How many times the playbooks were loaded and compiled.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
+    }
 }
 
 /// The enabled playbooks, compiled; those that no longer compile are

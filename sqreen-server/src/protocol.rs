@@ -6,15 +6,33 @@
 //! SDK entry, or an oversized value makes the whole body a 400. Login bodies
 //! are read leniently (agents of other languages send more facts).
 //!
-//! Each `track` entry of a `request_record` becomes one event carrying the
-//! record's request and response; its user identifiers are the entry's own,
-//! or else those of the record's last `identify`. Each observation of a
+//! Each `track` entry of a `request_record` becomes one event; the record's
+//! request and response are stored once, with its first event, and the
+//! record's other events refer to them ([`NewEvent::context_of`]), so that
+//! a record with many tracks costs its context once. An event's user
+//! identifiers are the entry's own, or else those of the record's last
+//! `identify`.
+//!
+//! # Bounds
+//!
+//! | what | most |
+//! | --- | --- |
+//! | events of one batch, after expanding its records' tracks | [`MAX_BATCH_EVENTS`] |
+//! | `track` entries of one record | [`MAX_TRACKS_PER_RECORD`] |
+//! | a record's `request` or `response`, as JSON text | [`MAX_CONTEXT_BYTES`] |
+//! | nesting of `request` or `response` | [`MAX_CONTEXT_DEPTH`] levels |
+//! | an event's user identifiers, as canonical JSON | [`MAX_USER_KEY`] bytes |
+//!
+//! So the bytes one batch stores are at most its body's plus
+//! [`MAX_USER_KEY`] per event (identifiers inherited from `identify` are
+//! copied to each event, which the explorer filters on). Each observation of a
 //! user-monitoring metric (`sdk-login-fail`, `sdk-login-success`,
 //! `sdk-signup`) becomes one event of that name whose `count` is the
 //! observed count, with the key's IP and user identifiers.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -23,14 +41,25 @@ use serde_json::{Map, Value};
 use crate::store::NewEvent;
 use crate::time::parse_rfc3339_ms;
 
-/// Most events in one batch.
+/// Most events in one batch, counted after expanding each record's tracks.
 pub const MAX_BATCH_EVENTS: usize = 10_000;
+/// Most `track` entries in one request record.
+pub const MAX_TRACKS_PER_RECORD: usize = 100;
+/// Longest `request` or `response` of a record, as JSON text.
+pub const MAX_CONTEXT_BYTES: usize = 256 * 1024;
+/// Deepest nesting of a `request` or `response` (the explorer parses them
+/// back with serde_json, which stops at 128).
+pub const MAX_CONTEXT_DEPTH: usize = 32;
+/// Longest user identifier map, as canonical JSON.
+pub const MAX_USER_KEY: usize = 2048;
 /// Longest event name, property key or identifier key.
 pub const MAX_NAME: usize = 256;
 /// Longest property or identifier text value.
 pub const MAX_VALUE: usize = 8192;
 /// Most properties or identifiers on one event.
 pub const MAX_FIELDS: usize = 100;
+/// Largest count of one metric observation kept; larger ones are clamped.
+pub const MAX_METRIC_COUNT: u64 = 1_000_000_000;
 /// The metric stores turned into events.
 pub const METRIC_STORES: [&str; 3] = ["sdk-login-fail", "sdk-login-success", "sdk-signup"];
 
@@ -209,17 +238,64 @@ fn properties(value: &Value) -> Result<Map<String, Value>, Invalid> {
     Ok(map.clone())
 }
 
-/// The text of a JSON object or null, as received (serde checked it is JSON).
-fn object_text(raw: Option<&RawValue>, what: &str) -> Result<String, Invalid> {
+/// How deep `json` (valid JSON text) nests arrays and objects.
+pub fn json_depth(json: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in json.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// The text of a JSON object or null, as received (serde checked it is
+/// JSON), within the size and depth bounds.
+fn object_text(raw: Option<&RawValue>, what: &str) -> Result<Arc<str>, Invalid> {
     let Some(raw) = raw else {
-        return Ok("null".to_owned());
+        return Ok(Arc::from("null"));
     };
     let text = raw.get().trim();
-    if text == "null" || text.starts_with('{') {
-        Ok(text.to_owned())
-    } else {
-        Err(invalid(format!("{what} must be an object or null")))
+    if text != "null" && !text.starts_with('{') {
+        return Err(invalid(format!("{what} must be an object or null")));
     }
+    if text.len() > MAX_CONTEXT_BYTES {
+        return Err(invalid(format!(
+            "{what} longer than {MAX_CONTEXT_BYTES} bytes"
+        )));
+    }
+    if json_depth(text) > MAX_CONTEXT_DEPTH {
+        return Err(invalid(format!(
+            "{what} nested deeper than {MAX_CONTEXT_DEPTH} levels"
+        )));
+    }
+    Ok(Arc::from(text))
+}
+
+/// Refuses user identifiers whose canonical JSON exceeds [`MAX_USER_KEY`].
+fn bounded_user(ids: BTreeMap<String, String>, what: &str) -> Result<BTreeMap<String, String>, Invalid> {
+    if crate::store::user_key(&ids).len() > MAX_USER_KEY {
+        return Err(invalid(format!(
+            "{what}: longer than {MAX_USER_KEY} bytes as JSON"
+        )));
+    }
+    Ok(ids)
 }
 
 impl RequestRecord {
@@ -250,7 +326,7 @@ impl RequestRecord {
                     let [ids] = entry.args.as_slice() else {
                         return Err(invalid("identify takes one argument"));
                     };
-                    identified = identifiers(ids, "identify")?;
+                    identified = bounded_user(identifiers(ids, "identify")?, "identify")?;
                 }
                 "track" => {
                     let mut args = entry.args.into_iter();
@@ -269,7 +345,10 @@ impl RequestRecord {
                                 match k.as_str() {
                                     "properties" => props = properties(&v)?,
                                     "user_identifiers" => {
-                                        ids = Some(identifiers(&v, "user_identifiers")?);
+                                        ids = Some(bounded_user(
+                                            identifiers(&v, "user_identifiers")?,
+                                            "user_identifiers",
+                                        )?);
                                     }
                                     other => {
                                         return Err(invalid(format!(
@@ -281,12 +360,19 @@ impl RequestRecord {
                         }
                         Some(_) => return Err(invalid("track options must be an object")),
                     }
+                    if tracks.len() == MAX_TRACKS_PER_RECORD {
+                        return Err(invalid(format!(
+                            "more than {MAX_TRACKS_PER_RECORD} track entries in one record"
+                        )));
+                    }
                     tracks.push((index, event, at, props, ids));
                 }
                 other => return Err(invalid(format!("unknown sdk entry {other:?}"))),
             }
         }
+        let holder = out.len();
         for (index, event, at, props, ids) in tracks {
+            let first = out.len() == holder;
             out.push(NewEvent {
                 rid: format!("{}#{index}", self.rid),
                 event,
@@ -295,8 +381,9 @@ impl RequestRecord {
                 user_identifiers: ids.unwrap_or_else(|| identified.clone()),
                 properties: props,
                 count: 1,
-                request: request.clone(),
-                response: response.clone(),
+                request: Arc::clone(&request),
+                response: Arc::clone(&response),
+                context_of: (!first).then_some(holder),
             });
         }
         Ok(())
@@ -318,6 +405,11 @@ pub fn batch_events(body: BatchBody) -> Result<Vec<NewEvent>, Invalid> {
         record
             .into_events(&mut events)
             .map_err(|e| invalid(format!("batch[{i}]: {}", e.0)))?;
+        if events.len() > MAX_BATCH_EVENTS {
+            return Err(invalid(format!(
+                "more than {MAX_BATCH_EVENTS} events in one batch (counting each track)"
+            )));
+        }
     }
     Ok(events)
 }
@@ -369,9 +461,12 @@ pub fn metric_events(metrics: &[MetricBody], session: &str) -> Result<Vec<NewEve
                 client_ip: ip,
                 user_identifiers: ids,
                 properties: Map::new(),
-                count: i64::try_from(count).unwrap_or(i64::MAX).max(1),
-                request: "null".to_owned(),
-                response: "null".to_owned(),
+                // Clamped so that sums over many observations (playbook
+                // thresholds, trends) cannot overflow.
+                count: i64::try_from(count.clamp(1, MAX_METRIC_COUNT)).unwrap_or(1),
+                request: Arc::from("null"),
+                response: Arc::from("null"),
+                context_of: None,
             });
         }
     }

@@ -4,7 +4,15 @@
 //! a short prefix that says what it is. Only the SHA-256 of a secret is ever
 //! stored, so a copy of the database does not let anyone log in.
 
+use std::io::Write;
+use std::path::Path;
+
 use sha2::{Digest, Sha256};
+
+/// Fewest characters of an admin key given by the operator.
+pub const MIN_ADMIN_KEY_LEN: usize = 32;
+/// Fewest bytes of a session secret.
+pub const MIN_SECRET_LEN: usize = 32;
 
 /// Prefix of agent tokens (`X-Api-Key`).
 pub const TOKEN_PREFIX: &str = "sqa_";
@@ -66,6 +74,97 @@ pub fn same_hash(a: &str, b: &str) -> bool {
 /// The first 7 characters of a secret, the most a log line may show.
 pub fn redacted(secret: &str) -> &str {
     secret.get(..7).unwrap_or(secret)
+}
+
+/// Why a key file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// Reading or creating the file failed.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file holds fewer than [`MIN_SECRET_LEN`] bytes.
+    #[error("key file {0}: holds fewer than 32 bytes")]
+    TooShort(String),
+    /// Random bytes could not be drawn.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+}
+
+/// The secret in the key file at `path`, created (mode 0600, 64 random hex
+/// digits) when missing. The file's trimmed content is the secret; it must
+/// hold at least [`MIN_SECRET_LEN`] bytes. A file that others may read is
+/// used, with a warning.
+///
+/// # Errors
+/// The file cannot be read or created, or is too short.
+pub fn load_or_create_key_file(path: &Path) -> Result<Vec<u8>, KeyFileError> {
+    let io = |source| KeyFileError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            warn_if_readable_by_others(path);
+            let text = bytes.trim_ascii();
+            if text.len() < MIN_SECRET_LEN {
+                return Err(KeyFileError::TooShort(path.display().to_string()));
+            }
+            Ok(text.to_vec())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| RandomError(e.to_string()))?;
+            let secret = hex(&bytes);
+            let mut file = private_file(path, true).map_err(io)?;
+            file.write_all(format!("{secret}\n").as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(io)?;
+            tracing::info!(event = "secret.key_file_created", path = %path.display(),
+                "created a key file (mode 0600): every server process sharing this database must use it");
+            Ok(secret.into_bytes())
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Opens `path` for writing, creating it readable by its owner only (0600
+/// on Unix). With `create_new`, an existing file is an error.
+///
+/// # Errors
+/// I/O errors.
+pub fn private_file(path: &Path, create_new: bool) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if create_new {
+        options.create_new(true);
+    } else {
+        options.create(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// Logs a warning when the file at `path` may be read by its group or others.
+pub fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(event = "secret.file_mode", path = %path.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "this file may be read by other users: chmod 600 it");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 #[cfg(test)]

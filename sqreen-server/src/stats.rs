@@ -62,6 +62,9 @@ pub struct StatsView {
     pub attribute_merges: u64,
     /// Merges that failed (retried later; nothing is lost).
     pub attribute_merge_failures: u64,
+    /// Times the enabled playbooks were loaded and compiled (once per
+    /// change of the playbooks, not per batch).
+    pub playbook_loads: u64,
 }
 
 impl Stats {
@@ -102,6 +105,7 @@ impl Stats {
             events_duplicate: get(&self.events_duplicate),
             attribute_merges: merges,
             attribute_merge_failures: merge_failures,
+            playbook_loads: 0,
         }
     }
 }
@@ -167,6 +171,7 @@ mod tests {
                 events_duplicate: 2,
                 attribute_merges: 3,
                 attribute_merge_failures: 1,
+                playbook_loads: 0,
             }
         );
     }

@@ -3,6 +3,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The latest time the server takes or shows: 9999-12-31T23:59:59.999Z
+/// (RFC 3339 has four-digit years). The earliest is the epoch.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
 /// Now, in milliseconds since the epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -10,28 +14,28 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Parses an RFC 3339 timestamp (`2026-11-24T19:00:00.123Z`) to milliseconds.
+/// Parses an RFC 3339 timestamp (`2026-11-24T19:00:00.123Z`) to
+/// milliseconds; `None` outside 1970 to 9999.
 pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     let t = humantime::parse_rfc3339_weak(text).ok()?;
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).ok(),
-        Err(e) => i64::try_from(e.duration().as_millis()).ok().map(|v| -v),
+    let ms = i64::try_from(t.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()?;
+    (ms <= MAX_TIME_MS).then_some(ms)
+}
+
+/// Parses an API time filter: milliseconds since the epoch, or RFC 3339;
+/// `None` outside 0 ..= [`MAX_TIME_MS`].
+pub fn parse_filter_time(text: &str) -> Option<i64> {
+    match text.parse::<i64>() {
+        Ok(ms) => (0..=MAX_TIME_MS).contains(&ms).then_some(ms),
+        Err(_) => parse_rfc3339_ms(text),
     }
 }
 
-/// Parses an API time filter: milliseconds since the epoch, or RFC 3339.
-pub fn parse_filter_time(text: &str) -> Option<i64> {
-    text.parse::<i64>().ok().or_else(|| parse_rfc3339_ms(text))
-}
-
-/// Formats milliseconds since the epoch as RFC 3339 UTC with milliseconds.
+/// Formats milliseconds since the epoch as RFC 3339 UTC with milliseconds;
+/// times outside 0 ..= [`MAX_TIME_MS`] are shown as the nearest bound.
 pub fn format_ms(ms: i64) -> String {
-    let t = if ms >= 0 {
-        UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs())
-    } else {
-        UNIX_EPOCH
-    };
-    humantime::format_rfc3339_millis(t).to_string()
+    let ms = ms.clamp(0, MAX_TIME_MS).unsigned_abs();
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 #[cfg(test)]
@@ -46,5 +50,17 @@ mod tests {
         assert_eq!(format_ms(ms), "2026-09-21T14:13:20.123Z");
         assert_eq!(parse_filter_time("1790000000123"), Some(ms));
         assert_eq!(parse_rfc3339_ms("yesterday"), None);
+    }
+
+    /// Times beyond year 9999 or before the epoch are refused when parsed
+    /// and clamped when shown: never a panic.
+    #[test]
+    fn extreme_times() {
+        assert_eq!(parse_filter_time("253402300800000"), None);
+        assert_eq!(parse_filter_time("-1"), None);
+        assert_eq!(parse_filter_time(&i64::MIN.to_string()), None);
+        assert_eq!(parse_filter_time("10000-01-01T00:00:00Z"), None);
+        assert_eq!(format_ms(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(format_ms(i64::MIN), "1970-01-01T00:00:00.000Z");
     }
 }

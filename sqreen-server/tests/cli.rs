@@ -89,12 +89,52 @@ fn admin_key_generated_once() {
     assert_eq!(apps(&url_of(&lines), &key), 200);
     assert_eq!(apps(&url_of(&lines), "sqk_wrong"), 401);
 
+    let from_env = "from-env-0123456789abcdefghijklmnop";
     let (_third, lines) = serve(
         &["--database", &db],
-        &[("SQREEN_SERVER_ADMIN_KEY", "from-env")],
+        &[("SQREEN_SERVER_ADMIN_KEY", from_env)],
     );
-    assert_eq!(apps(&url_of(&lines), "from-env"), 200);
+    assert_eq!(apps(&url_of(&lines), from_env), 200);
     assert_eq!(apps(&url_of(&lines), &key), 401);
+
+    let file = std::env::temp_dir().join(format!("admin-key-{}", std::process::id()));
+    let from_file = "from-file-0123456789abcdefghijklmnop";
+    std::fs::write(&file, format!("{from_file}\n")).unwrap();
+    let (_fourth, lines) = serve(
+        &["--database", &db, "--admin-key-file", file.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(apps(&url_of(&lines), from_file), 200);
+    assert_eq!(apps(&url_of(&lines), from_env), 401);
+    let _ = std::fs::remove_file(file);
+}
+
+/// An admin key shorter than 32 characters is refused at start, with a
+/// message that says why; the database file and the session key file
+/// beside it are created readable by their owner only.
+#[test]
+fn short_admin_keys_are_refused_and_files_are_private() {
+    let db = sqlite_url();
+    let out = Command::new(env!("CARGO_BIN_EXE_sqreen-server"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--database", &db])
+        .env("SQREEN_SERVER_ADMIN_KEY", "short-key")
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("at least 32 characters"), "{stderr}");
+
+    let (_server, _) = serve(&["--database", &db], &[]);
+    let path = db.strip_prefix("sqlite://").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in [path.to_owned(), format!("{path}.session-key")] {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}");
+        }
+    }
 }
 
 /// `app create` prints the token as its last line; that token logs in,
@@ -124,8 +164,6 @@ fn app_create_prints_a_working_token() {
         &[
             "--database",
             &db,
-            "--admin-key",
-            "k",
             "--heartbeat-delay",
             "7",
         ],

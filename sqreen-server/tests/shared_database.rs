@@ -132,6 +132,7 @@ fn merge_batch(b: usize) -> Vec<sqreen_server::store::NewEvent> {
                 count: 1,
                 request: "null".into(),
                 response: "null".into(),
+                context_of: None,
             }
         })
         .collect()

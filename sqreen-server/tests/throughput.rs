@@ -82,8 +82,9 @@ fn event(i: usize, now: i64) -> NewEvent {
         user_identifiers,
         properties,
         count: 1,
-        request: r#"{"verb":"POST","path":"/login","user_agent":"bench"}"#.to_owned(),
-        response: "null".to_owned(),
+        request: r#"{"verb":"POST","path":"/login","user_agent":"bench"}"#.into(),
+        response: "null".into(),
+        context_of: None,
     }
 }
 

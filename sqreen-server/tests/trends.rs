@@ -41,8 +41,9 @@ fn events(t0: i64) -> Vec<NewEvent> {
                 user_identifiers,
                 properties,
                 count: if i % 10 == 0 { 2 } else { 1 },
-                request: "null".to_owned(),
-                response: "null".to_owned(),
+                request: "null".into(),
+                response: "null".into(),
+                context_of: None,
             }
         })
         .collect()

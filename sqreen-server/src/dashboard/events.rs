@@ -88,7 +88,9 @@ fn parse_time(text: &str, name: &str) -> Result<Option<i64>, String> {
         .or_else(|| parse_filter_time(&format!("{text}:00Z")))
         .or_else(|| parse_filter_time(&format!("{text}Z")))
         .map(Some)
-        .ok_or_else(|| format!("{name}: use 2026-11-24T18:00, RFC 3339, or milliseconds"))
+        .ok_or_else(|| {
+            format!("{name}: use 2026-11-24T18:00, RFC 3339, or milliseconds (years 1970 to 9999)")
+        })
 }
 
 /// The filter and window of `p`, or why they are invalid.
@@ -99,7 +101,7 @@ fn filter_of(p: &ExplorerParams, now: i64) -> Result<EventFilter, String> {
         .find(|(name, _, _)| *name == p.range)
         .map_or(86_400_000, |r| r.2);
     let until = parse_time(&p.until, "until")?.unwrap_or(now);
-    let since = parse_time(&p.since, "since")?.unwrap_or(until - range_ms);
+    let since = parse_time(&p.since, "since")?.unwrap_or(until.saturating_sub(range_ms).max(0));
     if since >= until {
         return Err("since must be before until".into());
     }

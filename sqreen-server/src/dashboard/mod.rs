@@ -40,7 +40,7 @@ use crate::secret;
 use crate::time::now_ms;
 use layout::{PageError, bare_page, html_response};
 use playbooks::CsrfForm;
-use session::{AdminSession, SessionKey};
+use session::AdminSession;
 
 /// Largest form body accepted.
 const FORM_LIMIT: usize = 64 * 1024;
@@ -154,7 +154,8 @@ async fn login(
             Some("Wrong admin key."),
         ));
     }
-    let cookie = SessionKey::from_admin_hash(&state.settings.admin_key_hash).issue(now_ms())?;
+    state.guesses.succeeded(peer, now);
+    let cookie = state.settings.session_key.issue(now_ms())?;
     tracing::info!(event = "dashboard.login", "dashboard login");
     let mut response = Redirect::to("/events").into_response();
     response.headers_mut().insert(

@@ -8,10 +8,13 @@
 //! <issued ms>.<128-bit random nonce, hex>.<HMAC-SHA256(session key, "session\0" issued "." nonce), hex>
 //! ```
 //!
-//! The session key is a SHA-256 of the admin key's hash, which every server
-//! process knows: two processes behind one PostgreSQL database accept each
-//! other's cookies, nothing is stored, and changing the admin key ends every
-//! session. A cookie is valid for [`SESSION_TTL_MS`] after it was issued.
+//! The session key is a SHA-256 of the server's session secret and of the
+//! admin key's hash. The secret never enters the database: it comes from a
+//! key file (created with mode 0600 beside an SQLite database, or named by
+//! `--session-secret-file`) or from `SQREEN_SERVER_SESSION_SECRET`, so a
+//! copy of the database (a backup) does not let anyone forge a session.
+//! Processes given the same secret and admin key accept each other's
+//! cookies; changing either ends every session. A cookie is valid for [`SESSION_TTL_MS`] after it was issued.
 //! Logging out clears the cookie in the browser and records the cookie's
 //! nonce in the database (`revoked_sessions`, until the cookie would have
 //! expired): a copy of the cookie no longer opens the dashboard, in any
@@ -44,8 +47,9 @@ const SKEW_MS: i64 = 60_000;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The key that signs sessions: derived from the admin key's hash, so that
-/// it is the same in every process and changes with the admin key.
+/// The key that signs sessions: derived from the session secret and the
+/// admin key's hash, so that it is the same in every process configured
+/// alike and changes with either.
 #[derive(Clone)]
 pub struct SessionKey([u8; 32]);
 
@@ -56,10 +60,13 @@ impl std::fmt::Debug for SessionKey {
 }
 
 impl SessionKey {
-    /// The key of a server whose admin key hashes to `admin_key_hash`.
-    pub fn from_admin_hash(admin_key_hash: &str) -> Self {
+    /// The key of a server with session secret `secret` whose admin key
+    /// hashes to `admin_key_hash`.
+    pub fn new(secret: &[u8], admin_key_hash: &str) -> Self {
         let mut h = Sha256::new();
-        h.update(b"sqreen-dashboard-session-v1\0");
+        h.update(b"sqreen-dashboard-session-v2\0");
+        h.update(u64::try_from(secret.len()).unwrap_or(u64::MAX).to_be_bytes());
+        h.update(secret);
         h.update(admin_key_hash.as_bytes());
         Self(h.finalize().into())
     }
@@ -99,7 +106,12 @@ impl SessionKey {
         let Ok(issued) = issued.parse::<i64>() else {
             return false;
         };
-        if nonce.len() != 32 || issued > now + SKEW_MS || now - issued > SESSION_TTL_MS {
+        // Checked arithmetic: the issue time is the client's text.
+        if nonce.len() != 32
+            || issued < 0
+            || issued > now.saturating_add(SKEW_MS)
+            || now.saturating_sub(issued) > SESSION_TTL_MS
+        {
             return false;
         }
         let Some(tag) = unhex(tag_hex) else {
@@ -188,7 +200,7 @@ impl AdminSession {
     /// The session of a request, if its cookie is valid, unexpired and not
     /// logged out. A failed lookup of logouts counts as no session.
     pub async fn of(state: &AppState, headers: &HeaderMap) -> Option<Self> {
-        let key = SessionKey::from_admin_hash(&state.settings.admin_key_hash);
+        let key = state.settings.session_key.clone();
         let cookie = cookie_value(headers, COOKIE).filter(|c| key.verify(c, now_ms()))?;
         let (nonce, _) = SessionKey::nonce_and_expiry(cookie)?;
         match state.store.session_revoked(nonce).await {
@@ -284,25 +296,32 @@ mod tests {
     /// Issued cookies verify; tampered, expired or foreign ones do not.
     #[test]
     fn cookies_are_signed_and_expire() {
-        let key = SessionKey::from_admin_hash(&secret::hash("k"));
+        let key = SessionKey::new(b"0123456789abcdef0123456789abcdef", &secret::hash("k"));
         let now = 1_700_000_000_000;
         let cookie = key.issue(now).expect("random");
         assert!(key.verify(&cookie, now + 1000));
         assert!(!key.verify(&cookie, now + SESSION_TTL_MS + 1));
         assert!(!key.verify(&cookie, now - 2 * SKEW_MS));
-        let other = SessionKey::from_admin_hash(&secret::hash("other"));
+        let other = SessionKey::new(b"0123456789abcdef0123456789abcdef", &secret::hash("other"));
         assert!(!other.verify(&cookie, now));
         let mut tampered = cookie.clone();
         tampered.replace_range(0..1, "2");
         assert!(!key.verify(&tampered, now));
         assert!(!key.verify("garbage", now));
         assert!(!key.verify("1.2.zz", now));
+        // Extreme issue times are refused, never an overflow.
+        let nonce = "0".repeat(32);
+        for issued in [i64::MIN, -1, i64::MAX] {
+            assert!(!key.verify(&format!("{issued}.{nonce}.00"), now));
+        }
+        let secret_b = SessionKey::new(b"another secret of at least 32 bytes", &secret::hash("k"));
+        assert!(!secret_b.verify(&cookie, now + 1000));
     }
 
     /// CSRF tokens are per session.
     #[test]
     fn csrf_tokens_differ_per_session() {
-        let key = SessionKey::from_admin_hash(&secret::hash("k"));
+        let key = SessionKey::new(b"0123456789abcdef0123456789abcdef", &secret::hash("k"));
         let a = key.issue(1).expect("random");
         let b = key.issue(1).expect("random");
         assert_ne!(key.csrf_token(&a), key.csrf_token(&b));

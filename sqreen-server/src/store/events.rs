@@ -33,6 +33,7 @@
 //! range by group), then counts the cells of those groups only.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
@@ -83,9 +84,13 @@ pub struct NewEvent {
     /// How many occurrences this row stands for (1 for tracked events).
     pub count: i64,
     /// The request context as JSON text (`null` for metrics).
-    pub request: String,
+    pub request: Arc<str>,
     /// The response as JSON text (`null` when unknown).
-    pub response: String,
+    pub response: Arc<str>,
+    /// The index, in the same slice, of an event of the same request record
+    /// that holds this one's request and response: they are then stored
+    /// once, with that event (when it is stored in the same call).
+    pub context_of: Option<usize>,
 }
 
 impl NewEvent {
@@ -483,18 +488,33 @@ impl Store {
         let now = now_ms();
         let mut ids: Vec<Option<i64>> = vec![None; events.len()];
 
+        // Events holding their own context first, so that the others of
+        // their record can refer to them by id.
+        let (holders, sharing): (Vec<usize>, Vec<usize>) = unique
+            .iter()
+            .partition(|&&i| events[i].context_of.is_none());
+
         let _w = self.write_guard().await;
         let mut tx = self.writer.begin().await?;
-        for chunk in unique.chunks(CHUNK) {
+        for chunk in holders.chunks(CHUNK).chain(sharing.chunks(CHUNK)) {
             let sql = format!(
                 "INSERT INTO events (app_id, rid, event, time, client_ip, user_key, properties, \
-                 count, request, response, received_at) VALUES {} \
+                 count, request, response, received_at, context_id) VALUES {} \
                  ON CONFLICT (app_id, time, rid) DO NOTHING RETURNING id, rid",
-                values_sql(chunk.len(), 11, self.backend)
+                values_sql(chunk.len(), 12, self.backend)
             );
             let mut q = sqlx::query(&sql);
             for &i in chunk {
                 let e = &events[i];
+                // A holder stored earlier in this call: refer to it. (One
+                // that was stored before, by a retried batch, gets no id
+                // here: the event then keeps its own copy.)
+                let context_id = e.context_of.and_then(|h| ids.get(h).copied().flatten());
+                let (request, response) = if context_id.is_some() {
+                    ("null", "null")
+                } else {
+                    (&*e.request, &*e.response)
+                };
                 q = q
                     .bind(app_id)
                     .bind(without_nul(&e.rid).into_owned())
@@ -504,9 +524,10 @@ impl Store {
                     .bind(e.user_key())
                     .bind(serde_json::to_string(&e.properties)?)
                     .bind(e.count)
-                    .bind(e.request.as_str())
-                    .bind(e.response.as_str())
-                    .bind(now);
+                    .bind(request)
+                    .bind(response)
+                    .bind(now)
+                    .bind(context_id);
             }
             let rows = q.fetch_all(&mut *tx).await?;
             let by_rid: HashMap<String, usize> = chunk
@@ -724,6 +745,42 @@ impl Store {
         Ok(moved)
     }
 
+    /// The request and response of the events that `rows` (with a
+    /// `context_id` column) share them with, by id. An event whose holder
+    /// is gone (deleted by retention first) shows none.
+    async fn shared_contexts(
+        &self,
+        rows: &[sqlx::any::AnyRow],
+    ) -> Result<HashMap<i64, (String, String)>, StoreError> {
+        let mut wanted: Vec<i64> = Vec::new();
+        for row in rows {
+            if let Some(id) = row.try_get::<Option<i64>, _>("context_id")? {
+                wanted.push(id);
+            }
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut found = HashMap::with_capacity(wanted.len());
+        for chunk in wanted.chunks(CHUNK) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, request, response FROM events WHERE id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                found.insert(
+                    row.try_get("id")?,
+                    (row.try_get("request")?, row.try_get("response")?),
+                );
+            }
+        }
+        Ok(found)
+    }
+
     /// Events matching `filter`, newest first, at most `limit`, after
     /// `cursor` (from a previous page's `next_cursor`).
     ///
@@ -746,7 +803,7 @@ impl Store {
         let mut clauses = Vec::new();
         let mut params = Vec::new();
         let columns = "e.id, a.name AS app, e.event, e.time, e.client_ip, e.user_key, \
-                       e.properties, e.count, e.request, e.response";
+                       e.properties, e.count, e.request, e.response, e.context_id";
         let (time_col, id_col) = match driver {
             Some((kind, key, value)) => {
                 params.push(Param::Text(key.to_owned()));
@@ -828,13 +885,18 @@ impl Store {
             )
         };
         let rows = bind_all(&sql, &params).fetch_all(&self.pool).await?;
-        let mut events = Vec::with_capacity(rows.len().min(limit));
-        for row in rows.iter().take(limit) {
+        let page = rows.get(..limit).unwrap_or(&rows);
+        let shared = self.shared_contexts(page).await?;
+        let mut events = Vec::with_capacity(page.len());
+        for row in page {
             let time: i64 = row.try_get("time")?;
             let user_key: String = row.try_get("user_key")?;
             let properties: String = row.try_get("properties")?;
-            let request: String = row.try_get("request")?;
-            let response: String = row.try_get("response")?;
+            let context_id: Option<i64> = row.try_get("context_id")?;
+            let (request, response) = match context_id.and_then(|id| shared.get(&id)) {
+                Some((request, response)) => (request.clone(), response.clone()),
+                None => (row.try_get("request")?, row.try_get("response")?),
+            };
             events.push(EventView {
                 id: row.try_get("id")?,
                 app: row.try_get("app")?,

@@ -189,6 +189,36 @@ fn sqlite_pool(connections: u32, cache_mib: u32, mmap_mib: u64) -> AnyPoolOption
         })
 }
 
+/// The file of an SQLite URL (`sqlite://PATH?…` or `sqlite:PATH`), or `None`
+/// for PostgreSQL and in-memory databases.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then(|| path.into())
+}
+
+/// Creates a missing SQLite database file readable by its owner only (the
+/// journal files SQLite adds take the same mode); warns about an existing
+/// one that others may read.
+fn create_private_sqlite(url: &str) {
+    let Some(path) = sqlite_path(url) else {
+        return;
+    };
+    if path.exists() {
+        secret::warn_if_readable_by_others(&path);
+        return;
+    }
+    match secret::private_file(&path, true) {
+        Ok(_) => {}
+        // Another process created it first, or the directory is missing
+        // (SQLite then reports the error).
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => tracing::debug!(event = "store.create_failed", error = %e,
+            "could not pre-create the database file"),
+    }
+}
+
 /// `sqlite://PATH` gets `mode=rwc` (create if missing) unless it says otherwise.
 fn normalise_url(url: &str) -> Result<(String, Backend), StoreError> {
     if let Some(rest) = url.strip_prefix("sqlite:") {
@@ -216,6 +246,9 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (url, backend) = normalise_url(url)?;
+        if backend == Backend::Sqlite && !url.contains("mode=ro") {
+            create_private_sqlite(&url);
+        }
         let options = AnyConnectOptions::from_str(&url)?;
         let (pool, writer) = match backend {
             Backend::Sqlite => {
@@ -635,5 +668,16 @@ mod tests {
             Backend::Postgres
         );
         assert!(normalise_url("mysql://h/db").is_err());
+    }
+
+    /// SQLite URLs name their file; others name none.
+    #[test]
+    fn sqlite_paths() {
+        let path = |u| sqlite_path(u).map(|p| p.display().to_string());
+        assert_eq!(path("sqlite://x.db?mode=rwc").as_deref(), Some("x.db"));
+        assert_eq!(path("sqlite:///tmp/x.db").as_deref(), Some("/tmp/x.db"));
+        assert_eq!(path("sqlite:x.db").as_deref(), Some("x.db"));
+        assert_eq!(path("sqlite::memory:"), None);
+        assert_eq!(path("postgres://h/db"), None);
     }
 }

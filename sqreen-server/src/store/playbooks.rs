@@ -13,6 +13,7 @@ use sqlx::Row;
 
 use super::{Param, Store, StoreError, bind_all};
 use crate::playbook::Playbook;
+use crate::secret;
 use crate::time::{format_ms, now_ms};
 
 /// A stored playbook.
@@ -160,6 +161,24 @@ fn action_view(row: &sqlx::any::AnyRow) -> Result<ActionView, StoreError> {
     })
 }
 
+/// The settings key of [`Store::playbooks_version`].
+const PLAYBOOKS_VERSION: &str = "playbooks_version";
+
+/// Gives the playbooks a new version (a random id), in `tx`.
+async fn bump_playbooks_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO settings (key, value) VALUES ($1, $2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(PLAYBOOKS_VERSION)
+    .bind(secret::random_id()?)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 const ACTION_COLUMNS: &str = "x.id, x.action, x.parameters, x.expires_at, x.playbook_id, \
      x.alert_id, a.name AS app, x.actor, x.created_at";
 
@@ -171,6 +190,7 @@ impl Store {
     pub async fn create_playbook(&self, playbook: &Playbook) -> Result<i64, StoreError> {
         let now = now_ms();
         let _w = self.write_guard().await;
+        let mut tx = self.writer.begin().await?;
         let row = sqlx::query(
             "INSERT INTO playbooks (name, enabled, definition, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $4) RETURNING id",
@@ -179,9 +199,24 @@ impl Store {
         .bind(i64::from(playbook.enabled))
         .bind(serde_json::to_string(playbook)?)
         .bind(now)
-        .fetch_one(&self.writer)
+        .fetch_one(&mut *tx)
         .await?;
+        bump_playbooks_version(&mut tx).await?;
+        tx.commit().await?;
         Ok(row.try_get("id")?)
+    }
+
+    /// A value that changes whenever a playbook is created, changed or
+    /// deleted, by any process on this database: compiled playbooks are
+    /// kept while it stays the same.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn playbooks_version(&self) -> Result<String, StoreError> {
+        Ok(self
+            .setting(PLAYBOOKS_VERSION)
+            .await?
+            .unwrap_or_default())
     }
 
     /// Replaces playbook `id`, and forgets its counts and live locks (the
@@ -209,6 +244,7 @@ impl Store {
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;
         }
+        bump_playbooks_version(&mut tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
@@ -231,6 +267,7 @@ impl Store {
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;
         }
+        bump_playbooks_version(&mut tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }

@@ -10,7 +10,7 @@ use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
 use sqreen_server::{Server, ServerConfig};
 
-pub const ADMIN_KEY: &str = "test-admin-key";
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdefghij";
 
 /// The env var naming a PostgreSQL server for the tests that need one.
 pub const POSTGRES_ENV: &str = "SQREEN_TEST_POSTGRES_URL";
