@@ -170,7 +170,9 @@ fn time_param(text: Option<&str>, name: &str) -> Result<Option<i64>, ApiError> {
     text.filter(|t| !t.is_empty())
         .map(|t| {
             parse_filter_time(t).ok_or_else(|| {
-                ApiError::bad_request(format!("{name}: want ms since the epoch or RFC 3339, years 1970 to 9999"))
+                ApiError::bad_request(format!(
+                    "{name}: want ms since the epoch or RFC 3339, years 1970 to 9999"
+                ))
             })
         })
         .transpose()

@@ -82,8 +82,11 @@ struct Inner {
 /// Seconds left in `w` at `now_ms` when it holds `max` failures or more.
 fn locked(w: &Window, max: u32, now_ms: i64) -> Option<u64> {
     let end = w.start_ms.saturating_add(WINDOW_MS);
-    (w.failures >= max && now_ms < end)
-        .then(|| u64::try_from((end - now_ms + 999) / 1000).unwrap_or(1).max(1))
+    (w.failures >= max && now_ms < end).then(|| {
+        u64::try_from((end - now_ms + 999) / 1000)
+            .unwrap_or(1)
+            .max(1)
+    })
 }
 
 /// The address an attempt is counted under: IPv6 addresses by their /64.

@@ -59,7 +59,9 @@ pub struct IngestLimits {
 
 /// The agent routes.
 pub fn routes(state: &AppState, limits: IngestLimits) -> Router<AppState> {
-    let batch_slots = Arc::new(tokio::sync::Semaphore::new(limits.concurrent_batches.max(1)));
+    let batch_slots = Arc::new(tokio::sync::Semaphore::new(
+        limits.concurrent_batches.max(1),
+    ));
     let with_session = Router::new()
         .route(
             "/sqreen/v1/app-beat",

@@ -229,7 +229,8 @@ impl Server {
             None => match store.setting(ADMIN_KEY_SETTING).await? {
                 Some(hash) => (hash, None),
                 None => {
-                    let key = secret::generate(secret::ADMIN_KEY_PREFIX).map_err(StoreError::from)?;
+                    let key =
+                        secret::generate(secret::ADMIN_KEY_PREFIX).map_err(StoreError::from)?;
                     let ours = secret::hash(&key);
                     let hash = store.setting_or_insert(ADMIN_KEY_SETTING, &ours).await?;
                     // Another process may have generated one first.

@@ -81,9 +81,11 @@ pub async fn serve(
             }
             Err(_) => {
                 if !full_logged {
-                    tracing::warn!(event = "server.connections_full",
+                    tracing::warn!(
+                        event = "server.connections_full",
                         max = limits.max_connections,
-                        "connection limit reached: new connections wait in the backlog");
+                        "connection limit reached: new connections wait in the backlog"
+                    );
                     full_logged = true;
                 }
                 tokio::select! {
@@ -109,12 +111,13 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = router
-            .clone()
-            .map_request(move |mut request: axum::http::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(remote));
-                request.map(Body::new)
-            });
+        let service =
+            router
+                .clone()
+                .map_request(move |mut request: axum::http::Request<Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(remote));
+                    request.map(Body::new)
+                });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)

@@ -47,8 +47,12 @@ enum Command {
         /// Admin API key (at least 32 characters); generated at first start
         /// (printed once) when absent. Prefer the environment variable or
         /// `--admin-key-file`: a command line is visible to every local user.
-        #[arg(long, env = "SQREEN_SERVER_ADMIN_KEY", hide_env_values = true,
-              conflicts_with = "admin_key_file")]
+        #[arg(
+            long,
+            env = "SQREEN_SERVER_ADMIN_KEY",
+            hide_env_values = true,
+            conflicts_with = "admin_key_file"
+        )]
         admin_key: Option<String>,
         /// A file holding the admin key (its first line).
         #[arg(long, env = "SQREEN_SERVER_ADMIN_KEY_FILE")]
@@ -57,8 +61,11 @@ enum Command {
         /// missing; default: beside the SQLite database, or
         /// `sqreen-server.session-key` in the working directory. Give every
         /// server process of one database the same file.
-        #[arg(long, env = "SQREEN_SERVER_SESSION_SECRET_FILE",
-              conflicts_with = "session_secret")]
+        #[arg(
+            long,
+            env = "SQREEN_SERVER_SESSION_SECRET_FILE",
+            conflicts_with = "session_secret"
+        )]
         session_secret_file: Option<PathBuf>,
         /// The dashboard's session secret itself (at least 32 bytes).
         #[arg(long, env = "SQREEN_SERVER_SESSION_SECRET", hide_env_values = true)]
@@ -165,9 +172,11 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         } => {
             let mut config = ServerConfig::new(database).with_heartbeat_delay(heartbeat_delay);
             if std::env::args().any(|a| a == "--admin-key" || a.starts_with("--admin-key=")) {
-                tracing::warn!(event = "server.admin_key_on_command_line",
+                tracing::warn!(
+                    event = "server.admin_key_on_command_line",
                     "the admin key was given on the command line, which other local users can read: \
-                     prefer SQREEN_SERVER_ADMIN_KEY or --admin-key-file");
+                     prefer SQREEN_SERVER_ADMIN_KEY or --admin-key-file"
+                );
             }
             config.admin_key = match admin_key_file {
                 Some(path) => Some(read_key_file(&path)?),

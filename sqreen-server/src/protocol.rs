@@ -289,7 +289,10 @@ fn object_text(raw: Option<&RawValue>, what: &str) -> Result<Arc<str>, Invalid> 
 }
 
 /// Refuses user identifiers whose canonical JSON exceeds [`MAX_USER_KEY`].
-fn bounded_user(ids: BTreeMap<String, String>, what: &str) -> Result<BTreeMap<String, String>, Invalid> {
+fn bounded_user(
+    ids: BTreeMap<String, String>,
+    what: &str,
+) -> Result<BTreeMap<String, String>, Invalid> {
     if crate::store::user_key(&ids).len() > MAX_USER_KEY {
         return Err(invalid(format!(
             "{what}: longer than {MAX_USER_KEY} bytes as JSON"

@@ -101,7 +101,12 @@ fn admin_key_generated_once() {
     let from_file = "from-file-0123456789abcdefghijklmnop";
     std::fs::write(&file, format!("{from_file}\n")).unwrap();
     let (_fourth, lines) = serve(
-        &["--database", &db, "--admin-key-file", file.to_str().unwrap()],
+        &[
+            "--database",
+            &db,
+            "--admin-key-file",
+            file.to_str().unwrap(),
+        ],
         &[],
     );
     assert_eq!(apps(&url_of(&lines), from_file), 200);
@@ -160,15 +165,7 @@ fn app_create_prints_a_working_token() {
         .unwrap();
     assert!(!again.status.success(), "names are unique");
 
-    let (_server, lines) = serve(
-        &[
-            "--database",
-            &db,
-            "--heartbeat-delay",
-            "7",
-        ],
-        &[],
-    );
+    let (_server, lines) = serve(&["--database", &db, "--heartbeat-delay", "7"], &[]);
     let (_agent, answer) = FakeAgent::login(&url_of(&lines), &token);
     assert_eq!(answer["features"]["heartbeat_delay"], 7);
 }

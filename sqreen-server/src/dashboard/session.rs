@@ -65,7 +65,11 @@ impl SessionKey {
     pub fn new(secret: &[u8], admin_key_hash: &str) -> Self {
         let mut h = Sha256::new();
         h.update(b"sqreen-dashboard-session-v2\0");
-        h.update(u64::try_from(secret.len()).unwrap_or(u64::MAX).to_be_bytes());
+        h.update(
+            u64::try_from(secret.len())
+                .unwrap_or(u64::MAX)
+                .to_be_bytes(),
+        );
         h.update(secret);
         h.update(admin_key_hash.as_bytes());
         Self(h.finalize().into())

@@ -213,10 +213,7 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn playbooks_version(&self) -> Result<String, StoreError> {
-        Ok(self
-            .setting(PLAYBOOKS_VERSION)
-            .await?
-            .unwrap_or_default())
+        Ok(self.setting(PLAYBOOKS_VERSION).await?.unwrap_or_default())
     }
 
     /// Replaces playbook `id`, and forgets its counts and live locks (the

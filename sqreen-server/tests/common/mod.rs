@@ -75,6 +75,9 @@ pub fn postgres_url(test: &str) -> Option<String> {
 /// A server on 127.0.0.1, any free port; stops when dropped.
 pub struct TestServer {
     pub url: String,
+    /// The admin key the server generated, when it was started without one
+    /// on a new database.
+    pub generated_admin_key: Option<String>,
     pub database_url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -91,9 +94,16 @@ impl TestServer {
     }
 
     pub fn start_on(database_url: &str, heartbeat_delay: u64) -> Self {
-        let config = ServerConfig::new(database_url)
-            .with_admin_key(ADMIN_KEY)
-            .with_heartbeat_delay(heartbeat_delay);
+        Self::start_config(
+            ServerConfig::new(database_url)
+                .with_admin_key(ADMIN_KEY)
+                .with_heartbeat_delay(heartbeat_delay),
+        )
+    }
+
+    /// A server with `config` (its database, admin key, limits…).
+    pub fn start_config(config: ServerConfig) -> Self {
+        let database_url = config.database_url.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -103,9 +113,11 @@ impl TestServer {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let (server, _) = Server::open(&config).await.unwrap();
+                let (server, generated) = Server::open(&config).await.unwrap();
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                ready_tx.send(listener.local_addr().unwrap()).unwrap();
+                ready_tx
+                    .send((listener.local_addr().unwrap(), generated))
+                    .unwrap();
                 server
                     .serve(listener, async {
                         let _ = stop_rx.await;
@@ -115,12 +127,13 @@ impl TestServer {
             });
             rt.shutdown_timeout(Duration::from_millis(200));
         });
-        let addr = ready_rx
+        let (addr, generated_admin_key) = ready_rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the server starts");
         Self {
             url: format!("http://{addr}"),
-            database_url: database_url.to_owned(),
+            generated_admin_key,
+            database_url,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
