@@ -208,13 +208,24 @@ async fn events(
     State(state): State<AppState>,
     q: Result<Query<EventsParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = query(q)?;
+    let (filter, limit, cursor) = list_query(&query(q)?)?;
+    let page = state.store.list_events(&filter, limit, cursor).await?;
+    Ok(Json(json!(page)))
+}
+
+/// The filter, page size and cursor of an event list query, validated.
+///
+/// # Errors
+/// 400 for trend-only parameters, a bad filter, limit or cursor.
+pub fn list_query(
+    p: &EventsParams,
+) -> Result<(EventFilter, usize, Option<(i64, i64)>), ApiError> {
     if p.bucket.is_some() || p.group_by.is_some() {
         return Err(ApiError::bad_request(
             "bucket and group_by belong to /api/events/trend",
         ));
     }
-    let filter = filter_of(&p)?;
+    let filter = filter_of(p)?;
     let limit = p.limit.unwrap_or(100);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!(
@@ -225,35 +236,45 @@ async fn events(
         Some(c) => Some(parse_cursor(c).ok_or_else(|| ApiError::bad_request("invalid cursor"))?),
         None => None,
     };
-    let page = state.store.list_events(&filter, limit, cursor).await?;
-    Ok(Json(json!(page)))
+    Ok((filter, limit, cursor))
 }
 
 async fn trend(
     State(state): State<AppState>,
     q: Result<Query<EventsParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = query(q)?;
+    let query = trend_query(&query(q)?, now_ms())?;
+    Ok(Json(json!(state.store.event_trend(&query).await?)))
+}
+
+/// The trend query of `p` (its window ending at `now` by default),
+/// validated.
+///
+/// # Errors
+/// 400 for list-only parameters, a bad filter, bucket, window or grouping.
+pub fn trend_query(p: &EventsParams, now: i64) -> Result<TrendQuery, ApiError> {
     if p.limit.is_some() || p.cursor.is_some() {
         return Err(ApiError::bad_request(
             "limit and cursor belong to /api/events",
         ));
     }
-    let mut filter = filter_of(&p)?;
+    let mut filter = filter_of(p)?;
     let bucket_s = p.bucket.unwrap_or(60);
     if !(1..=MAX_BUCKET_S).contains(&bucket_s) {
         return Err(ApiError::bad_request(format!(
             "bucket must be between 1 and {MAX_BUCKET_S} seconds"
         )));
     }
-    let until = filter.until.unwrap_or_else(now_ms);
+    // Both bounds are within 0 ..= MAX_TIME_MS (filter_of checks them):
+    // their difference cannot overflow.
+    let until = filter.until.unwrap_or(now);
     let since = filter
         .since
         .unwrap_or_else(|| until.saturating_sub(24 * 3600 * 1000).max(0));
     if since >= until {
         return Err(ApiError::bad_request("since must be before until"));
     }
-    if (until - since) / (bucket_s.saturating_mul(1000)) > MAX_BUCKETS {
+    if (until - since) / (bucket_s * 1000) > MAX_BUCKETS {
         return Err(ApiError::bad_request(format!(
             "at most {MAX_BUCKETS} buckets: widen bucket or narrow the range"
         )));
@@ -273,16 +294,12 @@ async fn trend(
             }
         },
     };
-    let view = state
-        .store
-        .event_trend(&TrendQuery {
-            filter,
-            bucket_s,
-            group_by,
-            max_groups: 20,
-        })
-        .await?;
-    Ok(Json(json!(view)))
+    Ok(TrendQuery {
+        filter,
+        bucket_s,
+        group_by,
+        max_groups: 20,
+    })
 }
 
 // ── playbooks ───────────────────────────────────────────────────────────

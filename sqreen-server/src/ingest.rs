@@ -37,7 +37,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::playbook;
-use crate::protocol::{self, BatchBody, BeatBody};
+use crate::protocol;
 use crate::secret;
 use crate::store::{AppView, NewEvent, SessionRow, StoreError};
 use crate::time::now_ms;
@@ -152,28 +152,14 @@ pub async fn require_token(
     }
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
-}
-
 async fn login(
     State(state): State<AppState>,
     Extension(app): Extension<AppView>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let info: Value = json_body(&body)?;
-    if !info.is_object() {
-        return Err(ApiError::bad_request(
-            "the login body must be a JSON object",
-        ));
-    }
-    // What the agent says of itself, kept for people; bounded.
-    let mut agent = info.to_string();
-    if agent.len() > 4096 {
-        agent = json!({"truncated": true}).to_string();
-    }
-    let session = state.store.open_session(app.id, &agent).await?;
+    let info = protocol::decode_login(&body).map_err(|e| ApiError::bad_request(e.0))?;
+    let session = state.store.open_session(app.id, &info.agent).await?;
     let now = now_ms();
     let actions: Vec<Value> = state
         .store
@@ -184,7 +170,7 @@ async fn login(
         .collect();
     tracing::info!(event = "login.ok", app = %app.name,
         app_name_header = header(&headers, "x-app-name").unwrap_or_default(),
-        agent_type = info["agent_type"].as_str().unwrap_or_default(),
+        agent_type = %info.agent_type,
         "agent logged in");
     let delay = state.settings.heartbeat_delay_s;
     Ok(axum::Json(json!({
@@ -232,9 +218,8 @@ async fn beat(
     Extension(s): Extension<SessionRow>,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let beat: BeatBody = json_body(&body)?;
-    let events = protocol::metric_events(&beat.metrics, &s.id_hash)
-        .map_err(|e| ApiError::bad_request(e.0))?;
+    let (beat, events) =
+        protocol::decode_beat(&body, &s.id_hash).map_err(|e| ApiError::bad_request(e.0))?;
     for (uuid, result) in &beat.command_results {
         tracing::debug!(event = "beat.command_result", uuid = %uuid, status = result.status,
             output = %result.output, "command result");
@@ -266,8 +251,7 @@ async fn batch(
     Extension(s): Extension<SessionRow>,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let batch: BatchBody = json_body(&body)?;
-    let events = protocol::batch_events(batch).map_err(|e| ApiError::bad_request(e.0))?;
+    let events = protocol::decode_batch(&body).map_err(|e| ApiError::bad_request(e.0))?;
     ingest(&state, &s, events).await?;
     Ok(axum::Json(json!({"status": true})))
 }

@@ -36,6 +36,8 @@
 //!   front ends such as a dashboard call its `Store` methods.
 //! - [`playbook`]: definitions, matching and firing; [`notify`]: webhooks.
 //! - [`secret`]: tokens and hashes; [`time`]: timestamps.
+//! - [`listen`]: the accept loop and its bounds.
+//! - [`fuzzing`]: the fuzz targets' entry points.
 //!
 //! # Several processes
 //! With `postgres://…`, any number of `serve` processes share one database
@@ -45,6 +47,7 @@
 pub mod admin;
 pub mod dashboard;
 pub mod error;
+pub mod fuzzing;
 pub mod guesses;
 pub mod ingest;
 pub mod listen;

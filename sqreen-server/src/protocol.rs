@@ -393,6 +393,62 @@ impl RequestRecord {
     }
 }
 
+/// What an agent says of itself at login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginInfo {
+    /// The login body as JSON text, kept for people; `{"truncated":true}`
+    /// when longer than 4 KiB.
+    pub agent: String,
+    /// Its `agent_type`, when a string.
+    pub agent_type: String,
+}
+
+/// Reads a login body: any JSON object (agents of other languages say more
+/// of themselves than ours).
+///
+/// # Errors
+/// Not JSON, or not an object.
+pub fn decode_login(body: &[u8]) -> Result<LoginInfo, Invalid> {
+    let info: Value =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid body: {e}")))?;
+    if !info.is_object() {
+        return Err(invalid("the login body must be a JSON object"));
+    }
+    let mut agent = info.to_string();
+    if agent.len() > 4096 {
+        agent = r#"{"truncated":true}"#.to_owned();
+    }
+    let agent_type = info["agent_type"]
+        .as_str()
+        .unwrap_or_default()
+        .chars()
+        .take(100)
+        .collect();
+    Ok(LoginInfo { agent, agent_type })
+}
+
+/// Reads a batch body into its events.
+///
+/// # Errors
+/// Not JSON of the batch's shape, or an invalid record.
+pub fn decode_batch(body: &[u8]) -> Result<Vec<NewEvent>, Invalid> {
+    let batch: BatchBody =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid body: {e}")))?;
+    batch_events(batch)
+}
+
+/// Reads a heartbeat body: the body and the events of its metrics (see
+/// [`metric_events`]).
+///
+/// # Errors
+/// Not JSON of the heartbeat's shape, or an invalid metric.
+pub fn decode_beat(body: &[u8], session: &str) -> Result<(BeatBody, Vec<NewEvent>), Invalid> {
+    let beat: BeatBody =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid body: {e}")))?;
+    let events = metric_events(&beat.metrics, session)?;
+    Ok((beat, events))
+}
+
 /// The events of a whole batch, or why it is invalid (then nothing is stored).
 ///
 /// # Errors

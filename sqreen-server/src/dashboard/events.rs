@@ -93,8 +93,13 @@ fn parse_time(text: &str, name: &str) -> Result<Option<i64>, String> {
         })
 }
 
-/// The filter and window of `p`, or why they are invalid.
-fn filter_of(p: &ExplorerParams, now: i64) -> Result<EventFilter, String> {
+/// The filter and window of `p` (ending at `now` by default), or why they
+/// are invalid.
+///
+/// # Errors
+/// A message for people: a bad time, an empty window, a value without its
+/// key.
+pub fn filter_of(p: &ExplorerParams, now: i64) -> Result<EventFilter, String> {
     let text = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
     let range_ms = RANGES
         .iter()

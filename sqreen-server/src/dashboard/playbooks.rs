@@ -73,7 +73,10 @@ impl PlaybookForm {
     }
 
     /// The playbook this form describes, validated.
-    fn to_playbook(&self) -> Result<Playbook, String> {
+    ///
+    /// # Errors
+    /// A message for people naming the field at fault.
+    pub fn to_playbook(&self) -> Result<Playbook, String> {
         let number = |text: &str, name: &str| {
             text.trim()
                 .parse::<i64>()

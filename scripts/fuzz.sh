@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every fuzz target of sqreen-server for a while, then minimises its
+# corpus into sqreen-server/fuzz/corpus/<target> (committed, and replayed by
+# the stable test sqreen-server/tests/fuzz_corpus.rs).
+#
+#   scripts/fuzz.sh                 # every target, 600 s each
+#   SECONDS_PER_TARGET=60 scripts/fuzz.sh batch login
+#
+# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
+# A crash stops the run; its input is in sqreen-server/fuzz/artifacts/<target>/:
+# fix the bug, then copy the input into sqreen-server/fuzz/regressions/<target>/.
+set -euo pipefail
+cd "$(dirname "$0")/../sqreen-server/fuzz"
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(batch heartbeat login session_cookie dashboard_forms admin_query)
+SECS=${SECONDS_PER_TARGET:-600}
+LOG_DIR=${FUZZ_LOG_DIR:-/tmp/sqreen-fuzz-logs}
+mkdir -p "$LOG_DIR"
+for t in "${TARGETS[@]}"; do
+    mkdir -p "corpus/$t" "seeds/$t"
+    work=$(mktemp -d)
+    echo "=== $t: ${SECS}s"
+    # New inputs go to a scratch directory; seeds and the kept corpus are read.
+    cargo +nightly fuzz run -O "$t" "$work" "corpus/$t" "seeds/$t" -- \
+        -max_total_time="$SECS" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 2>&1 | tee "$LOG_DIR/$t.log" | grep -E "^(#[0-9]+.*(DONE|pulse)|stat::|==|SUMMARY)" || true
+    if grep -q "SUMMARY\|deadly signal\|panicked" "$LOG_DIR/$t.log"; then
+        echo "$t: CRASH, see $LOG_DIR/$t.log and fuzz/artifacts/$t" >&2
+        exit 1
+    fi
+    # Keep the smallest set of inputs that covers what all of them cover.
+    minimised=$(mktemp -d)
+    cargo +nightly fuzz run -O "$t" "$minimised" "$work" "corpus/$t" -- -merge=1 >/dev/null 2>&1 || true
+    rm -rf "corpus/$t" && mv "$minimised" "corpus/$t"
+    rm -rf "$work"
+    echo "$t: $(ls "corpus/$t" | wc -l) inputs kept"
+done

@@ -1,0 +1,4 @@
+//! Fuzz target: `sqreen_server::fuzzing::session_cookie` (see that module's docs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sqreen_server::fuzzing::session_cookie(data));
