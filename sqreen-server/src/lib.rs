@@ -11,6 +11,8 @@
 //! ```text
 //! sqreen-server app create my-app --database sqlite://sqreen.db   # prints the agent token last
 //! sqreen-server serve --addr 127.0.0.1:8700 --database sqlite://sqreen.db --admin-key "$KEY"
+//! sqreen-server app rotate-token my-app --database sqlite://sqreen.db  # a leaked token: prints the new one last
+//! sqreen-server app delete my-app --database sqlite://sqreen.db        # the app, its sessions and its data
 //! ```
 //! Every flag has an environment equivalent (`SQREEN_SERVER_ADDR`,
 //! `SQREEN_SERVER_DATABASE`, `SQREEN_SERVER_ADMIN_KEY`,

@@ -11,7 +11,8 @@
 //!                                   └──▶ count hits per actor in the period
 //!                                        └─▶ threshold crossed ─▶ raise_alert (lock, alert, actions,
 //!                                                                  actions_version += 1)
-//!                                                                 └─▶ webhook (spawned, retried)
+//!                                                                 └─▶ signed webhook (spawned, retried;
+//!                                                                     public destinations only)
 //! ```
 //!
 //! Conditions test the event's properties: `eq`/`neq` compare the value's
