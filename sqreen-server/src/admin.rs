@@ -4,16 +4,22 @@
 //! | --- | --- |
 //! | `POST /api/apps` `{"name"}` | 201 `{"id", "name", "token"}` (the token is shown once) |
 //! | `GET /api/apps` | `{"apps": [{"id", "name", "created_at"}]}` |
+//! | `DELETE /api/apps/{id}` | 204: its token and sessions stop working at once (agents get 401); its actions, alerts and playbook counts are deleted at once, its events in the background ([`crate::store::Store::delete_app`]) |
+//! | `POST /api/apps/{id}/rotate-token` | `{"id", "name", "token"}`: a new token (shown once); the old one and the sessions opened with it stop working at once |
 //! | `GET /api/events?event=&app=&since=&until=&ip=&user_key=&user_value=&property=&value=&limit=&cursor=` | `{"events": […], "next_cursor"}`, newest first |
 //! | `GET /api/events/trend?…&bucket=60&group_by=ip\|user\|property:NAME` | `{"bucket_s", "since", "until", "series": [{"group", "total", "points": [{"time", "time_ms", "count"}]}]}` |
-//! | `POST /api/playbooks` | 201 `{"id"}` |
+//! | `POST /api/playbooks` | 201 `{"id", "webhook_secrets": {"<url>": "sqw_…"}}`: each webhook's signing secret, shown once ([`crate::notify`]) |
 //! | `GET /api/playbooks`, `GET /api/playbooks/{id}` | the playbooks / one playbook with its `id` |
-//! | `PUT /api/playbooks/{id}` | `{"id"}` (its counts start afresh) |
+//! | `PUT /api/playbooks/{id}` | `{"id", "webhook_secrets"}`: secrets of the webhook URLs it adds (an unchanged URL keeps its secret); its counts start afresh |
 //! | `DELETE /api/playbooks/{id}` | 204 |
 //! | `GET /api/alerts?limit=` | `{"alerts": […]}`, newest first |
 //! | `GET /api/actions?app=` | `{"actions": [{"action_id", "action", "parameters", "expires_at", "playbook_id", …}]}` (live ones) |
 //! | `DELETE /api/actions/{id}` | 204: lifted; agents reload on their next heartbeat |
 //! | `GET /api/stats` | this process's counters since it started: refused requests by status, storage errors, events stored and received twice, attribute merges ([`crate::stats::StatsView`]) |
+//!
+//! Webhook URLs pointing at loopback, private or other non-public addresses
+//! are refused with 400 unless the server allows them
+//! ([`crate::destination`]).
 //!
 //! Times in filters are milliseconds since the epoch or RFC 3339. Unknown
 //! query parameters and unknown body fields are 400s; every filter value is
@@ -25,7 +31,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -50,6 +56,8 @@ pub const MAX_BUCKET_S: i64 = 366 * 24 * 3600;
 pub fn routes(state: AppState) -> axum::Router<AppState> {
     Router::new()
         .route("/api/apps", get(list_apps).post(create_app))
+        .route("/api/apps/{id}", delete(delete_app))
+        .route("/api/apps/{id}/rotate-token", post(rotate_token))
         .route("/api/events", get(events))
         .route("/api/events/trend", get(trend))
         .route("/api/playbooks", get(list_playbooks).post(create_playbook))
@@ -145,6 +153,39 @@ async fn list_apps(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     Ok(Json(json!({"apps": state.store.list_apps().await?})))
 }
 
+async fn delete_app(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = path(id)?;
+    let app = state
+        .store
+        .delete_app(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("application"))?;
+    tracing::warn!(event = "app.deleted", app = %app.name, id, "application deleted");
+    let store = state.store.clone();
+    // Failures are logged by `purge_deleted_apps`; housekeeping resumes.
+    tokio::spawn(async move { store.purge_deleted_apps().await });
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rotate_token(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path(id)?;
+    let token = state
+        .store
+        .rotate_app_token(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("application"))?;
+    let name = state.store.app_name(id).await?.unwrap_or_default();
+    tracing::warn!(event = "app.token_rotated", app = %name, id,
+        "application token rotated; its sessions are ended");
+    Ok(Json(json!({"id": id, "name": name, "token": token})))
+}
+
 // ── events ──────────────────────────────────────────────────────────────
 
 /// Explorer query parameters shared by the list and the trend.
@@ -208,18 +249,30 @@ async fn events(
     State(state): State<AppState>,
     q: Result<Query<EventsParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (filter, limit, cursor) = list_query(&query(q)?)?;
-    let page = state.store.list_events(&filter, limit, cursor).await?;
+    let q = list_query(&query(q)?)?;
+    let page = state
+        .store
+        .list_events(&q.filter, q.limit, q.cursor)
+        .await?;
     Ok(Json(json!(page)))
+}
+
+/// An event list query, validated.
+#[derive(Debug)]
+pub struct ListQuery {
+    /// The filter.
+    pub filter: EventFilter,
+    /// Events per page, 1 to [`MAX_LIMIT`].
+    pub limit: usize,
+    /// Where the page starts: the `(time, id)` after which events are listed.
+    pub cursor: Option<(i64, i64)>,
 }
 
 /// The filter, page size and cursor of an event list query, validated.
 ///
 /// # Errors
 /// 400 for trend-only parameters, a bad filter, limit or cursor.
-pub fn list_query(
-    p: &EventsParams,
-) -> Result<(EventFilter, usize, Option<(i64, i64)>), ApiError> {
+pub fn list_query(p: &EventsParams) -> Result<ListQuery, ApiError> {
     if p.bucket.is_some() || p.group_by.is_some() {
         return Err(ApiError::bad_request(
             "bucket and group_by belong to /api/events/trend",
@@ -236,7 +289,11 @@ pub fn list_query(
         Some(c) => Some(parse_cursor(c).ok_or_else(|| ApiError::bad_request("invalid cursor"))?),
         None => None,
     };
-    Ok((filter, limit, cursor))
+    Ok(ListQuery {
+        filter,
+        limit,
+        cursor,
+    })
 }
 
 async fn trend(
@@ -304,9 +361,13 @@ pub fn trend_query(p: &EventsParams, now: i64) -> Result<TrendQuery, ApiError> {
 
 // ── playbooks ───────────────────────────────────────────────────────────
 
-fn playbook_body(bytes: &[u8]) -> Result<Playbook, ApiError> {
+async fn playbook_body(state: &AppState, bytes: &[u8]) -> Result<Playbook, ApiError> {
     let playbook: Playbook = body(bytes)?;
     playbook.validate().map_err(ApiError::bad_request)?;
+    playbook
+        .check_destinations(state.notifier.policy())
+        .await
+        .map_err(ApiError::bad_request)?;
     Ok(playbook)
 }
 
@@ -314,10 +375,14 @@ async fn create_playbook(
     State(state): State<AppState>,
     bytes: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let playbook = playbook_body(&bytes)?;
-    let id = state.store.create_playbook(&playbook).await?;
-    tracing::info!(event = "playbook.created", id, name = %playbook.name, "playbook created");
-    Ok((StatusCode::CREATED, Json(json!({"id": id}))))
+    let playbook = playbook_body(&state, &bytes).await?;
+    let (id, secrets) = state.store.create_playbook(&playbook).await?;
+    tracing::info!(event = "playbook.created", id, name = %playbook.name,
+        webhooks = playbook.notifications.len(), "playbook created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "webhook_secrets": secrets})),
+    ))
 }
 
 async fn list_playbooks(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -345,11 +410,15 @@ async fn put_playbook(
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let id = path(id)?;
-    let playbook = playbook_body(&bytes)?;
-    if !state.store.update_playbook(id, &playbook).await? {
-        return Err(ApiError::not_found("playbook"));
-    }
-    Ok(Json(json!({"id": id})))
+    let playbook = playbook_body(&state, &bytes).await?;
+    let secrets = state
+        .store
+        .update_playbook(id, &playbook)
+        .await?
+        .ok_or_else(|| ApiError::not_found("playbook"))?;
+    tracing::info!(event = "playbook.updated", id, name = %playbook.name,
+        new_webhooks = secrets.len(), "playbook replaced");
+    Ok(Json(json!({"id": id, "webhook_secrets": secrets})))
 }
 
 async fn delete_playbook(
@@ -374,7 +443,7 @@ struct LimitParams {
 
 async fn stats(State(state): State<AppState>) -> Json<crate::stats::StatsView> {
     let (merges, failures) = state.store.merge_counts();
-    let mut view = state.stats.view(merges, failures);
+    let mut view = state.stats.view(merges, failures, state.notifier.counts());
     view.playbook_loads = state.playbooks.loads();
     Json(view)
 }

@@ -66,6 +66,8 @@ impl From<StoreError> for ApiError {
                 message: format!("{what} already exists"),
                 retry_after_s: None,
             },
+            // Its agent's session went with it.
+            StoreError::AppDeleted => Self::unauthorized("unknown or expired session"),
             other => {
                 tracing::error!(event = "store.error", error = %other, "storage failed");
                 Self {

@@ -38,8 +38,10 @@ pub fn batch(data: &[u8]) {
 pub fn heartbeat(data: &[u8]) {
     if let Ok((_, events)) = protocol::decode_beat(data, "fuzz-session") {
         for e in &events {
-            assert!((1..=i64::try_from(protocol::MAX_METRIC_COUNT).unwrap_or(i64::MAX))
-                .contains(&e.count));
+            assert!(
+                (1..=i64::try_from(protocol::MAX_METRIC_COUNT).unwrap_or(i64::MAX))
+                    .contains(&e.count)
+            );
             assert!((0..=MAX_TIME_MS).contains(&e.time));
         }
     }
@@ -80,7 +82,8 @@ pub fn dashboard_forms(data: &[u8]) {
     {
         assert!(playbook.validate().is_ok());
     }
-    if let Ok(params) = serde_urlencoded::from_bytes::<crate::dashboard::events::ExplorerParams>(data)
+    if let Ok(params) =
+        serde_urlencoded::from_bytes::<crate::dashboard::events::ExplorerParams>(data)
         && let Ok(filter) = crate::dashboard::events::filter_of(&params, NOW_MS)
     {
         let (since, until) = (filter.since.unwrap_or(0), filter.until.unwrap_or(0));
@@ -95,8 +98,8 @@ pub fn admin_query(data: &[u8]) {
     let Ok(params) = serde_urlencoded::from_bytes::<crate::admin::EventsParams>(data) else {
         return;
     };
-    if let Ok((_, limit, _)) = crate::admin::list_query(&params) {
-        assert!((1..=crate::admin::MAX_LIMIT).contains(&limit));
+    if let Ok(q) = crate::admin::list_query(&params) {
+        assert!((1..=crate::admin::MAX_LIMIT).contains(&q.limit));
     }
     if let Ok(q) = crate::admin::trend_query(&params, NOW_MS) {
         let (since, until) = (q.filter.since.unwrap_or(0), q.filter.until.unwrap_or(0));

@@ -185,7 +185,9 @@ async fn ingest(state: &AppState, s: &SessionRow, events: Vec<NewEvent>) -> Resu
     if events.is_empty() {
         return Ok(());
     }
-    let app_name = state.store.app_name(s.app_id).await?.unwrap_or_default();
+    let Some(app_name) = state.store.app_name(s.app_id).await? else {
+        return Err(StoreError::AppDeleted.into());
+    };
     let playbooks = state.playbooks.get(&state.store).await?;
     let hits = playbook::match_events(&playbooks, &app_name, &events);
     let inserted = state.store.insert_events(s.app_id, &events, &hits).await?;

@@ -11,10 +11,13 @@
 //! ```text
 //! sqreen-server app create my-app --database sqlite://sqreen.db   # prints the agent token last
 //! sqreen-server serve --addr 127.0.0.1:8700 --database sqlite://sqreen.db --admin-key "$KEY"
+//! sqreen-server app rotate-token my-app --database sqlite://sqreen.db  # a leaked token: prints the new one last
+//! sqreen-server app delete my-app --database sqlite://sqreen.db        # the app, its sessions and its data
 //! ```
 //! Every flag has an environment equivalent (`SQREEN_SERVER_ADDR`,
 //! `SQREEN_SERVER_DATABASE`, `SQREEN_SERVER_ADMIN_KEY`,
-//! `SQREEN_SERVER_HEARTBEAT_DELAY`, `SQREEN_SERVER_MAX_BATCH_BYTES`).
+//! `SQREEN_SERVER_HEARTBEAT_DELAY`, `SQREEN_SERVER_MAX_BATCH_BYTES`,
+//! `SQREEN_SERVER_ALLOW_PRIVATE_WEBHOOKS`).
 //! Without an admin key, one is generated at first start, printed once, and
 //! only its hash is stored.
 //!
@@ -34,7 +37,8 @@
 //! - [`admin`]: the admin JSON API.
 //! - [`store`]: every query (SQLite and PostgreSQL through one `Any` pool);
 //!   front ends such as a dashboard call its `Store` methods.
-//! - [`playbook`]: definitions, matching and firing; [`notify`]: webhooks.
+//! - [`playbook`]: definitions, matching and firing; [`notify`]: signed
+//!   webhooks; [`destination`]: where webhooks may not go.
 //! - [`secret`]: tokens and hashes; [`time`]: timestamps.
 //! - [`listen`]: the accept loop and its bounds.
 //! - [`fuzzing`]: the fuzz targets' entry points.
@@ -46,6 +50,7 @@
 
 pub mod admin;
 pub mod dashboard;
+pub mod destination;
 pub mod error;
 pub mod fuzzing;
 pub mod guesses;
@@ -65,6 +70,7 @@ use std::time::Duration;
 
 use axum::Router;
 
+use crate::destination::WebhookPolicy;
 use crate::notify::Notifier;
 use crate::store::{Store, StoreError};
 
@@ -130,11 +136,14 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Bounds of the accept loop: connections and header reads.
     pub connections: listen::ConnectionLimits,
+    /// Lets webhooks reach loopback, private and other non-public
+    /// addresses ([`destination`]); off by default.
+    pub allow_private_webhooks: bool,
 }
 
 impl ServerConfig {
     /// Defaults for `database_url`: generated admin key, 60 s heartbeats,
-    /// 32 MiB batches.
+    /// 32 MiB batches, webhooks to public addresses only.
     pub fn new(database_url: impl Into<String>) -> Self {
         Self {
             database_url: database_url.into(),
@@ -145,6 +154,7 @@ impl ServerConfig {
             concurrent_batches: DEFAULT_CONCURRENT_BATCHES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             connections: listen::ConnectionLimits::default(),
+            allow_private_webhooks: false,
         }
     }
 
@@ -166,6 +176,17 @@ impl ServerConfig {
     #[must_use]
     pub fn with_heartbeat_delay(mut self, seconds: u64) -> Self {
         self.heartbeat_delay_s = seconds.max(1);
+        self
+    }
+
+    /// Whether webhooks may reach loopback, private, link-local and other
+    /// non-public addresses (default: no; flag `--allow-private-webhooks`,
+    /// env `SQREEN_SERVER_ALLOW_PRIVATE_WEBHOOKS`). Turn it on only for
+    /// receivers on the server's own network: whoever can save a playbook
+    /// can then make the server POST to any of them.
+    #[must_use]
+    pub fn with_private_webhooks(mut self, allow: bool) -> Self {
+        self.allow_private_webhooks = allow;
         self
     }
 }
@@ -244,7 +265,9 @@ impl Server {
         };
         let state = AppState {
             store,
-            notifier: Notifier::new(),
+            notifier: Notifier::new(WebhookPolicy {
+                allow_private: config.allow_private_webhooks,
+            }),
             settings: Arc::new(Settings {
                 heartbeat_delay_s: config.heartbeat_delay_s.max(1),
                 session_key: dashboard::session::SessionKey::new(&session_secret, &admin_key_hash),
@@ -346,9 +369,10 @@ fn session_secret(config: &ServerConfig) -> Result<Vec<u8>, OpenError> {
 }
 
 /// Every minute: forgets sessions idle for ten heartbeats (and at least an
-/// hour), and playbook hits older than the longest playbook period, and
-/// moves pending event attributes into the index (other processes' too, on
-/// a shared PostgreSQL database).
+/// hour), and playbook hits older than the longest playbook period, moves
+/// pending event attributes into the index (other processes' too, on a
+/// shared PostgreSQL database), and removes what is left of deleted apps'
+/// events.
 async fn housekeeping(store: Store, heartbeat_delay_s: u64) {
     let idle_ms = i64::try_from(heartbeat_delay_s.saturating_mul(10_000))
         .unwrap_or(i64::MAX)
@@ -379,5 +403,8 @@ async fn housekeeping(store: Store, heartbeat_delay_s: u64) {
         }
         // Failures are logged and counted by `merge_attributes`.
         let _ = store.merge_attributes().await;
+        // Deleted apps whose events are left (an interrupted purge);
+        // failures are logged by `purge_deleted_apps`.
+        let _ = store.purge_deleted_apps().await;
     }
 }

@@ -1,8 +1,9 @@
-//! The `sqreen-server` command line: `serve`, and `app create`.
+//! The `sqreen-server` command line: `serve`, and `app create`, `app delete`,
+//! `app rotate-token`.
 //!
 //! Logs go to stderr (filtered by `RUST_LOG`, default `info`); stdout holds
 //! only what a script reads: the listening address, a generated admin key,
-//! a new app's token (its last line).
+//! a new or rotated app token (its last line).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -95,6 +96,10 @@ enum Command {
         #[arg(long, env = "SQREEN_SERVER_HEADER_READ_TIMEOUT", default_value = "10s",
               value_parser = duration)]
         header_read_timeout: Duration,
+        /// Let webhooks reach loopback, private, link-local and other
+        /// non-public addresses (refused by default).
+        #[arg(long, env = "SQREEN_SERVER_ALLOW_PRIVATE_WEBHOOKS")]
+        allow_private_webhooks: bool,
     },
     /// Manage applications.
     App {
@@ -109,6 +114,32 @@ enum AppCommand {
     Create {
         /// The application's name (unique).
         name: String,
+        /// `sqlite://PATH` or `postgres://…`.
+        #[arg(
+            long,
+            env = "SQREEN_SERVER_DATABASE",
+            default_value = "sqlite://sqreen.db"
+        )]
+        database: String,
+    },
+    /// Delete an application: its token and sessions stop working at once,
+    /// and its actions, alerts and events are deleted.
+    Delete {
+        /// The application's name, or its id.
+        app: String,
+        /// `sqlite://PATH` or `postgres://…`.
+        #[arg(
+            long,
+            env = "SQREEN_SERVER_DATABASE",
+            default_value = "sqlite://sqreen.db"
+        )]
+        database: String,
+    },
+    /// Give an application a new agent token; the old one and its sessions
+    /// stop working at once. Prints the new token as the last line.
+    RotateToken {
+        /// The application's name, or its id.
+        app: String,
         /// `sqlite://PATH` or `postgres://…`.
         #[arg(
             long,
@@ -169,8 +200,17 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             request_timeout,
             max_connections,
             header_read_timeout,
+            allow_private_webhooks,
         } => {
-            let mut config = ServerConfig::new(database).with_heartbeat_delay(heartbeat_delay);
+            let mut config = ServerConfig::new(database)
+                .with_heartbeat_delay(heartbeat_delay)
+                .with_private_webhooks(allow_private_webhooks);
+            if allow_private_webhooks {
+                tracing::warn!(
+                    event = "server.private_webhooks",
+                    "webhooks may reach loopback and private addresses (--allow-private-webhooks)"
+                );
+            }
             if std::env::args().any(|a| a == "--admin-key" || a.starts_with("--admin-key=")) {
                 tracing::warn!(
                     event = "server.admin_key_on_command_line",
@@ -224,6 +264,22 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             say(&token);
             Ok(())
         }
+        Command::App {
+            command: AppCommand::Delete { app, database },
+        } => {
+            let store = sqreen_server::store::Store::connect(&database).await?;
+            let result = delete_app(&store, &app).await;
+            store.close().await;
+            result
+        }
+        Command::App {
+            command: AppCommand::RotateToken { app, database },
+        } => {
+            let store = sqreen_server::store::Store::connect(&database).await?;
+            let result = rotate_token(&store, &app).await;
+            store.close().await;
+            result
+        }
     }
 }
 
@@ -242,6 +298,49 @@ fn duration(text: &str) -> Result<Duration, String> {
         return Err("must be between 1s and 24h".into());
     }
     Ok(d)
+}
+
+async fn delete_app(
+    store: &sqreen_server::store::Store,
+    name_or_id: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let found = store
+        .find_app(name_or_id)
+        .await?
+        .ok_or_else(|| format!("no application {name_or_id:?}"))?;
+    let app = store
+        .delete_app(found.id)
+        .await?
+        .ok_or_else(|| format!("no application {name_or_id:?}"))?;
+    tracing::warn!(event = "app.deleted", app = %app.name, id = app.id, "application deleted");
+    let events = store.purge_deleted_apps().await?;
+    say(&format!(
+        "deleted app {:?} (id {}) and {events} event(s)",
+        app.name, app.id
+    ));
+    Ok(())
+}
+
+async fn rotate_token(
+    store: &sqreen_server::store::Store,
+    name_or_id: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let app = store
+        .find_app(name_or_id)
+        .await?
+        .ok_or_else(|| format!("no application {name_or_id:?}"))?;
+    let token = store
+        .rotate_app_token(app.id)
+        .await?
+        .ok_or_else(|| format!("no application {name_or_id:?}"))?;
+    tracing::warn!(event = "app.token_rotated", app = %app.name, id = app.id,
+        "application token rotated; its sessions are ended");
+    say(&format!(
+        "new token for app {:?} (id {}); the old one no longer works",
+        app.name, app.id
+    ));
+    say(&token);
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -11,7 +11,8 @@
 //!                                   └──▶ count hits per actor in the period
 //!                                        └─▶ threshold crossed ─▶ raise_alert (lock, alert, actions,
 //!                                                                  actions_version += 1)
-//!                                                                 └─▶ webhook (spawned, retried)
+//!                                                                 └─▶ signed webhook (spawned, retried;
+//!                                                                     public destinations only)
 //! ```
 //!
 //! Conditions test the event's properties: `eq`/`neq` compare the value's
@@ -30,6 +31,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::destination::WebhookPolicy;
 use crate::notify::Notifier;
 use crate::secret;
 use crate::store::{
@@ -41,6 +43,8 @@ use crate::time::now_ms;
 pub const MAX_PERIOD_S: i64 = 30 * 24 * 3600;
 /// Longest regex source accepted in a condition.
 const MAX_REGEX_LEN: usize = 1000;
+/// Longest webhook URL accepted.
+const MAX_URL_LEN: usize = 2048;
 
 /// A playbook definition, as posted to `/api/playbooks`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -165,7 +169,9 @@ pub struct Notification {
     /// Only `webhook`.
     #[serde(rename = "type")]
     pub kind: NotificationKind,
-    /// Where the JSON alert is POSTed.
+    /// Where the JSON alert is POSTed, signed (see [`crate::notify`]).
+    /// Only public addresses unless the server allows private ones
+    /// ([`crate::destination`]).
     pub url: String,
 }
 
@@ -241,10 +247,31 @@ impl Playbook {
                 (ResponseKind::Block, None) => {}
             }
         }
+        let mut urls = BTreeSet::new();
         for n in &self.notifications {
-            if !http_url(&n.url) {
-                return Err("a webhook needs an http(s) url".into());
+            if n.url.len() > MAX_URL_LEN || n.url.contains('\0') || !http_url(&n.url) {
+                return Err(format!(
+                    "a webhook needs an http(s) url of at most {MAX_URL_LEN} bytes"
+                ));
             }
+            if !urls.insert(n.url.as_str()) {
+                return Err("each webhook url at most once per playbook".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every webhook may be sent where it points under
+    /// `policy` ([`crate::destination::check_at_save`]): literal addresses
+    /// and local names at once, other host names by resolving them.
+    ///
+    /// # Errors
+    /// A human-readable reason, naming the host (never the whole URL).
+    pub async fn check_destinations(&self, policy: WebhookPolicy) -> Result<(), String> {
+        for n in &self.notifications {
+            crate::destination::check_at_save(&n.url, policy)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -546,7 +573,7 @@ async fn fire(
         details: details.clone(),
     };
     match store.raise_alert(&alert, &actions, lock_until).await? {
-        LockOutcome::AlreadyLive => {}
+        LockOutcome::AlreadyLive | LockOutcome::AppDeleted => {}
         LockOutcome::Raised(alert_id) => {
             tracing::warn!(event = "playbook.alert", playbook_id = p.row.id,
                 playbook = %playbook.name, app = %app_name, actor_type = actor_type.as_str(),
@@ -563,8 +590,11 @@ async fn fire(
                 "time": crate::time::format_ms(now),
                 "details": details,
             });
-            for n in &playbook.notifications {
-                notifier.webhook(&n.url, payload.clone());
+            if !playbook.notifications.is_empty() {
+                let secrets = store.webhook_secrets(p.row.id).await?;
+                for n in &playbook.notifications {
+                    notifier.webhook(&n.url, secrets.get(&n.url).map(String::as_str), &payload);
+                }
             }
         }
     }

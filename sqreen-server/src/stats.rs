@@ -65,6 +65,15 @@ pub struct StatsView {
     /// Times the enabled playbooks were loaded and compiled (once per
     /// change of the playbooks, not per batch).
     pub playbook_loads: u64,
+    /// Webhooks delivered.
+    pub webhooks_sent: u64,
+    /// Webhooks abandoned after every attempt failed.
+    pub webhooks_failed: u64,
+    /// Webhooks not sent because their destination is forbidden
+    /// ([`crate::destination`]).
+    pub webhooks_refused: u64,
+    /// Webhooks not sent because too many were in flight.
+    pub webhooks_dropped: u64,
 }
 
 impl Stats {
@@ -90,8 +99,14 @@ impl Stats {
             .fetch_add(duplicate, Ordering::Relaxed);
     }
 
-    /// The counters now; the merge counters come from the store.
-    pub fn view(&self, merges: u64, merge_failures: u64) -> StatsView {
+    /// The counters now; the merge counters come from the store, the
+    /// webhook counters from the notifier.
+    pub fn view(
+        &self,
+        merges: u64,
+        merge_failures: u64,
+        webhooks: crate::notify::WebhookCounts,
+    ) -> StatsView {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsView {
             bad_request: get(&self.bad_request),
@@ -106,6 +121,10 @@ impl Stats {
             attribute_merges: merges,
             attribute_merge_failures: merge_failures,
             playbook_loads: 0,
+            webhooks_sent: webhooks.sent,
+            webhooks_failed: webhooks.failed,
+            webhooks_refused: webhooks.refused,
+            webhooks_dropped: webhooks.dropped,
         }
     }
 }
@@ -156,7 +175,13 @@ mod tests {
             stats.count_status(StatusCode::from_u16(s).unwrap_or(StatusCode::OK));
         }
         stats.count_events(7, 2);
-        let v = stats.view(3, 1);
+        let webhooks = crate::notify::WebhookCounts {
+            sent: 4,
+            failed: 5,
+            refused: 6,
+            dropped: 7,
+        };
+        let v = stats.view(3, 1, webhooks);
         assert_eq!(
             v,
             StatsView {
@@ -172,6 +197,10 @@ mod tests {
                 attribute_merges: 3,
                 attribute_merge_failures: 1,
                 playbook_loads: 0,
+                webhooks_sent: 4,
+                webhooks_failed: 5,
+                webhooks_refused: 6,
+                webhooks_dropped: 7,
             }
         );
     }

@@ -193,3 +193,99 @@ fn bad_flags_are_refused() {
         assert!(!out.status.success(), "{args:?}");
     }
 }
+
+/// Runs `sqreen-server ARGS`; returns whether it succeeded and its stdout.
+fn run(args: &[&str]) -> (bool, Vec<String>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sqreen-server"))
+        .args(args)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (out.status.success(), lines)
+}
+
+fn login_status(url: &str, token: &str) -> u16 {
+    client()
+        .post(format!("{url}/sqreen/v1/app-login"))
+        .header("X-Api-Key", token)
+        .json(&serde_json::json!({"agent_type": "rust"}))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// `app rotate-token` prints a new token as its last line: the old one and
+/// its sessions stop working in the running server; `app delete` (by name
+/// or id) ends the new one too; unknown apps are errors.
+#[test]
+fn app_rotate_token_and_delete() {
+    let db = sqlite_url();
+    let (ok, lines) = run(&["app", "create", "cli-app", "--database", &db]);
+    assert!(ok);
+    let old = lines.last().unwrap().clone();
+    let (ok, lines) = run(&["app", "create", "kept", "--database", &db]);
+    assert!(ok);
+    let kept = lines.last().unwrap().clone();
+    let (_server, lines) = serve(
+        &["--database", &db],
+        &[("SQREEN_SERVER_ADMIN_KEY", ADMIN_KEY)],
+    );
+    let url = url_of(&lines);
+    let (agent, _) = FakeAgent::login(&url, &old);
+
+    let (ok, lines) = run(&["app", "rotate-token", "cli-app", "--database", &db]);
+    assert!(ok, "{lines:?}");
+    let new = lines.last().unwrap().clone();
+    assert!(new.starts_with("sqa_") && new != old, "{lines:?}");
+    assert_eq!(login_status(&url, &old), 401);
+    assert_eq!(agent.post_raw("/sqreen/v1/app-beat", "{}").status(), 401);
+    assert_eq!(login_status(&url, &new), 200);
+
+    let http = client();
+    let id = http
+        .get(format!("{url}/api/apps"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .unwrap()
+        .json::<serde_json::Value>()
+        .unwrap()["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "cli-app")
+        .unwrap()["id"]
+        .to_string();
+    let (new_agent, _) = FakeAgent::login(&url, &new);
+    let (ok, lines) = run(&["app", "delete", &id, "--database", &db]);
+    assert!(ok, "{lines:?}");
+    assert!(
+        lines.last().unwrap().starts_with("deleted app \"cli-app\""),
+        "{lines:?}"
+    );
+    assert_eq!(login_status(&url, &new), 401);
+    assert_eq!(
+        new_agent.post_raw("/sqreen/v1/app-beat", "{}").status(),
+        401
+    );
+    assert_eq!(login_status(&url, &kept), 200, "other apps are kept");
+
+    for args in [
+        ["app", "delete", "cli-app"],
+        ["app", "rotate-token", "cli-app"],
+        ["app", "delete", "no-such-app"],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--database", db.as_str()]);
+        let (ok, _) = run(&args);
+        assert!(!ok, "{args:?}");
+    }
+    let (ok, _) = run(&["app", "delete", "kept", "--database", &db]);
+    assert!(ok, "by name");
+    assert_eq!(login_status(&url, &kept), 401);
+}

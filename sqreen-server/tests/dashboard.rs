@@ -155,7 +155,15 @@ fn seed(server: &TestServer) -> FakeAgent {
 #[test]
 fn pages_require_login() {
     let server = TestServer::start();
-    for path in ["/", "/events", "/playbooks", "/actions", "/alerts"] {
+    for path in [
+        "/",
+        "/events",
+        "/playbooks",
+        "/actions",
+        "/alerts",
+        "/apps",
+        "/apps/1/delete",
+    ] {
         let r = http().get(format!("{}{path}", server.url)).send().unwrap();
         assert_eq!(r.status(), 303, "{path}");
         assert_eq!(location(&r), "/login", "{path}");
@@ -164,6 +172,8 @@ fn pages_require_login() {
         "/playbooks",
         "/playbooks/1/toggle",
         "/actions/x/lift",
+        "/apps/1/rotate-token",
+        "/apps/1/delete",
         "/logout",
     ] {
         let r = http()
@@ -261,7 +271,13 @@ fn forms_need_the_session_csrf_token(db: &str) {
         post_form(&server, &cookie, "/playbooks", &playbook_fields(None)).status(),
         403
     );
-    for path in ["/playbooks/1/toggle", "/actions/x/lift", "/logout"] {
+    for path in [
+        "/playbooks/1/toggle",
+        "/actions/x/lift",
+        "/apps/1/rotate-token",
+        "/apps/1/delete",
+        "/logout",
+    ] {
         let none: [(&str, &str); 0] = [];
         assert_eq!(
             post_form(&server, &cookie, path, &none).status(),
@@ -298,6 +314,167 @@ fn forms_need_the_session_csrf_token(db: &str) {
     let r = post_form(&server, &cookie, "/playbooks", &bad);
     assert_eq!(r.status(), 400);
     assert!(r.text().unwrap().contains("the actor is ip or user"));
+}
+
+/// The `sqw_…` secrets shown in a page.
+fn secrets_in(page: &str) -> Vec<String> {
+    page.match_indices("sqw_")
+        .map(|(i, _)| page[i..i + 68].to_owned())
+        .collect()
+}
+
+fn webhooks_from_the_dashboard(db: &str) {
+    // Without the flag: a private destination is refused with its reason.
+    let strict = TestServer::start_db(db);
+    let cookie = session_cookie(&strict);
+    let (_, page) = get_page(&strict, &cookie, "/playbooks");
+    let mut fields = playbook_fields(Some(&csrf_of(&page)));
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://localhost/",
+        "http://[::1]/",
+        "http://0x7f000001/",
+        "http://169.254.169.254/",
+    ] {
+        fields.push(("webhook_url".into(), url.into()));
+        let r = post_form(&strict, &cookie, "/playbooks", &fields);
+        assert_eq!(r.status(), 400, "{url}");
+        assert!(
+            r.text().unwrap().contains("--allow-private-webhooks"),
+            "{url}"
+        );
+        fields.pop();
+    }
+    assert_eq!(
+        strict.admin().get_json("/api/playbooks")["playbooks"],
+        json!([])
+    );
+    drop(strict);
+
+    // With it: the secret is shown in the answer to the save, and only there;
+    // the webhook arrives signed with it.
+    let server = TestServer::start_allowing_private_webhooks(db);
+    let token = server.admin().create_app("shop");
+    let (url, deliveries) = receiver(200);
+    let cookie = session_cookie(&server);
+    let (_, page) = get_page(&server, &cookie, "/playbooks");
+    let mut fields = playbook_fields(Some(&csrf_of(&page)));
+    fields.push(("webhook_url".into(), format!("{url}/hook?token=T0KEN")));
+    let r = post_form(&server, &cookie, "/playbooks", &fields);
+    assert_eq!(r.status(), 201);
+    let page = r.text().unwrap();
+    let secrets = secrets_in(&page);
+    assert_eq!(secrets.len(), 1, "{page}");
+    assert!(page.contains(url.strip_prefix("http://").unwrap()));
+    let (_, list) = get_page(&server, &cookie, "/playbooks");
+    assert!(secrets_in(&list).is_empty(), "shown once");
+    // Toggling twice keeps the secret.
+    let id = server.admin().get_json("/api/playbooks")["playbooks"][0]["id"].clone();
+    for _ in 0..2 {
+        let r = post_form(
+            &server,
+            &cookie,
+            &format!("/playbooks/{id}/toggle"),
+            &[("csrf", csrf_of(&list).as_str())],
+        );
+        assert_eq!(r.status(), 303);
+    }
+    let (agent, _) = FakeAgent::login(&server.url, &token);
+    let events: Vec<Value> = (0..3)
+        .map(|i| record(&format!("w{i}"), "81.2.69.160", "e", json!({}), None))
+        .collect();
+    assert_eq!(agent.batch(&events).status(), 200);
+    let delivery = eventually("the webhook", Duration::from_secs(10), || {
+        deliveries.lock().unwrap().first().cloned()
+    });
+    assert!(signature_is_valid(&delivery, &secrets[0]));
+}
+
+fn apps_are_rotated_and_deleted(db: &str) {
+    let server = TestServer::start_db(db);
+    let admin = server.admin();
+    let old = admin.create_app("shop <b>");
+    let kept = admin.create_app("blog");
+    let apps = admin.get_json("/api/apps")["apps"].clone();
+    let id = apps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "shop <b>")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (agent, _) = FakeAgent::login(&server.url, &old);
+    let cookie = session_cookie(&server);
+    let (status, page) = get_page(&server, &cookie, "/apps");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("shop &lt;b&gt;") && page.contains("blog"),
+        "{page}"
+    );
+    assert!(!page.contains("sqa_"), "tokens are never listed");
+    let csrf = csrf_of(&page);
+
+    // Rotation: the new token is shown in this answer only.
+    let rotate = format!("/apps/{id}/rotate-token");
+    let none: [(&str, &str); 0] = [];
+    assert_eq!(post_form(&server, &cookie, &rotate, &none).status(), 403);
+    let r = post_form(&server, &cookie, &rotate, &[("csrf", csrf.as_str())]);
+    assert_eq!(r.status(), 200);
+    let page = r.text().unwrap();
+    let start = page.find("sqa_").expect("the new token is shown");
+    let new = page[start..start + 68].to_owned();
+    assert_ne!(new, old);
+    let (_, list) = get_page(&server, &cookie, "/apps");
+    assert!(!list.contains("sqa_"), "shown once");
+    assert_eq!(agent.post_raw("/sqreen/v1/app-beat", "{}").status(), 401);
+    let login = |token: &str| {
+        client()
+            .post(format!("{}/sqreen/v1/app-login", server.url))
+            .header("X-Api-Key", token)
+            .json(&json!({}))
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(login(&old), 401);
+    assert_eq!(login(&new), 200);
+
+    // Deletion: a confirmation page, then the name typed again.
+    let (status, confirm) = get_page(&server, &cookie, &format!("/apps/{id}/delete"));
+    assert_eq!(status, 200);
+    assert!(confirm.contains("name=\"confirm\""), "{confirm}");
+    let delete = format!("/apps/{id}/delete");
+    assert_eq!(
+        post_form(&server, &cookie, &delete, &[("confirm", "shop <b>")]).status(),
+        403
+    );
+    for typed in ["", "shop", "blog"] {
+        let r = post_form(
+            &server,
+            &cookie,
+            &delete,
+            &[("csrf", csrf.as_str()), ("confirm", typed)],
+        );
+        assert_eq!(r.status(), 400, "{typed:?}");
+    }
+    assert_eq!(login(&new), 200, "nothing deleted yet");
+    let r = post_form(
+        &server,
+        &cookie,
+        &delete,
+        &[("csrf", csrf.as_str()), ("confirm", "shop <b>")],
+    );
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/apps?done=deleted");
+    assert_eq!(login(&new), 401);
+    assert_eq!(login(&kept), 200);
+    let apps = admin.get_json("/api/apps")["apps"].clone();
+    assert_eq!(apps.as_array().unwrap().len(), 1);
+    assert_eq!(
+        get_page(&server, &cookie, &format!("/apps/{id}/delete")).0,
+        404
+    );
 }
 
 fn sessions_work_across_processes(db: &str) {
@@ -805,3 +982,17 @@ fn browser_scenario() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+on_both_backends!(
+    /// A private webhook destination is refused by the form unless the
+    /// server allows it; then the secret is shown once, after saving, and
+    /// signs the delivery.
+    webhooks_from_the_dashboard => webhooks_from_the_dashboard_sqlite, webhooks_from_the_dashboard_postgres
+);
+
+on_both_backends!(
+    /// The applications page rotates a token (shown once; the old one and
+    /// its sessions stop working) and deletes an application once its name
+    /// is typed again; both forms need the CSRF token.
+    apps_are_rotated_and_deleted => apps_are_rotated_and_deleted_sqlite, apps_are_rotated_and_deleted_postgres
+);

@@ -66,13 +66,16 @@ pub enum Section {
     Actions,
     /// Alerts.
     Alerts,
+    /// Applications and their tokens.
+    Apps,
 }
 
-const SECTIONS: [(Section, &str, &str); 4] = [
+const SECTIONS: [(Section, &str, &str); 5] = [
     (Section::Events, "/events", "Event Explorer"),
     (Section::Playbooks, "/playbooks", "Playbooks"),
     (Section::Actions, "/actions", "Security responses"),
     (Section::Alerts, "/alerts", "Alerts"),
+    (Section::Apps, "/apps", "Applications"),
 ];
 
 /// A whole page: `title`, the navigation (with `current` marked), a logout

@@ -10,6 +10,8 @@
 //! | `POST /playbooks/{id}/toggle` | enable or disable a playbook |
 //! | `GET /actions`, `POST /actions/{id}/lift` | Security responses: live actions; lift one |
 //! | `GET /alerts` | alerts, newest first |
+//! | `GET /apps`, `POST /apps/{id}/rotate-token` | applications; give one a new agent token (shown once) |
+//! | `GET /apps/{id}/delete`, `POST /apps/{id}/delete` (`confirm` = its name) | delete an application, after confirming |
 //!
 //! Pages are plain HTML rendered by `maud` (every value escaped) with a
 //! small inline stylesheet; the trend chart is inline SVG. Nothing runs in
@@ -20,6 +22,7 @@
 //! carries a CSRF token: see [`session`]. Any number of server processes on
 //! one database accept the same sessions.
 
+pub mod apps;
 pub mod chart;
 pub mod events;
 pub mod layout;
@@ -57,6 +60,12 @@ pub fn routes() -> Router<AppState> {
         .route("/actions", get(responses::actions))
         .route("/actions/{id}/lift", post(responses::lift))
         .route("/alerts", get(responses::alerts))
+        .route("/apps", get(apps::list))
+        .route("/apps/{id}/rotate-token", post(apps::rotate))
+        .route(
+            "/apps/{id}/delete",
+            get(apps::confirm_delete).post(apps::delete),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(FORM_LIMIT))
         .layer(axum::middleware::map_response(security_headers))
 }

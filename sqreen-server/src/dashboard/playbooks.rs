@@ -5,6 +5,14 @@
 //! condition, one response, at most one webhook; richer playbooks are
 //! posted to the admin API and listed here all the same. Toggling stores
 //! the playbook again, so its counts start afresh (as with `PUT`).
+//!
+//! A webhook URL pointing at a loopback, private or other non-public
+//! address is refused (400, with the reason) unless the server allows them
+//! ([`crate::destination`]). Saving a webhook answers the list page itself
+//! (201) with the webhook's signing secret, shown this once; without one
+//! the form redirects to the list.
+
+use std::collections::BTreeMap;
 
 use axum::Form;
 use axum::extract::rejection::QueryRejection;
@@ -17,6 +25,7 @@ use serde::Deserialize;
 use super::layout::{PageError, Section, html_response, notice, page};
 use super::session::AdminSession;
 use crate::AppState;
+use crate::destination::log_host;
 use crate::playbook::{
     Actor, Condition, Notification, NotificationKind, Op, Playbook, ResponseKind, ResponseSpec,
     Trigger,
@@ -164,8 +173,8 @@ pub async fn list(
         &session,
         &state,
         StatusCode::OK,
-        ok,
-        None,
+        (ok, None),
+        &BTreeMap::new(),
         &PlaybookForm::defaults(),
     )
     .await
@@ -175,8 +184,8 @@ async fn render(
     session: &AdminSession,
     state: &AppState,
     status: StatusCode,
-    ok: Option<&str>,
-    error: Option<&str>,
+    (ok, error): (Option<&str>, Option<&str>),
+    secrets: &BTreeMap<String, String>,
     form: &PlaybookForm,
 ) -> Result<Response, PageError> {
     let csrf = session.csrf();
@@ -184,6 +193,7 @@ async fn render(
     let apps = state.store.list_apps().await?;
     let body = html! {
         (notice(ok, error))
+        (secrets_notice(secrets))
         (playbooks_table(&playbooks, &csrf))
         h2 id="new-playbook" { "New playbook" }
         (create_form(form, &apps, &csrf))
@@ -201,22 +211,62 @@ pub async fn create(
     Form(form): Form<PlaybookForm>,
 ) -> Result<Response, PageError> {
     session.check_csrf(&form.csrf)?;
-    match form.to_playbook() {
+    let checked = match form.to_playbook() {
+        Ok(playbook) => playbook
+            .check_destinations(state.notifier.policy())
+            .await
+            .map(|()| playbook),
+        Err(message) => Err(message),
+    };
+    match checked {
         Ok(playbook) => {
-            let id = state.store.create_playbook(&playbook).await?;
-            tracing::info!(event = "dashboard.playbook_created", id, name = %playbook.name, "playbook created from the dashboard");
-            Ok(Redirect::to("/playbooks?done=created").into_response())
+            let (id, secrets) = state.store.create_playbook(&playbook).await?;
+            tracing::info!(event = "dashboard.playbook_created", id, name = %playbook.name,
+                webhooks = secrets.len(), "playbook created from the dashboard");
+            if secrets.is_empty() {
+                return Ok(Redirect::to("/playbooks?done=created").into_response());
+            }
+            // The secret is shown in this answer only: never in a URL, and
+            // not stored anywhere the list page would read it again.
+            render(
+                &session,
+                &state,
+                StatusCode::CREATED,
+                (Some("Playbook created."), None),
+                &secrets,
+                &PlaybookForm::defaults(),
+            )
+            .await
         }
         Err(message) => {
             render(
                 &session,
                 &state,
                 StatusCode::BAD_REQUEST,
-                None,
-                Some(&message),
+                (None, Some(&message)),
+                &BTreeMap::new(),
                 &form,
             )
             .await
+        }
+    }
+}
+
+/// The signing secrets of webhooks just saved, shown once.
+fn secrets_notice(secrets: &BTreeMap<String, String>) -> Markup {
+    html! {
+        @if !secrets.is_empty() {
+            div.notice.ok id="webhook-secrets" role="status" {
+                p {
+                    "Each webhook request carries X-Sqreen-Signature, an HMAC-SHA256 made with the secret below. "
+                    strong { "It is shown only now:" } " copy it to the receiver."
+                }
+                ul.kv {
+                    @for (url, secret) in secrets {
+                        li { (log_host(url)) ": " code.webhook-secret { (secret) } }
+                    }
+                }
+            }
         }
     }
 }
@@ -235,7 +285,13 @@ pub async fn toggle(
         .await?
         .ok_or_else(|| PageError::not_found("playbook"))?;
     row.playbook.enabled = !row.playbook.enabled;
-    if !state.store.update_playbook(id, &row.playbook).await? {
+    // The webhook URLs are unchanged: they keep their secrets.
+    if state
+        .store
+        .update_playbook(id, &row.playbook)
+        .await?
+        .is_none()
+    {
         return Err(PageError::not_found("playbook"));
     }
     let done = if row.playbook.enabled {

@@ -50,6 +50,9 @@ const CHUNK: usize = 200;
 /// scans the unmerged events' attributes, so this bounds that scan; larger
 /// runs share more pages per merge (see BENCHMARKS.md for both).
 pub const MERGE_ROWS: u64 = 200_000;
+/// Events removed per transaction when a deleted application's events are
+/// purged ([`Store::purge_deleted_apps`]).
+pub const PURGE_BATCH: usize = 500;
 /// Attribute values longer than this are kept in the event's JSON but not
 /// indexed: filters on them find nothing.
 pub const MAX_INDEXED_VALUE: usize = 512;
@@ -496,6 +499,12 @@ impl Store {
 
         let _w = self.write_guard().await;
         let mut tx = self.writer.begin().await?;
+        // An app deleted since its session was looked up gets no events: its
+        // purge would miss them.
+        if !self.app_still_exists(&mut tx, app_id).await? {
+            tx.rollback().await?;
+            return Err(StoreError::AppDeleted);
+        }
         for chunk in holders.chunks(CHUNK).chain(sharing.chunks(CHUNK)) {
             let sql = format!(
                 "INSERT INTO events (app_id, rid, event, time, client_ip, user_key, properties, \
@@ -616,6 +625,99 @@ impl Store {
         drop(_w);
         self.note_unmerged(attrs.len() as u64);
         Ok(ids.iter().map(Option::is_some).collect())
+    }
+
+    /// Removes the events of deleted applications ([`Store::delete_app`])
+    /// with their attributes, [`PURGE_BATCH`] events per transaction so that
+    /// ingestion waits at most one batch, until none is left; returns how
+    /// many were removed. Resumes purges an earlier process left unfinished
+    /// (housekeeping calls it every minute). Returns 0 at once when this
+    /// process is purging already.
+    ///
+    /// # Errors
+    /// Database errors; what is left is removed by a later call.
+    pub async fn purge_deleted_apps(&self) -> Result<u64, StoreError> {
+        if self.purging.swap(true, Ordering::AcqRel) {
+            return Ok(0);
+        }
+        let result = self.purge_deleted_apps_now().await;
+        self.purging.store(false, Ordering::Release);
+        if let Err(e) = &result {
+            tracing::warn!(event = "app.purge_failed", error = %e,
+                "removing a deleted application's events failed; will retry");
+        }
+        result
+    }
+
+    async fn purge_deleted_apps_now(&self) -> Result<u64, StoreError> {
+        let pending = sqlx::query("SELECT app_id, name FROM app_purges ORDER BY app_id")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut total = 0;
+        for row in pending {
+            let app_id: i64 = row.try_get("app_id")?;
+            let name: String = row.try_get("name")?;
+            let mut removed = 0;
+            loop {
+                let n = self.purge_batch(app_id).await?;
+                if n == 0 {
+                    break;
+                }
+                removed += n;
+            }
+            {
+                let _w = self.write_guard().await;
+                sqlx::query("DELETE FROM app_purges WHERE app_id = $1")
+                    .bind(app_id)
+                    .execute(&self.writer)
+                    .await?;
+            }
+            tracing::info!(event = "app.purged", app_id, app = %name, events = removed,
+                "the deleted application's events are removed");
+            total += removed;
+        }
+        Ok(total)
+    }
+
+    /// Removes up to [`PURGE_BATCH`] events of app `app_id` with their
+    /// attributes, in one transaction; returns how many.
+    async fn purge_batch(&self, app_id: i64) -> Result<u64, StoreError> {
+        let _w = self.write_guard().await;
+        let mut tx = self.writer.begin().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM events WHERE app_id = $1 ORDER BY time, id LIMIT $2",
+        )
+        .bind(app_id)
+        .bind(PURGE_BATCH as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        if ids.is_empty() {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let list: String = (1..=ids.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let params: Vec<Param> = ids.iter().map(|id| Param::Int(*id)).collect();
+        // The unmerged list first: on PostgreSQL a merge that claimed these
+        // events is waited for, so that the attributes it copied are
+        // visible to the next statement (and one that starts later skips
+        // them).
+        for sql in [
+            format!("DELETE FROM event_attrs_unmerged WHERE event_id IN ({list})"),
+            format!(
+                "DELETE FROM event_attrs WHERE (kind, key, value, time, event_id) IN \
+                 (SELECT kind, key, value, time, event_id FROM event_attrs_by_event \
+                 WHERE event_id IN ({list}))"
+            ),
+            format!("DELETE FROM event_attrs_by_event WHERE event_id IN ({list})"),
+            format!("DELETE FROM events WHERE id IN ({list})"),
+        ] {
+            bind_all(&sql, &params).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(ids.len() as u64)
     }
 
     /// Counts `added` unmerged attribute rows, and starts a background merge

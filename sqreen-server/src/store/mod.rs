@@ -12,7 +12,8 @@
 //! | playbooks | [`Store::list_playbooks`], [`Store::get_playbook`] |
 //! | live actions | [`Store::list_actions`] |
 //! | alerts, newest first | [`Store::list_alerts`] |
-//! | applications | [`Store::list_apps`] |
+//! | applications | [`Store::list_apps`], [`Store::find_app`] |
+//! | deleting an application, rotating its token | [`Store::delete_app`], [`Store::purge_deleted_apps`], [`Store::rotate_app_token`] |
 //!
 //! Nothing that must be shared between server processes lives in memory:
 //! sessions, pending `actions_reload`, threshold counts and the "one alert
@@ -43,7 +44,8 @@ use tokio::sync::{Mutex, MutexGuard};
 
 pub use events::{
     EventFilter, EventPage, EventView, HitCandidate, MAX_INDEXED_VALUE, MERGE_ROWS, NewEvent,
-    TrendGroup, TrendPoint, TrendQuery, TrendSeries, TrendView, attr_text, parse_cursor, user_key,
+    PURGE_BATCH, TrendGroup, TrendPoint, TrendQuery, TrendSeries, TrendView, attr_text,
+    parse_cursor, user_key,
 };
 pub use playbooks::{ActionView, AlertView, LockOutcome, NewAction, NewAlert, PlaybookRow};
 
@@ -83,6 +85,10 @@ pub enum StoreError {
     /// A stored JSON column does not parse (the database was edited by hand).
     #[error("corrupt stored JSON: {0}")]
     Corrupt(#[from] serde_json::Error),
+    /// The application was deleted (while a request of its agent was on
+    /// its way): nothing was stored for it.
+    #[error("the application was deleted")]
+    AppDeleted,
 }
 
 /// A parameter of a dynamically built query.
@@ -155,6 +161,8 @@ pub struct Store {
     one_pass_cells: i64,
     /// See [`Store::with_server_grouped_events`].
     server_grouped_events: i64,
+    /// Whether this process is purging deleted apps' events.
+    purging: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Pool options for SQLite connections of at most `connections`, each in
@@ -311,6 +319,7 @@ impl Store {
             merge: Arc::default(),
             one_pass_cells: events::PROPERTY_CELLS,
             server_grouped_events: events::SERVER_GROUPED_EVENTS,
+            purging: Arc::default(),
         })
     }
 
@@ -441,6 +450,142 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// The application named `name_or_id`, or else (when it is a number)
+    /// the one with that id: a name wins over an id.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn find_app(&self, name_or_id: &str) -> Result<Option<AppView>, StoreError> {
+        let by_name = sqlx::query("SELECT id, name, created_at FROM apps WHERE name = $1")
+            .bind(name_or_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let row = match (by_name, name_or_id.trim().parse::<i64>()) {
+            (Some(row), _) => Some(row),
+            (None, Ok(id)) => {
+                sqlx::query("SELECT id, name, created_at FROM apps WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            (None, Err(_)) => None,
+        };
+        row.map(|r| {
+            Ok(AppView {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Gives application `id` a new agent token (returned, shown once) and
+    /// ends its sessions: the old token no longer logs in, and agents
+    /// logged in with it get 401 on their next request (they log in again
+    /// with the new token). `None` when there is no such application.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn rotate_app_token(&self, id: i64) -> Result<Option<String>, StoreError> {
+        let token = secret::generate(secret::TOKEN_PREFIX)?;
+        let _w = self.write_guard().await;
+        let mut tx = self.writer.begin().await?;
+        let done = sqlx::query("UPDATE apps SET token_hash = $1 WHERE id = $2")
+            .bind(secret::hash(&token))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        sqlx::query("DELETE FROM sessions WHERE app_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(token))
+    }
+
+    /// Deletes application `id`: at once, in one transaction, the app (its
+    /// token stops working and its name is free again), its sessions (its
+    /// agents get 401), its actions, alerts and playbook counts; its events
+    /// are then removed in bounded batches by [`Store::purge_deleted_apps`]
+    /// (until then no query shows them: every query joins `apps`).
+    /// Playbooks, which name apps rather than hold them, are kept. `None`
+    /// when there is no such application.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn delete_app(&self, id: i64) -> Result<Option<AppView>, StoreError> {
+        let _w = self.write_guard().await;
+        let mut tx = self.writer.begin().await?;
+        // On PostgreSQL, a login racing the deletion waits for it (and then
+        // finds no app) instead of adding a session that would make the
+        // deletion fail.
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT id FROM apps WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
+        // Sessions first: they reference the app.
+        for sql in [
+            "DELETE FROM sessions WHERE app_id = $1",
+            "DELETE FROM actions WHERE app_id = $1",
+            "DELETE FROM alerts WHERE app_id = $1",
+            "DELETE FROM playbook_hits WHERE app_id = $1",
+            "DELETE FROM playbook_locks WHERE app_id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        let row = sqlx::query("DELETE FROM apps WHERE id = $1 RETURNING id, name, created_at")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let app = AppView {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            created_at: row.try_get("created_at")?,
+        };
+        sqlx::query(
+            "INSERT INTO app_purges (app_id, name, requested_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (app_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(app.name.as_str())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(app))
+    }
+
+    /// Whether application `app_id` still exists, checked inside `tx`,
+    /// which writes on its behalf. On PostgreSQL the row is locked against
+    /// deletion until `tx` ends, so a deletion waits for the write and its
+    /// purge sees what it wrote; on SQLite writers are serialised anyway.
+    pub(crate) async fn app_still_exists(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        app_id: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = match self.backend {
+            Backend::Sqlite => "SELECT id FROM apps WHERE id = $1",
+            Backend::Postgres => "SELECT id FROM apps WHERE id = $1 FOR KEY SHARE",
+        };
+        let row = sqlx::query(sql)
+            .bind(app_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        Ok(row.is_some())
     }
 
     /// The name of application `id`.

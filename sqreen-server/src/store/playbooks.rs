@@ -5,7 +5,7 @@
 //! first, in the same transaction as the alert and its actions, and a
 //! conflict means another request (or another server process) raised it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -67,6 +67,8 @@ pub enum LockOutcome {
     Raised(i64),
     /// An alert for this actor and playbook is still live: nothing stored.
     AlreadyLive,
+    /// The application was deleted meanwhile: nothing stored.
+    AppDeleted,
 }
 
 /// An alert as the API shows it.
@@ -179,15 +181,54 @@ async fn bump_playbooks_version(
     Ok(())
 }
 
+/// A fresh secret for each distinct webhook URL of `playbook`.
+fn new_secrets(playbook: &Playbook) -> Result<BTreeMap<String, String>, StoreError> {
+    playbook
+        .notifications
+        .iter()
+        .map(|n| {
+            Ok((
+                n.url.clone(),
+                secret::generate(crate::notify::SECRET_PREFIX)?,
+            ))
+        })
+        .collect()
+}
+
+async fn insert_secret(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    playbook_id: i64,
+    url: &str,
+    secret: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO webhook_secrets (playbook_id, url, secret, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(playbook_id)
+    .bind(url)
+    .bind(secret)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 const ACTION_COLUMNS: &str = "x.id, x.action, x.parameters, x.expires_at, x.playbook_id, \
      x.alert_id, a.name AS app, x.actor, x.created_at";
 
 impl Store {
-    /// Stores a new playbook; returns its id.
+    /// Stores a new playbook; returns its id and the signing secret
+    /// generated for each of its webhook URLs (shown once: see
+    /// [`crate::notify`]).
     ///
     /// # Errors
     /// Database errors.
-    pub async fn create_playbook(&self, playbook: &Playbook) -> Result<i64, StoreError> {
+    pub async fn create_playbook(
+        &self,
+        playbook: &Playbook,
+    ) -> Result<(i64, BTreeMap<String, String>), StoreError> {
+        let secrets = new_secrets(playbook)?;
         let now = now_ms();
         let _w = self.write_guard().await;
         let mut tx = self.writer.begin().await?;
@@ -201,9 +242,13 @@ impl Store {
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
+        let id: i64 = row.try_get("id")?;
+        for (url, secret) in &secrets {
+            insert_secret(&mut tx, id, url, secret, now).await?;
+        }
         bump_playbooks_version(&mut tx).await?;
         tx.commit().await?;
-        Ok(row.try_get("id")?)
+        Ok((id, secrets))
     }
 
     /// A value that changes whenever a playbook is created, changed or
@@ -217,11 +262,20 @@ impl Store {
     }
 
     /// Replaces playbook `id`, and forgets its counts and live locks (the
-    /// new definition counts afresh). False when there is no such playbook.
+    /// new definition counts afresh). A webhook URL the playbook already
+    /// had keeps its secret; a new one gets a secret, returned (URL →
+    /// secret, shown once); a removed one's secret is forgotten. `None`
+    /// when there is no such playbook.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn update_playbook(&self, id: i64, playbook: &Playbook) -> Result<bool, StoreError> {
+    pub async fn update_playbook(
+        &self,
+        id: i64,
+        playbook: &Playbook,
+    ) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+        let mut candidates = new_secrets(playbook)?;
+        let now = now_ms();
         let _w = self.write_guard().await;
         let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
@@ -231,23 +285,48 @@ impl Store {
         .bind(playbook.name.as_str())
         .bind(i64::from(playbook.enabled))
         .bind(serde_json::to_string(playbook)?)
-        .bind(now_ms())
+        .bind(now)
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
         for sql in [
             "DELETE FROM playbook_hits WHERE playbook_id = $1",
             "DELETE FROM playbook_locks WHERE playbook_id = $1",
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;
         }
+        let kept: Vec<String> =
+            sqlx::query("SELECT url FROM webhook_secrets WHERE playbook_id = $1")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get("url"))
+                .collect::<Result<_, _>>()?;
+        for url in kept {
+            if candidates.remove(&url).is_none() {
+                sqlx::query("DELETE FROM webhook_secrets WHERE playbook_id = $1 AND url = $2")
+                    .bind(id)
+                    .bind(url.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        for (url, secret) in &candidates {
+            insert_secret(&mut tx, id, url, secret, now).await?;
+        }
         bump_playbooks_version(&mut tx).await?;
         tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        Ok(Some(candidates))
     }
 
-    /// Deletes playbook `id` with its counts and locks; the actions it
-    /// created stay until they expire or are lifted. False when absent.
+    /// Deletes playbook `id` with its counts, locks and webhook secrets;
+    /// the actions it created stay until they expire or are lifted. False
+    /// when absent.
     ///
     /// # Errors
     /// Database errors.
@@ -261,12 +340,27 @@ impl Store {
         for sql in [
             "DELETE FROM playbook_hits WHERE playbook_id = $1",
             "DELETE FROM playbook_locks WHERE playbook_id = $1",
+            "DELETE FROM webhook_secrets WHERE playbook_id = $1",
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;
         }
         bump_playbooks_version(&mut tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// The signing secrets of playbook `id`'s webhooks, by URL.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn webhook_secrets(&self, id: i64) -> Result<HashMap<String, String>, StoreError> {
+        let rows = sqlx::query("SELECT url, secret FROM webhook_secrets WHERE playbook_id = $1")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("url")?, r.try_get("secret")?)))
+            .collect()
     }
 
     /// Playbook `id`.
@@ -362,6 +456,10 @@ impl Store {
         let now = now_ms();
         let _w = self.write_guard().await;
         let mut tx = self.writer.begin().await?;
+        if !self.app_still_exists(&mut tx, alert.app_id).await? {
+            tx.rollback().await?;
+            return Ok(LockOutcome::AppDeleted);
+        }
         sqlx::query(
             "DELETE FROM playbook_locks WHERE playbook_id = $1 AND app_id = $2 AND actor = $3 \
              AND expires_at <= $4",

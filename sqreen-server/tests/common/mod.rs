@@ -94,11 +94,27 @@ impl TestServer {
     }
 
     pub fn start_on(database_url: &str, heartbeat_delay: u64) -> Self {
-        Self::start_config(
-            ServerConfig::new(database_url)
-                .with_admin_key(ADMIN_KEY)
-                .with_heartbeat_delay(heartbeat_delay),
-        )
+        Self::start_with(database_url, |c| c.with_heartbeat_delay(heartbeat_delay))
+    }
+
+    /// A server on `database_url` with 1 s heartbeats whose webhooks may
+    /// reach 127.0.0.1 (`--allow-private-webhooks`), for the tests'
+    /// receivers.
+    pub fn start_allowing_private_webhooks(database_url: &str) -> Self {
+        Self::start_with(database_url, |c| {
+            c.with_heartbeat_delay(1).with_private_webhooks(true)
+        })
+    }
+
+    /// A server on `database_url` with the admin key and whatever
+    /// `configure` sets.
+    pub fn start_with(
+        database_url: &str,
+        configure: impl FnOnce(ServerConfig) -> ServerConfig,
+    ) -> Self {
+        Self::start_config(configure(
+            ServerConfig::new(database_url).with_admin_key(ADMIN_KEY),
+        ))
     }
 
     /// A server with `config` (its database, admin key, limits…).
@@ -339,4 +355,107 @@ macro_rules! on_both_backends {
             }
         }
     };
+}
+
+/// A request a [`receiver`] got: its lower-case headers and raw body.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub path: String,
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Delivery {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// A tiny HTTP server on 127.0.0.1 that records each request and answers
+/// `status`; returns its base URL (`http://127.0.0.1:PORT`) and what it got.
+pub fn receiver(status: u16) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&got);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                continue;
+            }
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+            let mut headers = std::collections::HashMap::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                }
+            }
+            let length = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            seen.lock().unwrap().push(Delivery {
+                path,
+                headers,
+                body,
+            });
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, got)
+}
+
+/// Checks a delivery's signature as a receiver would: the HMAC-SHA256 of
+/// `timestamp "." body` with `secret`, and a timestamp within 5 minutes.
+pub fn signature_is_valid(delivery: &Delivery, secret: &str) -> bool {
+    use hmac::{Hmac, Mac};
+    let Some(timestamp) = delivery.headers.get("x-sqreen-timestamp") else {
+        return false;
+    };
+    let Some(signature) = delivery.headers.get("x-sqreen-signature") else {
+        return false;
+    };
+    let Ok(seconds) = timestamp.parse::<u64>() else {
+        return false;
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if now.abs_diff(seconds) > 300 {
+        return false;
+    }
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(&delivery.body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    signature.strip_prefix("v1=") == Some(expected.as_str())
+}
+
+/// `/api/stats` of `server`.
+pub fn stats(server: &TestServer) -> Value {
+    server.admin().get_json("/api/stats")
 }
