@@ -136,6 +136,13 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Bounds of the accept loop: connections and header reads.
     pub connections: listen::ConnectionLimits,
+    /// How long events, alerts and ended actions are kept
+    /// ([`store::Store::apply_retention`]); `None` keeps them forever.
+    /// Default: 30 days.
+    pub retention: Option<Duration>,
+    /// How often housekeeping (retention, idle sessions, index merges)
+    /// runs; default a minute.
+    pub housekeeping_period: Duration,
     /// Lets webhooks reach loopback, private and other non-public
     /// addresses ([`destination`]); off by default.
     pub allow_private_webhooks: bool,
@@ -154,6 +161,10 @@ impl ServerConfig {
             concurrent_batches: DEFAULT_CONCURRENT_BATCHES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             connections: listen::ConnectionLimits::default(),
+            retention: Some(Duration::from_secs(
+                store::DEFAULT_RETENTION_DAYS * 24 * 3600,
+            )),
+            housekeeping_period: Duration::from_secs(60),
             allow_private_webhooks: false,
         }
     }
@@ -226,6 +237,7 @@ pub struct Server {
     ingest: ingest::IngestLimits,
     request_timeout: Duration,
     connections: listen::ConnectionLimits,
+    housekeeping: Housekeeping,
 }
 
 impl Server {
@@ -286,6 +298,13 @@ impl Server {
                 },
                 request_timeout: config.request_timeout,
                 connections: config.connections,
+                housekeeping: Housekeeping {
+                    period: config.housekeeping_period.max(Duration::from_millis(100)),
+                    retention_ms: config
+                        .retention
+                        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                    heartbeat_delay_s: config.heartbeat_delay_s.max(1),
+                },
             },
             generated,
         ))
@@ -333,10 +352,7 @@ impl Server {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let housekeeping = tokio::spawn(housekeeping(
-            self.state.store.clone(),
-            self.state.settings.heartbeat_delay_s,
-        ));
+        let housekeeping = tokio::spawn(housekeeping(self.state.store.clone(), self.housekeeping));
         let result = listen::serve(listener, self.router(), self.connections, shutdown).await;
         housekeeping.abort();
         result
@@ -368,19 +384,32 @@ fn session_secret(config: &ServerConfig) -> Result<Vec<u8>, OpenError> {
     Ok(secret::load_or_create_key_file(&path)?)
 }
 
-/// Every minute: forgets sessions idle for ten heartbeats (and at least an
-/// hour), and playbook hits older than the longest playbook period, moves
-/// pending event attributes into the index (other processes' too, on a
-/// shared PostgreSQL database), and removes what is left of deleted apps'
-/// events.
-async fn housekeeping(store: Store, heartbeat_delay_s: u64) {
+/// What housekeeping does and how often.
+#[derive(Clone, Copy, Debug)]
+struct Housekeeping {
+    period: Duration,
+    /// Events older than this many milliseconds are removed.
+    retention_ms: Option<i64>,
+    heartbeat_delay_s: u64,
+}
+
+/// Every period (a minute by default): applies retention, forgets sessions
+/// idle for ten heartbeats (and at least an hour), and playbook hits older
+/// than the longest playbook period, moves pending event attributes into
+/// the index (other processes' too, on a shared PostgreSQL database), and
+/// removes what is left of deleted apps' events.
+async fn housekeeping(store: Store, settings: Housekeeping) {
+    let Housekeeping {
+        period,
+        retention_ms,
+        heartbeat_delay_s,
+    } = settings;
     let idle_ms = i64::try_from(heartbeat_delay_s.saturating_mul(10_000))
         .unwrap_or(i64::MAX)
         .max(3_600_000);
-    // The first round a minute after start, not at once: nothing is due
+    // The first round a period after start, not at once: nothing is due
     // yet, and a merge racing the first batches would make the explorer's
     // tests (which merge on demand) depend on timing.
-    let period = Duration::from_secs(60);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tick.tick().await;
@@ -406,5 +435,9 @@ async fn housekeeping(store: Store, heartbeat_delay_s: u64) {
         // Deleted apps whose events are left (an interrupted purge);
         // failures are logged by `purge_deleted_apps`.
         let _ = store.purge_deleted_apps().await;
+        if let Some(keep) = retention_ms {
+            // Failures are logged by `apply_retention`.
+            let _ = store.apply_retention(now.saturating_sub(keep)).await;
+        }
     }
 }

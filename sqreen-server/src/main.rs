@@ -96,6 +96,11 @@ enum Command {
         #[arg(long, env = "SQREEN_SERVER_HEADER_READ_TIMEOUT", default_value = "10s",
               value_parser = duration)]
         header_read_timeout: Duration,
+        /// How long events, alerts and ended actions are kept (e.g. `30d`,
+        /// `12h`), or `off` to keep them forever.
+        #[arg(long, env = "SQREEN_SERVER_RETENTION", default_value = "30d",
+              value_parser = retention)]
+        retention: Retention,
         /// Let webhooks reach loopback, private, link-local and other
         /// non-public addresses (refused by default).
         #[arg(long, env = "SQREEN_SERVER_ALLOW_PRIVATE_WEBHOOKS")]
@@ -201,6 +206,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             max_connections,
             header_read_timeout,
             allow_private_webhooks,
+            retention,
         } => {
             let mut config = ServerConfig::new(database)
                 .with_heartbeat_delay(heartbeat_delay)
@@ -227,6 +233,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 (None, Some(value)) if !value.is_empty() => SessionSecret::Value(value),
                 _ => SessionSecret::Default,
             };
+            config.retention = retention.0;
             config.max_batch_bytes = usize::try_from(max_batch_bytes)?;
             config.concurrent_batches = usize::try_from(concurrent_batches)?;
             config.request_timeout = request_timeout;
@@ -289,6 +296,22 @@ fn read_key_file(path: &std::path::Path) -> Result<String, Box<dyn std::error::E
         .map_err(|e| format!("admin key file {}: {e}", path.display()))?;
     sqreen_server::secret::warn_if_readable_by_others(path);
     Ok(text.lines().next().unwrap_or_default().trim().to_owned())
+}
+
+/// The `--retention` flag: a duration, or `off`.
+#[derive(Clone, Copy, Debug)]
+struct Retention(Option<Duration>);
+
+/// `off`, or a duration from an hour to 100 years.
+fn retention(text: &str) -> Result<Retention, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Retention(None));
+    }
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(3600) || d > Duration::from_secs(100 * 365 * 86_400) {
+        return Err("must be `off` or between 1h and 100y".into());
+    }
+    Ok(Retention(Some(d)))
 }
 
 /// A duration flag: `10s`, `2m`, `1h30m`…, from 1 s to a day.

@@ -67,6 +67,15 @@ pub(crate) struct MergeState {
     failures: AtomicU64,
 }
 
+/// Which events [`Store::delete_event_batch`] removes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum EventBatch {
+    /// Those of a deleted application.
+    OfApp(i64),
+    /// Those older than this time (ms): retention.
+    Before(i64),
+}
+
 /// An event about to be stored.
 #[derive(Clone, Debug)]
 pub struct NewEvent {
@@ -682,12 +691,24 @@ impl Store {
     /// Removes up to [`PURGE_BATCH`] events of app `app_id` with their
     /// attributes, in one transaction; returns how many.
     async fn purge_batch(&self, app_id: i64) -> Result<u64, StoreError> {
+        self.delete_event_batch(EventBatch::OfApp(app_id)).await
+    }
+
+    /// Removes up to [`PURGE_BATCH`] events of `which`, oldest first, with
+    /// their attributes, in one transaction under the write lock (held
+    /// only for that batch, so that ingestion goes on between batches);
+    /// returns how many.
+    pub(crate) async fn delete_event_batch(&self, which: EventBatch) -> Result<u64, StoreError> {
+        let (condition, bound) = match which {
+            EventBatch::OfApp(app_id) => ("app_id = $1", app_id),
+            EventBatch::Before(time) => ("time < $1", time),
+        };
         let _w = self.write_guard().await;
         let mut tx = self.writer.begin().await?;
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM events WHERE app_id = $1 ORDER BY time, id LIMIT $2",
-        )
-        .bind(app_id)
+        let ids: Vec<i64> = sqlx::query_scalar(&format!(
+            "SELECT id FROM events WHERE {condition} ORDER BY time, id LIMIT $2"
+        ))
+        .bind(bound)
         .bind(PURGE_BATCH as i64)
         .fetch_all(&mut *tx)
         .await?;

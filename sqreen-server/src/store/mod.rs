@@ -32,6 +32,7 @@
 
 mod events;
 mod playbooks;
+mod retention;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -48,6 +49,7 @@ pub use events::{
     parse_cursor, user_key,
 };
 pub use playbooks::{ActionView, AlertView, LockOutcome, NewAction, NewAlert, PlaybookRow};
+pub use retention::{DEFAULT_RETENTION_DAYS, RetentionReport};
 
 use crate::secret;
 use crate::time::now_ms;
@@ -163,6 +165,8 @@ pub struct Store {
     server_grouped_events: i64,
     /// Whether this process is purging deleted apps' events.
     purging: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether this process is applying retention.
+    retaining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Pool options for SQLite connections of at most `connections`, each in
@@ -320,6 +324,7 @@ impl Store {
             one_pass_cells: events::PROPERTY_CELLS,
             server_grouped_events: events::SERVER_GROUPED_EVENTS,
             purging: Arc::default(),
+            retaining: Arc::default(),
         })
     }
 
