@@ -168,15 +168,30 @@ pub(crate) enum ActionError {
     NoUsers,
     #[error("IP action without `ip_cidr`")]
     NoCidr,
+    #[error("{0} actions past the protocol's limit of {max} per answer were skipped", max = sqreen_protocol::limits::MAX_ACTIONS)]
+    TooMany(usize),
+}
+
+impl ActionError {
+    /// Whether this is [`ActionError::TooMany`] (not one skipped action).
+    pub(crate) fn is_too_many(&self) -> bool {
+        matches!(self, Self::TooMany(_))
+    }
 }
 
 impl ActionStore {
-    /// Builds a store from the backend's JSON actions. Malformed actions are
-    /// skipped; their errors come back so the caller can log and count them.
+    /// Builds a store from the backend's JSON actions, at most the
+    /// protocol's [`MAX_ACTIONS`](sqreen_protocol::limits::MAX_ACTIONS).
+    /// Malformed actions are skipped; their errors come back so the caller
+    /// can log and count them (the actions past the limit as one error).
     pub fn from_json(actions: &[Value], now: Instant) -> (Self, Vec<ActionError>) {
         let mut store = Self::default();
         let mut errors = Vec::new();
-        for raw in actions {
+        let max = sqreen_protocol::limits::MAX_ACTIONS;
+        if actions.len() > max {
+            errors.push(ActionError::TooMany(actions.len() - max));
+        }
+        for raw in actions.iter().take(max) {
             if let Err(e) = store.add(raw, now) {
                 errors.push(e);
             }

@@ -91,6 +91,11 @@ pub(crate) type Properties = SmallVec<[(CompactString, PropertyValue); 4]>;
 /// A recycled record keeps its buffer up to this capacity; a record with a
 /// larger one is freed rather than pooled.
 const MAX_KEPT_BUF: usize = 2 * 1024;
+/// Most `track` entries in one record (the protocol's contract).
+pub(crate) const MAX_TRACKS_PER_RECORD: usize = sqreen_protocol::limits::MAX_TRACKS_PER_RECORD;
+/// Most entries of any kind in one record.
+pub(crate) const MAX_ENTRIES_PER_RECORD: usize = 256;
+
 /// A recycled record keeps room for this many entries at most.
 const MAX_KEPT_ENTRIES: usize = 4;
 /// A recycled record keeps room for this many route parameters at most.
@@ -649,9 +654,39 @@ impl RecordInner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds an entry unless the record is already closed.
+    /// Adds an entry unless the record is already closed or full (at most
+    /// [`MAX_TRACKS_PER_RECORD`] tracks and [`MAX_ENTRIES_PER_RECORD`]
+    /// entries: a handler tracking in a loop cannot grow a record without
+    /// bound, nor make a record the backend refuses).
     pub fn push(&self, entry: Entry) {
         let mut state = self.state();
+        let full = if matches!(entry, Entry::Track { .. }) {
+            state
+                .entries
+                .iter()
+                .filter(|e| matches!(e, Entry::Track { .. }))
+                .count()
+                >= MAX_TRACKS_PER_RECORD
+        } else {
+            state.entries.len() >= MAX_ENTRIES_PER_RECORD
+        };
+        if full && !state.closed {
+            drop(state);
+            let Some(shared) = self.shared.upgrade() else {
+                return;
+            };
+            bump(&shared.counters.invalid_sdk_input, 1);
+            if shared.sdk_warnings.allow() {
+                tracing::warn!(
+                    target: "sqreen::sdk",
+                    event = "sdk.record_full",
+                    max_tracks = MAX_TRACKS_PER_RECORD,
+                    max_entries = MAX_ENTRIES_PER_RECORD,
+                    "one request tracked more than a record may hold; the extra calls are ignored"
+                );
+            }
+            return;
+        }
         if state.closed {
             drop(state);
             let Some(shared) = self.shared.upgrade() else {

@@ -78,6 +78,23 @@ pub struct Stats {
     pub invalid_request_input: u64,
     /// Backend answers that could not be understood (bad JSON, bad fields).
     pub bad_backend_answers: u64,
+    /// Events dropped because the backend refused them on their own (400
+    /// or 413 to a batch of one, after splitting the batch they came in).
+    pub events_refused: u64,
+    /// Events dropped after their batch failed too many times (answers
+    /// other than 401, 429, 503 or a network error).
+    pub events_abandoned: u64,
+    /// Batches split in two because the backend refused them (400, 413).
+    pub batches_split: u64,
+    /// Heartbeats not delivered (their command results and metrics are
+    /// kept, unless the backend refused the metrics).
+    pub heartbeats_failed: u64,
+    /// Login/signup metric keys folded into per-IP keys because a store
+    /// was full (their user identifiers are lost, their counts are not).
+    pub metric_keys_folded: u64,
+    /// Login/signup observations lost: a store full of per-IP keys, or
+    /// metrics the backend refused.
+    pub metric_observations_dropped: u64,
     /// Login attempts, successful or not.
     pub login_attempts: u64,
     /// Successful logins (the first one and every re-login).
@@ -107,6 +124,12 @@ pub(crate) struct Counters {
     pub invalid_sdk_input: AtomicU64,
     pub invalid_request_input: AtomicU64,
     pub bad_backend_answers: AtomicU64,
+    pub events_refused: AtomicU64,
+    pub events_abandoned: AtomicU64,
+    pub batches_split: AtomicU64,
+    pub heartbeats_failed: AtomicU64,
+    pub metric_keys_folded: AtomicU64,
+    pub metric_observations_dropped: AtomicU64,
     pub login_attempts: AtomicU64,
     pub logins: AtomicU64,
     pub heartbeats_sent: AtomicU64,
@@ -136,6 +159,12 @@ impl Counters {
             invalid_sdk_input: get(&self.invalid_sdk_input),
             invalid_request_input: get(&self.invalid_request_input),
             bad_backend_answers: get(&self.bad_backend_answers),
+            events_refused: get(&self.events_refused),
+            events_abandoned: get(&self.events_abandoned),
+            batches_split: get(&self.batches_split),
+            heartbeats_failed: get(&self.heartbeats_failed),
+            metric_keys_folded: get(&self.metric_keys_folded),
+            metric_observations_dropped: get(&self.metric_observations_dropped),
             login_attempts: get(&self.login_attempts),
             logins: get(&self.logins),
             heartbeats_sent: get(&self.heartbeats_sent),

@@ -15,8 +15,9 @@ use crate::config::Config;
 /// A boxed, sendable future, as [`Transport::call`] returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// Largest backend answer read, in bytes; a larger one is an error.
-pub const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+/// Largest backend answer read, in bytes (the protocol's contract); a
+/// larger one is an error.
+pub const MAX_ANSWER_BYTES: usize = sqreen_protocol::limits::MAX_ANSWER_BYTES;
 
 /// HTTP method of a protocol call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,7 +110,12 @@ impl HttpTransport {
     /// # Errors
     /// [`TransportError::Setup`] when the proxy URL or the TLS setup is invalid.
     pub fn new(config: &Config) -> Result<Self, TransportError> {
+        warn_if_cleartext(&config.url);
+        // Redirects are never followed: a backend (or whatever answers in
+        // its name) could otherwise send the agent's token, session and
+        // batches anywhere.
         let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Self::CONNECT_TIMEOUT)
             .timeout(Self::CALL_TIMEOUT)
             .user_agent(concat!("sqreen-rs/", env!("CARGO_PKG_VERSION")));
@@ -129,6 +135,34 @@ impl HttpTransport {
             client,
             base_url: config.url.trim_end_matches('/').to_owned(),
         })
+    }
+}
+
+/// Warns once when `url` is plain `http://` to a host other than loopback:
+/// the agent token, user identifiers and requests would cross the network
+/// in clear.
+fn warn_if_cleartext(url: &str) {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.rsplit_once('@') {
+        Some((_, host)) => host,
+        None => authority,
+    };
+    let host = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        host.split(':').next().unwrap_or_default()
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        tracing::warn!(target: "sqreen::transport", event = "transport.cleartext",
+            "the backend URL is plain http:// to another host: the token and events cross \
+             the network unencrypted; use https://");
     }
 }
 

@@ -13,13 +13,26 @@
 //! | `event_queue_length` | 10 000 | `SQREEN_EVENT_QUEUE_LENGTH` | records queued from the request path; also the bound of events waiting here (pending + retry) |
 //! | `shutdown_timeout` | 5 s | `SQREEN_SHUTDOWN_TIMEOUT` | bound of the final batch + beat + logout |
 //!
-//! Failures: a failed login retries with exponential backoff (1 s doubling,
-//! capped at 5 min) forever; a failed batch goes to the retry buffer and is
-//! retried with the same backoff, oldest events dropped (and counted) when
-//! the buffer is full; a `401` anywhere drops the session and logs in again,
-//! keeping every pending event. While re-logging in, requests go on being
-//! recorded (the session loss is transient); only before the first login,
-//! or after `instrumentation_remove`, do requests pass through.
+//! Within the protocol's limits ([`sqreen_protocol::limits`]): a batch
+//! holds at most `batch_size` records, 10 000 tracked events and 4 MiB; a
+//! heartbeat carries the metrics that fit 1 MiB and 100 stores, the rest
+//! following in heartbeats sent at once (see [`crate::metrics`] for how
+//! metrics stay bounded and merge across failures).
+//!
+//! Failures, by answer:
+//!
+//! | answer | batch | heartbeat |
+//! |---|---|---|
+//! | 401 | kept; the session is dropped and the agent logs in again | the same |
+//! | 400, 413 | split in halves until the refused event is alone, which is dropped and counted (`events_refused`) | its metrics are dropped and counted, its command results kept |
+//! | 429, 503, network error, timeout | kept, retried after a backoff with full jitter (up to 5 min) | kept for the next heartbeat |
+//! | anything else | kept and retried with backoff; abandoned (`events_abandoned`) after 8 failures over 10 minutes or more | kept for the next heartbeat |
+//!
+//! A failed login retries with the same jittered backoff forever. Events
+//! waiting (pending and retried) are bounded by `event_queue_length`, the
+//! oldest dropped and counted first. While re-logging in, requests go on
+//! being recorded (the session loss is transient); only before the first
+//! login, or after `instrumentation_remove`, do requests pass through.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -28,6 +41,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::IpNet;
 use serde_json::Value;
+use sqreen_protocol::limits;
 use tokio::sync::mpsc;
 
 use crate::actions::{ActionStore, parse_cidr};
@@ -90,7 +104,9 @@ const DRAIN_TICK: Duration = Duration::from_millis(20);
 /// Most emptied event buffers kept for reuse (about 1 KB each).
 const SPARE_BUFFERS: usize = 1024;
 
-/// Exponential backoff: 1 s doubling, capped at 5 min.
+/// Exponential backoff with full jitter: each wait is drawn uniformly
+/// from zero to a ceiling that starts at 1 s and doubles up to 5 min, so
+/// that agents cut off by the same outage do not all come back at once.
 #[derive(Debug)]
 struct Backoff {
     next: Duration,
@@ -105,9 +121,10 @@ impl Backoff {
     }
 
     fn step(&mut self) -> Duration {
-        let d = self.next;
+        let ceiling = self.next;
         self.next = (self.next * 2).min(Self::CAP);
-        d
+        let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(fastrand::u64(0..=ms))
     }
 
     fn reset(&mut self) {
@@ -115,25 +132,68 @@ impl Backoff {
     }
 }
 
-/// One event, already serialised and scrubbed (see [`crate::event`]).
-type EventJson = Vec<u8>;
+/// One request record, already serialised and scrubbed (see
+/// [`crate::event`]), with its number of `track` entries (what the backend
+/// counts as events).
+#[derive(Debug, Default)]
+struct EventJson {
+    json: Vec<u8>,
+    tracks: usize,
+}
 
 /// Body of `POST /sqreen/v0/batch`: `{"batch":[e1,e2,…]}` from events that
 /// are already JSON, copied once.
 fn batch_body(events: &[EventJson]) -> Vec<u8> {
     const HEAD: &[u8] = b"{\"batch\":[";
-    let len = HEAD.len() + 2 + events.iter().map(|e| e.len() + 1).sum::<usize>();
+    let len = HEAD.len() + 2 + events.iter().map(|e| e.json.len() + 1).sum::<usize>();
     let mut body = Vec::with_capacity(len);
     body.extend_from_slice(HEAD);
     for (i, event) in events.iter().enumerate() {
         if i > 0 {
             body.push(b',');
         }
-        body.extend_from_slice(event);
+        body.extend_from_slice(&event.json);
     }
     body.extend_from_slice(b"]}");
     body
 }
+
+/// How many of `events`, from the front, make one batch: at most `records`
+/// records, the protocol's events (tracks) and the agent's batch bytes,
+/// and always at least one.
+fn batch_len<'a>(events: impl Iterator<Item = &'a EventJson>, records: usize) -> usize {
+    let (mut n, mut tracks, mut bytes) = (0, 0, 16);
+    for e in events.take(records.max(1)) {
+        tracks += e.tracks;
+        bytes += e.json.len() + 1;
+        if n > 0 && (tracks > limits::MAX_BATCH_EVENTS || bytes > limits::AGENT_BATCH_BYTES) {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// How the backend's answer to a batch is handled.
+#[derive(Debug, PartialEq, Eq)]
+enum BatchOutcome {
+    Delivered,
+    /// 401: the session is gone; kept for after the next login.
+    SessionLost,
+    /// 400 or 413: something in the batch is refused; split it.
+    Refused,
+    /// 429, 503, a network error or a timeout: kept, backing off.
+    Unavailable,
+    /// Any other answer: kept for a few attempts, then abandoned.
+    Failed,
+}
+
+/// A batch answered [`BatchOutcome::Failed`] is abandoned once it has
+/// failed this many times in a row…
+const MAX_FAILED_ATTEMPTS: u32 = 8;
+/// … over at least this long (flushes retry at once, so attempts alone
+/// would pass quickly).
+const MIN_FAILING_TIME: Duration = Duration::from_secs(600);
 
 /// A backend call and what it carried, so its result can be handled.
 #[derive(Debug)]
@@ -180,13 +240,22 @@ pub(crate) struct Worker {
     next_beat: Instant,
     pending: Vec<EventJson>,
     /// Emptied buffers of delivered events, reused for new ones.
-    spare: Vec<EventJson>,
+    spare: Vec<Vec<u8>>,
     /// Timestamp text of the current second.
     times: TimeText,
     pending_since: Option<Instant>,
     retry: VecDeque<EventJson>,
     retry_at: Instant,
     retry_backoff: Backoff,
+    /// Most records in the next retried batch: halved by each refused
+    /// (400, 413) batch, back to `batch_size` once one is delivered.
+    retry_records: usize,
+    /// Consecutive failed batches ([`BatchOutcome::Failed`]), since when.
+    failed_attempts: u32,
+    failing_since: Option<Instant>,
+    /// Metrics that did not fit the last heartbeat wait: the next one
+    /// goes at once.
+    metrics_left: bool,
     reload_actions: Option<Option<String>>,
     command_results: BTreeMap<String, CommandResult>,
     metrics: MetricStores,
@@ -235,6 +304,10 @@ impl Worker {
             retry: VecDeque::new(),
             retry_at: now,
             retry_backoff: Backoff::new(),
+            retry_records: config.batch_size.max(1),
+            failed_attempts: 0,
+            failing_since: None,
+            metrics_left: false,
             reload_actions: None,
             command_results: BTreeMap::new(),
             metrics: MetricStores::new(SystemTime::now()),
@@ -375,7 +448,7 @@ impl Worker {
                 state.request.peer.map(|p| p.ip()),
             )
         });
-        let mut has_track = false;
+        let mut tracks = 0;
         for entry in &state.entries {
             let (kind, ids) = match entry {
                 Entry::Auth { success: true, ids } => (MetricKind::LoginSuccess, ids),
@@ -385,7 +458,7 @@ impl Worker {
                 } => (MetricKind::LoginFail, ids),
                 Entry::Signup { ids } => (MetricKind::Signup, ids),
                 Entry::Track { .. } => {
-                    has_track = true;
+                    tracks += 1;
                     continue;
                 }
                 Entry::Identify { .. } => continue,
@@ -396,7 +469,8 @@ impl Worker {
                 client_ip,
             );
         }
-        if !has_track {
+        self.publish_metric_losses();
+        if tracks == 0 {
             return;
         }
         let (event, report) = request_record(
@@ -423,7 +497,10 @@ impl Worker {
                     "request fields that are not valid UTF-8 or JSON were left out of a record");
             }
         }
-        self.pending.push(event);
+        self.pending.push(EventJson {
+            json: event,
+            tracks,
+        });
         self.pending_since.get_or_insert_with(Instant::now);
         self.enforce_capacity();
     }
@@ -478,7 +555,7 @@ impl Worker {
             return Some(Op::ActionsPack { uuid });
         }
         if !self.retry.is_empty() && (now >= self.retry_at || self.flushing()) {
-            let n = self.retry.len().min(self.batch_size);
+            let n = batch_len(self.retry.iter(), self.retry_records.min(self.batch_size));
             let events: Vec<EventJson> = self.retry.drain(..n).collect();
             bump(&self.shared.counters.events_retried, events.len() as u64);
             self.update_pending_gauge();
@@ -503,7 +580,7 @@ impl Worker {
     }
 
     fn take_pending_batch(&mut self) -> Op {
-        let n = self.pending.len().min(self.batch_size);
+        let n = batch_len(self.pending.iter(), self.batch_size);
         let events: Vec<EventJson> = self.pending.drain(..n).collect();
         self.pending_since = if self.pending.is_empty() {
             None
@@ -517,12 +594,29 @@ impl Worker {
         }
     }
 
+    /// The next heartbeat: every command result, and the metrics that fit
+    /// what is left of the protocol's heartbeat size (the rest follow in
+    /// the next heartbeats, sent at once).
     fn beat_op(&mut self, now: SystemTime) -> Op {
         self.next_beat = Instant::now() + self.heartbeat_delay;
-        Op::Beat {
-            results: std::mem::take(&mut self.command_results),
-            metrics: self.metrics.take(now),
-        }
+        let results = std::mem::take(&mut self.command_results);
+        let results_size = serde_json::to_vec(&results).map_or(0, |r| r.len());
+        // Room for the envelope and the estimate's slack.
+        let budget = limits::MAX_BEAT_BYTES.saturating_sub(results_size + 16 * 1024);
+        let metrics = self.metrics.take(now, budget, limits::MAX_METRIC_STORES);
+        self.metrics_left = !self.metrics.is_empty();
+        Op::Beat { results, metrics }
+    }
+
+    /// Publishes the metric stores' losses in the agent's stats.
+    fn publish_metric_losses(&self) {
+        let counters = &self.shared.counters;
+        counters
+            .metric_keys_folded
+            .store(self.metrics.folded, Ordering::Relaxed);
+        counters
+            .metric_observations_dropped
+            .store(self.metrics.dropped, Ordering::Relaxed);
     }
 
     fn next_wakeup(&self) -> Instant {
@@ -636,7 +730,8 @@ impl Worker {
             Ok(r) => (200..300).contains(&r.status),
             Err(_) => false,
         };
-        let unauthorized = matches!(&result, Ok(r) if r.status == 401);
+        let status = result.as_ref().ok().map(|r| r.status);
+        let unauthorized = status == Some(401);
         let problem = match &result {
             Ok(r) => format!("status {}", r.status),
             Err(e) => e.to_string(),
@@ -645,36 +740,14 @@ impl Worker {
         match op {
             Op::Login => return self.on_login(ok, &body, &problem),
             Op::Batch { events, retried } => {
-                if ok {
-                    let counters = &self.shared.counters;
-                    bump(&counters.events_sent, events.len() as u64);
-                    bump(&counters.batches_sent, 1);
-                    self.retry_backoff.reset();
-                    tracing::debug!(target: "sqreen::batch", event = "batch.sent",
-                        events = events.len(), retried, "batch delivered");
-                    // Delivered events' buffers are written over by the next
-                    // events instead of being freed and allocated again.
-                    let room = SPARE_BUFFERS.saturating_sub(self.spare.len());
-                    self.spare
-                        .extend(events.into_iter().take(room).map(|mut e| {
-                            e.clear();
-                            e
-                        }));
-                } else {
-                    bump(&self.shared.counters.batches_failed, 1);
-                    let delay = self.retry_backoff.step();
-                    self.retry_at = Instant::now() + delay;
-                    tracing::warn!(target: "sqreen::batch", event = "batch.failed",
-                        events = events.len(), problem = %problem, retry_in_s = delay.as_secs(),
-                        "batch not delivered; kept for retry");
-                    for event in events.into_iter().rev() {
-                        self.retry.push_front(event);
-                    }
-                    self.enforce_capacity();
-                    if self.flushing() {
-                        self.flush_failed = true;
-                    }
-                }
+                let outcome = match status {
+                    Some(200..=299) => BatchOutcome::Delivered,
+                    Some(401) => BatchOutcome::SessionLost,
+                    Some(400 | 413) => BatchOutcome::Refused,
+                    Some(429 | 503) | None => BatchOutcome::Unavailable,
+                    Some(_) => BatchOutcome::Failed,
+                };
+                self.on_batch(events, retried, outcome, &problem);
             }
             Op::Beat { results, metrics } => {
                 if ok {
@@ -683,13 +756,28 @@ impl Worker {
                         Ok(beat) => self.execute_commands(beat.commands),
                         Err(e) => self.bad_answer("app-beat", &e.to_string()),
                     }
+                    if self.metrics_left {
+                        // The rest of the metrics go at once.
+                        self.next_beat = Instant::now();
+                    }
                 } else {
-                    tracing::warn!(target: "sqreen::heartbeat", event = "heartbeat.failed",
-                        problem = %problem, "heartbeat not delivered; its data is kept");
+                    bump(&self.shared.counters.heartbeats_failed, 1);
                     for (uuid, r) in results {
                         self.command_results.entry(uuid).or_insert(r);
                     }
-                    self.metrics.restore(metrics);
+                    if matches!(status, Some(400 | 413)) {
+                        // The backend refuses these metrics: resending them
+                        // would block every later heartbeat.
+                        tracing::warn!(target: "sqreen::heartbeat", event = "heartbeat.refused",
+                            problem = %problem,
+                            "heartbeat refused; its metrics are dropped, its command results kept");
+                        self.metrics.discard(&metrics);
+                    } else {
+                        tracing::warn!(target: "sqreen::heartbeat", event = "heartbeat.failed",
+                            problem = %problem, "heartbeat not delivered; its data is kept");
+                        self.metrics.restore(metrics);
+                    }
+                    self.publish_metric_losses();
                 }
             }
             Op::ActionsPack { uuid } => {
@@ -728,6 +816,97 @@ impl Worker {
         }
         self.check_flush_done();
         ok
+    }
+
+    /// Handles a batch's outcome (see [`BatchOutcome`]).
+    fn on_batch(
+        &mut self,
+        events: Vec<EventJson>,
+        retried: bool,
+        outcome: BatchOutcome,
+        problem: &str,
+    ) {
+        let counters = &self.shared.counters;
+        if outcome == BatchOutcome::Delivered {
+            bump(&counters.events_sent, events.len() as u64);
+            bump(&counters.batches_sent, 1);
+            self.retry_backoff.reset();
+            self.failed_attempts = 0;
+            self.failing_since = None;
+            self.retry_records = self.retry_records.saturating_mul(2).min(self.batch_size);
+            tracing::debug!(target: "sqreen::batch", event = "batch.sent",
+                events = events.len(), retried, "batch delivered");
+            // Delivered events' buffers are written over by the next
+            // events instead of being freed and allocated again.
+            let room = SPARE_BUFFERS.saturating_sub(self.spare.len());
+            self.spare.extend(events.into_iter().take(room).map(|e| {
+                let mut json = e.json;
+                json.clear();
+                json
+            }));
+            return;
+        }
+        bump(&counters.batches_failed, 1);
+        let n = events.len();
+        let keep = match outcome {
+            BatchOutcome::Refused if n == 1 => {
+                bump(&counters.events_refused, 1);
+                if self.shared.queue_warnings.allow() {
+                    tracing::warn!(target: "sqreen::batch", event = "batch.event_refused",
+                        problem = %problem,
+                        "the backend refuses one event on its own: it is dropped");
+                }
+                false
+            }
+            BatchOutcome::Refused => {
+                // Send halves until the refused event is alone.
+                bump(&counters.batches_split, 1);
+                self.retry_records = n.div_ceil(2);
+                self.retry_at = Instant::now();
+                tracing::debug!(target: "sqreen::batch", event = "batch.split", events = n,
+                    problem = %problem, "batch refused; sending it in halves");
+                true
+            }
+            BatchOutcome::Failed
+                if self.failed_attempts + 1 >= MAX_FAILED_ATTEMPTS
+                    && self
+                        .failing_since
+                        .is_some_and(|t| t.elapsed() >= MIN_FAILING_TIME) =>
+            {
+                self.failed_attempts = 0;
+                self.failing_since = None;
+                bump(&counters.events_abandoned, n as u64);
+                tracing::error!(target: "sqreen::batch", event = "batch.abandoned", events = n,
+                    attempts = MAX_FAILED_ATTEMPTS, problem = %problem,
+                    "batch failed too many times: its events are dropped");
+                false
+            }
+            BatchOutcome::Failed | BatchOutcome::Unavailable | BatchOutcome::SessionLost => {
+                if outcome == BatchOutcome::Failed {
+                    self.failed_attempts = self.failed_attempts.saturating_add(1);
+                    self.failing_since.get_or_insert_with(Instant::now);
+                }
+                if self.flushing() {
+                    self.flush_failed = true;
+                }
+                let delay = self.retry_backoff.step();
+                self.retry_at = Instant::now() + delay;
+                tracing::warn!(target: "sqreen::batch", event = "batch.failed",
+                    events = n, problem = %problem,
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "batch not delivered; kept for retry");
+                true
+            }
+            BatchOutcome::Delivered => false,
+        };
+        if keep {
+            for event in events.into_iter().rev() {
+                self.retry.push_front(event);
+            }
+            self.enforce_capacity();
+        } else {
+            self.update_pending_gauge();
+        }
     }
 
     fn bad_answer(&self, call: &'static str, error: &str) {
@@ -791,7 +970,10 @@ impl Worker {
             self.heartbeat_delay = Duration::from_secs(s.min(86_400));
         }
         if let Some(n) = features.batch_size {
-            self.batch_size = usize::try_from(n).unwrap_or(usize::MAX).clamp(1, 100_000);
+            self.batch_size = usize::try_from(n)
+                .unwrap_or(usize::MAX)
+                .clamp(1, limits::MAX_BATCH_EVENTS);
+            self.retry_records = self.batch_size;
         }
         if let Some(s) = features.max_staleness {
             self.max_staleness = Duration::from_secs(s.min(86_400));
@@ -808,7 +990,10 @@ impl Worker {
         for e in &errors {
             self.bad_answer("actions", &e.to_string());
         }
-        let loaded = actions.len() - errors.len();
+        let loaded = actions
+            .len()
+            .min(limits::MAX_ACTIONS)
+            .saturating_sub(errors.iter().filter(|e| !e.is_too_many()).count());
         let current = self.shared.runtime.load();
         self.shared.set_runtime(current.with_actions(store));
         tracing::info!(target: "sqreen::actions", event = "actions.loaded", loaded,
@@ -970,7 +1155,8 @@ impl Worker {
                     let op = if self.retry.is_empty() {
                         self.take_pending_batch()
                     } else {
-                        let n = self.retry.len().min(self.batch_size);
+                        let n =
+                            batch_len(self.retry.iter(), self.retry_records.min(self.batch_size));
                         Op::Batch {
                             events: self.retry.drain(..n).collect(),
                             retried: true,

@@ -31,6 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde_json::{Value, json};
+use sqreen_protocol::paths;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 
@@ -42,8 +43,8 @@ use crate::secret;
 use crate::store::{AppView, NewEvent, SessionRow, StoreError};
 use crate::time::now_ms;
 
-/// Largest login, heartbeat or logout body.
-pub const SMALL_BODY: usize = 1 << 20;
+/// Largest login, heartbeat or logout body (the protocol's contract).
+pub const SMALL_BODY: usize = sqreen_protocol::limits::MAX_BEAT_BYTES;
 /// Longest token or session id looked up.
 const MAX_CREDENTIAL: usize = 256;
 
@@ -64,20 +65,20 @@ pub fn routes(state: &AppState, limits: IngestLimits) -> Router<AppState> {
     ));
     let with_session = Router::new()
         .route(
-            "/sqreen/v1/app-beat",
+            paths::BEAT,
             post(beat).layer(DefaultBodyLimit::max(SMALL_BODY)),
         )
         .route(
-            "/sqreen/v0/batch",
+            paths::BATCH,
             post(batch)
                 .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(limits.max_batch_bytes))
                 .layer::<_, std::convert::Infallible>(GlobalConcurrencyLimitLayer::with_semaphore(
                     batch_slots,
                 )),
         )
-        .route("/sqreen/v0/actionspack", get(actionspack))
+        .route(paths::ACTIONSPACK, get(actionspack))
         .route(
-            "/sqreen/v0/app-logout",
+            paths::LOGOUT,
             get(logout)
                 .post(logout)
                 .layer(DefaultBodyLimit::max(SMALL_BODY)),
@@ -89,7 +90,7 @@ pub fn routes(state: &AppState, limits: IngestLimits) -> Router<AppState> {
         ));
     let login = Router::new()
         .route(
-            "/sqreen/v1/app-login",
+            paths::LOGIN,
             post(login).layer(DefaultBodyLimit::max(SMALL_BODY)),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -160,14 +161,7 @@ async fn login(
 ) -> Result<axum::Json<Value>, ApiError> {
     let info = protocol::decode_login(&body).map_err(|e| ApiError::bad_request(e.0))?;
     let session = state.store.open_session(app.id, &info.agent).await?;
-    let now = now_ms();
-    let actions: Vec<Value> = state
-        .store
-        .list_actions(Some(app.id))
-        .await?
-        .iter()
-        .map(|a| a.to_protocol(now))
-        .collect();
+    let actions = live_actions(&state, app.id).await?;
     tracing::info!(event = "login.ok", app = %app.name,
         app_name_header = header(&headers, "x-app-name").unwrap_or_default(),
         agent_type = %info.agent_type,
@@ -262,15 +256,28 @@ async fn actionspack(
     State(state): State<AppState>,
     Extension(s): Extension<SessionRow>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let now = now_ms();
-    let actions: Vec<Value> = state
-        .store
-        .list_actions(Some(s.app_id))
-        .await?
-        .iter()
-        .map(|a| a.to_protocol(now))
-        .collect();
+    let actions = live_actions(&state, s.app_id).await?;
     Ok(axum::Json(json!({"actions": actions})))
+}
+
+/// The live actions of `app_id` in their wire form, at most the protocol's
+/// [`sqreen_protocol::limits::MAX_ACTIONS`] (the newest first are kept).
+async fn live_actions(state: &AppState, app_id: i64) -> Result<Vec<Value>, ApiError> {
+    let now = now_ms();
+    let mut actions = state.store.list_actions(Some(app_id)).await?;
+    let max = sqreen_protocol::limits::MAX_ACTIONS;
+    if actions.len() > max {
+        tracing::warn!(
+            event = "actions.capped",
+            app_id,
+            live = actions.len(),
+            sent = max,
+            "more live actions than an answer may carry: the oldest are left out"
+        );
+        actions.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        actions.truncate(max);
+    }
+    Ok(actions.iter().map(|a| a.to_protocol(now)).collect())
 }
 
 async fn logout(

@@ -76,8 +76,9 @@ use crate::store::{Store, StoreError};
 
 /// The settings key of the generated admin key's hash.
 const ADMIN_KEY_SETTING: &str = "admin_key_hash";
-/// Default largest batch body: 32 MiB (1000 full request records fit easily).
-pub const DEFAULT_MAX_BATCH_BYTES: usize = 32 << 20;
+/// Default largest batch body: the protocol's 32 MiB (agents send at most
+/// 4 MiB).
+pub const DEFAULT_MAX_BATCH_BYTES: usize = sqreen_protocol::limits::MAX_BATCH_BYTES;
 /// Default heartbeat delay told to agents, in seconds.
 pub const DEFAULT_HEARTBEAT_DELAY_S: u64 = 60;
 /// Default number of batch bodies read at once.

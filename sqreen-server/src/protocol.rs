@@ -38,13 +38,16 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use sqreen_protocol::limits;
+
 use crate::store::NewEvent;
 use crate::time::parse_rfc3339_ms;
 
-/// Most events in one batch, counted after expanding each record's tracks.
-pub const MAX_BATCH_EVENTS: usize = 10_000;
-/// Most `track` entries in one request record.
-pub const MAX_TRACKS_PER_RECORD: usize = 100;
+/// Most events in one batch, counted after expanding each record's tracks
+/// (the protocol's contract).
+pub const MAX_BATCH_EVENTS: usize = sqreen_protocol::limits::MAX_BATCH_EVENTS;
+/// Most `track` entries in one request record (the protocol's contract).
+pub const MAX_TRACKS_PER_RECORD: usize = sqreen_protocol::limits::MAX_TRACKS_PER_RECORD;
 /// Longest `request` or `response` of a record, as JSON text.
 pub const MAX_CONTEXT_BYTES: usize = 256 * 1024;
 /// Deepest nesting of a `request` or `response` (the explorer parses them
@@ -483,8 +486,11 @@ pub fn batch_events(body: BatchBody) -> Result<Vec<NewEvent>, Invalid> {
 /// A bad time or key, with the store's name.
 pub fn metric_events(metrics: &[MetricBody], session: &str) -> Result<Vec<NewEvent>, Invalid> {
     let mut events = Vec::new();
-    if metrics.len() > 100 {
-        return Err(invalid("more than 100 metric stores"));
+    if metrics.len() > limits::MAX_METRIC_STORES {
+        return Err(invalid(format!(
+            "more than {} metric stores",
+            limits::MAX_METRIC_STORES
+        )));
     }
     for m in metrics {
         let start = time(&m.start, "metric start")?;
@@ -493,7 +499,7 @@ pub fn metric_events(metrics: &[MetricBody], session: &str) -> Result<Vec<NewEve
             tracing::debug!(event = "beat.metric_skipped", name = %m.name, "unknown metric store");
             continue;
         }
-        if m.observation.len() > MAX_BATCH_EVENTS {
+        if m.observation.len() > limits::MAX_METRIC_KEYS_PER_STORE {
             return Err(invalid("too many observations in one metric store"));
         }
         for (key, &count) in &m.observation {

@@ -2,7 +2,11 @@
 //! on 127.0.0.1, for tests of the agent and its adapters.
 //!
 //! It runs on its own thread and runtime, so sync and async tests alike can
-//! start one. Besides answering like a real backend, it can misbehave on
+//! start one. Like `sqreen-server`, it holds agents to the protocol's
+//! limits ([`sqreen_protocol::limits`]): a heartbeat over 1 MiB is a 413,
+//! one with too many metric stores or keys a 400, a batch over 32 MiB a
+//! 413, one with too many events or tracks per record a 400. Each refusal
+//! is counted in [`Snapshot::refused`]. Besides answering like a real backend, it can misbehave on
 //! demand — be down, hang, answer garbage or an error status, expire
 //! sessions — so tests can check that the agent survives it.
 //!
@@ -24,6 +28,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use sqreen_protocol::{limits, paths};
 use tokio::sync::oneshot;
 
 /// How the backend answers.
@@ -54,6 +59,11 @@ pub struct Snapshot {
     pub unauthorized: usize,
     /// Calls answered in a mode other than [`Mode::Normal`].
     pub misbehaved: usize,
+    /// Calls refused for breaking the protocol's limits, or carrying an
+    /// event [`TestBackend::refuse_events_containing`] names.
+    pub refused: usize,
+    refuse_marker: Option<String>,
+    redirect: Option<String>,
     mode: Mode,
     batch_mode: Mode,
     token: Option<String>,
@@ -129,6 +139,9 @@ impl TestBackend {
             misbehaved: 0,
             mode: Mode::Normal,
             batch_mode: Mode::Normal,
+            refused: 0,
+            refuse_marker: None,
+            redirect: None,
             token: None,
             sessions: Vec::new(),
             next_session: 0,
@@ -154,11 +167,16 @@ impl TestBackend {
             .expect("non-blocking listener");
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = Router::new()
-            .route("/sqreen/v1/app-login", post(login))
-            .route("/sqreen/v1/app-beat", post(beat))
-            .route("/sqreen/v0/batch", post(batch))
-            .route("/sqreen/v0/actionspack", get(actionspack))
-            .route("/sqreen/v0/app-logout", get(logout))
+            .route(paths::LOGIN, post(login))
+            .route(paths::BEAT, post(beat))
+            .route(paths::BATCH, post(batch))
+            .route(paths::ACTIONSPACK, get(actionspack))
+            .route(paths::LOGOUT, get(logout))
+            // Bodies are checked against the protocol's limits in the
+            // handlers (a 413 there is counted).
+            .layer(axum::extract::DefaultBodyLimit::max(
+                limits::MAX_BATCH_BYTES * 2,
+            ))
             .with_state(Arc::clone(&self.state));
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -199,6 +217,17 @@ impl TestBackend {
     /// How batches alone are answered (after [`set_mode`](Self::set_mode)'s mode).
     pub fn set_batch_mode(&self, mode: Mode) {
         lock(&self.state).batch_mode = mode;
+    }
+
+    /// Batches holding an event whose JSON text contains `marker` are
+    /// refused with 400, as a server refuses a record it cannot store.
+    pub fn refuse_events_containing(&self, marker: &str) {
+        lock(&self.state).refuse_marker = Some(marker.to_owned());
+    }
+
+    /// Every call is answered `307 Temporary Redirect` to `location`.
+    pub fn redirect_to(&self, location: &str) {
+        lock(&self.state).redirect = Some(location.to_owned());
     }
 
     /// Forgets every session: the next call quoting one gets 401.
@@ -299,8 +328,76 @@ fn json_response(status: u16, body: Value) -> Response {
         .into_response()
 }
 
+/// A refusal for breaking the protocol's limits (counted), or `None`.
+fn refuse(state: &Shared, status: u16, why: String) -> Option<Response> {
+    lock(state).refused += 1;
+    Some(json_response(
+        status,
+        json!({"status": false, "error": why}),
+    ))
+}
+
+/// Whether a heartbeat body breaks the protocol's limits.
+fn beat_breaks_limits(state: &Shared, body: &[u8]) -> Option<Response> {
+    if body.len() > limits::MAX_BEAT_BYTES {
+        return refuse(state, 413, format!("heartbeat of {} bytes", body.len()));
+    }
+    let beat: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let stores = beat["metrics"].as_array().map_or(&[][..], Vec::as_slice);
+    if stores.len() > limits::MAX_METRIC_STORES {
+        return refuse(state, 400, format!("{} metric stores", stores.len()));
+    }
+    for m in stores {
+        let keys = m["observation"].as_object().map_or(0, serde_json::Map::len);
+        if keys > limits::MAX_METRIC_KEYS_PER_STORE {
+            return refuse(state, 400, format!("{keys} keys in one metric store"));
+        }
+    }
+    None
+}
+
+/// Whether a batch breaks the protocol's limits or holds a refused event.
+fn batch_breaks_limits(state: &Shared, body: &[u8], events: &[Value]) -> Option<Response> {
+    if body.len() > limits::MAX_BATCH_BYTES {
+        return refuse(state, 413, format!("batch of {} bytes", body.len()));
+    }
+    let tracks = |e: &Value| {
+        e["observed"]["sdk"]
+            .as_array()
+            .map_or(0, |sdk| sdk.iter().filter(|x| x["name"] == "track").count())
+    };
+    if events
+        .iter()
+        .any(|e| tracks(e) > limits::MAX_TRACKS_PER_RECORD)
+    {
+        return refuse(state, 400, "too many tracks in one record".into());
+    }
+    let total: usize = events.iter().map(tracks).sum();
+    if total > limits::MAX_BATCH_EVENTS {
+        return refuse(state, 400, format!("{total} events in one batch"));
+    }
+    let marker = lock(state).refuse_marker.clone();
+    if let Some(marker) = marker
+        && events.iter().any(|e| e.to_string().contains(&marker))
+    {
+        return refuse(state, 400, "an event is refused".into());
+    }
+    None
+}
+
 /// Answers per the current mode, or `None` to answer normally.
 async fn misbehave(state: &Shared, batch: bool) -> Option<Response> {
+    let redirect = lock(state).redirect.clone();
+    if let Some(location) = redirect {
+        return Some(
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [("location", location.as_str())],
+                "",
+            )
+                .into_response(),
+        );
+    }
     let mode = {
         let mut s = lock(state);
         let mode = if batch && s.mode == Mode::Normal {
@@ -369,6 +466,9 @@ async fn beat(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
     if let Some(r) = check_session(&state, &headers) {
         return r;
     }
+    if let Some(r) = beat_breaks_limits(&state, &body) {
+        return r;
+    }
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut s = lock(&state);
     s.beats.push(body);
@@ -376,19 +476,22 @@ async fn beat(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
     json_response(200, json!({"status": true, "commands": commands}))
 }
 
-async fn batch(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+async fn batch(State(state): State<Shared>, headers: HeaderMap, raw: Bytes) -> Response {
     if let Some(r) = misbehave(&state, true).await {
         return r;
     }
     if let Some(r) = check_session(&state, &headers) {
         return r;
     }
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(body) = serde_json::from_slice::<Value>(&raw) else {
         return json_response(400, json!({"status": false, "error": "invalid JSON"}));
     };
     let Some(events) = body["batch"].as_array() else {
         return json_response(400, json!({"status": false, "error": "no batch"}));
     };
+    if let Some(r) = batch_breaks_limits(&state, &raw, events) {
+        return r;
+    }
     lock(&state).batches.push(events.clone());
     json_response(200, json!({"status": true}))
 }

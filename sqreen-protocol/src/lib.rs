@@ -1,0 +1,64 @@
+//! The contract between sqreen agents and a backend: the paths of the
+//! protocol's calls and the limits both sides keep, written once.
+//!
+//! The agent (`sqreen-core`) never sends more than these limits allow, and
+//! `sqreen-server` accepts everything within them: a test in
+//! `sqreen-server` feeds the agent's largest legal output to the server's
+//! decoders. A backend answers within [`limits::MAX_ACTIONS`] and
+//! [`limits::MAX_ANSWER_BYTES`], which the agent enforces on its side.
+//!
+//! ```
+//! use sqreen_protocol::limits;
+//! assert!(limits::AGENT_BATCH_BYTES <= limits::MAX_BATCH_BYTES);
+//! assert!(limits::MAX_METRIC_KEYS_PER_STORE <= limits::MAX_BATCH_EVENTS);
+//! ```
+
+/// The paths of the protocol's calls, relative to the backend's URL.
+pub mod paths {
+    /// Login (`POST`): token in, session out.
+    pub const LOGIN: &str = "/sqreen/v1/app-login";
+    /// Heartbeat (`POST`): metrics and command results in, commands out.
+    pub const BEAT: &str = "/sqreen/v1/app-beat";
+    /// Batch of request records (`POST`).
+    pub const BATCH: &str = "/sqreen/v0/batch";
+    /// The live security actions (`GET`).
+    pub const ACTIONSPACK: &str = "/sqreen/v0/actionspack";
+    /// Logout (`GET` or `POST`).
+    pub const LOGOUT: &str = "/sqreen/v0/app-logout";
+}
+
+pub mod limits {
+    //! The limits both sides keep.
+    //!
+    //! | limit | value | agent | server |
+    //! | --- | --- | --- | --- |
+    //! | [`MAX_BATCH_BYTES`] | 32 MiB | never sends more ([`AGENT_BATCH_BYTES`]) | default `--max-batch-bytes` |
+    //! | [`MAX_BATCH_EVENTS`] | 10 000 | tracks per batch | 400 above |
+    //! | [`MAX_TRACKS_PER_RECORD`] | 100 | drops the rest, counted | 400 above |
+    //! | [`MAX_BEAT_BYTES`] | 1 MiB | splits larger heartbeats | 413 above |
+    //! | [`MAX_METRIC_STORES`] | 100 per heartbeat | splits | 400 above |
+    //! | [`MAX_METRIC_KEYS_PER_STORE`] | 10 000 | folds the smallest keys | 400 above |
+    //! | [`MAX_ACTIONS`] | 100 000 per answer | loads the first ones, counted | sends at most |
+    //! | [`MAX_ANSWER_BYTES`] | 32 MiB | refuses larger answers | — |
+
+    /// Largest batch body a backend must accept (the server's default
+    /// limit).
+    pub const MAX_BATCH_BYTES: usize = 32 << 20;
+    /// Largest batch body the agent sends: a fraction of
+    /// [`MAX_BATCH_BYTES`], so that one batch stays a short request.
+    pub const AGENT_BATCH_BYTES: usize = 4 << 20;
+    /// Most events in a batch, counting each `track` of each record.
+    pub const MAX_BATCH_EVENTS: usize = 10_000;
+    /// Most `track` entries in one request record.
+    pub const MAX_TRACKS_PER_RECORD: usize = 100;
+    /// Largest login, heartbeat or logout body.
+    pub const MAX_BEAT_BYTES: usize = 1 << 20;
+    /// Most metric stores in one heartbeat.
+    pub const MAX_METRIC_STORES: usize = 100;
+    /// Most observation keys in one metric store.
+    pub const MAX_METRIC_KEYS_PER_STORE: usize = 10_000;
+    /// Most security actions in one answer (login or action pack).
+    pub const MAX_ACTIONS: usize = 100_000;
+    /// Largest answer a backend sends.
+    pub const MAX_ANSWER_BYTES: usize = 32 << 20;
+}
