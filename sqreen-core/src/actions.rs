@@ -7,7 +7,13 @@
 //!
 //! Matching rules (PROTOCOL.md):
 //! - IP actions match when the client IP lies in one of the action's CIDRs
-//!   (IPv4 and IPv6; IPv4-mapped IPv6 addresses match IPv4 ranges).
+//!   (IPv4 and IPv6; IPv4-mapped IPv6 addresses match IPv4 ranges). IPv6
+//!   CIDRs narrower than the configured `ipv6_action_prefix` (64 by
+//!   default) are widened to it: a host holds a whole /64. When several
+//!   live actions cover an IP, the most specific one applies.
+//! - IP actions are indexed by prefix length: a lookup masks the IP once
+//!   per distinct prefix length loaded (a handful in practice, 33 or 129 at
+//!   most) and probes a hash map, whatever the number of actions.
 //! - User actions match an `identify()` whose identifier map is exactly equal
 //!   to one of the action's maps.
 //! - `duration` counts seconds from when the agent received the action; `0`
@@ -144,10 +150,83 @@ impl Action {
     }
 }
 
+/// The actions of each network of one prefix length, by masked address.
+type Level<K> = (u8, HashMap<K, Vec<Arc<Action>>>);
+
+/// IP actions by network, one map per prefix length (longest first).
+#[derive(Debug, Default)]
+struct IpIndex {
+    v4: Vec<Level<u32>>,
+    v6: Vec<Level<u128>>,
+    len: usize,
+}
+
+fn mask_v4(bits: u32, len: u8) -> u32 {
+    bits & u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
+}
+
+fn mask_v6(bits: u128, len: u8) -> u128 {
+    bits & u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
+}
+
+/// The map of prefix length `len` in `levels` (kept longest first).
+fn level<K>(levels: &mut Vec<Level<K>>, len: u8) -> &mut HashMap<K, Vec<Arc<Action>>> {
+    let at = match levels.binary_search_by(|(l, _)| len.cmp(l)) {
+        Ok(i) => i,
+        Err(i) => {
+            levels.insert(i, (len, HashMap::new()));
+            i
+        }
+    };
+    &mut levels[at].1
+}
+
+impl IpIndex {
+    fn insert(&mut self, net: IpNet, action: &Arc<Action>, v6_prefix: u8) {
+        match net {
+            IpNet::V4(n) => {
+                let len = n.prefix_len();
+                level(&mut self.v4, len)
+                    .entry(mask_v4(n.network().into(), len))
+                    .or_default()
+                    .push(Arc::clone(action));
+            }
+            IpNet::V6(n) => {
+                let len = n.prefix_len().min(v6_prefix);
+                level(&mut self.v6, len)
+                    .entry(mask_v6(n.network().into(), len))
+                    .or_default()
+                    .push(Arc::clone(action));
+            }
+        }
+        self.len += 1;
+    }
+
+    fn lookup(&self, ip: IpAddr, now: Instant) -> Option<&Arc<Action>> {
+        fn live(actions: &[Arc<Action>], now: Instant) -> Option<&Arc<Action>> {
+            actions.iter().find(|a| a.is_live(now))
+        }
+        match ip {
+            IpAddr::V4(v4) => {
+                let bits = u32::from(v4);
+                self.v4
+                    .iter()
+                    .find_map(|(len, map)| live(map.get(&mask_v4(bits, *len))?, now))
+            }
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6);
+                self.v6
+                    .iter()
+                    .find_map(|(len, map)| live(map.get(&mask_v6(bits, *len))?, now))
+            }
+        }
+    }
+}
+
 /// The live action set, replaced whole by each action pack.
 #[derive(Debug, Default)]
 pub(crate) struct ActionStore {
-    ip: Vec<(IpNet, Arc<Action>)>,
+    ip: IpIndex,
     users: HashMap<String, Arc<Action>>,
 }
 
@@ -181,10 +260,11 @@ impl ActionError {
 
 impl ActionStore {
     /// Builds a store from the backend's JSON actions, at most the
-    /// protocol's [`MAX_ACTIONS`](sqreen_protocol::limits::MAX_ACTIONS).
-    /// Malformed actions are skipped; their errors come back so the caller
-    /// can log and count them (the actions past the limit as one error).
-    pub fn from_json(actions: &[Value], now: Instant) -> (Self, Vec<ActionError>) {
+    /// protocol's [`MAX_ACTIONS`](sqreen_protocol::limits::MAX_ACTIONS),
+    /// IPv6 networks widened to `v6_prefix`. Malformed actions are
+    /// skipped; their errors come back so the caller can log and count them
+    /// (the actions past the limit as one error).
+    pub fn from_json(actions: &[Value], now: Instant, v6_prefix: u8) -> (Self, Vec<ActionError>) {
         let mut store = Self::default();
         let mut errors = Vec::new();
         let max = sqreen_protocol::limits::MAX_ACTIONS;
@@ -192,14 +272,14 @@ impl ActionStore {
             errors.push(ActionError::TooMany(actions.len() - max));
         }
         for raw in actions.iter().take(max) {
-            if let Err(e) = store.add(raw, now) {
+            if let Err(e) = store.add(raw, now, v6_prefix) {
                 errors.push(e);
             }
         }
         (store, errors)
     }
 
-    fn add(&mut self, raw: &Value, now: Instant) -> Result<(), ActionError> {
+    fn add(&mut self, raw: &Value, now: Instant, v6_prefix: u8) -> Result<(), ActionError> {
         let obj = raw.as_object().ok_or(ActionError::NotAnObject)?;
         let id = match obj.get("action_id") {
             Some(Value::String(s)) => s.clone(),
@@ -262,8 +342,9 @@ impl ActionStore {
                 if nets.is_empty() {
                     return Err(ActionError::NoCidr);
                 }
-                self.ip
-                    .extend(nets.into_iter().map(|n| (n, Arc::clone(&action))));
+                for net in nets {
+                    self.ip.insert(net, &action, v6_prefix);
+                }
             }
             ActionKind::BlockUser | ActionKind::RedirectUser(_) => {
                 let users = params
@@ -290,7 +371,7 @@ impl ActionStore {
 
     /// True when some IP action is loaded (the request path then needs the client IP).
     pub fn has_ip_actions(&self) -> bool {
-        !self.ip.is_empty()
+        self.ip.len > 0
     }
 
     /// True when some user action is loaded.
@@ -298,13 +379,9 @@ impl ActionStore {
         !self.users.is_empty()
     }
 
-    /// The live action covering `ip`, if any.
+    /// The most specific live action covering `ip`, if any.
     pub fn match_ip(&self, ip: IpAddr, now: Instant) -> Option<&Arc<Action>> {
-        let ip = canonical(ip);
-        self.ip
-            .iter()
-            .find(|(net, action)| net.contains(&ip) && action.is_live(now))
-            .map(|(_, a)| a)
+        self.ip.lookup(canonical(ip), now)
     }
 
     /// The live action for exactly this identifier map (sorted by key).
@@ -373,8 +450,69 @@ mod tests {
     use serde_json::json;
 
     fn store(actions: Value) -> (ActionStore, usize) {
-        let (s, errors) = ActionStore::from_json(actions.as_array().unwrap(), Instant::now());
+        let (s, errors) = ActionStore::from_json(actions.as_array().unwrap(), Instant::now(), 64);
         (s, errors.len())
+    }
+
+    /// An IPv6 block on one address covers its /64 by default, and only
+    /// that /64; a wider prefix setting keeps it exact.
+    #[test]
+    fn ipv6_blocks_cover_the_64() {
+        let pack = json!([{"action_id": "a", "action": "block_ip",
+            "parameters": {"ip_cidr": ["2001:db8::1/128"]}}]);
+        let (s, _) = ActionStore::from_json(pack.as_array().unwrap(), Instant::now(), 64);
+        let now = Instant::now();
+        assert!(s.match_ip("2001:db8::ffff".parse().unwrap(), now).is_some());
+        assert!(
+            s.match_ip("2001:db8::1:2:3:4".parse().unwrap(), now)
+                .is_some()
+        );
+        assert!(
+            s.match_ip("2001:db8:0:1::1".parse().unwrap(), now)
+                .is_none()
+        );
+        let (exact, _) = ActionStore::from_json(pack.as_array().unwrap(), now, 128);
+        assert!(
+            exact
+                .match_ip("2001:db8::1".parse().unwrap(), now)
+                .is_some()
+        );
+        assert!(
+            exact
+                .match_ip("2001:db8::2".parse().unwrap(), now)
+                .is_none()
+        );
+    }
+
+    /// 100 000 IP actions (the most an answer carries) load and each is
+    /// found; the most specific live action wins over a wider one.
+    #[test]
+    fn many_ip_actions_are_indexed() {
+        let mut actions: Vec<Value> = (0..99_999u32)
+            .map(|i| {
+                let ip = std::net::Ipv4Addr::from(0x0b00_0000 + i);
+                json!({"action_id": format!("a{i}"), "action": "block_ip",
+                    "parameters": {"ip_cidr": [format!("{ip}/32")]}})
+            })
+            .collect();
+        actions.push(json!({"action_id": "wide", "action": "block_ip",
+            "parameters": {"ip_cidr": ["11.0.0.0/8"]}}));
+        let now = Instant::now();
+        let (s, errors) = ActionStore::from_json(&actions, now, 64);
+        assert!(errors.is_empty());
+        assert_eq!(
+            s.match_ip("11.0.0.7".parse().unwrap(), now).unwrap().id,
+            "a7"
+        );
+        assert_eq!(
+            s.match_ip("11.1.134.158".parse().unwrap(), now).unwrap().id,
+            "a99998"
+        );
+        assert_eq!(
+            s.match_ip("11.200.0.1".parse().unwrap(), now).unwrap().id,
+            "wide"
+        );
+        assert!(s.match_ip("12.0.0.1".parse().unwrap(), now).is_none());
     }
 
     /// A v4 CIDR block matches addresses inside it, and only those.
@@ -447,6 +585,7 @@ mod tests {
             .as_array()
             .unwrap(),
             t0,
+            64,
         );
         let later = t0 + Duration::from_secs(11);
         assert!(s.match_ip("1.1.1.1".parse().unwrap(), t0).is_some());

@@ -361,6 +361,17 @@ impl Agent {
                     token = shared.config.redacted_token().as_deref().unwrap_or(""),
                     "sqreen agent started"
                 );
+                if shared.config.trusted_proxies.is_empty() {
+                    tracing::warn!(
+                        target: "sqreen::agent",
+                        event = "agent.client_ip_spoofable",
+                        "`trusted_proxies` is not set: client IPs are read from proxy headers \
+                         (X-Forwarded-For…) that any client can write, so a client can choose the \
+                         IP it is recorded and blocked under. Set `trusted_proxies` \
+                         (SQREEN_TRUSTED_PROXIES) to the proxies in front of the application, or \
+                         to an address no peer has when none is"
+                    );
+                }
             }
             Err(e) => {
                 tracing::error!(target: "sqreen::agent", event = "agent.thread_error", error = %e,

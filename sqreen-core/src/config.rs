@@ -39,6 +39,7 @@
 //! | `event_queue_length` | `SQREEN_EVENT_QUEUE_LENGTH` | `10000` | Request records queued for the agent's thread at most; more are dropped and counted. Must not be zero. |
 //! | `body_capture_limit` | `SQREEN_BODY_CAPTURE_LIMIT` | `16384` | Bytes of a request body kept at most; `0` disables body capture. |
 //! | `blocking_status` | `SQREEN_BLOCKING_STATUS` | `403` | Status of the response to a blocked request, `400`–`599`. |
+//! | `ipv6_action_prefix` | `SQREEN_IPV6_ACTION_PREFIX` | `64` | IPv6 IP actions narrower than this prefix length are widened to it (an attacker holds a whole /64), `1`–`128`. |
 //! | `shutdown_timeout` | `SQREEN_SHUTDOWN_TIMEOUT` | `5s` | Longest time the final flush may take at shutdown. Must not be zero. |
 //!
 //! `SQREEN_CONFIG_FILE` chooses the config file; it has no file key.
@@ -136,6 +137,8 @@ pub const DEFAULT_EVENT_QUEUE_LENGTH: usize = 10_000;
 pub const DEFAULT_BODY_CAPTURE_LIMIT: usize = 16_384;
 /// Default status of the response to a blocked request.
 pub const DEFAULT_BLOCKING_STATUS: u16 = 403;
+/// Default prefix length IPv6 IP actions are widened to.
+pub const DEFAULT_IPV6_ACTION_PREFIX: u8 = 64;
 /// Default longest time of the final flush at shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The environment variable naming the config file to load.
@@ -240,6 +243,14 @@ pub struct Config {
     /// Default: 403. Environment: `SQREEN_BLOCKING_STATUS`. File key:
     /// `blocking_status`.
     pub blocking_status: u16,
+    /// IPv6 block and redirect actions narrower than this prefix length
+    /// are widened to it: one host usually holds a whole /64, so a block on
+    /// one address of it would be dodged by moving to the next. Within
+    /// `1..=128`; 128 matches actions as sent.
+    ///
+    /// Default: 64. Environment: `SQREEN_IPV6_ACTION_PREFIX`. File key:
+    /// `ipv6_action_prefix`.
+    pub ipv6_action_prefix: u8,
     /// Longest time the final flush may take at shutdown; never zero.
     ///
     /// Default: 5 s. Environment: `SQREEN_SHUTDOWN_TIMEOUT`. File key:
@@ -317,6 +328,7 @@ impl Default for Config {
             event_queue_length: DEFAULT_EVENT_QUEUE_LENGTH,
             body_capture_limit: DEFAULT_BODY_CAPTURE_LIMIT,
             blocking_status: DEFAULT_BLOCKING_STATUS,
+            ipv6_action_prefix: DEFAULT_IPV6_ACTION_PREFIX,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             config_file: None,
         }
@@ -351,6 +363,7 @@ impl fmt::Debug for Config {
             .field("event_queue_length", &self.event_queue_length)
             .field("body_capture_limit", &self.body_capture_limit)
             .field("blocking_status", &self.blocking_status)
+            .field("ipv6_action_prefix", &self.ipv6_action_prefix)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("config_file", &self.config_file)
             .finish()
@@ -396,6 +409,7 @@ pub struct ConfigBuilder {
     event_queue_length: Option<usize>,
     body_capture_limit: Option<usize>,
     blocking_status: Option<u16>,
+    ipv6_action_prefix: Option<u8>,
     shutdown_timeout: Option<Duration>,
     config_file: Option<PathBuf>,
 }
@@ -651,6 +665,15 @@ impl ConfigBuilder {
         self
     }
 
+    /// Sets the prefix length IPv6 IP actions are widened to; it must be
+    /// within `1..=128` (checked at build).
+    ///
+    /// Default: 64. Environment: `SQREEN_IPV6_ACTION_PREFIX`.
+    pub fn ipv6_action_prefix(mut self, prefix: u8) -> Self {
+        self.ipv6_action_prefix = Some(prefix);
+        self
+    }
+
     /// Sets the longest time the final flush may take at shutdown; zero is
     /// rejected at build.
     ///
@@ -710,6 +733,16 @@ impl ConfigBuilder {
                 STATUS_REASON,
             ));
         }
+        let ipv6_action_prefix = self
+            .ipv6_action_prefix
+            .unwrap_or(DEFAULT_IPV6_ACTION_PREFIX);
+        if !(1..=128).contains(&ipv6_action_prefix) {
+            return Err(ConfigError::invalid(
+                Key::Ipv6ActionPrefix,
+                &ipv6_action_prefix.to_string(),
+                PREFIX_REASON,
+            ));
+        }
         Ok(Config {
             token: self
                 .token
@@ -746,6 +779,7 @@ impl ConfigBuilder {
                 .body_capture_limit
                 .unwrap_or(DEFAULT_BODY_CAPTURE_LIMIT),
             blocking_status,
+            ipv6_action_prefix,
             shutdown_timeout: non_zero_duration(
                 Key::ShutdownTimeout,
                 self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
@@ -842,6 +876,13 @@ impl ConfigBuilder {
             Key::EventQueueLength => self.event_queue_length = Some(raw.into_count(key)?),
             Key::BodyCaptureLimit => self.body_capture_limit = Some(raw.into_count(key)?),
             Key::BlockingStatus => self.blocking_status = Some(raw.into_status(key)?),
+            Key::Ipv6ActionPrefix => {
+                let n = raw.into_count(key)?;
+                self.ipv6_action_prefix = Some(
+                    u8::try_from(n)
+                        .map_err(|_| ConfigError::invalid(key, &n.to_string(), PREFIX_REASON))?,
+                );
+            }
             Key::ShutdownTimeout => self.shutdown_timeout = Some(raw.into_duration(key)?),
         }
         Ok(())
@@ -931,11 +972,12 @@ enum Key {
     EventQueueLength,
     BodyCaptureLimit,
     BlockingStatus,
+    Ipv6ActionPrefix,
     ShutdownTimeout,
 }
 
 impl Key {
-    const ALL: [Key; 18] = [
+    const ALL: [Key; 19] = [
         Key::Token,
         Key::AppName,
         Key::Url,
@@ -953,6 +995,7 @@ impl Key {
         Key::EventQueueLength,
         Key::BodyCaptureLimit,
         Key::BlockingStatus,
+        Key::Ipv6ActionPrefix,
         Key::ShutdownTimeout,
     ];
 
@@ -976,6 +1019,7 @@ impl Key {
             Key::EventQueueLength => "event_queue_length",
             Key::BodyCaptureLimit => "body_capture_limit",
             Key::BlockingStatus => "blocking_status",
+            Key::Ipv6ActionPrefix => "ipv6_action_prefix",
             Key::ShutdownTimeout => "shutdown_timeout",
         }
     }
@@ -1000,6 +1044,7 @@ impl Key {
             Key::EventQueueLength => "SQREEN_EVENT_QUEUE_LENGTH",
             Key::BodyCaptureLimit => "SQREEN_BODY_CAPTURE_LIMIT",
             Key::BlockingStatus => "SQREEN_BLOCKING_STATUS",
+            Key::Ipv6ActionPrefix => "SQREEN_IPV6_ACTION_PREFIX",
             Key::ShutdownTimeout => "SQREEN_SHUTDOWN_TIMEOUT",
         }
     }
@@ -1039,11 +1084,12 @@ struct FileConfig {
     event_queue_length: Option<Raw>,
     body_capture_limit: Option<Raw>,
     blocking_status: Option<Raw>,
+    ipv6_action_prefix: Option<Raw>,
     shutdown_timeout: Option<Raw>,
 }
 
 impl FileConfig {
-    fn into_entries(self) -> [(Key, Option<Raw>); 18] {
+    fn into_entries(self) -> [(Key, Option<Raw>); 19] {
         [
             (Key::Token, self.token),
             (Key::AppName, self.app_name),
@@ -1068,6 +1114,7 @@ impl FileConfig {
             (Key::EventQueueLength, self.event_queue_length),
             (Key::BodyCaptureLimit, self.body_capture_limit),
             (Key::BlockingStatus, self.blocking_status),
+            (Key::Ipv6ActionPrefix, self.ipv6_action_prefix),
             (Key::ShutdownTimeout, self.shutdown_timeout),
         ]
     }
@@ -1147,6 +1194,7 @@ enum Raw {
 const BOOL_REASON: &str = "expected one of true/false, 1/0, yes/no, on/off";
 const COUNT_REASON: &str = "expected a whole, non-negative number";
 const STATUS_REASON: &str = "expected an HTTP status code from 400 to 599";
+const PREFIX_REASON: &str = "expected a prefix length from 1 to 128";
 const DURATION_REASON: &str = "expected whole seconds or a duration such as `500ms`, `5s` or `1m`";
 const SCALAR_REASON: &str = "expected a single value, not a list or table";
 const ZERO_REASON: &str = "must be greater than zero";

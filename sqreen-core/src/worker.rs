@@ -986,7 +986,11 @@ impl Worker {
     }
 
     fn load_actions(&mut self, actions: &[Value]) -> usize {
-        let (store, errors) = ActionStore::from_json(actions, Instant::now());
+        let (store, errors) = ActionStore::from_json(
+            actions,
+            Instant::now(),
+            self.shared.config.ipv6_action_prefix,
+        );
         for e in &errors {
             self.bad_answer("actions", &e.to_string());
         }
