@@ -622,7 +622,9 @@ impl Agent {
                     let record = shared.new_record(info, Some(ip));
                     record.push(action_entry(action.kind.event_name(), &action.id, ip));
                     bump(&shared.counters.actions_enforced, 1);
-                    tracing::info!(
+                    // Debug only: a client IP is personal data, and a
+                    // blocked attacker would fill the logs at info.
+                    tracing::debug!(
                         target: "sqreen::actions",
                         event = "action.ip",
                         action_id = %action.id,

@@ -138,6 +138,17 @@ impl<'s> Out<'s> {
         self.scrubbed(s, masked);
     }
 
+    /// A path or URL, its query scrubbed like parameters
+    /// ([`Scrubber::scrubbed_url`]).
+    fn url(&mut self, s: &str) {
+        if let Some(scrubbed) = self.scrubber.scrubbed_url(s) {
+            self.report.scrubbed += 1;
+            self.string(&scrubbed);
+        } else {
+            self.string(s);
+        }
+    }
+
     /// Bytes that should be UTF-8 text: scrubbed, or `""` (counted) when not.
     fn text_or_empty(&mut self, bytes: Option<&[u8]>) {
         match bytes.map(std::str::from_utf8) {
@@ -489,7 +500,7 @@ pub(crate) fn request_record(
     out.raw(",\"verb\":");
     out.string(state.request.method_str());
     out.raw(",\"path\":");
-    out.scrubbed(state.request.path_str(), false);
+    out.url(state.request.path_str());
 
     let scheme = state.request.scheme_str();
     let host_header = match state.request.host_header().map(std::str::from_utf8) {
@@ -525,11 +536,17 @@ pub(crate) fn request_record(
     out.raw(",\"user_agent\":");
     out.text_or_empty(state.request.user_agent());
     out.raw(",\"referer\":");
-    out.text_or_empty(if strip_referer {
-        None
-    } else {
-        state.request.referer()
-    });
+    match (
+        strip_referer,
+        state.request.referer().map(std::str::from_utf8),
+    ) {
+        (false, Some(Ok(referer))) => out.url(referer),
+        (false, Some(Err(_))) => {
+            out.report.invalid_input += 1;
+            out.string("");
+        }
+        _ => out.string(""),
+    }
 
     out.raw(",\"headers\":[");
     let mut first = true;

@@ -217,6 +217,65 @@ impl Scrubber {
     /// its decimal text matches the value regex (a card number sent as a
     /// number). Integers under 10^12 cannot match the default pattern and
     /// are ruled out without formatting.
+    /// `url` (a path or a whole URL, such as a referer) with its query
+    /// scrubbed like parameters: the value of a key that matches the key
+    /// regex is replaced whole, every other part (path, values, fragment)
+    /// by the value regex. Keys are compared decoded (`%70assword` is
+    /// `password`). `None` when nothing changed.
+    pub(crate) fn scrubbed_url(&self, url: &str) -> Option<String> {
+        let Some((head, rest)) = url.split_once('?') else {
+            return self.scrubbed(url);
+        };
+        let (query, fragment) = match rest.split_once('#') {
+            Some((q, f)) => (q, Some(f)),
+            None => (rest, None),
+        };
+        let mut changed = false;
+        let mut out = String::with_capacity(url.len());
+        match self.scrubbed(head) {
+            Some(h) => {
+                changed = true;
+                out.push_str(&h);
+            }
+            None => out.push_str(head),
+        }
+        out.push('?');
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            let Some((key, value)) = form_urlencoded::parse(pair.as_bytes()).next() else {
+                out.push_str(pair);
+                continue;
+            };
+            let raw_key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            if pair.contains('=') && !value.is_empty() && self.is_sensitive_key(&key) {
+                changed = true;
+                out.push_str(raw_key);
+                out.push('=');
+                out.push_str(REDACTED);
+            } else if let Some(v) = self.scrubbed(&value) {
+                changed = true;
+                out.push_str(raw_key);
+                out.push('=');
+                out.push_str(&v);
+            } else {
+                out.push_str(pair);
+            }
+        }
+        if let Some(fragment) = fragment {
+            out.push('#');
+            match self.scrubbed(fragment) {
+                Some(f) => {
+                    changed = true;
+                    out.push_str(&f);
+                }
+                None => out.push_str(fragment),
+            }
+        }
+        changed.then_some(out)
+    }
+
     pub(crate) fn masks_number(&self, n: &serde_json::Number) -> bool {
         let Some(re) = &self.value else {
             return false;
@@ -354,6 +413,30 @@ mod tests {
     }
 
     /// The default patterns compile (the `expect`s in the statics never fire).
+    /// Query values of sensitive keys in paths and referers are replaced
+    /// whole (keys compared decoded), other values by the value regex;
+    /// URLs without anything to scrub are left alone.
+    #[test]
+    fn urls_are_scrubbed_like_parameters() {
+        let s = Scrubber::new(None, None).unwrap();
+        assert_eq!(
+            s.scrubbed_url("/reset?token=abc123&lang=en").as_deref(),
+            Some("/reset?token=<Redacted by Sqreen>&lang=en")
+        );
+        assert_eq!(
+            s.scrubbed_url("https://ex.com/login?user=bob&%70assword=hunter2#top")
+                .as_deref(),
+            Some("https://ex.com/login?user=bob&%70assword=<Redacted by Sqreen>#top")
+        );
+        assert_eq!(
+            s.scrubbed_url("/pay?card=4111 1111 1111 1111").as_deref(),
+            Some("/pay?card=<Redacted by Sqreen>")
+        );
+        assert_eq!(s.scrubbed_url("/search?q=shoes&page=2"), None);
+        assert_eq!(s.scrubbed_url("/plain/path"), None);
+        assert_eq!(s.scrubbed_url("/flag?api_key&x=1"), None);
+    }
+
     #[test]
     fn default_patterns_compile() {
         assert!(Regex::new(DEFAULT_KEY_REGEXP).is_ok());

@@ -570,7 +570,7 @@ impl SqreenUser {
             user_identifiers: Some(Arc::clone(&self.ids)),
             timestamp: None,
         });
-        tracing::info!(
+        tracing::debug!(
             target: "sqreen::actions",
             event = "action.user",
             action_id = %action.id,

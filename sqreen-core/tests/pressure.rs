@@ -196,3 +196,38 @@ fn records_hold_at_most_the_contract_tracks() {
     assert!(agent.stats().invalid_sdk_input >= 50);
     assert_eq!(backend.with(|s| s.refused), 0);
 }
+
+/// Secrets in a path's query and in the referer's query never leave the
+/// process: their values arrive scrubbed, the rest of the URLs intact.
+#[test]
+fn url_queries_are_scrubbed() {
+    let backend = TestBackend::start();
+    let agent = start(config(&backend));
+    assert!(agent.wait_ready(WAIT));
+    let headers = [
+        ("X-Forwarded-For", "81.2.69.160"),
+        (
+            "Referer",
+            "https://shop.example/login?user=bob&password=hunter2-secret",
+        ),
+    ];
+    let info = RequestInfo::new("GET", "/reset?token=tok-4242-secret&lang=en", &headers)
+        .query(Some("token=tok-4242-secret&lang=en"));
+    let Begin::Record(record) = agent.begin(&info) else {
+        panic!("expected a record");
+    };
+    record.handle().track_event("password.reset");
+    record.close(ResponseInfo::new(200));
+    assert!(agent.flush(WAIT));
+    assert!(backend.wait_for(WAIT, |s| !s.events().is_empty()));
+    let event = backend.events().remove(0);
+    let request = &event["request"];
+    assert_eq!(request["path"], "/reset?token=<Redacted by Sqreen>&lang=en");
+    assert_eq!(
+        request["referer"],
+        "https://shop.example/login?user=bob&password=<Redacted by Sqreen>"
+    );
+    let text = event.to_string();
+    assert!(!text.contains("hunter2-secret"), "{text}");
+    assert!(!text.contains("tok-4242-secret"), "{text}");
+}
