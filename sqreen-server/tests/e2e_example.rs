@@ -105,9 +105,19 @@ fn create_app(database: &str, name: &str) -> String {
 
 /// `sqreen-server serve` on a free port; returns it and its base URL.
 fn serve(database: &str, dir: &std::path::Path, name: &'static str) -> (Proc, String) {
+    serve_on("127.0.0.1:0", database, dir, name)
+}
+
+/// `sqreen-server serve` on `addr`; returns it and its base URL.
+fn serve_on(
+    addr: &str,
+    database: &str,
+    dir: &std::path::Path,
+    name: &'static str,
+) -> (Proc, String) {
     let log = dir.join(format!("{name}.log"));
     let mut child = Command::new(server_bin())
-        .args(["serve", "--addr", "127.0.0.1:0", "--database", database])
+        .args(["serve", "--addr", addr, "--database", database])
         .env("SQREEN_SERVER_ADMIN_KEY", ADMIN_KEY)
         .env("SQREEN_SERVER_HEARTBEAT_DELAY", HEARTBEAT_S.to_string())
         .env("RUST_LOG", "info")
@@ -341,4 +351,131 @@ fn example_app_blocked_and_unblocked_postgres_two_servers() {
         http: client(),
     };
     scenario(&bin, &database, &agent_url, &admin, &dir);
+}
+
+/// The `i`-th attacker user name: 100 characters, every other one made of
+/// control characters (six bytes each once escaped in JSON).
+fn stuffed_user(i: usize) -> String {
+    let tag = format!("{i:06}");
+    if i.is_multiple_of(2) {
+        format!("{tag}{}", "x".repeat(94))
+    } else {
+        format!("{tag}{}", "\u{1}".repeat(94))
+    }
+}
+
+/// Failed logins `range` of the attacker, sent from four threads; each
+/// answer is a 401 (counted) or a 403 (blocked).
+fn stuff(base: &str, range: std::ops::Range<usize>) {
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let base = base.to_owned();
+            let range = range.clone();
+            std::thread::spawn(move || {
+                let http = client();
+                for i in range.skip(t).step_by(4) {
+                    let status = http
+                        .post(format!("{base}/login"))
+                        .header("X-Forwarded-For", ATTACKER)
+                        .form(&[("username", stuffed_user(i)), ("password", "guess".into())])
+                        .send()
+                        .map(|r| r.status().as_u16());
+                    assert!(matches!(status, Ok(401 | 403)), "login {i}: {status:?}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+/// Heartbeats the server refused, from its log.
+fn refused_beats(log: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("request.refused") && l.contains("app-beat"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Credential stuffing against the real processes: 10 000 failed logins
+/// from one IP, each with its own 100-character user name (half of them
+/// control characters), and a playbook of 50 failures per IP in 120 s.
+/// The IP is blocked within two heartbeats of the last attempt and no
+/// heartbeat is refused; with `outage`, the server is down for the first
+/// half of the attempts and back (same address, same database) for the
+/// second.
+fn stuffing(outage: bool) {
+    let Some(bin) = example_axum() else { return };
+    let dir = temp_dir();
+    let database = format!("sqlite://{}", dir.join("stuffing.db").display());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (server, url) = serve_on(&addr, &database, &dir, "sqreen-server");
+    let admin = AdminClient {
+        url: url.clone(),
+        http: client(),
+    };
+    let token = create_app(&database, "e2e-app");
+    admin.create_playbook(&json!({
+        "name": "credential stuffing", "enabled": true,
+        "trigger": {"event": "sdk-login-fail", "conditions": [], "threshold": 50,
+                    "period_s": 120, "actor": "ip"},
+        "responses": [{"type": "block", "duration_s": 600}],
+        "notifications": [], "allow_critical_ips": false}));
+    let (_app, base) = start_app(&bin, &url, &token, &dir);
+    let http = client();
+    let wait = Duration::from_secs(60);
+    eventually("the agent to deliver events", wait, || {
+        let _ = http
+            .post(format!("{base}/track"))
+            .header("X-Forwarded-For", BYSTANDER)
+            .json(&json!({"event": "e2e.ready"}))
+            .send();
+        let v = admin.get_json("/api/events?event=e2e.ready&limit=1");
+        (!v["events"].as_array().unwrap().is_empty()).then_some(())
+    });
+
+    let server = if outage {
+        drop(server);
+        stuff(&base, 0..5_000);
+        let (server, _) = serve_on(&addr, &database, &dir, "sqreen-server-again");
+        stuff(&base, 5_000..10_000);
+        server
+    } else {
+        stuff(&base, 0..10_000);
+        server
+    };
+    let last = Instant::now();
+    eventually("the agent to block the attacker", wait, || {
+        (status_from(&http, &base, ATTACKER) == Some(403)).then_some(())
+    });
+    eprintln!(
+        "attacker blocked {:?} after the last attempt",
+        last.elapsed()
+    );
+    assert!(
+        last.elapsed() <= Duration::from_secs(2 * HEARTBEAT_S + 6),
+        "blocked only {:?} after the last attempt",
+        last.elapsed()
+    );
+    assert_eq!(status_from(&http, &base, BYSTANDER), Some(200));
+    let refused: Vec<String> = [dir.join("sqreen-server.log"), server.log.clone()]
+        .iter()
+        .flat_map(|log| refused_beats(log))
+        .collect();
+    assert!(refused.is_empty(), "refused heartbeats: {refused:?}");
+}
+
+/// Credential stuffing does not blind the agent.
+#[test]
+fn credential_stuffing_is_blocked() {
+    stuffing(false);
+}
+
+/// … nor does a backend outage in the middle of it.
+#[test]
+fn credential_stuffing_is_blocked_across_an_outage() {
+    stuffing(true);
 }
