@@ -32,7 +32,9 @@
 //! | `strip_http_referer` | `SQREEN_STRIP_HTTP_REFERER` | `false` | Leaves the `Referer` header out of what is sent. |
 //! | `strip_sensitive_key_regexp` | `SQREEN_STRIP_SENSITIVE_KEY_REGEXP` | the protocol's key regex | Keys whose values are scrubbed; `""` disables. |
 //! | `strip_sensitive_value_regexp` | `SQREEN_STRIP_SENSITIVE_VALUE_REGEXP` | the protocol's card-number regex | Value parts that are scrubbed; `""` disables. |
-//! | `proxy` | `SQREEN_PROXY` | none | Outgoing proxy for the backend connection: an `http`, `https`, `socks5` or `socks5h` URL. |
+//! | `proxy` | `SQREEN_PROXY` | none | Outgoing proxy for the backend connection: an `http`, `https`, `socks5` or `socks5h` URL. Without it, the standard `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` variables apply. |
+//! | `ca_file` | `SQREEN_CA_FILE` | none | A PEM file of certificate authorities trusted for the backend's HTTPS, besides the built-in ones (a self-hosted server behind an internal CA). |
+//! | `platform_roots` | `SQREEN_PLATFORM_ROOTS` | `false` | Also trust the operating system's certificate store for the backend's HTTPS. |
 //! | `heartbeat_delay` | `SQREEN_HEARTBEAT_DELAY` | `60s` | Time between heartbeats. Must not be zero. |
 //! | `batch_size` | `SQREEN_BATCH_SIZE` | `1000` | Events sent per batch at most. Must not be zero. |
 //! | `max_staleness` | `SQREEN_MAX_STALENESS` | `60s` | Longest time an event waits before its batch is sent. Must not be zero. |
@@ -212,8 +214,21 @@ pub struct Config {
     /// An outgoing proxy for the backend connection: an `http`, `https`,
     /// `socks5` or `socks5h` URL.
     ///
-    /// Default: none. Environment: `SQREEN_PROXY`. File key: `proxy`.
+    /// Default: none, and then the standard `HTTPS_PROXY`, `HTTP_PROXY`,
+    /// `ALL_PROXY` and `NO_PROXY` variables apply. Environment:
+    /// `SQREEN_PROXY`. File key: `proxy`.
     pub proxy: Option<String>,
+    /// A PEM file of certificate authorities trusted for the backend's
+    /// HTTPS, besides the built-in (Mozilla) ones.
+    ///
+    /// Default: none. Environment: `SQREEN_CA_FILE`. File key: `ca_file`.
+    pub ca_file: Option<PathBuf>,
+    /// Also trusts the operating system's certificate store for the
+    /// backend's HTTPS.
+    ///
+    /// Default: `false`. Environment: `SQREEN_PLATFORM_ROOTS`. File key:
+    /// `platform_roots`.
+    pub platform_roots: bool,
     /// Time between heartbeats; never zero.
     ///
     /// Default: 60 s. Environment: `SQREEN_HEARTBEAT_DELAY`. File key:
@@ -322,6 +337,8 @@ impl Default for Config {
             strip_sensitive_key_regexp: None,
             strip_sensitive_value_regexp: None,
             proxy: None,
+            ca_file: None,
+            platform_roots: false,
             heartbeat_delay: DEFAULT_HEARTBEAT_DELAY,
             batch_size: DEFAULT_BATCH_SIZE,
             max_staleness: DEFAULT_MAX_STALENESS,
@@ -357,6 +374,8 @@ impl fmt::Debug for Config {
                 &self.strip_sensitive_value_regexp,
             )
             .field("proxy", &self.proxy.as_deref().map(redact_userinfo))
+            .field("ca_file", &self.ca_file)
+            .field("platform_roots", &self.platform_roots)
             .field("heartbeat_delay", &self.heartbeat_delay)
             .field("batch_size", &self.batch_size)
             .field("max_staleness", &self.max_staleness)
@@ -403,6 +422,8 @@ pub struct ConfigBuilder {
     strip_sensitive_key_regexp: Option<String>,
     strip_sensitive_value_regexp: Option<String>,
     proxy: Option<String>,
+    ca_file: Option<PathBuf>,
+    platform_roots: Option<bool>,
     heartbeat_delay: Option<Duration>,
     batch_size: Option<usize>,
     max_staleness: Option<Duration>,
@@ -612,6 +633,24 @@ impl ConfigBuilder {
         self
     }
 
+    /// Trusts the certificate authorities of this PEM file for the
+    /// backend's HTTPS, besides the built-in ones (read when the agent
+    /// starts; an unreadable or invalid file keeps the agent off, logged).
+    ///
+    /// Default: none. Environment: `SQREEN_CA_FILE`.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Also trusts the operating system's certificate store.
+    ///
+    /// Default: `false`. Environment: `SQREEN_PLATFORM_ROOTS`.
+    pub fn platform_roots(mut self, on: bool) -> Self {
+        self.platform_roots = Some(on);
+        self
+    }
+
     /// Sets the time between heartbeats; zero is rejected at build.
     ///
     /// Default: 60 s. Environment: `SQREEN_HEARTBEAT_DELAY`.
@@ -758,6 +797,8 @@ impl ConfigBuilder {
             strip_sensitive_key_regexp: self.strip_sensitive_key_regexp,
             strip_sensitive_value_regexp: self.strip_sensitive_value_regexp,
             proxy,
+            ca_file: self.ca_file.filter(|p| !p.as_os_str().is_empty()),
+            platform_roots: self.platform_roots.unwrap_or(false),
             heartbeat_delay: non_zero_duration(
                 Key::HeartbeatDelay,
                 self.heartbeat_delay.unwrap_or(DEFAULT_HEARTBEAT_DELAY),
@@ -870,6 +911,8 @@ impl ConfigBuilder {
                     .or(self.strip_sensitive_value_regexp.take());
             }
             Key::Proxy => self.proxy = Some(raw.into_text(key)?),
+            Key::CaFile => self.ca_file = Some(PathBuf::from(raw.into_text(key)?)),
+            Key::PlatformRoots => self.platform_roots = Some(raw.into_bool(key)?),
             Key::HeartbeatDelay => self.heartbeat_delay = Some(raw.into_duration(key)?),
             Key::BatchSize => self.batch_size = Some(raw.into_count(key)?),
             Key::MaxStaleness => self.max_staleness = Some(raw.into_duration(key)?),
@@ -966,6 +1009,8 @@ enum Key {
     StripSensitiveKeyRegexp,
     StripSensitiveValueRegexp,
     Proxy,
+    CaFile,
+    PlatformRoots,
     HeartbeatDelay,
     BatchSize,
     MaxStaleness,
@@ -977,7 +1022,7 @@ enum Key {
 }
 
 impl Key {
-    const ALL: [Key; 19] = [
+    const ALL: [Key; 21] = [
         Key::Token,
         Key::AppName,
         Key::Url,
@@ -989,6 +1034,8 @@ impl Key {
         Key::StripSensitiveKeyRegexp,
         Key::StripSensitiveValueRegexp,
         Key::Proxy,
+        Key::CaFile,
+        Key::PlatformRoots,
         Key::HeartbeatDelay,
         Key::BatchSize,
         Key::MaxStaleness,
@@ -1013,6 +1060,8 @@ impl Key {
             Key::StripSensitiveKeyRegexp => "strip_sensitive_key_regexp",
             Key::StripSensitiveValueRegexp => "strip_sensitive_value_regexp",
             Key::Proxy => "proxy",
+            Key::CaFile => "ca_file",
+            Key::PlatformRoots => "platform_roots",
             Key::HeartbeatDelay => "heartbeat_delay",
             Key::BatchSize => "batch_size",
             Key::MaxStaleness => "max_staleness",
@@ -1038,6 +1087,8 @@ impl Key {
             Key::StripSensitiveKeyRegexp => "SQREEN_STRIP_SENSITIVE_KEY_REGEXP",
             Key::StripSensitiveValueRegexp => "SQREEN_STRIP_SENSITIVE_VALUE_REGEXP",
             Key::Proxy => "SQREEN_PROXY",
+            Key::CaFile => "SQREEN_CA_FILE",
+            Key::PlatformRoots => "SQREEN_PLATFORM_ROOTS",
             Key::HeartbeatDelay => "SQREEN_HEARTBEAT_DELAY",
             Key::BatchSize => "SQREEN_BATCH_SIZE",
             Key::MaxStaleness => "SQREEN_MAX_STALENESS",
@@ -1078,6 +1129,8 @@ struct FileConfig {
     strip_sensitive_key_regexp: Option<Raw>,
     strip_sensitive_value_regexp: Option<Raw>,
     proxy: Option<Raw>,
+    ca_file: Option<Raw>,
+    platform_roots: Option<Raw>,
     heartbeat_delay: Option<Raw>,
     batch_size: Option<Raw>,
     max_staleness: Option<Raw>,
@@ -1089,7 +1142,7 @@ struct FileConfig {
 }
 
 impl FileConfig {
-    fn into_entries(self) -> [(Key, Option<Raw>); 19] {
+    fn into_entries(self) -> [(Key, Option<Raw>); 21] {
         [
             (Key::Token, self.token),
             (Key::AppName, self.app_name),
@@ -1108,6 +1161,8 @@ impl FileConfig {
                 self.strip_sensitive_value_regexp,
             ),
             (Key::Proxy, self.proxy),
+            (Key::CaFile, self.ca_file),
+            (Key::PlatformRoots, self.platform_roots),
             (Key::HeartbeatDelay, self.heartbeat_delay),
             (Key::BatchSize, self.batch_size),
             (Key::MaxStaleness, self.max_staleness),

@@ -102,6 +102,10 @@ pub struct Features {
     /// Request records the local queue holds.
     #[serde(default, deserialize_with = "positive_u64")]
     pub event_queue_length: Option<u64>,
+    /// The backend accepts gzip batch bodies (`Content-Encoding: gzip`); a
+    /// `sqreen-server` extension, absent from the historical protocol.
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub batch_gzip: bool,
 }
 
 /// A command from the backend.
@@ -181,6 +185,10 @@ fn lenient_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error>
         Value::Array(items) => items,
         _ => Vec::new(),
     })
+}
+
+fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(matches!(Value::deserialize(d)?, Value::Bool(true)))
 }
 
 fn positive_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {

@@ -119,14 +119,21 @@ impl HttpTransport {
             .connect_timeout(Self::CONNECT_TIMEOUT)
             .timeout(Self::CALL_TIMEOUT)
             .user_agent(concat!("sqreen-rs/", env!("CARGO_PKG_VERSION")));
+        // Without `proxy`, reqwest reads HTTPS_PROXY / HTTP_PROXY /
+        // ALL_PROXY and honours NO_PROXY, as other HTTP clients of the
+        // process do: behind a corporate proxy, that is the only way out.
         if let Some(proxy) = &config.proxy {
             let proxy =
                 reqwest::Proxy::all(proxy).map_err(|e| TransportError::Setup(e.to_string()))?;
             builder = builder.proxy(proxy);
-        } else {
-            // Only the configured proxy is used: an agent should not pick up
-            // the process's HTTP(S)_PROXY by surprise.
-            builder = builder.no_proxy();
+        }
+        builder = builder
+            .tls_built_in_webpki_certs(true)
+            .tls_built_in_native_certs(config.platform_roots);
+        if let Some(path) = &config.ca_file {
+            for cert in read_ca_file(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
         }
         let client = builder
             .build()
@@ -138,12 +145,37 @@ impl HttpTransport {
     }
 }
 
-/// Warns once when `url` is plain `http://` to a host other than loopback:
-/// the agent token, user identifiers and requests would cross the network
-/// in clear.
+/// The certificates of the PEM file at `path`.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, TransportError> {
+    let pem = std::fs::read(path).map_err(|e| {
+        TransportError::Setup(format!("cannot read the CA file {}: {e}", path.display()))
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| TransportError::Setup(format!("invalid CA file {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(TransportError::Setup(format!(
+            "the CA file {} holds no certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// Warns when `url` is plain `http://` to a host other than loopback: the
+/// agent token, user identifiers and requests would cross the network in
+/// clear.
 fn warn_if_cleartext(url: &str) {
+    if is_cleartext_remote(url) {
+        tracing::warn!(target: "sqreen::transport", event = "transport.cleartext",
+            "the backend URL is plain http:// to another host: the token and events cross \
+             the network unencrypted; use https://");
+    }
+}
+
+/// Whether `url` is `http://` to a host other than loopback.
+fn is_cleartext_remote(url: &str) -> bool {
     let Some(rest) = url.strip_prefix("http://") else {
-        return;
+        return false;
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = match authority.rsplit_once('@') {
@@ -159,11 +191,7 @@ fn warn_if_cleartext(url: &str) {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        tracing::warn!(target: "sqreen::transport", event = "transport.cleartext",
-            "the backend URL is plain http:// to another host: the token and events cross \
-             the network unencrypted; use https://");
-    }
+    !loopback
 }
 
 impl Transport for HttpTransport {
@@ -201,5 +229,67 @@ impl Transport for HttpTransport {
             }
             Ok(ApiResponse { status, body })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn config_with_ca(path: &std::path::Path) -> Config {
+        Config::builder()
+            .token("t")
+            .url("https://backend.invalid")
+            .ca_file(path)
+            .build()
+            .unwrap()
+    }
+
+    /// A missing, empty or invalid CA file is a setup error naming the
+    /// file (the agent then stays off), never a silent fallback.
+    #[test]
+    fn bad_ca_files_are_refused() {
+        let dir = std::env::temp_dir().join(format!("sqreen-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.pem");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        for path in [&missing, &empty, &garbage] {
+            let err = HttpTransport::new(&config_with_ca(path)).unwrap_err();
+            assert!(
+                err.to_string().contains(&path.display().to_string()),
+                "{err}"
+            );
+        }
+    }
+
+    /// Plain `http://` is flagged for remote hosts only.
+    #[test]
+    fn cleartext_detection() {
+        for url in [
+            "http://127.0.0.1:8700",
+            "http://localhost/sqreen",
+            "http://[::1]:80/x",
+            "http://user:pw@127.0.0.2",
+            "https://example.com",
+        ] {
+            assert!(!is_cleartext_remote(url), "{url}");
+        }
+        for url in [
+            "http://example.com",
+            "http://10.0.0.5:8700",
+            "http://[2001:db8::1]/",
+            "http://localhost.example.com",
+        ] {
+            assert!(is_cleartext_remote(url), "{url}");
+        }
     }
 }

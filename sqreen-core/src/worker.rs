@@ -174,6 +174,18 @@ fn batch_len<'a>(events: impl Iterator<Item = &'a EventJson>, records: usize) ->
     n
 }
 
+/// `body` gzip-compressed (fast level: batches are JSON, which shrinks
+/// several times even so), or `None` if compression failed.
+fn gzip(body: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(body).ok()?;
+    encoder.finish().ok()
+}
+
 /// How the backend's answer to a batch is handled.
 #[derive(Debug, PartialEq, Eq)]
 enum BatchOutcome {
@@ -256,6 +268,8 @@ pub(crate) struct Worker {
     /// Metrics that did not fit the last heartbeat wait: the next one
     /// goes at once.
     metrics_left: bool,
+    /// The backend said at login that it takes gzip batch bodies.
+    batch_gzip: bool,
     reload_actions: Option<Option<String>>,
     command_results: BTreeMap<String, CommandResult>,
     metrics: MetricStores,
@@ -308,6 +322,7 @@ impl Worker {
             failed_attempts: 0,
             failing_since: None,
             metrics_left: false,
+            batch_gzip: false,
             reload_actions: None,
             command_results: BTreeMap::new(),
             metrics: MetricStores::new(SystemTime::now()),
@@ -680,7 +695,16 @@ impl Worker {
             }
             Op::Batch { events, .. } => {
                 let body = batch_body(events);
-                self.request(ApiMethod::Post, BATCH_PATH, Some(body))
+                match self.batch_gzip.then(|| gzip(&body)).flatten() {
+                    Some(zipped) => {
+                        let mut request = self.request(ApiMethod::Post, BATCH_PATH, Some(zipped));
+                        request
+                            .headers
+                            .push(("Content-Encoding", "gzip".to_owned()));
+                        request
+                    }
+                    None => self.request(ApiMethod::Post, BATCH_PATH, Some(body)),
+                }
             }
             Op::ActionsPack { .. } => self.request(ApiMethod::Get, ACTIONSPACK_PATH, None),
             Op::Logout => self.request(ApiMethod::Get, LOGOUT_PATH, None),
@@ -966,6 +990,7 @@ impl Worker {
     }
 
     fn apply_features(&mut self, features: &crate::protocol::Features) {
+        self.batch_gzip = features.batch_gzip;
         if let Some(s) = features.heartbeat_delay {
             self.heartbeat_delay = Duration::from_secs(s.min(86_400));
         }

@@ -231,3 +231,21 @@ fn url_queries_are_scrubbed() {
     assert!(!text.contains("hunter2-secret"), "{text}");
     assert!(!text.contains("tok-4242-secret"), "{text}");
 }
+
+/// A backend that announces gzip at login gets compressed batches.
+#[test]
+fn batches_are_gzipped_when_the_backend_says_so() {
+    let backend = TestBackend::start();
+    backend.set_features(serde_json::json!({"batch_gzip": true}));
+    let agent = start(config(&backend));
+    assert!(agent.wait_ready(WAIT));
+    let headers = [("X-Forwarded-For", "81.2.69.160")];
+    let Begin::Record(record) = agent.begin(&RequestInfo::new("POST", "/x", &headers)) else {
+        panic!("expected a record");
+    };
+    record.handle().track_event("zipped");
+    record.close(ResponseInfo::new(200));
+    assert!(agent.flush(WAIT));
+    assert!(backend.wait_for(WAIT, |s| s.events().len() == 1));
+    assert_eq!(backend.with(|s| s.gzip_batches), 1);
+}

@@ -169,7 +169,7 @@ async fn login(
     let delay = state.settings.heartbeat_delay_s;
     Ok(axum::Json(json!({
         "status": true, "session_id": session, "error": "", "commands": [],
-        "features": {"heartbeat_delay": delay, "max_staleness": delay},
+        "features": {"heartbeat_delay": delay, "max_staleness": delay, "batch_gzip": true},
         "actions": actions,
     })))
 }

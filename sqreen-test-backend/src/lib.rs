@@ -62,6 +62,8 @@ pub struct Snapshot {
     /// Calls refused for breaking the protocol's limits, or carrying an
     /// event [`TestBackend::refuse_events_containing`] names.
     pub refused: usize,
+    /// Batches received gzip-compressed (`Content-Encoding: gzip`).
+    pub gzip_batches: usize,
     refuse_marker: Option<String>,
     redirect: Option<String>,
     mode: Mode,
@@ -140,6 +142,7 @@ impl TestBackend {
             mode: Mode::Normal,
             batch_mode: Mode::Normal,
             refused: 0,
+            gzip_batches: 0,
             refuse_marker: None,
             redirect: None,
             token: None,
@@ -483,6 +486,20 @@ async fn batch(State(state): State<Shared>, headers: HeaderMap, raw: Bytes) -> R
     if let Some(r) = check_session(&state, &headers) {
         return r;
     }
+    let raw = if header(&headers, "content-encoding").eq_ignore_ascii_case("gzip") {
+        use std::io::Read;
+        let mut inflated = Vec::new();
+        let read = flate2::read::GzDecoder::new(&raw[..])
+            .take(limits::MAX_BATCH_BYTES as u64 + 1)
+            .read_to_end(&mut inflated);
+        if read.is_err() {
+            return json_response(400, json!({"status": false, "error": "bad gzip"}));
+        }
+        lock(&state).gzip_batches += 1;
+        Bytes::from(inflated)
+    } else {
+        raw
+    };
     let Ok(body) = serde_json::from_slice::<Value>(&raw) else {
         return json_response(400, json!({"status": false, "error": "invalid JSON"}));
     };
