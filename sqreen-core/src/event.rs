@@ -23,6 +23,7 @@ use crate::protocol::REQUEST_RECORD_VERSION;
 use crate::record::{Entry, IP_HEADER_SLOT, RecordInner, RecordState, TRACKED_HEADERS};
 use crate::scrub::{REDACTED, Scrubber};
 use crate::sdk::PropertyValue;
+use sqreen_protocol::limits;
 
 /// What building one event found worth counting.
 #[derive(Debug, Default)]
@@ -286,8 +287,16 @@ impl<'s> Out<'s> {
         self.buf.push(b'}');
     }
 
+    /// User identifiers; `{}` (counted) when they would exceed the
+    /// protocol's [`MAX_USER_IDENTIFIERS_BYTES`](limits::MAX_USER_IDENTIFIERS_BYTES).
     fn user_ids(&mut self, ids: &[(compact_str::CompactString, compact_str::CompactString)]) {
+        let start = self.buf.len();
         self.map(ids, |out, k, v| out.keyed(k, v));
+        if self.buf.len() - start > limits::MAX_USER_IDENTIFIERS_BYTES {
+            self.buf.truncate(start);
+            self.raw("{}");
+            self.report.invalid_input += 1;
+        }
     }
 
     fn parameters(&mut self, state: &RecordState) {
@@ -314,6 +323,10 @@ impl<'s> Out<'s> {
                 sep = ",";
             } else if mime == "application/json" || mime.ends_with("+json") {
                 match serde_json::from_slice::<Value>(body) {
+                    // request → parameters → json: three levels above it.
+                    Ok(json) if depth(&json) + 3 > limits::MAX_CONTEXT_DEPTH => {
+                        self.report.invalid_input += 1;
+                    }
                     Ok(mut json) => {
                         self.report.scrubbed += self.scrubber.scrub_json(&mut json) as u64;
                         self.raw(sep);
@@ -450,6 +463,15 @@ pub(crate) struct EventSettings<'a> {
     pub strip_referer: bool,
 }
 
+/// How deep `v` nests arrays and objects.
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// Writes the scrubbed `request_record` of `record` as JSON bytes into
 /// `buf` (an empty buffer, possibly reused).
 pub(crate) fn request_record(
@@ -488,6 +510,7 @@ pub(crate) fn request_record(
     out.raw(",\"end\":");
     out.time(end);
 
+    let request_at = out.buf.len() + ",\"request\":".len();
     out.raw(",\"request\":{\"rid\":");
     match state.request.request_id().map(std::str::from_utf8) {
         Some(Ok(id)) => out.string(id),
@@ -567,7 +590,15 @@ pub(crate) fn request_record(
         out.buf.push(b']');
     }
     out.raw("],\"parameters\":");
+    let params_at = out.buf.len();
     out.parameters(state);
+    // The protocol's bound of a request context: above it (thousands of
+    // long, escaped parameters), the parameters are left out, counted.
+    if out.buf.len() - request_at + 64 > limits::MAX_CONTEXT_BYTES {
+        out.buf.truncate(params_at);
+        out.raw("{}");
+        out.report.invalid_input += 1;
+    }
     out.raw("},\"response\":");
     match &state.response {
         Some(r) => {

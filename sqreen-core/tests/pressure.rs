@@ -249,3 +249,48 @@ fn batches_are_gzipped_when_the_backend_says_so() {
     assert!(backend.wait_for(WAIT, |s| s.events().len() == 1));
     assert_eq!(backend.with(|s| s.gzip_batches), 1);
 }
+
+/// The agent keeps its records within the protocol's context bounds: a
+/// JSON body nested too deep and oversized user identifiers are left out
+/// (counted), and the record is accepted by a backend holding it to the
+/// contract.
+#[test]
+fn records_stay_within_the_context_bounds() {
+    let backend = TestBackend::start();
+    let agent = start(config(&backend));
+    assert!(agent.wait_ready(WAIT));
+    let mut deep = "\"leaf\"".to_owned();
+    for _ in 0..40 {
+        deep = format!("{{\"a\":{deep}}}");
+    }
+    let headers = [
+        ("X-Forwarded-For", "81.2.69.160"),
+        ("Content-Type", "application/json"),
+    ];
+    let info = RequestInfo::new("POST", "/deep", &headers).body(Some(deep.as_bytes()));
+    let Begin::Record(record) = agent.begin(&info) else {
+        panic!("expected a record");
+    };
+    let long = "v".repeat(1000);
+    record
+        .handle()
+        .track_event("bounded")
+        .with_user_identifiers([
+            ("a", long.as_str()),
+            ("b", long.as_str()),
+            ("c", long.as_str()),
+        ]);
+    record.close(ResponseInfo::new(200));
+    assert!(agent.flush(WAIT));
+    assert!(backend.wait_for(WAIT, |s| s.events().len() == 1));
+    let event = backend.events().remove(0);
+    assert!(event["request"]["parameters"].get("json").is_none());
+    let options = &event["observed"]["sdk"][0]["args"][1];
+    assert!(
+        options
+            .get("user_identifiers")
+            .is_none_or(|ids| ids == &serde_json::json!({})),
+        "{options}"
+    );
+    assert!(agent.stats().invalid_request_input >= 1);
+}

@@ -40,6 +40,9 @@ pub mod limits {
     //! | [`MAX_METRIC_KEYS_PER_STORE`] | 10 000 | folds the smallest keys | 400 above |
     //! | [`MAX_ACTIONS`] | 100 000 per answer | loads the first ones, counted | sends at most |
     //! | [`MAX_ANSWER_BYTES`] | 32 MiB | refuses larger answers | — |
+    //! | [`MAX_CONTEXT_BYTES`] | 1 MiB per `request` / `response` | leaves the parameters out above | 400 above |
+    //! | [`MAX_CONTEXT_DEPTH`] | 32 levels | leaves a deeper JSON body out | 400 above |
+    //! | [`MAX_USER_IDENTIFIERS_BYTES`] | 2 KiB of identifiers as JSON | sends `{}` above, counted | 400 above |
 
     /// Largest batch body a backend must accept (the server's default
     /// limit).
@@ -61,4 +64,10 @@ pub mod limits {
     pub const MAX_ACTIONS: usize = 100_000;
     /// Largest answer a backend sends.
     pub const MAX_ANSWER_BYTES: usize = 32 << 20;
+    /// Largest `request` (or `response`) of a record, as JSON text.
+    pub const MAX_CONTEXT_BYTES: usize = 1 << 20;
+    /// Deepest nesting of a record's `request` (or `response`).
+    pub const MAX_CONTEXT_DEPTH: usize = 32;
+    /// Largest user identifier map of an event, as JSON text.
+    pub const MAX_USER_IDENTIFIERS_BYTES: usize = 2048;
 }

@@ -48,13 +48,14 @@ use crate::time::parse_rfc3339_ms;
 pub const MAX_BATCH_EVENTS: usize = sqreen_protocol::limits::MAX_BATCH_EVENTS;
 /// Most `track` entries in one request record (the protocol's contract).
 pub const MAX_TRACKS_PER_RECORD: usize = sqreen_protocol::limits::MAX_TRACKS_PER_RECORD;
-/// Longest `request` or `response` of a record, as JSON text.
-pub const MAX_CONTEXT_BYTES: usize = 256 * 1024;
+/// Longest `request` or `response` of a record, as JSON text (the
+/// protocol's contract).
+pub const MAX_CONTEXT_BYTES: usize = limits::MAX_CONTEXT_BYTES;
 /// Deepest nesting of a `request` or `response` (the explorer parses them
 /// back with serde_json, which stops at 128).
-pub const MAX_CONTEXT_DEPTH: usize = 32;
+pub const MAX_CONTEXT_DEPTH: usize = limits::MAX_CONTEXT_DEPTH;
 /// Longest user identifier map, as canonical JSON.
-pub const MAX_USER_KEY: usize = 2048;
+pub const MAX_USER_KEY: usize = limits::MAX_USER_IDENTIFIERS_BYTES;
 /// Longest event name, property key or identifier key.
 pub const MAX_NAME: usize = 256;
 /// Longest property or identifier text value.
