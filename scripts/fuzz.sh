@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# Runs every fuzz target of sqreen-server for a while, then minimises its
-# corpus into sqreen-server/fuzz/corpus/<target> (committed, and replayed by
-# the stable test sqreen-server/tests/fuzz_corpus.rs).
+# Runs every fuzz target of a crate (sqreen-server by default, or
+# FUZZ_CRATE=sqreen-core) for a while, then minimises its corpus into
+# <crate>/fuzz/corpus/<target> (committed, and replayed by the stable test
+# <crate>/tests/fuzz_corpus.rs).
 #
-#   scripts/fuzz.sh                 # every target, 600 s each
+#   scripts/fuzz.sh                 # every sqreen-server target, 600 s each
 #   SECONDS_PER_TARGET=60 scripts/fuzz.sh batch login
+#   FUZZ_CRATE=sqreen-core scripts/fuzz.sh
 #
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
 # A crash stops the run; its input is in sqreen-server/fuzz/artifacts/<target>/:
 # fix the bug, then copy the input into sqreen-server/fuzz/regressions/<target>/.
 set -euo pipefail
-cd "$(dirname "$0")/../sqreen-server/fuzz"
+CRATE=${FUZZ_CRATE:-sqreen-server}
+cd "$(dirname "$0")/../$CRATE/fuzz"
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(batch heartbeat login session_cookie dashboard_forms admin_query)
+if [ ${#TARGETS[@]} -eq 0 ]; then
+    case "$CRATE" in
+        sqreen-server) TARGETS=(batch heartbeat login session_cookie dashboard_forms admin_query) ;;
+        sqreen-core) TARGETS=(scrubber client_ip config_file answers) ;;
+        *) echo "unknown FUZZ_CRATE $CRATE" >&2; exit 2 ;;
+    esac
+fi
 SECS=${SECONDS_PER_TARGET:-600}
 LOG_DIR=${FUZZ_LOG_DIR:-/tmp/sqreen-fuzz-logs}
 mkdir -p "$LOG_DIR"

@@ -865,7 +865,11 @@ impl ConfigBuilder {
 
     /// The defaults, then the settings parsed from `text`, the content of
     /// the file at `path`.
-    fn from_file_text(path: &Path, format: FileFormat, text: &str) -> Result<Self, ConfigError> {
+    pub(crate) fn from_file_text(
+        path: &Path,
+        format: FileFormat,
+        text: &str,
+    ) -> Result<Self, ConfigError> {
         let file = format.parse(path, text)?;
         let mut builder = Self::new();
         for (key, value) in file.into_entries() {
@@ -1176,7 +1180,7 @@ impl FileConfig {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum FileFormat {
+pub(crate) enum FileFormat {
     Toml,
     Yaml,
 }

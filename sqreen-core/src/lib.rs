@@ -86,6 +86,8 @@ mod agent;
 pub mod client_ip;
 pub mod config;
 mod event;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod metrics;
 pub mod protocol;
 mod record;

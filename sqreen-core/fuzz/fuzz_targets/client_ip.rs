@@ -1,0 +1,4 @@
+//! Fuzz target: `sqreen_core::fuzzing::client_ip` (see that module's docs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sqreen_core::fuzzing::client_ip(data));
