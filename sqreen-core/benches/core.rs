@@ -244,6 +244,43 @@ fn begin_close_untracked(c: &mut Criterion) {
     group.finish();
 }
 
+/// `begin` + `close` of a typical untracked request whose client no action
+/// covers, with 0, 100 and 100 000 IP actions loaded (the lookup misses:
+/// the common case).
+fn action_lookup(c: &mut Criterion) {
+    let mut group = c.benchmark_group("action_lookup");
+    let info = typical_request(&HEADERS);
+    for n in [0u32, 100, 100_000] {
+        let backend = CaptureBackend::new();
+        let actions: Vec<Value> = (0..n)
+            .map(|i| {
+                let ip = std::net::Ipv4Addr::from(0x0b00_0000 + i);
+                json!({"action_id": format!("a{i}"), "action": "block_ip",
+                    "parameters": {"ip_cidr": [format!("{ip}/32")]}})
+            })
+            .collect();
+        backend.set_actions(Value::Array(actions));
+        let guard = Agent::start(test_config().build().unwrap(), Arc::new(backend.clone()));
+        assert!(guard.wait_ready(Duration::from_secs(30)), "agent login");
+        if n > 0 {
+            let blocked = [("X-Forwarded-For", "11.0.0.7")];
+            assert!(matches!(
+                guard.begin(&RequestInfo::new("GET", "/", &blocked)),
+                Begin::Respond(_)
+            ));
+        }
+        drop(open(&guard, &info));
+        group.bench_function(format!("{n}_actions"), |b| {
+            b.iter(|| {
+                if let Begin::Record(record) = guard.begin(black_box(&info)) {
+                    record.close(response());
+                }
+            });
+        });
+    }
+    group.finish();
+}
+
 /// One `track_event` with three properties on an open record (agent thread idle, then busy).
 fn track_event_3_props(c: &mut Criterion) {
     let mut group = c.benchmark_group("track_event_3_props");
@@ -473,6 +510,7 @@ mod groups {
     criterion::criterion_group!(
         benches,
         super::begin_close_untracked,
+        super::action_lookup,
         super::track_event_3_props,
         super::scrub_typical_record,
         super::client_ip,
