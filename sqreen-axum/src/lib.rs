@@ -139,6 +139,14 @@
 //! A single handler can also map the error itself instead of using `?`:
 //! `user.identify().map_err(|blocked| my_page(blocked.response()))?`.
 //!
+//! ## Client IP behind proxies
+//!
+//! Set `trusted_proxies` to the proxies in front of the application (for
+//! one reverse proxy on the same host: `SQREEN_TRUSTED_PROXIES=127.0.0.1`);
+//! otherwise any client can choose the IP it is recorded and blocked under
+//! by sending `X-Forwarded-For`. Recipes for the common deployments:
+//! [`sqreen_core::client_ip`](sqreen_core::client_ip#recipes).
+//!
 //! ## What is captured
 //!
 //! Nothing, until a handler takes the [`Sqreen`] extractor (or calls

@@ -44,6 +44,23 @@
 //! If your proxies write only `Forwarded`, set `ip_header = "Forwarded"`:
 //! otherwise a client-sent `X-Forwarded-For` is read as the chain.
 //!
+//! # Recipes
+//!
+//! Without `trusted_proxies`, the agent logs a warning at start: set it to
+//! what stands in front of the application.
+//!
+//! | deployment | `trusted_proxies` (`SQREEN_TRUSTED_PROXIES`) |
+//! | --- | --- |
+//! | one reverse proxy (nginx, Caddy) on the same host | `127.0.0.1, ::1` |
+//! | one reverse proxy on another host | its address, e.g. `10.0.0.5` |
+//! | a cloud load balancer | its subnet (AWS ALB: the VPC's, e.g. `10.0.0.0/16`; GCP: `130.211.0.0/22, 35.191.0.0/16`; Cloudflare: its published ranges) |
+//! | a load balancer, then a reverse proxy | both: `10.0.0.0/16, 127.0.0.1` |
+//! | nothing: clients connect to the application | `127.0.0.1` (headers are then believed only from local tools, and every real client is its socket peer) |
+//!
+//! The proxy must append to `X-Forwarded-For` (nginx:
+//! `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;`), or set
+//! `ip_header` to the header it writes alone (`X-Real-Ip`).
+//!
 //! # Parsing
 //!
 //! Header names compare ASCII case-insensitively; repeated header lines are

@@ -69,6 +69,21 @@ pub const DEFAULT_KEY_REGEXP: &str =
 /// separated by spaces or dashes.
 pub const DEFAULT_VALUE_REGEXP: &str = r"(?:\d[ -]*?){13,16}";
 
+/// An opt-in value regex: the default card numbers, and e-mail addresses.
+/// Set it as `strip_sensitive_value_regexp` to keep e-mails out of
+/// parameters, headers, URLs and properties (user identifiers included, so
+/// playbooks then see masked e-mails).
+///
+/// ```
+/// use sqreen_core::scrub::{CARD_OR_EMAIL_VALUE_REGEXP, Scrubber};
+/// let s = Scrubber::new(None, Some(CARD_OR_EMAIL_VALUE_REGEXP)).unwrap();
+/// let mut text = "mail bob.smith+x@example.co.uk now".to_owned();
+/// assert!(s.scrub_str(&mut text));
+/// assert_eq!(text, "mail <Redacted by Sqreen> now");
+/// ```
+pub const CARD_OR_EMAIL_VALUE_REGEXP: &str =
+    r"(?:\d[ -]*?){13,16}|[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}";
+
 /// The mask that replaces scrubbed data.
 pub const REDACTED: &str = "<Redacted by Sqreen>";
 
