@@ -512,6 +512,17 @@ impl Worker {
                     "request fields that are not valid UTF-8 or JSON were left out of a record");
             }
         }
+        if event.len() > limits::MAX_RECORD_BYTES {
+            // Thousands of long, escaped properties: no backend would take
+            // it, and it would hold up the batches behind it.
+            bump(&counters.invalid_sdk_input, 1);
+            if self.shared.sdk_warnings.allow() {
+                tracing::warn!(target: "sqreen::sdk", event = "sdk.record_too_large",
+                    bytes = event.len(), max = limits::MAX_RECORD_BYTES,
+                    "a request tracked more than one record may carry; it is dropped");
+            }
+            return;
+        }
         self.pending.push(EventJson {
             json: event,
             tracks,

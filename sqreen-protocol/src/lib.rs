@@ -40,6 +40,7 @@ pub mod limits {
     //! | [`MAX_METRIC_KEYS_PER_STORE`] | 10 000 | folds the smallest keys | 400 above |
     //! | [`MAX_ACTIONS`] | 100 000 per answer | loads the first ones, counted | sends at most |
     //! | [`MAX_ANSWER_BYTES`] | 32 MiB | refuses larger answers | — |
+    //! | [`MAX_RECORD_BYTES`] | 8 MiB per record | drops a larger record, counted | — |
     //! | [`MAX_CONTEXT_BYTES`] | 1 MiB per `request` / `response` | leaves the parameters out above | 400 above |
     //! | [`MAX_CONTEXT_DEPTH`] | 32 levels | leaves a deeper JSON body out | 400 above |
     //! | [`MAX_USER_IDENTIFIERS_BYTES`] | 2 KiB of identifiers as JSON | sends `{}` above, counted | 400 above |
@@ -64,6 +65,9 @@ pub mod limits {
     pub const MAX_ACTIONS: usize = 100_000;
     /// Largest answer a backend sends.
     pub const MAX_ANSWER_BYTES: usize = 32 << 20;
+    /// Largest request record the agent sends, as JSON text (a batch of one
+    /// such record stays within [`MAX_BATCH_BYTES`]).
+    pub const MAX_RECORD_BYTES: usize = 8 << 20;
     /// Largest `request` (or `response`) of a record, as JSON text.
     pub const MAX_CONTEXT_BYTES: usize = 1 << 20;
     /// Deepest nesting of a record's `request` (or `response`).
