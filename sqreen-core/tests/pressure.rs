@@ -294,3 +294,33 @@ fn records_stay_within_the_context_bounds() {
     );
     assert!(agent.stats().invalid_request_input >= 1);
 }
+
+/// With `trusted_proxies` set, `X-Forwarded-For` from an untrusted peer is
+/// ignored: a blocked client cannot dodge its block by claiming another
+/// IP, nor get a victim blocked by claiming theirs. From a trusted proxy,
+/// the header names the client.
+#[test]
+fn spoofed_forwarding_headers_are_ignored() {
+    let backend = TestBackend::start();
+    backend.set_actions(serde_json::json!([
+        {"action_id": "v4", "action": "block_ip", "parameters": {"ip_cidr": ["81.2.69.160/32"]}},
+        {"action_id": "v6", "action": "block_ip", "parameters": {"ip_cidr": ["2001:db8::1/128"]}}
+    ]));
+    let agent = start(config(&backend).trusted_proxies(["10.0.0.0/8"]));
+    assert!(agent.wait_ready(WAIT));
+    let begin = |peer: &str, xff: &str| {
+        let headers = [("X-Forwarded-For", xff)];
+        let info = RequestInfo::new("GET", "/", &headers).peer(Some(peer.parse().unwrap()));
+        matches!(agent.begin(&info), Begin::Respond(_))
+    };
+    // The blocked client claims a clean IP: still blocked.
+    assert!(begin("81.2.69.160:5000", "203.0.113.1"));
+    // A clean client claims the blocked IP: not blocked.
+    assert!(!begin("198.51.100.7:5000", "81.2.69.160"));
+    // Through a trusted proxy, the header names the client.
+    assert!(begin("10.0.0.2:5000", "81.2.69.160"));
+    assert!(!begin("10.0.0.2:5000", "198.51.100.7"));
+    // IPv6: the block covers the client's /64.
+    assert!(begin("[2001:db8::ffff]:5000", ""));
+    assert!(!begin("[2001:db8:0:1::1]:5000", ""));
+}
