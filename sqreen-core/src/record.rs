@@ -670,36 +670,10 @@ impl RecordInner {
         } else {
             state.entries.len() >= MAX_ENTRIES_PER_RECORD
         };
-        if full && !state.closed {
+        if state.closed || full {
+            let closed = state.closed;
             drop(state);
-            let Some(shared) = self.shared.upgrade() else {
-                return;
-            };
-            bump(&shared.counters.invalid_sdk_input, 1);
-            if shared.sdk_warnings.allow() {
-                tracing::warn!(
-                    target: "sqreen::sdk",
-                    event = "sdk.record_full",
-                    max_tracks = MAX_TRACKS_PER_RECORD,
-                    max_entries = MAX_ENTRIES_PER_RECORD,
-                    "one request tracked more than a record may hold; the extra calls are ignored"
-                );
-            }
-            return;
-        }
-        if state.closed {
-            drop(state);
-            let Some(shared) = self.shared.upgrade() else {
-                return;
-            };
-            bump(&shared.counters.invalid_sdk_input, 1);
-            if shared.sdk_warnings.allow() {
-                tracing::warn!(
-                    target: "sqreen::sdk",
-                    event = "sdk.after_close",
-                    "an SDK call was made after its request ended; it is ignored"
-                );
-            }
+            self.ignored_call(closed);
             return;
         }
         if state.entries.capacity() == 0 {
@@ -708,6 +682,33 @@ impl RecordInner {
             state.entries.reserve_exact(1);
         }
         state.entries.push(entry);
+    }
+
+    /// Counts (and logs, rate-limited) an SDK call ignored because the
+    /// record is `closed`, or else full.
+    fn ignored_call(&self, closed: bool) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        bump(&shared.counters.invalid_sdk_input, 1);
+        if !shared.sdk_warnings.allow() {
+            return;
+        }
+        if closed {
+            tracing::warn!(
+                target: "sqreen::sdk",
+                event = "sdk.after_close",
+                "an SDK call was made after its request ended; it is ignored"
+            );
+        } else {
+            tracing::warn!(
+                target: "sqreen::sdk",
+                event = "sdk.record_full",
+                max_tracks = MAX_TRACKS_PER_RECORD,
+                max_entries = MAX_ENTRIES_PER_RECORD,
+                "one request tracked more than a record may hold; the extra calls are ignored"
+            );
+        }
     }
 
     /// Closes the record; true when it holds entries and must be queued.

@@ -65,6 +65,25 @@ struct Window {
     failures: u32,
 }
 
+impl Window {
+    fn starting(now_ms: i64) -> Self {
+        Self {
+            start_ms: now_ms,
+            failures: 0,
+        }
+    }
+
+    /// Counts a failure at `now_ms` (in a new window once this one has
+    /// ended); returns the failures of the window.
+    fn count_failure(&mut self, now_ms: i64) -> u32 {
+        if now_ms >= self.start_ms.saturating_add(WINDOW_MS) {
+            *self = Self::starting(now_ms);
+        }
+        self.failures = self.failures.saturating_add(1);
+        self.failures
+    }
+}
+
 /// Wrong admin keys per address and overall (see the module docs).
 #[derive(Debug, Default)]
 pub struct KeyGuesses {
@@ -164,18 +183,11 @@ impl KeyGuesses {
     /// Counts a wrong key from `ip` at `now_ms`.
     pub fn failed(&self, ip: Option<IpAddr>, now_ms: i64) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let global = inner.global.get_or_insert(Window {
-            start_ms: now_ms,
-            failures: 0,
-        });
-        if now_ms >= global.start_ms.saturating_add(WINDOW_MS) {
-            *global = Window {
-                start_ms: now_ms,
-                failures: 0,
-            };
-        }
-        global.failures = global.failures.saturating_add(1);
-        if global.failures == GLOBAL_MAX_FAILURES {
+        let global = inner
+            .global
+            .get_or_insert(Window::starting(now_ms))
+            .count_failure(now_ms);
+        if global == GLOBAL_MAX_FAILURES {
             tracing::warn!(
                 event = "admin_key.global_guesses_limited",
                 window_s = WINDOW_MS / 1000,
@@ -188,18 +200,11 @@ impl KeyGuesses {
             windows.retain(|_, w| now_ms < w.start_ms + WINDOW_MS);
         }
         let key = slot(windows, ip);
-        let w = windows.entry(key).or_insert(Window {
-            start_ms: now_ms,
-            failures: 0,
-        });
-        if now_ms >= w.start_ms.saturating_add(WINDOW_MS) {
-            *w = Window {
-                start_ms: now_ms,
-                failures: 0,
-            };
-        }
-        w.failures = w.failures.saturating_add(1);
-        if w.failures == MAX_FAILURES {
+        let failures = windows
+            .entry(key)
+            .or_insert(Window::starting(now_ms))
+            .count_failure(now_ms);
+        if failures == MAX_FAILURES {
             tracing::warn!(
                 event = "admin_key.guesses_limited",
                 client = %key.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),

@@ -323,14 +323,22 @@ fn duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The application named `name_or_id` (a name first, then an id).
+async fn app_named(
+    store: &sqreen_server::store::Store,
+    name_or_id: &str,
+) -> Result<sqreen_server::store::AppView, Box<dyn std::error::Error>> {
+    Ok(store
+        .find_app(name_or_id)
+        .await?
+        .ok_or_else(|| format!("no application {name_or_id:?}"))?)
+}
+
 async fn delete_app(
     store: &sqreen_server::store::Store,
     name_or_id: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let found = store
-        .find_app(name_or_id)
-        .await?
-        .ok_or_else(|| format!("no application {name_or_id:?}"))?;
+    let found = app_named(store, name_or_id).await?;
     let app = store
         .delete_app(found.id)
         .await?
@@ -348,10 +356,7 @@ async fn rotate_token(
     store: &sqreen_server::store::Store,
     name_or_id: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let app = store
-        .find_app(name_or_id)
-        .await?
-        .ok_or_else(|| format!("no application {name_or_id:?}"))?;
+    let app = app_named(store, name_or_id).await?;
     let token = store
         .rotate_app_token(app.id)
         .await?

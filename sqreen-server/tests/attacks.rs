@@ -217,6 +217,18 @@ fn contexts_are_stored_once_per_record() {
 
 /// The bytes of every stored request context, read from the SQLite file.
 fn stored_request_bytes(database_url: &str) -> i64 {
+    sqlite_value(
+        database_url,
+        "SELECT COALESCE(SUM(LENGTH(request)), 0) AS v FROM events",
+    )
+}
+
+/// The one value (column `v`) of `sql` run on the SQLite file of
+/// `database_url`, as a backup's reader would.
+fn sqlite_value<T>(database_url: &str, sql: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send + Unpin,
+{
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -224,11 +236,11 @@ fn stored_request_bytes(database_url: &str) -> i64 {
     rt.block_on(async {
         use sqlx::{Connection, Row};
         let mut conn = sqlx::SqliteConnection::connect(database_url).await.unwrap();
-        sqlx::query("SELECT COALESCE(SUM(LENGTH(request)), 0) AS n FROM events")
+        sqlx::query(sql)
             .fetch_one(&mut conn)
             .await
             .unwrap()
-            .get::<i64, _>("n")
+            .get::<T, _>("v")
     })
 }
 
@@ -376,19 +388,10 @@ fn database_copy_cannot_forge_sessions() {
 }
 
 fn admin_key_hash_in(database_url: &str) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sqlx::{Connection, Row};
-        let mut conn = sqlx::SqliteConnection::connect(database_url).await.unwrap();
-        sqlx::query("SELECT value FROM settings WHERE key = 'admin_key_hash'")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap()
-            .get::<String, _>("value")
-    })
+    sqlite_value(
+        database_url,
+        "SELECT value AS v FROM settings WHERE key = 'admin_key_hash'",
+    )
 }
 
 /// The admin key `server` generated at its first start (only its hash is
