@@ -32,7 +32,7 @@
 //! | `strip_http_referer` | `SQREEN_STRIP_HTTP_REFERER` | `false` | Leaves the `Referer` header out of what is sent. |
 //! | `strip_sensitive_key_regexp` | `SQREEN_STRIP_SENSITIVE_KEY_REGEXP` | the protocol's key regex | Keys whose values are scrubbed; `""` disables. |
 //! | `strip_sensitive_value_regexp` | `SQREEN_STRIP_SENSITIVE_VALUE_REGEXP` | the protocol's card-number regex | Value parts that are scrubbed; `""` disables. To also mask e-mail addresses (off by default: user identifiers are often e-mails that playbooks act on), use [`scrub::CARD_OR_EMAIL_VALUE_REGEXP`](crate::scrub::CARD_OR_EMAIL_VALUE_REGEXP). |
-//! | `proxy` | `SQREEN_PROXY` | none | Outgoing proxy for the backend connection: an `http`, `https`, `socks5` or `socks5h` URL. Without it, the standard `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` variables apply. |
+//! | `proxy` | `SQREEN_PROXY` | none | Outgoing proxy for the backend connection: an `http`, `https`, `socks5` or `socks5h` URL. Without it, the standard `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` variables apply (never to a backend on loopback). |
 //! | `ca_file` | `SQREEN_CA_FILE` | none | A PEM file of certificate authorities trusted for the backend's HTTPS, besides the built-in ones (a self-hosted server behind an internal CA). |
 //! | `platform_roots` | `SQREEN_PLATFORM_ROOTS` | `false` | Also trust the operating system's certificate store for the backend's HTTPS. |
 //! | `heartbeat_delay` | `SQREEN_HEARTBEAT_DELAY` | `60s` | Time between heartbeats. Must not be zero. |

@@ -122,10 +122,13 @@ impl HttpTransport {
         // Without `proxy`, reqwest reads HTTPS_PROXY / HTTP_PROXY /
         // ALL_PROXY and honours NO_PROXY, as other HTTP clients of the
         // process do: behind a corporate proxy, that is the only way out.
+        // A backend on loopback is never reached through a proxy.
         if let Some(proxy) = &config.proxy {
             let proxy =
                 reqwest::Proxy::all(proxy).map_err(|e| TransportError::Setup(e.to_string()))?;
             builder = builder.proxy(proxy);
+        } else if is_loopback_url(&config.url) {
+            builder = builder.no_proxy();
         }
         builder = builder
             .tls_built_in_webpki_certs(true)
@@ -174,9 +177,13 @@ fn warn_if_cleartext(url: &str) {
 
 /// Whether `url` is `http://` to a host other than loopback.
 fn is_cleartext_remote(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
+    url.starts_with("http://") && !is_loopback_url(url)
+}
+
+/// Whether the host of `url` (`http(s)://[user@]host[:port]/…`) is
+/// `localhost` or a loopback address.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = match authority.rsplit_once('@') {
         Some((_, host)) => host,
@@ -187,11 +194,10 @@ fn is_cleartext_remote(url: &str) -> bool {
     } else {
         host.split(':').next().unwrap_or_default()
     };
-    let loopback = host.eq_ignore_ascii_case("localhost")
+    host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    !loopback
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Transport for HttpTransport {
