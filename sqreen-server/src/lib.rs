@@ -10,7 +10,7 @@
 //! # Running
 //! ```text
 //! sqreen-server app create my-app --database sqlite://sqreen.db   # prints the agent token last
-//! sqreen-server serve --addr 127.0.0.1:8700 --database sqlite://sqreen.db --admin-key "$KEY"
+//! SQREEN_SERVER_ADMIN_KEY="$KEY" sqreen-server serve --addr 127.0.0.1:8700 --database sqlite://sqreen.db
 //! sqreen-server app rotate-token my-app --database sqlite://sqreen.db  # a leaked token: prints the new one last
 //! sqreen-server app delete my-app --database sqlite://sqreen.db        # the app, its sessions and its data
 //! ```
@@ -25,7 +25,9 @@
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use sqreen_server::{Server, ServerConfig};
-//! let config = ServerConfig::new("sqlite://sqreen.db").with_admin_key("secret");
+//! // At least 32 characters; in practice from the environment or a file.
+//! let config = ServerConfig::new("sqlite://sqreen.db")
+//!     .with_admin_key("an admin key of at least 32 characters");
 //! let (server, _generated_key) = Server::open(&config).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8700").await?;
 //! server.serve(listener, std::future::pending()).await?;
