@@ -161,7 +161,14 @@ struct IpIndex {
     v4: Vec<Level<u32>>,
     v6: Vec<Level<u128>>,
     len: usize,
+    /// While at most [`SMALL_INDEX`] networks are loaded, they are also
+    /// kept in a list, most specific first: a few comparisons beat a hash
+    /// probe (the common case: one or two blocks live).
+    small: Vec<(IpNet, Arc<Action>)>,
 }
+
+/// Networks up to which [`IpIndex`] matches by scanning a list.
+const SMALL_INDEX: usize = 8;
 
 fn mask_v4(bits: u32, len: u8) -> u32 {
     bits & u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
@@ -185,6 +192,21 @@ fn level<K>(levels: &mut Vec<Level<K>>, len: u8) -> &mut foldhash::HashMap<K, Ve
 
 impl IpIndex {
     fn insert(&mut self, net: IpNet, action: &Arc<Action>, v6_prefix: u8) {
+        let net = match net {
+            IpNet::V6(n) if n.prefix_len() > v6_prefix => {
+                ipnet::Ipv6Net::new(n.network(), v6_prefix)
+                    .map_or(IpNet::V6(n), |wide| IpNet::V6(wide.trunc()))
+            }
+            other => other,
+        };
+        if self.len < SMALL_INDEX {
+            let at = self
+                .small
+                .partition_point(|(n, _)| n.prefix_len() >= net.prefix_len());
+            self.small.insert(at, (net, Arc::clone(action)));
+        } else {
+            self.small.clear();
+        }
         match net {
             IpNet::V4(n) => {
                 let len = n.prefix_len();
@@ -207,6 +229,13 @@ impl IpIndex {
     fn lookup(&self, ip: IpAddr, now: Instant) -> Option<&Arc<Action>> {
         fn live(actions: &[Arc<Action>], now: Instant) -> Option<&Arc<Action>> {
             actions.iter().find(|a| a.is_live(now))
+        }
+        if self.len <= SMALL_INDEX {
+            return self
+                .small
+                .iter()
+                .find(|(net, action)| net.contains(&ip) && action.is_live(now))
+                .map(|(_, action)| action);
         }
         match ip {
             IpAddr::V4(v4) => {
@@ -512,6 +541,33 @@ mod tests {
         );
         assert_eq!(
             s.match_ip("11.200.0.1".parse().unwrap(), now).unwrap().id,
+            "wide"
+        );
+        assert!(s.match_ip("12.0.0.1".parse().unwrap(), now).is_none());
+    }
+
+    /// With few actions (the list path), the most specific live one wins
+    /// too, and an expired narrow one gives way to the wider one.
+    #[test]
+    fn few_actions_most_specific_first() {
+        let pack = json!([
+            {"action_id": "wide", "action": "block_ip", "parameters": {"ip_cidr": ["11.0.0.0/8"]}},
+            {"action_id": "narrow", "action": "block_ip", "duration": 10,
+             "parameters": {"ip_cidr": ["11.0.0.7/32"]}}
+        ]);
+        let now = Instant::now();
+        let (s, _) = ActionStore::from_json(pack.as_array().unwrap(), now, 64);
+        assert_eq!(
+            s.match_ip("11.0.0.7".parse().unwrap(), now).unwrap().id,
+            "narrow"
+        );
+        assert_eq!(
+            s.match_ip("11.0.0.8".parse().unwrap(), now).unwrap().id,
+            "wide"
+        );
+        let later = now + Duration::from_secs(11);
+        assert_eq!(
+            s.match_ip("11.0.0.7".parse().unwrap(), later).unwrap().id,
             "wide"
         );
         assert!(s.match_ip("12.0.0.1".parse().unwrap(), now).is_none());
