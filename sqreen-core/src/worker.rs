@@ -464,6 +464,7 @@ impl Worker {
             )
         });
         let mut tracks = 0;
+        let mut observed = false;
         for entry in &state.entries {
             let (kind, ids) = match entry {
                 Entry::Auth { success: true, ids } => (MetricKind::LoginSuccess, ids),
@@ -483,8 +484,11 @@ impl Worker {
                 ids.iter().map(|(k, v)| (k.as_str(), v.as_str())),
                 client_ip,
             );
+            observed = true;
         }
-        self.publish_metric_losses();
+        if observed {
+            self.publish_metric_losses();
+        }
         if tracks == 0 {
             return;
         }

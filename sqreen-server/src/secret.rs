@@ -120,10 +120,27 @@ pub fn load_or_create_key_file(path: &Path) -> Result<Vec<u8>, KeyFileError> {
             let mut bytes = [0u8; 32];
             getrandom::fill(&mut bytes).map_err(|e| RandomError(e.to_string()))?;
             let secret = hex(&bytes);
-            let mut file = private_file(path, true).map_err(io)?;
-            file.write_all(format!("{secret}\n").as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(io)?;
+            // Written whole under a private name, then linked into place:
+            // a process starting beside this one reads either no file or
+            // a complete one, and the first link wins.
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(format!(".{}.tmp", std::process::id()));
+            let tmp = std::path::PathBuf::from(tmp);
+            let _ = std::fs::remove_file(&tmp);
+            let written = private_file(&tmp, true).and_then(|mut file| {
+                file.write_all(format!("{secret}\n").as_bytes())?;
+                file.sync_all()
+            });
+            let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    // Another server process created it first: use its secret.
+                    return load_or_create_key_file(path);
+                }
+                Err(e) => return Err(io(e)),
+            }
             tracing::info!(event = "secret.key_file_created", path = %path.display(),
                 "created a key file (mode 0600): every server process sharing this database must use it");
             Ok(secret.into_bytes())

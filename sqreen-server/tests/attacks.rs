@@ -449,16 +449,19 @@ fn playbooks_compile_once_per_change() {
         "responses": []});
     let id = admin.create_playbook(&playbook);
     let (agent, _) = FakeAgent::login(&server.url, &token);
-    for i in 0..5 {
-        let r = record(
-            &format!("p{i}"),
-            "81.2.69.160",
-            "e",
-            json!({"plan": "gold"}),
-            None,
-        );
-        assert_eq!(agent.batch(&[r]).status(), 200);
-    }
+    let send = |range: std::ops::Range<usize>| {
+        for i in range {
+            let r = record(
+                &format!("p{i}"),
+                "81.2.69.160",
+                "e",
+                json!({"plan": "gold"}),
+                None,
+            );
+            assert_eq!(agent.batch(&[r]).status(), 200);
+        }
+    };
+    send(0..5);
     assert_eq!(admin.get_json("/api/stats")["playbook_loads"], 1);
     let r = admin.send(
         reqwest::Method::PUT,
@@ -466,15 +469,6 @@ fn playbooks_compile_once_per_change() {
         Some(&playbook),
     );
     assert_eq!(r.status(), 200);
-    for i in 5..8 {
-        let r = record(
-            &format!("p{i}"),
-            "81.2.69.160",
-            "e",
-            json!({"plan": "gold"}),
-            None,
-        );
-        assert_eq!(agent.batch(&[r]).status(), 200);
-    }
+    send(5..8);
     assert_eq!(admin.get_json("/api/stats")["playbook_loads"], 2);
 }

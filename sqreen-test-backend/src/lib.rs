@@ -217,7 +217,8 @@ impl TestBackend {
         lock(&self.state).mode = mode;
     }
 
-    /// How batches alone are answered (after [`set_mode`](Self::set_mode)'s mode).
+    /// How batches alone are answered; unless it is [`Mode::Normal`], it
+    /// wins over [`set_mode`](Self::set_mode)'s mode for batches.
     pub fn set_batch_mode(&self, mode: Mode) {
         lock(&self.state).batch_mode = mode;
     }
@@ -403,7 +404,8 @@ async fn misbehave(state: &Shared, batch: bool) -> Option<Response> {
     }
     let mode = {
         let mut s = lock(state);
-        let mode = if batch && s.mode == Mode::Normal {
+        // A batch-specific mode wins over the general one.
+        let mode = if batch && s.batch_mode != Mode::Normal {
             s.batch_mode
         } else {
             s.mode
