@@ -433,6 +433,10 @@ async fn housekeeping(store: Store, settings: Housekeeping) {
         {
             tracing::warn!(event = "housekeeping.failed", error = %e, "housekeeping failed");
         }
+        if let Err(e) = store.ensure_event_partitions(now).await {
+            tracing::warn!(event = "store.partition_failed", error = %e,
+                "could not create the coming week's event partitions; will retry");
+        }
         // Failures are logged and counted by `merge_attributes`.
         let _ = store.merge_attributes().await;
         // Deleted apps whose events are left (an interrupted purge);

@@ -830,7 +830,7 @@ impl Store {
                      INSERT INTO event_attrs (event_id, kind, key, value, time, client_ip, count) \
                      SELECT b.event_id, b.kind, b.key, b.value, b.time, e.client_ip, e.count \
                      FROM moved u JOIN event_attrs_by_event b ON b.event_id = u.event_id \
-                     JOIN events e ON e.id = b.event_id \
+                     JOIN events e ON e.id = b.event_id AND e.time = b.time \
                      ORDER BY b.kind, b.key, b.value, b.time, b.event_id ON CONFLICT DO NOTHING",
                 )
                 .execute(&self.writer)

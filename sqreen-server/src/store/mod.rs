@@ -14,6 +14,7 @@
 //! | alerts, newest first | [`Store::list_alerts`] |
 //! | applications | [`Store::list_apps`], [`Store::find_app`] |
 //! | deleting an application, rotating its token | [`Store::delete_app`], [`Store::purge_deleted_apps`], [`Store::rotate_app_token`] |
+//! | retention, weekly partitions (PostgreSQL) | [`Store::apply_retention`], [`Store::ensure_event_partitions`] |
 //!
 //! Nothing that must be shared between server processes lives in memory:
 //! sessions, pending `actions_reload`, threshold counts and the "one alert
@@ -31,6 +32,7 @@
 //! pages the OS already caches.
 
 mod events;
+mod partitions;
 mod playbooks;
 mod retention;
 
@@ -49,6 +51,7 @@ pub use events::{
     parse_cursor, user_key,
 };
 pub use playbooks::{ActionView, AlertView, LockOutcome, NewAction, NewAlert, PlaybookRow};
+pub use partitions::{LOCK_TIMEOUT, WEEK_MS, week_of};
 pub use retention::{DEFAULT_RETENTION_DAYS, RetentionReport};
 
 use crate::secret;
@@ -315,7 +318,7 @@ impl Store {
             }
         }
         let write_lock = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Ok(Self {
+        let store = Self {
             pool,
             writer,
             backend,
@@ -325,7 +328,14 @@ impl Store {
             server_grouped_events: events::SERVER_GROUPED_EVENTS,
             purging: Arc::default(),
             retaining: Arc::default(),
-        })
+        };
+        // This week's partition before the first batch (PostgreSQL); the
+        // default partition takes the events if it cannot be made now.
+        if let Err(e) = store.ensure_event_partitions(now_ms()).await {
+            tracing::warn!(event = "store.partition_failed", error = %e,
+                "could not create this week's event partitions; will retry");
+        }
+        Ok(store)
     }
 
     /// The most events whose groups a trend grouped by IP or user adds up

@@ -9,7 +9,9 @@
 //! | alerts | raised before the cut-off, unless an action they created is still live |
 //! | actions | lifted, or expired, before the cut-off (live ones stay, however old) |
 //!
-//! Events go [`PURGE_BATCH`] at a time, oldest first, each batch one short
+//! On PostgreSQL, each week of events that ended before the cut-off is
+//! dropped whole (see `partitions`). The events left (on SQLite, all of
+//! them) go [`PURGE_BATCH`] at a time, oldest first, each batch one short
 //! transaction under the write lock, so ingestion carries on between
 //! batches and a large backlog (the first run after retention is turned on)
 //! never holds a long lock. One process runs it at a time (several on one
@@ -71,7 +73,10 @@ impl Store {
     }
 
     async fn apply_retention_now(&self, cutoff_ms: i64) -> Result<RetentionReport, StoreError> {
-        let mut report = RetentionReport::default();
+        let mut report = RetentionReport {
+            events: self.drop_expired_weeks(cutoff_ms).await?,
+            ..RetentionReport::default()
+        };
         loop {
             let n = self
                 .delete_event_batch(EventBatch::Before(cutoff_ms))
