@@ -111,7 +111,13 @@ fn previous_events_survive_partitioning() {
     // New events get new ids, beside the old ones.
     let token = admin.create_app("shop");
     let (agent, _) = FakeAgent::login(&server.url, &token);
-    let r = record("new1", "81.2.69.162", "shop.buy", json!({"plan": "new"}), None);
+    let r = record(
+        "new1",
+        "81.2.69.162",
+        "shop.buy",
+        json!({"plan": "new"}),
+        None,
+    );
     assert_eq!(agent.batch(&[r]).status(), 200);
     assert_eq!(plans("&property=plan&value=new"), ["new"]);
     let mut all = plans("");

@@ -134,10 +134,15 @@ fn retention_drops_postgres_weeks() {
     // attributes) out of the default partitions.
     let moved = pg_number(
         &db,
-        &format!("SELECT CAST(CASE WHEN sqreen_event_week({three_weeks_ago}) THEN 1 ELSE 0 END AS INT8)"),
+        &format!(
+            "SELECT CAST(CASE WHEN sqreen_event_week({three_weeks_ago}) THEN 1 ELSE 0 END AS INT8)"
+        ),
     );
     assert_eq!(moved, 1);
-    let in_week = pg_number(&db, &format!("SELECT COUNT(*) FROM events_w{three_weeks_ago}"));
+    let in_week = pg_number(
+        &db,
+        &format!("SELECT COUNT(*) FROM events_w{three_weeks_ago}"),
+    );
     let in_default = pg_number(&db, "SELECT COUNT(*) FROM events_default");
     assert_eq!(in_week + in_default, 305);
     assert!(in_week >= 290, "{in_week} of 300 moved");
@@ -159,10 +164,7 @@ fn retention_drops_postgres_weeks() {
     eventually("the old week dropped", Duration::from_secs(60), || {
         (pg_table(&db, &format!("events_w{three_weeks_ago}")) == 0).then_some(())
     });
-    assert_eq!(
-        pg_table(&db, &format!("event_attrs_w{three_weeks_ago}")),
-        0
-    );
+    assert_eq!(pg_table(&db, &format!("event_attrs_w{three_weeks_ago}")), 0);
     assert_eq!(
         pg_table(&db, &format!("event_attrs_by_event_w{three_weeks_ago}")),
         0

@@ -62,6 +62,16 @@ fn ingest_throughput_sqlite() {
     eprintln!("ingestion: {rate:.0} records/s (30 batches of 1000, SQLite, one client)");
 }
 
+/// The time between two events of [`event`]: `SQREEN_BENCH_SPACING_MS`,
+/// default 10 (1 000 000 events then span 2.8 hours; 2 419 spreads them
+/// over four weeks, as many PostgreSQL partitions).
+fn spacing_ms() -> i64 {
+    std::env::var("SQREEN_BENCH_SPACING_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+}
+
 fn event(i: usize, now: i64) -> NewEvent {
     let mut properties = Map::new();
     properties.insert(
@@ -77,7 +87,7 @@ fn event(i: usize, now: i64) -> NewEvent {
         // Random-looking, like the agents' UUIDs.
         rid: sqreen_server::secret::hash(&i.to_string())[..36].to_owned(),
         event: format!("event.{}", i % 20),
-        time: now - i64::try_from(i).unwrap() * 10,
+        time: now - i64::try_from(i).unwrap() * spacing_ms(),
         client_ip: format!("81.{}.{}.{}", i % 7, (i / 7) % 250, (i / 1750) % 250),
         user_identifiers,
         properties,
@@ -183,7 +193,8 @@ async fn wait_for_autovacuum(store: &Store) {
     loop {
         let behind: i64 = sqlx::query_scalar(
             "SELECT CAST(COUNT(*) AS BIGINT) FROM pg_stat_user_tables \
-             WHERE relname IN ('events', 'event_attrs', 'event_attrs_by_event') \
+             WHERE (relname IN ('events', 'event_attrs', 'event_attrs_by_event') \
+             OR relname ~ '^event(s|_attrs|_attrs_by_event)_(w[0-9]+|default)$') \
              AND n_ins_since_vacuum >= 20000",
         )
         .fetch_one(store.pool())

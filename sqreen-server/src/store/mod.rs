@@ -50,8 +50,8 @@ pub use events::{
     PURGE_BATCH, TrendGroup, TrendPoint, TrendQuery, TrendSeries, TrendView, attr_text,
     parse_cursor, user_key,
 };
-pub use playbooks::{ActionView, AlertView, LockOutcome, NewAction, NewAlert, PlaybookRow};
 pub use partitions::{LOCK_TIMEOUT, WEEK_MS, week_of};
+pub use playbooks::{ActionView, AlertView, LockOutcome, NewAction, NewAlert, PlaybookRow};
 pub use retention::{DEFAULT_RETENTION_DAYS, RetentionReport};
 
 use crate::secret;

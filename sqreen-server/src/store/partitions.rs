@@ -87,11 +87,10 @@ impl Store {
     }
 
     async fn week_exists(&self, week: i64) -> Result<bool, StoreError> {
-        let found: Option<String> =
-            sqlx::query_scalar("SELECT CAST(to_regclass($1) AS TEXT)")
-                .bind(format!("events_w{week}"))
-                .fetch_one(&self.pool)
-                .await?;
+        let found: Option<String> = sqlx::query_scalar("SELECT CAST(to_regclass($1) AS TEXT)")
+            .bind(format!("events_w{week}"))
+            .fetch_one(&self.pool)
+            .await?;
         Ok(found.is_some())
     }
 
