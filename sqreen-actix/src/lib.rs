@@ -57,12 +57,12 @@
 //!
 //! ## Pitfalls
 //!
-//! - **Initialise first.** [`SqreenMiddleware::new`] takes the global agent
-//!   when it is built. Build it after `sqreen::init` / `init_from_env` (the
-//!   `HttpServer::new` factory runs at `bind`/`run`, so building it inside
-//!   the factory, as above, is fine), or pass an agent with
-//!   [`SqreenMiddleware::with_agent`]. Built before, it lets every request
-//!   through unrecorded and logs a warning.
+//! - **Keep the guard alive.** [`SqreenMiddleware::new`] finds the global
+//!   agent on the first requests, so it may be built before or after
+//!   `sqreen::init` / `init_from_env`; requests that arrive before `init`
+//!   pass through unrecorded (the first one logs a warning). The agent stops
+//!   when the guard `init` returned is dropped. With several agents, or in
+//!   tests, use [`SqreenMiddleware::with_agent`].
 //! - **Wrap it last, on the `App`.** In actix the *last* `.wrap()` runs
 //!   *first*. Register `SqreenMiddleware` after your other middleware so it
 //!   is the outermost: IP blocks then apply before authentication, rate

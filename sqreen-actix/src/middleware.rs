@@ -38,7 +38,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{Error, HttpMessage, HttpResponse};
 use pin_project_lite::pin_project;
-use sqreen_core::{Agent, Begin, RequestRecord, ResponseInfo, SecurityResponse};
+use sqreen_core::{Agent, Begin, LazyAgent, RequestRecord, ResponseInfo, SecurityResponse};
 
 use crate::blocked::{Blocked, Renderer, default_response};
 use crate::extract::{Slot, Sqreen};
@@ -55,7 +55,7 @@ const FRAMEWORK: (&str, &str) = ("actix", "4");
 ///
 /// #[actix_web::main]
 /// async fn main() -> std::io::Result<()> {
-///     let _guard = sqreen_core::init_from_env(); // first: the middleware takes this agent
+///     let _guard = sqreen_core::init_from_env(); // keep it alive: dropping it flushes
 ///     HttpServer::new(|| {
 ///         App::new()
 ///             .wrap(SqreenMiddleware::new())
@@ -73,7 +73,7 @@ const FRAMEWORK: (&str, &str) = ("actix", "4");
 /// Cheap to clone; every actix worker builds (or clones) its own.
 #[derive(Clone)]
 pub struct SqreenMiddleware {
-    agent: Option<Agent>,
+    agent: LazyAgent,
     renderer: Option<Renderer>,
 }
 
@@ -95,35 +95,22 @@ impl Default for SqreenMiddleware {
 
 impl SqreenMiddleware {
     /// A middleware on the [global](Agent::global) agent, the one
-    /// `sqreen::init` / `sqreen::init_from_env` started.
+    /// `sqreen::init` / `sqreen::init_from_env` starts.
     ///
-    /// The agent is taken now, when the middleware is built: call
-    /// `sqreen::init*` **before** building it (before `HttpServer::new`'s
-    /// factory runs). Built earlier, or after the guard was dropped, it holds
-    /// no agent and lets every request through untouched (a warning is
-    /// logged).
+    /// Build it before or after `init`: the agent is looked up on the first
+    /// requests (one atomic load per request once found). Requests that
+    /// arrive before `init` pass through untouched.
     pub fn new() -> Self {
-        match Agent::global() {
-            Some(agent) => Self::with_agent(agent),
-            None => {
-                tracing::warn!(
-                    target: "sqreen::actix",
-                    event = "middleware.no_agent",
-                    "SqreenMiddleware built before sqreen::init: requests pass through unrecorded"
-                );
-                Self {
-                    agent: None,
-                    renderer: None,
-                }
-            }
+        Self {
+            agent: LazyAgent::global(FRAMEWORK.0, FRAMEWORK.1),
+            renderer: None,
         }
     }
 
     /// A middleware on this agent (tests, or applications running several agents).
     pub fn with_agent(agent: Agent) -> Self {
-        agent.set_framework(FRAMEWORK.0, FRAMEWORK.1);
         Self {
-            agent: Some(agent),
+            agent: LazyAgent::fixed(agent, FRAMEWORK.0, FRAMEWORK.1),
             renderer: None,
         }
     }
@@ -182,7 +169,7 @@ where
 pub struct SqreenService<S> {
     // Shared with the future of a request whose body is being buffered.
     service: Rc<S>,
-    agent: Option<Agent>,
+    agent: LazyAgent,
     renderer: Option<Renderer>,
 }
 
@@ -206,7 +193,7 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let agent = match &self.agent {
+        let agent = match self.agent.get() {
             // Off, or not logged in yet: not even the headers are looked at.
             Some(agent) if agent.is_enabled() => agent,
             _ => return SqreenFuture::call(self.service.call(req), Held::Nothing, None),

@@ -196,7 +196,7 @@ where
                     else {
                         polled_after_ready()
                     };
-                    match (collected, &settings.agent) {
+                    match (collected, settings.agent.get()) {
                         (Ok(collected), Some(agent)) => {
                             let bytes = collected.to_bytes();
                             match rebuild::<B>(bytes.clone()) {

@@ -19,7 +19,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Limited};
-use sqreen_core::{Agent, Begin, SecurityResponse};
+use sqreen_core::{Agent, Begin, LazyAgent, SecurityResponse};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -38,7 +38,7 @@ pub(crate) type Renderer = Arc<dyn Fn(&SecurityResponse) -> Response + Send + Sy
 /// count to bump when axum clones the service for a request.
 #[derive(Clone)]
 pub(crate) struct Settings {
-    pub agent: Option<Agent>,
+    pub agent: LazyAgent,
     pub renderer: Option<Renderer>,
     /// Also put the handle in the request extensions
     /// ([`SqreenLayer::handle_in_extensions`]).
@@ -94,38 +94,24 @@ impl Default for SqreenLayer {
 
 impl SqreenLayer {
     /// A layer on the global agent, the one `sqreen::init` / `init_from_env`
-    /// started.
+    /// starts.
     ///
-    /// The agent is taken **now**: call `sqreen::init*` before building the
-    /// layer. A layer built before (or without) it passes every request
-    /// through untouched, for good, and logs a warning saying so.
+    /// Build it before or after `init`: the agent is looked up on the first
+    /// requests (one atomic load per request once found). Requests that
+    /// arrive before `init` pass through untouched.
     pub fn new() -> Self {
-        match Agent::global() {
-            Some(agent) => Self::with_agent(agent),
-            None => {
-                tracing::warn!(
-                    target: "sqreen::axum",
-                    event = "layer.no_agent",
-                    "SqreenLayer built before sqreen::init: it passes every request through; \
-                     start the agent first"
-                );
-                Self {
-                    settings: Arc::new(Settings {
-                        agent: None,
-                        renderer: None,
-                        in_extensions: false,
-                    }),
-                }
-            }
-        }
+        Self::on(LazyAgent::global("axum", AXUM_VERSION))
     }
 
     /// A layer on this agent (tests, and applications running several agents).
     pub fn with_agent(agent: Agent) -> Self {
-        agent.set_framework("axum", AXUM_VERSION);
+        Self::on(LazyAgent::fixed(agent, "axum", AXUM_VERSION))
+    }
+
+    fn on(agent: LazyAgent) -> Self {
         Self {
             settings: Arc::new(Settings {
-                agent: Some(agent),
+                agent,
                 renderer: None,
                 in_extensions: false,
             }),
@@ -191,9 +177,9 @@ impl SqreenLayer {
         }
     }
 
-    /// The agent this layer reports to, if any.
+    /// The agent this layer reports to, if there is one yet.
     pub fn agent(&self) -> Option<&Agent> {
-        self.settings.agent.as_ref()
+        self.settings.agent.get()
     }
 }
 
@@ -263,7 +249,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let agent = match &self.settings.agent {
+        let agent = match self.settings.agent.get() {
             Some(agent) if agent.is_enabled() => agent,
             // Off, not logged in yet, or no agent: hands off the request.
             _ => return ResponseFuture::new(State::pass(self.inner.call(req))),

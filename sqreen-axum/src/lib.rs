@@ -51,11 +51,11 @@
 //!
 //! ## Where to put the layer (pitfalls)
 //!
-//! - **Start the agent before building the layer.** [`SqreenLayer::new`]
-//!   takes the global agent when it is built; one built before
-//!   `sqreen::init*` passes every request through for good (it logs a
-//!   warning). With several agents, or in tests, use
-//!   [`SqreenLayer::with_agent`].
+//! - **Init order does not matter.** [`SqreenLayer::new`] finds the global
+//!   agent on the first requests, so the router may be built before or after
+//!   `sqreen::init*`; requests that arrive before `init` pass through
+//!   unrecorded (the first one logs a warning). With several agents, or in
+//!   tests, use [`SqreenLayer::with_agent`].
 //! - **`Router::layer`, after the routes.** axum applies a layer to the
 //!   routes added *before* the `.layer(..)` call, so add it last. It then
 //!   also covers the fallback (404s), and runs after routing, which gives

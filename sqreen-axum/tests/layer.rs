@@ -566,8 +566,7 @@ async fn current_without_the_extractor_sends_the_event_without_the_request() {
         .iter()
         .find(|e| tracked(e) == ["bare.tracked"])
         .unwrap();
-    assert_eq!(bare["request"]["path"], "");
-    assert_eq!(bare["request"]["user_agent"], "");
+    assert_eq!(bare["request"], Value::Null);
     assert_eq!(bare["client_ip"], "");
     let taken = events
         .iter()

@@ -34,7 +34,7 @@ use crate::client_ip::ClientIpResolver;
 use crate::config::{Config, ConfigError};
 use crate::record::{Entry, RecordInner, RequestRecord};
 use crate::request::{RequestInfo, ResponseInfo};
-use crate::sdk::PropertyValue;
+use crate::sdk::{PropertyValue, SqreenUser, TrackEvent};
 use crate::stats::{Counters, LoginState, Stats, WarnLimiter, bump};
 use crate::transport::{HttpTransport, Transport};
 use crate::worker::{Control, Reply, Worker};
@@ -186,6 +186,21 @@ impl Shared {
         Arc::new(inner)
     }
 
+    /// A pooled or new record for events tracked outside any request
+    /// ([`RecordInner::detach`]).
+    pub fn new_detached_record(self: &Arc<Self>) -> Arc<RecordInner> {
+        let start = SystemTime::now();
+        if let Some(mut record) = self.pool.pop()
+            && let Some(inner) = Arc::get_mut(&mut record)
+        {
+            inner.detach(start);
+            return record;
+        }
+        let mut inner = RecordInner::blank(self);
+        inner.detach(start);
+        Arc::new(inner)
+    }
+
     /// Clears a record nobody else holds and puts it back in the pool; a
     /// record still referenced (a handle kept past the request), too large,
     /// or beyond the pool's capacity is simply dropped.
@@ -319,6 +334,35 @@ impl std::fmt::Debug for Agent {
 }
 
 static GLOBAL: ArcSwapOption<Shared> = ArcSwapOption::const_empty();
+
+/// The framework a middleware built before [`init`] announced: `init`
+/// gives it to the agent it starts, so that its login reports it.
+static PENDING_FRAMEWORK: std::sync::Mutex<Option<(&'static str, &'static str)>> =
+    std::sync::Mutex::new(None);
+
+/// Tells the global agent which framework serves the application, or, when
+/// none is running yet, the next one [`init`] starts.
+pub(crate) fn announce_framework(name: &'static str, version: &'static str) {
+    match Agent::global() {
+        Some(agent) => agent.set_framework(name, version),
+        None => {
+            *PENDING_FRAMEWORK.lock().unwrap_or_else(|p| p.into_inner()) = Some((name, version));
+        }
+    }
+}
+
+/// Registers `guard`'s agent as the global one, with the framework a
+/// middleware announced before.
+pub(crate) fn register_global(guard: &AgentGuard) {
+    let pending = PENDING_FRAMEWORK
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some((name, version)) = pending {
+        guard.agent.set_framework(name, version);
+    }
+    GLOBAL.store(Some(Arc::clone(&guard.agent.inner)));
+}
 
 impl Agent {
     /// Starts an agent that talks to its backend through `transport`,
@@ -532,6 +576,62 @@ impl Agent {
         )))
     }
 
+    /// Starts a custom event outside any request (a background job, a queue
+    /// consumer): the same builder as [`Sqreen::track_event`], the same
+    /// scrubbing, sent without a request context (no path, no client IP).
+    /// The event is queued when the builder is dropped. A no-op while the
+    /// agent is off.
+    ///
+    /// ```
+    /// use sqreen_core::{Agent, Config};
+    ///
+    /// fn nightly_export(agent: &Agent, rows: usize) {
+    ///     agent
+    ///         .track_event("export.finished")
+    ///         .with_properties([("rows", rows as i64)]);
+    /// }
+    /// # nightly_export(&Agent::off(Config::default()), 3);
+    /// ```
+    pub fn track_event(&self, name: impl AsRef<str>) -> TrackEvent<'static> {
+        TrackEvent::detached(self.detached_record(), name.as_ref())
+    }
+
+    /// User-scoped calls outside any request: events about this user,
+    /// login and signup counts (without a client IP), and
+    /// [`identify`](SqreenUser::identify), which reports whether a playbook
+    /// blocks the user. What they record is queued when the returned value
+    /// (and every clone of it) is dropped.
+    ///
+    /// ```
+    /// # let agent = sqreen_core::Agent::off(sqreen_core::Config::default());
+    /// let user = agent.for_user([("uid", "42")]);
+    /// user.track_event("subscription.renewed");
+    /// if user.identify().is_err() {
+    ///     // a playbook blocks this user: skip the renewal
+    /// }
+    /// ```
+    pub fn for_user<I, K, V>(&self, identifiers: I) -> SqreenUser
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        SqreenUser::detached(self.detached_record(), identifiers)
+    }
+
+    /// A record for SDK calls outside any request; `None` when the agent
+    /// does not record.
+    fn detached_record(&self) -> Option<RequestRecord> {
+        let shared = &self.inner;
+        if !shared.enabled.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(RequestRecord::new(
+            Arc::clone(shared),
+            shared.new_detached_record(),
+        ))
+    }
+
     /// For adapters that can open the record later, from where handlers ask
     /// for the handle: when nothing loaded needs to see the request (no path
     /// or IP passlist, no IP action) and the agent records, a
@@ -724,6 +824,35 @@ impl Agent {
         shared.counters.set_login_state(LoginState::ShutDown);
         delivered
     }
+
+    /// [`shutdown`](Self::shutdown) for async code (a framework's shutdown
+    /// hook): awaits the final batch, heartbeat and logout without blocking
+    /// the executor. The agent thread ends by itself once it has answered.
+    pub async fn shutdown_async(&self, timeout: Duration) -> bool {
+        let shared = &self.inner;
+        shared.enabled.store(false, Ordering::Relaxed);
+        let Some(control) = &shared.control else {
+            return true;
+        };
+        let handle = shared
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if handle.is_none() {
+            return true;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let delivered = control
+            .send(Control::Shutdown {
+                deadline: Instant::now() + timeout,
+                reply: Reply::Async(tx),
+            })
+            .is_ok()
+            && rx.await.unwrap_or(false);
+        shared.counters.set_login_state(LoginState::ShutDown);
+        delivered
+    }
 }
 
 /// Form and JSON bodies are the ones the protocol sends as parameters.
@@ -815,8 +944,43 @@ pub fn init(config: Config) -> AgentGuard {
             AgentGuard::new(Agent::off(config))
         }
     };
-    GLOBAL.store(Some(Arc::clone(&guard.agent.inner)));
+    register_global(&guard);
     guard
+}
+
+/// [`Agent::track_event`] on the [global](Agent::global) agent: an event
+/// outside any request (a background job, a queue consumer). A no-op
+/// before [`init`], or while the agent is off.
+///
+/// ```
+/// // In a tokio task, a cron job, a queue consumer…
+/// sqreen_core::track_event("invoice.sent").with_properties([("invoice", "inv-42")]);
+/// ```
+pub fn track_event(name: impl AsRef<str>) -> TrackEvent<'static> {
+    match Agent::global() {
+        Some(agent) => agent.track_event(name),
+        None => TrackEvent::detached(None, ""),
+    }
+}
+
+/// [`Agent::for_user`] on the [global](Agent::global) agent: user-scoped
+/// calls outside any request. A no-op before [`init`], or while the agent
+/// is off.
+///
+/// ```
+/// let user = sqreen_core::for_user([("uid", "42")]);
+/// user.track_event("password.reset_email_sent");
+/// ```
+pub fn for_user<I, K, V>(identifiers: I) -> SqreenUser
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    match Agent::global() {
+        Some(agent) => agent.for_user(identifiers),
+        None => SqreenUser::detached(None, identifiers),
+    }
 }
 
 /// [`init`] with the configuration from the file and the environment
@@ -828,7 +992,7 @@ pub fn init_from_env() -> AgentGuard {
         Err(e) => {
             log_config_error(&e);
             let guard = AgentGuard::new(Agent::off(Config::default()));
-            GLOBAL.store(Some(Arc::clone(&guard.agent.inner)));
+            register_global(&guard);
             guard
         }
     }

@@ -472,46 +472,17 @@ fn depth(v: &Value) -> usize {
     }
 }
 
-/// Writes the scrubbed `request_record` of `record` as JSON bytes into
-/// `buf` (an empty buffer, possibly reused).
-pub(crate) fn request_record(
-    mut buf: Vec<u8>,
-    times: &mut TimeText,
-    record: &RecordInner,
+/// Writes the scrubbed `request` object of a record whose request was
+/// copied.
+fn request_json(
+    out: &mut Out<'_>,
     state: &RecordState,
-    client_ip: Option<IpAddr>,
+    ip_header: Option<&str>,
+    strip_referer: bool,
     settings: &EventSettings<'_>,
-) -> (Vec<u8>, BuildReport) {
-    let EventSettings {
-        scrubber,
-        ip_header,
-        strip_referer,
-        ..
-    } = *settings;
-    buf.clear();
-    buf.reserve(768);
-    let mut out = Out::new(buf, scrubber, times);
-    let end = state.end.unwrap_or_else(SystemTime::now);
-
-    out.raw("{\"event_type\":\"request_record\",\"version\":");
-    out.string(REQUEST_RECORD_VERSION);
-    out.raw(",\"rid\":\"");
-    // Hex digits and hyphens: nothing to escape.
-    let mut rid = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    out.raw(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut rid));
-    out.buf.push(b'"');
-    out.raw(",\"client_ip\":");
-    match client_ip {
-        Some(ip) => out.ip(ip),
-        None => out.string(""),
-    }
-    out.raw(",\"start\":");
-    out.time(record.start);
-    out.raw(",\"end\":");
-    out.time(end);
-
-    let request_at = out.buf.len() + ",\"request\":".len();
-    out.raw(",\"request\":{\"rid\":");
+) {
+    let request_at = out.buf.len();
+    out.raw("{\"rid\":");
     match state.request.request_id().map(std::str::from_utf8) {
         Some(Ok(id)) => out.string(id),
         Some(Err(_)) => {
@@ -599,7 +570,56 @@ pub(crate) fn request_record(
         out.raw("{}");
         out.report.invalid_input += 1;
     }
-    out.raw("},\"response\":");
+    out.buf.push(b'}');
+}
+
+/// Writes the scrubbed `request_record` of `record` as JSON bytes into
+/// `buf` (an empty buffer, possibly reused).
+pub(crate) fn request_record(
+    mut buf: Vec<u8>,
+    times: &mut TimeText,
+    record: &RecordInner,
+    state: &RecordState,
+    client_ip: Option<IpAddr>,
+    settings: &EventSettings<'_>,
+) -> (Vec<u8>, BuildReport) {
+    let EventSettings {
+        scrubber,
+        ip_header,
+        strip_referer,
+        ..
+    } = *settings;
+    buf.clear();
+    buf.reserve(768);
+    let mut out = Out::new(buf, scrubber, times);
+    let end = state.end.unwrap_or_else(SystemTime::now);
+
+    out.raw("{\"event_type\":\"request_record\",\"version\":");
+    out.string(REQUEST_RECORD_VERSION);
+    out.raw(",\"rid\":\"");
+    // Hex digits and hyphens: nothing to escape.
+    let mut rid = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.raw(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut rid));
+    out.buf.push(b'"');
+    out.raw(",\"client_ip\":");
+    match client_ip {
+        Some(ip) => out.ip(ip),
+        None => out.string(""),
+    }
+    out.raw(",\"start\":");
+    out.time(record.start);
+    out.raw(",\"end\":");
+    out.time(end);
+
+    out.raw(",\"request\":");
+    if state.request.method_str().is_empty() {
+        // Tracked outside any request (`Agent::track_event`), or through a
+        // handle whose request was never copied.
+        out.raw("null");
+    } else {
+        request_json(&mut out, state, ip_header, strip_referer, settings);
+    }
+    out.raw(",\"response\":");
     match &state.response {
         Some(r) => {
             out.raw("{\"status\":");
@@ -797,7 +817,7 @@ mod tests {
         ];
         let info = crate::RequestInfo::new("GET", "/", &headers);
         let record = RecordInner::capture(&shared, &info, None);
-        let state = RecordState::default();
+        let state = record.state();
         for (key_regex, masked) in [
             (None, vec!["X-Secret-Ip"]),
             (Some("(?i)forwarded"), vec!["X-Forwarded-For"]),
@@ -819,7 +839,9 @@ mod tests {
                 },
             );
             let event: Value = serde_json::from_slice(&bytes).unwrap();
-            for line in event["request"]["headers"].as_array().unwrap() {
+            let lines = event["request"]["headers"].as_array().unwrap();
+            assert_eq!(lines.len(), 3, "{lines:?}");
+            for line in lines {
                 let name = line[0].as_str().unwrap();
                 let value = line[1].as_str().unwrap();
                 assert_eq!(

@@ -88,6 +88,7 @@ pub mod config;
 mod event;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod lazy;
 mod metrics;
 pub mod protocol;
 mod record;
@@ -101,8 +102,11 @@ pub mod transport;
 mod worker;
 
 pub use actions::SecurityResponse;
-pub use agent::{Agent, AgentGuard, Begin, DeferredRecord, init, init_from_env};
+pub use agent::{
+    Agent, AgentGuard, Begin, DeferredRecord, for_user, init, init_from_env, track_event,
+};
 pub use config::{Config, ConfigBuilder, ConfigError};
+pub use lazy::LazyAgent;
 pub use record::RequestRecord;
 pub use request::{HeaderPairs, RequestInfo, ResponseInfo};
 pub use sdk::{Blocked, PropertyValue, Sqreen, SqreenUser, TrackEvent};

@@ -594,6 +594,15 @@ impl RecordInner {
         self.client_ip = client_ip;
     }
 
+    /// Opens the record for events tracked outside any request
+    /// ([`Agent::track_event`](crate::Agent::track_event)): nothing is to
+    /// be copied, and it is sent without a request.
+    pub fn detach(&mut self, start: SystemTime) {
+        *self.pending.get_mut() = false;
+        self.start = start;
+        self.client_ip = None;
+    }
+
     /// True while the request is still to be copied.
     pub fn is_pending(&self) -> bool {
         self.pending.load(Ordering::Acquire)
@@ -774,6 +783,11 @@ impl RequestRecord {
             inner: Some(inner),
             shared,
         }
+    }
+
+    /// The record's state, for the SDK builders that own their record.
+    pub(crate) fn inner(&self) -> Option<&RecordInner> {
+        self.inner.as_deref()
     }
 
     /// The SDK handle handlers track events through.

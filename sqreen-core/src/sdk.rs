@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime};
 use compact_str::CompactString;
 
 use crate::actions::SecurityResponse;
-use crate::record::{Entry, Properties, RecordInner, UserIds};
+use crate::record::{Entry, Properties, RecordInner, RequestRecord, UserIds};
 use crate::stats::bump;
 
 const MAX_NAME_LEN: usize = 256;
@@ -294,6 +294,7 @@ impl Sqreen {
         SqreenUser {
             sq: self.clone(),
             ids,
+            detached: None,
         }
     }
 }
@@ -362,7 +363,7 @@ where
 /// Each `with_*` consumes and returns the builder. On a disabled handle every
 /// method returns at once.
 pub struct TrackEvent<'a> {
-    record: Option<&'a RecordInner>,
+    target: Target<'a>,
     name: CompactString,
     properties: Properties,
     user_identifiers: Option<UserIds>,
@@ -378,28 +379,73 @@ impl std::fmt::Debug for TrackEvent<'_> {
     }
 }
 
+/// Where a [`TrackEvent`] goes.
+enum Target<'a> {
+    /// Nowhere: a disabled handle, or an invalid name.
+    Off,
+    /// A request's record, which its adapter closes.
+    Request(&'a RecordInner),
+    /// A record of its own, closed and queued when the builder is dropped
+    /// ([`Agent::track_event`](crate::Agent::track_event)).
+    Detached(RequestRecord),
+}
+
 impl<'a> TrackEvent<'a> {
     fn new(record: Option<&'a RecordInner>, name: &str, user: Option<UserIds>) -> Self {
-        let (record, name) = match record {
-            None => (None, CompactString::default()),
+        let (target, name) = match record {
+            None => (Target::Off, CompactString::default()),
             Some(r) if name.is_empty() => {
                 invalid_input(r, "empty event name");
-                (None, CompactString::default())
+                (Target::Off, CompactString::default())
             }
             Some(r) => (
-                Some(r),
+                Target::Request(r),
                 bounded(r, name, MAX_NAME_LEN, "event name too long"),
             ),
         };
         Self {
-            record,
+            target,
             name,
             properties: Properties::new(),
             user_identifiers: user,
             timestamp: None,
         }
     }
+}
 
+impl Target<'_> {
+    /// The record the event goes to, if any.
+    #[inline]
+    fn record(&self) -> Option<&RecordInner> {
+        match self {
+            Target::Off => None,
+            Target::Request(r) => Some(r),
+            Target::Detached(r) => r.inner(),
+        }
+    }
+}
+
+impl TrackEvent<'static> {
+    /// An event outside any request, in `record` of its own.
+    pub(crate) fn detached(record: Option<RequestRecord>, name: &str) -> Self {
+        let mut event = TrackEvent::new(None, "", None);
+        let Some(record) = record else {
+            return event;
+        };
+        let Some(inner) = record.inner() else {
+            return event;
+        };
+        if name.is_empty() {
+            invalid_input(inner, "empty event name");
+            return event;
+        }
+        event.name = bounded(inner, name, MAX_NAME_LEN, "event name too long");
+        event.target = Target::Detached(record);
+        event
+    }
+}
+
+impl<'a> TrackEvent<'a> {
     /// Adds properties: string keys with scalar values
     /// (`[("amount", 42)]`, `[("currency", "eur")]`). At most 16 per event.
     pub fn with_properties<I, K, V>(mut self, properties: I) -> Self
@@ -408,10 +454,10 @@ impl<'a> TrackEvent<'a> {
         K: AsRef<str>,
         V: Into<PropertyValue>,
     {
-        let Some(record) = self.record else {
+        let properties = properties.into_iter();
+        let Some(record) = self.target.record() else {
             return self;
         };
-        let properties = properties.into_iter();
         if self.properties.is_empty() {
             self.properties
                 .reserve(properties.size_hint().0.min(MAX_PROPERTIES));
@@ -431,7 +477,7 @@ impl<'a> TrackEvent<'a> {
 
     /// Sets when the event happened (default: when it was recorded).
     pub fn with_timestamp(mut self, timestamp: SystemTime) -> Self {
-        if self.record.is_some() {
+        if self.target.record().is_some() {
             self.timestamp = Some(timestamp);
         }
         self
@@ -444,7 +490,7 @@ impl<'a> TrackEvent<'a> {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        if let Some(record) = self.record {
+        if let Some(record) = self.target.record() {
             self.user_identifiers = Some(user_ids(record, identifiers));
         }
         self
@@ -452,8 +498,10 @@ impl<'a> TrackEvent<'a> {
 }
 
 impl Drop for TrackEvent<'_> {
+    /// Records the event; a detached record is then closed and queued (when
+    /// the `target` field drops, right after).
     fn drop(&mut self) {
-        if let Some(record) = self.record {
+        if let Some(record) = self.target.record() {
             record.push(Entry::Track {
                 time: SystemTime::now(),
                 name: std::mem::take(&mut self.name),
@@ -465,11 +513,15 @@ impl Drop for TrackEvent<'_> {
     }
 }
 
-/// User-scoped SDK calls, from [`Sqreen::for_user`].
+/// User-scoped SDK calls, from [`Sqreen::for_user`] (in a request) or
+/// [`Agent::for_user`](crate::Agent::for_user) (outside any).
 #[derive(Clone)]
 pub struct SqreenUser {
     sq: Sqreen,
     ids: UserIds,
+    /// Outside a request: the record the calls go to, closed and queued
+    /// when the last clone is dropped (after `sq`, declared before it).
+    detached: Option<Arc<RequestRecord>>,
 }
 
 impl std::fmt::Debug for SqreenUser {
@@ -482,6 +534,22 @@ impl std::fmt::Debug for SqreenUser {
 }
 
 impl SqreenUser {
+    /// Calls outside any request, recorded in `record` of their own.
+    pub(crate) fn detached<I, K, V>(record: Option<RequestRecord>, identifiers: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let Some(record) = record else {
+            return Sqreen::disabled().for_user(identifiers);
+        };
+        let sq = record.handle();
+        let mut user = sq.for_user(identifiers);
+        user.detached = Some(Arc::new(record));
+        user
+    }
+
     /// A custom event about this user (its `user_identifiers` are set).
     pub fn track_event(&self, name: impl AsRef<str>) -> TrackEvent<'_> {
         TrackEvent::new(

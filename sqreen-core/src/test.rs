@@ -175,6 +175,18 @@ pub fn start_captured(config: Config) -> (AgentGuard, CaptureBackend) {
     (guard, backend)
 }
 
+/// [`start_captured`], registered as the [global](Agent::global) agent the
+/// way [`init`](crate::init) registers it (with the framework a middleware
+/// built earlier announced): for tests of code that uses the global agent.
+/// Dropping the guard unregisters it.
+pub fn init_captured(config: Config) -> (AgentGuard, CaptureBackend) {
+    let backend = CaptureBackend::new();
+    let guard = Agent::start(config, Arc::new(backend.clone()));
+    crate::agent::register_global(&guard);
+    guard.wait_ready(Duration::from_secs(10));
+    (guard, backend)
+}
+
 /// Runs `f` with a logged-in agent on an in-memory backend, flushes, and
 /// returns the events the backend received.
 pub fn with_captured_events(f: impl FnOnce(&Agent)) -> Vec<Value> {

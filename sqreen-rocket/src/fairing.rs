@@ -12,10 +12,13 @@
 //! routing ── /__sqreen/blocked (rank isize::MIN, every method) answers the security response:
 //!            the application's routes, and so its handlers, never see the request
 //! on_response ── take the record (if one was opened), set route params, close with status/length/type
-//! on_shutdown ── agent.flush_async(shutdown_timeout)
+//! on_shutdown ── agent.flush_async(shutdown_timeout), or, for an agent the
+//!                fairing started (`from_env`), its whole shutdown and logout
 //! ```
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::Method;
@@ -23,11 +26,20 @@ use rocket::http::uri::Origin;
 use rocket::route::{Handler, Outcome, Route};
 use rocket::{Build, Data, Orbit, Request, Response, Rocket};
 use sqreen_core::{
-    Agent, Begin, DeferredRecord, HeaderPairs, RequestInfo, RequestRecord, ResponseInfo,
-    SecurityResponse,
+    Agent, AgentGuard, Begin, Config, DeferredRecord, HeaderPairs, LazyAgent, RequestInfo,
+    RequestRecord, ResponseInfo, SecurityResponse,
 };
 
 use crate::blocked::{BlockedPage, RenderFn, render};
+
+/// The framework and version reported at the agent's login.
+const FRAMEWORK: &str = "rocket";
+const VERSION: &str = "0.5";
+
+/// Locks `m`, through a poisoning (what it guards stays consistent).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Where blocked requests are routed; the route is mounted by the fairing.
 pub const BLOCKED_PATH: &str = "/__sqreen/blocked";
@@ -165,6 +177,10 @@ impl HeaderPairs for RocketHeaders<'_> {
 ///   (`on_response`), and the route parameters of the matched route;
 /// - flushes the agent when rocket shuts down (`on_shutdown`).
 ///
+/// With `#[launch]`, let the fairing own the agent: [`from_env`](Self::from_env)
+/// starts it when rocket ignites and shuts it down (final batch, heartbeat,
+/// logout) when rocket shuts down.
+///
 /// ```no_run
 /// use sqreen_rocket::{Sqreen, SqreenFairing};
 ///
@@ -174,27 +190,38 @@ impl HeaderPairs for RocketHeaders<'_> {
 ///     "ok"
 /// }
 ///
-/// #[rocket::main]
-/// async fn main() -> Result<(), rocket::Error> {
-///     let _guard = sqreen_core::init_from_env(); // first: the fairing takes the global agent
+/// #[rocket::launch]
+/// fn rocket() -> _ {
 ///     rocket::build()
-///         .attach(SqreenFairing::new())
+///         .attach(SqreenFairing::from_env())
 ///         .mount("/", rocket::routes![index])
-///         .launch()
-///         .await?;
-///     Ok(()) // the guard drops here: the agent flushes and logs out
 /// }
 /// ```
+///
+/// An application that starts the agent itself (`sqreen::init*`, keeping
+/// the guard in `main`) attaches [`SqreenFairing::new`] instead.
 #[derive(Clone)]
 pub struct SqreenFairing {
-    agent: Option<Agent>,
+    agent: LazyAgent,
     page: Option<RenderFn>,
+    /// The agent this fairing starts and stops ([`Self::from_env`]).
+    owned: Option<Arc<Owned>>,
+}
+
+/// The agent a fairing owns: how to start it, then its guard, and the
+/// requests being served (its shutdown waits for them).
+#[derive(Debug)]
+struct Owned {
+    start: Mutex<Option<Option<Config>>>,
+    guard: Mutex<Option<AgentGuard>>,
+    in_flight: AtomicUsize,
 }
 
 impl std::fmt::Debug for SqreenFairing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqreenFairing")
             .field("agent", &self.agent)
+            .field("owns_agent", &self.owned.is_some())
             .field("custom_blocked_response", &self.page.is_some())
             .finish()
     }
@@ -208,35 +235,52 @@ impl Default for SqreenFairing {
 }
 
 impl SqreenFairing {
-    /// A fairing for the global agent, the one started by `sqreen::init` /
-    /// `sqreen::init_from_env`.
+    /// A fairing for the global agent, the one `sqreen::init` /
+    /// `sqreen::init_from_env` starts; the application keeps the guard.
     ///
-    /// The agent is taken **now**, when the fairing is built: call
-    /// `sqreen::init*` first. A fairing built before (or without) it passes
-    /// every request through untouched, and logs a warning saying so.
+    /// Build it before or after `init`: the agent is looked up on the first
+    /// requests (one atomic load per request once found). Requests that
+    /// arrive before `init` pass through untouched. At shutdown the fairing
+    /// flushes the agent; the guard's drop logs it out.
     pub fn new() -> Self {
-        match Agent::global() {
-            Some(agent) => Self::with_agent(agent),
-            None => {
-                tracing::warn!(
-                    target: "sqreen::rocket",
-                    event = "fairing.no_agent",
-                    "SqreenFairing built before sqreen::init: requests will not be recorded"
-                );
-                Self {
-                    agent: None,
-                    page: None,
-                }
-            }
-        }
+        Self::on(LazyAgent::global(FRAMEWORK, VERSION), None)
+    }
+
+    /// A fairing that owns the agent: it starts it with the configuration
+    /// from `sqreen.toml` and `SQREEN_*` variables
+    /// ([`init_from_env`](sqreen_core::init_from_env)) when rocket ignites,
+    /// and shuts it down (final batch, heartbeat, logout, within
+    /// `shutdown_timeout`) when rocket shuts down. For `#[launch]`, where
+    /// `main` has no place to keep a guard.
+    pub fn from_env() -> Self {
+        Self::owning(None)
+    }
+
+    /// [`from_env`](Self::from_env) with this configuration
+    /// ([`init`](sqreen_core::init)).
+    pub fn from_config(config: Config) -> Self {
+        Self::owning(Some(config))
+    }
+
+    fn owning(config: Option<Config>) -> Self {
+        let owned = Owned {
+            start: Mutex::new(Some(config)),
+            guard: Mutex::new(None),
+            in_flight: AtomicUsize::new(0),
+        };
+        Self::on(LazyAgent::global(FRAMEWORK, VERSION), Some(Arc::new(owned)))
     }
 
     /// A fairing for this agent (tests, or applications running several agents).
     pub fn with_agent(agent: Agent) -> Self {
-        agent.set_framework("rocket", "0.5");
+        Self::on(LazyAgent::fixed(agent, FRAMEWORK, VERSION), None)
+    }
+
+    fn on(agent: LazyAgent, owned: Option<Arc<Owned>>) -> Self {
         Self {
-            agent: Some(agent),
+            agent,
             page: None,
+            owned,
         }
     }
 
@@ -266,9 +310,9 @@ impl SqreenFairing {
         self
     }
 
-    /// The agent this fairing reports to, if any.
+    /// The agent this fairing reports to, if there is one yet.
     pub fn agent(&self) -> Option<&Agent> {
-        self.agent.as_ref()
+        self.agent.get()
     }
 }
 
@@ -375,6 +419,17 @@ impl Fairing for SqreenFairing {
     }
 
     async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
+        if let Some(owned) = &self.owned {
+            let start = lock(&owned.start).take();
+            if let Some(config) = start {
+                let guard = match config {
+                    Some(config) => sqreen_core::init(config),
+                    None => sqreen_core::init_from_env(),
+                };
+                self.agent.set(guard.agent().clone());
+                *lock(&owned.guard) = Some(guard);
+            }
+        }
         let routes: Vec<Route> = METHODS
             .into_iter()
             .map(|method| {
@@ -391,7 +446,10 @@ impl Fairing for SqreenFairing {
     }
 
     async fn on_request(&self, request: &mut Request<'_>, data: &mut Data<'_>) {
-        let Some(agent) = &self.agent else {
+        if let Some(owned) = &self.owned {
+            owned.in_flight.fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(agent) = self.agent.get() else {
             return;
         };
         if !agent.is_enabled() {
@@ -442,8 +500,8 @@ impl Fairing for SqreenFairing {
     }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
-        if self.agent.is_none() {
-            return;
+        if let Some(owned) = &self.owned {
+            owned.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
         let Some(record) = request.local_cache(RequestState::passed).take_record() else {
             return;
@@ -462,8 +520,34 @@ impl Fairing for SqreenFairing {
         });
     }
 
-    async fn on_shutdown(&self, _rocket: &Rocket<Orbit>) {
-        let Some(agent) = &self.agent else {
+    async fn on_shutdown(&self, rocket: &Rocket<Orbit>) {
+        let owned_guard = self
+            .owned
+            .as_ref()
+            .and_then(|owned| Some((owned, lock(&owned.guard).take()?)));
+        if let Some((owned, guard)) = owned_guard {
+            // Rocket calls this as its graceful shutdown begins: the requests
+            // still being served get rocket's grace period to finish (and
+            // their records to be queued) before the agent stops.
+            let grace = Duration::from_secs(rocket.config().shutdown.grace.into());
+            let deadline = Instant::now() + grace;
+            while owned.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+                rocket::tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let timeout = guard.config().shutdown_timeout;
+            if !guard.shutdown_async(timeout).await {
+                tracing::warn!(
+                    target: "sqreen::rocket",
+                    event = "shutdown.incomplete",
+                    ?timeout,
+                    "rocket shutdown: the agent could not deliver everything and log out in time"
+                );
+            }
+            // Unregisters the global agent; the shutdown is done already.
+            drop(guard);
+            return;
+        }
+        let Some(agent) = self.agent.get() else {
             return;
         };
         let timeout = agent.config().shutdown_timeout;

@@ -35,27 +35,37 @@
 //!     "ok"
 //! }
 //!
+//! #[rocket::launch]
+//! fn rocket() -> _ {
+//!     // The fairing starts the agent when rocket ignites (token, URL … from
+//!     // sqreen.toml / SQREEN_*), instruments every route, and flushes and
+//!     // logs the agent out when rocket shuts down.
+//!     rocket::build()
+//!         .attach(SqreenFairing::from_env())
+//!         .mount("/", rocket::routes![index, login])
+//! }
+//! ```
+//!
+//! An application that starts the agent itself keeps the guard in `main`
+//! and attaches [`SqreenFairing::new`]:
+//!
+//! ```no_run
+//! # use sqreen_rocket::SqreenFairing;
 //! #[rocket::main]
 //! async fn main() -> Result<(), rocket::Error> {
-//!     // 1. Start the agent first (token, URL … from sqreen.toml / SQREEN_*), and
-//!     //    keep the guard alive: dropping it flushes and logs out.
-//!     let _guard = sqreen_core::init_from_env();
-//!     // 2. Attach the fairing: every route is instrumented.
-//!     rocket::build()
-//!         .attach(SqreenFairing::new())
-//!         .mount("/", rocket::routes![index, login])
-//!         .launch()
-//!         .await?;
+//!     let _guard = sqreen_core::init_from_env(); // dropped last: flushes and logs out
+//!     rocket::build().attach(SqreenFairing::new()).launch().await?;
 //!     Ok(())
 //! }
 //! ```
 //!
 //! ## Pitfalls
 //!
-//! - **Call `sqreen::init*` before building the fairing.**
-//!   [`SqreenFairing::new`] takes the global agent when it is *built*; a
-//!   fairing built earlier passes every request through (and logs a
-//!   warning). Pass an agent explicitly with [`SqreenFairing::with_agent`].
+//! - **Init order does not matter.** [`SqreenFairing::new`] finds the
+//!   global agent on the first requests, so it may be built before or after
+//!   `sqreen::init*`; requests that arrive before pass through unrecorded
+//!   (the first one logs a warning). Pass an agent explicitly with
+//!   [`SqreenFairing::with_agent`].
 //! - **Attach it once.** It is a singleton fairing: a second `attach`
 //!   replaces the first.
 //! - **Fairing order.** Rocket runs request fairings in the order they were
@@ -64,10 +74,13 @@
 //!   URI-rewriting fairings first. Response fairings also run in attach
 //!   order: the record is closed with the response as it is when this
 //!   fairing's `on_response` runs.
-//! - **Keep the guard until rocket has stopped.** `launch().await` returns
-//!   after rocket's graceful shutdown (SIGINT, and SIGTERM by default); drop
-//!   the guard after it. The fairing also flushes when rocket starts shutting
-//!   down, but requests still in flight then are sent by the guard's drop.
+//! - **With your own guard, keep it until rocket has stopped.**
+//!   `launch().await` returns after rocket's graceful shutdown (SIGINT, and
+//!   SIGTERM by default); drop the guard after it. The fairing also flushes
+//!   when rocket starts shutting down, but requests still in flight then are
+//!   sent by the guard's drop. A fairing from [`SqreenFairing::from_env`]
+//!   shuts its agent down in rocket's shutdown fairings, once the requests in
+//!   flight have had rocket's grace period to finish.
 //!
 //! ## How IP actions are enforced
 //!

@@ -35,8 +35,8 @@
 //!
 //! #[tokio::main]
 //! async fn main() {
-//!     // 1. Start the agent first (`sqreen::init_from_env()` with the facade):
-//!     //    `SqreenWrapper::new()` takes it when built. Keep the guard alive.
+//!     // 1. Start the agent (`sqreen::init_from_env()` with the facade), before
+//!     //    or after building the filters. Keep the guard alive.
 //!     let _guard = sqreen_core::init_from_env();
 //!
 //!     // 2. Routes that track ask for the handle with `sqreen()`.

@@ -37,7 +37,7 @@ use warp::reject::{self, Rejection};
 use warp::reply::{Reply, Response};
 
 use sqreen_core::SecurityResponse;
-use sqreen_core::{Agent, Begin, Config, HeaderPairs, RequestInfo, ResponseInfo};
+use sqreen_core::{Agent, Begin, HeaderPairs, LazyAgent, RequestInfo, ResponseInfo};
 
 use crate::Blocked;
 use crate::blocked::{BlockedMarker, Renderer, default_blocked_response};
@@ -50,7 +50,7 @@ const WARP_VERSION: &str = "0.4";
 /// Instruments warp filters: records each request they serve and enforces
 /// the backend's security responses.
 ///
-/// Build it once, after the agent started (`sqreen::init*`), and
+/// Build it once, before or after the agent starts (`sqreen::init*`), and
 /// [`wrap`](Self::wrap) your whole app with it. Cheap to clone.
 ///
 /// ```
@@ -71,7 +71,7 @@ pub struct SqreenWrapper {
 
 #[derive(Clone)]
 struct Shared {
-    agent: Agent,
+    agent: Arc<LazyAgent>,
     renderer: Option<Renderer>,
     capture_bodies: bool,
 }
@@ -93,32 +93,25 @@ impl Default for SqreenWrapper {
 }
 
 impl SqreenWrapper {
-    /// A wrapper using the global agent, the one started by the last
-    /// `sqreen::init` / `sqreen::init_from_env`.
+    /// A wrapper using the global agent, the one `sqreen::init` /
+    /// `sqreen::init_from_env` starts.
     ///
-    /// The agent is taken *now*: call `sqreen::init*` before building the
-    /// wrapper. Built earlier, the wrapper has no agent and every request
-    /// passes through unrecorded (a warning is logged).
+    /// Build it before or after `init`: the agent is looked up on the first
+    /// requests (one atomic load per request once found). Requests that
+    /// arrive before `init` pass through untouched.
     pub fn new() -> Self {
-        match Agent::global() {
-            Some(agent) => Self::with_agent(agent),
-            None => {
-                tracing::warn!(
-                    target: "sqreen::warp",
-                    event = "wrapper.no_agent",
-                    "SqreenWrapper built before sqreen::init*: requests will not be recorded"
-                );
-                Self::with_agent(Agent::off(Config::default()))
-            }
-        }
+        Self::on(LazyAgent::global("warp", WARP_VERSION))
     }
 
     /// A wrapper using this agent (tests, or several agents in one process).
     pub fn with_agent(agent: Agent) -> Self {
-        agent.set_framework("warp", WARP_VERSION);
+        Self::on(LazyAgent::fixed(agent, "warp", WARP_VERSION))
+    }
+
+    fn on(agent: LazyAgent) -> Self {
         Self {
             shared: Arc::new(Shared {
-                agent,
+                agent: Arc::new(agent),
                 renderer: None,
                 capture_bodies: false,
             }),
@@ -164,9 +157,9 @@ impl SqreenWrapper {
         self
     }
 
-    /// The agent this wrapper records with.
-    pub fn agent(&self) -> &Agent {
-        &self.shared.agent
+    /// The agent this wrapper records with, if there is one yet.
+    pub fn agent(&self) -> Option<&Agent> {
+        self.shared.agent.get()
     }
 
     /// Wraps `filter`: each request it serves is recorded, IP actions answer
@@ -294,7 +287,7 @@ fn begin(shared: &Shared) -> impl Filter<Extract = (Ctx,), Error = Rejection> + 
         // the request if a handler asks for the handle.
         // Its record is not even opened until a handler asks.
         let without_request = warp::any().and_then(move || {
-            ready(match unseen.as_ref().and_then(Agent::defer) {
+            ready(match unseen.as_ref().and_then(|a| a.get()?.defer()) {
                 Some(deferred) => Ok(Ctx(Some(context::register_deferred(deferred)))),
                 None => Err(reject::not_found()),
             })
@@ -303,7 +296,7 @@ fn begin(shared: &Shared) -> impl Filter<Extract = (Ctx,), Error = Rejection> + 
             .and_then(move || ready(enabled(gate.as_ref())))
             .and(snapshot())
             .and_then(move |_: Enabled, peer, method, query, path, headers| {
-                ready(match &open {
+                ready(match open.as_ref().and_then(|a| a.get()) {
                     Some(agent) => begin_request(agent, None, peer, method, query, path, headers),
                     None => Err(reject::not_found()),
                 })
@@ -318,7 +311,7 @@ fn begin(shared: &Shared) -> impl Filter<Extract = (Ctx,), Error = Rejection> + 
             .and(snapshot())
             .and_then(
                 move |_: Enabled, body, peer, method, query, path, headers| {
-                    ready(match &open {
+                    ready(match open.as_ref().and_then(|a| a.get()) {
                         Some(agent) => {
                             begin_request(agent, body, peer, method, query, path, headers)
                         }
@@ -337,8 +330,8 @@ fn begin(shared: &Shared) -> impl Filter<Extract = (Ctx,), Error = Rejection> + 
 }
 
 /// The gate of an arm: its agent, when it has one and it is recording.
-fn enabled(agent: Option<&Agent>) -> Result<Enabled, Rejection> {
-    match agent {
+fn enabled(agent: Option<&Arc<LazyAgent>>) -> Result<Enabled, Rejection> {
+    match agent.and_then(|a| a.get()) {
         Some(agent) if agent.is_enabled() => Ok(Enabled),
         _ => Err(reject::not_found()),
     }
@@ -422,14 +415,16 @@ pub(crate) fn capture(
 
 /// Buffers the body when the agent wants it; otherwise leaves it untouched.
 fn capture_body(
-    agent: Option<Agent>,
+    agent: Option<Arc<LazyAgent>>,
 ) -> impl Filter<Extract = (Option<StashedBody>,), Error = Infallible> + Clone {
-    let limit = agent
-        .as_ref()
-        .map_or(0, |agent| agent.config().body_capture_limit as u64);
+    let sized = agent.clone();
     // Cheapest test first: most requests stop at the missing length.
     let candidate = warp::header::optional::<u64>("content-length")
         .and_then(move |len: Option<u64>| {
+            let limit = sized
+                .as_ref()
+                .and_then(|a| a.get())
+                .map_or(0, |agent| agent.config().body_capture_limit as u64);
             ready(match len {
                 Some(len) if len > 0 && len <= limit => Ok(len),
                 _ => Err(reject::not_found()),
@@ -441,6 +436,7 @@ fn capture_body(
                 Some(ct)
                     if agent
                         .as_ref()
+                        .and_then(|a| a.get())
                         .is_some_and(|agent| agent.wants_body(Some(&ct), Some(len))) =>
                 {
                     Ok(mime_essence(&ct))
