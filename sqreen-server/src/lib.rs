@@ -342,6 +342,7 @@ impl Server {
                 self.state.clone(),
                 stats::record_outcome,
             ))
+            .layer(axum::middleware::from_fn(listen::close_after_refused_body))
             .with_state(self.state.clone())
     }
 

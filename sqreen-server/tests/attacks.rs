@@ -145,7 +145,11 @@ fn gzip_batches_and_bombs() {
         if gzipped {
             req = req.header("Content-Encoding", "gzip");
         }
-        req.body(body).send().unwrap().status()
+        let len = body.len();
+        req.body(body)
+            .send()
+            .unwrap_or_else(|e| panic!("{len} bytes, gzip {gzipped}: {e:?}"))
+            .status()
     };
     let batch = json!({"batch": [record("g1", "81.2.69.160", "zipped", json!({}), None)]});
     assert_eq!(post(gzip(batch.to_string().as_bytes()), true), 200);

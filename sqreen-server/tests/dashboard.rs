@@ -948,7 +948,10 @@ fn browser_scenario() {
     );
     let (Some(driver_path), Some(chromium)) = (driver_path, chromium) else {
         if std::env::var("SQREEN_SKIP_BROWSER").as_deref() == Ok("1") {
-            eprintln!("SKIPPED browser_scenario: chromedriver/chromium not installed");
+            skip(
+                "browser_scenario",
+                "chromedriver/chromium not installed (apt-get install -y chromium chromium-driver)",
+            );
             return;
         }
         panic!(
