@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sqreen::test::{CaptureBackend, test_config};
+use sqreen::test::{CaptureBackend, ObservationKind, TrackedEvent, UserObservation, test_config};
 use sqreen::{Agent, AgentGuard, Config};
 
 /// Stops a running app (graceful shutdown, waiting for its thread).
@@ -68,39 +68,22 @@ fn agent_with_actions() -> (AgentGuard, CaptureBackend) {
     (guard, backend)
 }
 
-/// The `track` entries of an event, as (name, options).
-fn tracks(event: &Value) -> Vec<(String, Value)> {
-    event["observed"]["sdk"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e["name"] == "track")
-        .map(|e| {
-            (
-                e["args"][0].as_str().unwrap_or_default().to_owned(),
-                e["args"][1].clone(),
-            )
-        })
-        .collect()
+/// The one event named `name`.
+fn one(backend: &CaptureBackend, name: &str) -> TrackedEvent {
+    backend
+        .tracked_one(name)
+        .unwrap_or_else(|| panic!("not exactly one {name} in {:#?}", backend.tracked()))
 }
 
-fn find_event<'a>(events: &'a [Value], name: &str) -> &'a Value {
-    events
+/// The one observation of `kind` for `username` from `ip`, or a panic.
+fn observed(backend: &CaptureBackend, kind: ObservationKind, username: &str, ip: &str) -> u64 {
+    let all = backend.observations_of(kind);
+    let found: Vec<&UserObservation> = all
         .iter()
-        .find(|e| tracks(e).iter().any(|(n, _)| n == name))
-        .unwrap_or_else(|| panic!("no event named {name} in {events:#?}"))
-}
-
-fn metric(backend: &CaptureBackend, store: &str) -> Value {
-    let mut merged = serde_json::Map::new();
-    for m in backend.metrics().iter().filter(|m| m["name"] == store) {
-        for (k, v) in m["observation"].as_object().unwrap() {
-            let total = merged.get(k).and_then(Value::as_u64).unwrap_or(0) + v.as_u64().unwrap();
-            merged.insert(k.clone(), json!(total));
-        }
-    }
-    Value::Object(merged)
+        .filter(|o| o.user("username") == Some(username) && o.client_ip == ip)
+        .collect();
+    assert_eq!(found.len(), 1, "{kind:?} of {username} from {ip}: {all:#?}");
+    found[0].count
 }
 
 /// Runs the whole scenario against one framework's app.
@@ -256,93 +239,81 @@ fn tracked_requests_and_actions(start: Start) {
     stop();
     drop(guard);
 
-    let events = backend.events();
-    let names: Vec<String> = events.iter().flat_map(tracks).map(|(n, _)| n).collect();
-    assert!(
-        !names.iter().any(|n| n == "must.not.be.tracked"),
-        "{names:?}"
-    );
+    let events = backend.tracked();
+    let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+    assert!(!names.contains(&"must.not.be.tracked"), "{names:?}");
     // Only records with a `track` entry were sent: 2 tracks, block_user,
-    // signup, block_ip, redirect_ip and the 64 concurrent ones.
+    // signup, block_ip, redirect_ip and the 64 concurrent ones, one track
+    // per record.
     assert_eq!(events.len(), 2 + 1 + 1 + 2 + 64, "{names:?}");
+    assert_eq!(backend.events().len(), events.len(), "one track per record");
 
-    let placed = find_event(&events, "order.placed");
-    assert_eq!(placed["client_ip"], "81.2.69.160");
-    let request = &placed["request"];
-    assert_eq!(request["verb"], "POST");
-    assert_eq!(request["path"], "/track");
-    assert_eq!(request["user_agent"], "conformance/1");
-    assert_eq!(request["parameters"]["query"]["page"], json!(["2"]));
-    assert_eq!(request["parameters"]["query"]["password"], json!([MASK]));
-    let body = &request["parameters"]["json"];
+    let placed = one(&backend, "order.placed");
+    assert_eq!(placed.client_ip, Some("81.2.69.160".parse().unwrap()));
+    let request = placed.request.as_ref().unwrap();
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.path, "/track");
+    assert_eq!(request.user_agent, "conformance/1");
+    assert_eq!(request.query("page"), Some(&json!(["2"])));
+    assert_eq!(request.query("password"), Some(&json!([MASK])));
+    let body = request.json().unwrap();
     assert_eq!(
         body["event"], "order.placed",
-        "JSON body captured: {request:#}"
+        "JSON body captured: {request:#?}"
     );
     assert_eq!(body["properties"]["card"], MASK);
-    assert_eq!(placed["response"]["status"], 200);
-    let (_, options) = &tracks(placed)[0];
-    assert_eq!(options["properties"]["amount"], 42);
-    assert_eq!(options["properties"]["gift"], true);
-    assert_eq!(options["properties"]["card"], MASK);
-    assert_eq!(options["user_identifiers"], json!({"uid": "u-1"}));
-    let entry = &placed["observed"]["sdk"][0];
-    assert_eq!(entry["time"], "2026-11-24T10:00:00.000Z");
-
-    let user_event = find_event(&events, "user.event");
+    assert_eq!(placed.response.as_ref().unwrap().status, 200);
+    assert_eq!(placed.property("amount"), Some(&json!(42)));
+    assert_eq!(placed.property("gift"), Some(&json!(true)));
+    assert_eq!(placed.property("card"), Some(&json!(MASK)));
+    assert_eq!(placed.user("uid"), Some("u-1"));
+    // 2026-11-24T10:00:00Z, the `timestamp` the request gave.
     assert_eq!(
-        tracks(user_event)[0].1["user_identifiers"],
-        json!({"username": "bob"})
+        placed.time,
+        Some(std::time::UNIX_EPOCH + Duration::from_secs(1_795_514_400))
     );
 
-    let blocked_user = find_event(&events, "sq.action.block_user");
-    assert_eq!(blocked_user["client_ip"], "81.2.69.163");
-    assert_eq!(blocked_user["response"]["status"], 403);
-    let form = &blocked_user["request"]["parameters"]["form"];
+    assert_eq!(one(&backend, "user.event").user("username"), Some("bob"));
+
+    let blocked_user = one(&backend, "sq.action.block_user");
+    assert_eq!(blocked_user.client_ip, Some("81.2.69.163".parse().unwrap()));
+    assert_eq!(blocked_user.response.as_ref().unwrap().status, 403);
+    let form = blocked_user.request.as_ref().unwrap();
     assert_eq!(
-        form["username"],
-        json!(["mallory"]),
-        "form body captured: {blocked_user:#}"
+        form.form("username"),
+        Some(&json!(["mallory"])),
+        "form body captured: {blocked_user:#?}"
     );
-    assert_eq!(form["password"], json!([MASK]));
+    assert_eq!(form.form("password"), Some(&json!([MASK])));
 
-    let signup = find_event(&events, "user.signup");
-    assert_eq!(tracks(signup)[0].1["properties"]["username"], "carol");
+    let signup = one(&backend, "user.signup");
+    assert_eq!(signup.property("username"), Some(&json!("carol")));
 
-    let block_ip = find_event(&events, "sq.action.block_ip");
-    assert_eq!(block_ip["client_ip"], BLOCKED_IP);
-    assert_eq!(tracks(block_ip)[0].1["properties"]["action_id"], "blk-ip");
-    let redirect_ip = find_event(&events, "sq.action.redirect_ip");
-    assert_eq!(redirect_ip["response"]["status"], 303);
+    let block_ip = one(&backend, "sq.action.block_ip");
+    assert_eq!(block_ip.client_ip, Some(BLOCKED_IP.parse().unwrap()));
+    assert_eq!(block_ip.property("action_id"), Some(&json!("blk-ip")));
+    let redirect_ip = one(&backend, "sq.action.redirect_ip");
+    assert_eq!(redirect_ip.response.as_ref().unwrap().status, 303);
 
     for i in 0..64 {
-        let e = find_event(&events, &format!("concurrent.{i}"));
-        let t = tracks(e);
-        assert_eq!(t.len(), 1, "records mixed: {e:#}");
-        assert_eq!(t[0].1["properties"]["i"], i);
+        let e = one(&backend, &format!("concurrent.{i}"));
+        assert_eq!(e.property("i"), Some(&json!(i)), "records mixed: {e:#?}");
         assert_eq!(
-            e["request"]["parameters"]["query"]["n"],
-            json!([i.to_string()])
+            e.request.as_ref().unwrap().query("n"),
+            Some(&json!([i.to_string()]))
         );
     }
 
+    use ObservationKind::{LoginFailure, LoginSuccess, Signup};
+    assert_eq!(backend.observations_of(LoginFailure).len(), 1);
+    assert_eq!(observed(&backend, LoginFailure, "bob", "81.2.69.161"), 2);
+    assert_eq!(observed(&backend, LoginSuccess, "alice", "81.2.69.162"), 1);
     assert_eq!(
-        metric(&backend, "sdk-login-fail"),
-        json!({r#"{"keys":[["username","bob"]],"ip":"81.2.69.161"}"#: 2})
-    );
-    let success = metric(&backend, "sdk-login-success");
-    assert_eq!(
-        success[r#"{"keys":[["username","alice"]],"ip":"81.2.69.162"}"#],
+        observed(&backend, LoginSuccess, "mallory", "81.2.69.163"),
         1
     );
-    assert_eq!(
-        success[r#"{"keys":[["username","mallory"]],"ip":"81.2.69.163"}"#],
-        1
-    );
-    assert_eq!(
-        metric(&backend, "sdk-signup"),
-        json!({r#"{"keys":[["username","carol"]],"ip":"81.2.69.164"}"#: 1})
-    );
+    assert_eq!(backend.observations_of(Signup).len(), 1);
+    assert_eq!(observed(&backend, Signup, "carol", "81.2.69.164"), 1);
 }
 
 fn disabled_agent_passes_through(start: Start) {

@@ -11,7 +11,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
+use sqreen::test::{ObservationKind, TrackedEvent, UserObservation};
 use sqreen_test_backend::TestBackend;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -128,29 +129,25 @@ pub fn run_example_process(bin: &str) {
         bin.contains(&format!("example-{framework}")) && !framework.is_empty(),
         "login reports the framework, got {framework:?}"
     );
-    let names: Vec<String> = backend
-        .events()
-        .iter()
-        .filter_map(|e| {
-            e["observed"]["sdk"][0]["args"][0]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect();
+    let tracked = TrackedEvent::from_records(&backend.events());
+    let names: Vec<&str> = tracked.iter().map(|e| e.name.as_str()).collect();
     for expected in ["process.event", "user.signup", "sq.action.block_ip"] {
         assert!(
-            names.iter().any(|n| n == expected),
+            names.contains(&expected),
             "{expected} missing from {names:?}"
         );
     }
-    let fails: Vec<Value> = backend
-        .with(|s| s.metrics())
-        .into_iter()
-        .filter(|m| m["name"] == "sdk-login-fail")
+    let fails = UserObservation::from_metrics(&backend.with(|s| s.metrics()));
+    let fails: Vec<&UserObservation> = fails
+        .iter()
+        .filter(|o| o.kind == ObservationKind::LoginFailure)
         .collect();
+    assert_eq!(fails.len(), 1, "{fails:?}");
     assert_eq!(
-        fails[0]["observation"],
-        json!({r#"{"keys":[["username","bob"]],"ip":"81.2.69.161"}"#: 1})
+        fails[0].user_identifiers,
+        [("username".to_owned(), "bob".to_owned())]
     );
+    assert_eq!(fails[0].client_ip, "81.2.69.161");
+    assert_eq!(fails[0].count, 1);
     assert_eq!(backend.with(|s| s.logouts), 1, "logout at shutdown");
 }

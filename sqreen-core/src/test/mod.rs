@@ -16,6 +16,40 @@
 //! assert_eq!(events.len(), 1);
 //! assert_eq!(events[0]["observed"]["sdk"][0]["args"][0], "my.event");
 //! ```
+//!
+//! [`CaptureBackend`] also gives typed views: [`CaptureBackend::tracked`]
+//! (one [`TrackedEvent`] per `track_event`, with its request and response)
+//! and [`CaptureBackend::observations`] (logins and signups, as the
+//! heartbeats counted them).
+//!
+//! ```
+//! use sqreen_core::test::{ObservationKind, start_captured, test_config};
+//! use sqreen_core::{Begin, RequestInfo, ResponseInfo};
+//!
+//! let (agent, backend) = start_captured(test_config().build().unwrap());
+//! let headers: &[(&str, &str)] = &[("User-Agent", "curl/8")];
+//! if let Begin::Record(record) = agent.begin(&RequestInfo::new("POST", "/login", &headers)) {
+//!     let sq = record.handle();
+//!     sq.track_event("login.page").with_properties([("step", 2)]);
+//!     sq.for_user([("username", "bob")]).track_auth_failure();
+//!     record.close(ResponseInfo::new(401));
+//! }
+//! drop(agent); // shuts down: the last batch, and a heartbeat with the counts
+//!
+//! let event = backend.tracked_one("login.page").unwrap();
+//! assert_eq!(event.property("step"), Some(&serde_json::json!(2)));
+//! assert_eq!(event.request.as_ref().unwrap().path, "/login");
+//! assert_eq!(event.response.as_ref().unwrap().status, 401);
+//! let failures = backend.observations_of(ObservationKind::LoginFailure);
+//! assert_eq!(failures[0].user("username"), Some("bob"));
+//! assert_eq!(failures[0].count, 1);
+//! ```
+
+mod captured;
+
+pub use captured::{
+    CapturedRequest, CapturedResponse, ObservationKind, TrackedEvent, UserObservation,
+};
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -60,6 +94,38 @@ impl CaptureBackend {
     /// Every event received, in order.
     pub fn events(&self) -> Vec<Value> {
         self.state().batches.iter().flatten().cloned().collect()
+    }
+
+    /// Every `track` received, in order, typed (see [`TrackedEvent`]).
+    pub fn tracked(&self) -> Vec<TrackedEvent> {
+        TrackedEvent::from_records(&self.events())
+    }
+
+    /// The `track`s named `name`, in order.
+    pub fn tracked_named(&self, name: &str) -> Vec<TrackedEvent> {
+        let mut events = self.tracked();
+        events.retain(|e| e.name == name);
+        events
+    }
+
+    /// The one `track` named `name`: `None` when there is none, or more
+    /// than one.
+    pub fn tracked_one(&self, name: &str) -> Option<TrackedEvent> {
+        let mut events = self.tracked_named(name);
+        (events.len() == 1).then(|| events.remove(0))
+    }
+
+    /// The login and signup counts of every heartbeat, added up per kind,
+    /// user and client IP (see [`UserObservation`]).
+    pub fn observations(&self) -> Vec<UserObservation> {
+        UserObservation::from_metrics(&self.metrics())
+    }
+
+    /// The [`observations`](Self::observations) of one kind.
+    pub fn observations_of(&self, kind: ObservationKind) -> Vec<UserObservation> {
+        let mut all = self.observations();
+        all.retain(|o| o.kind == kind);
+        all
     }
 
     /// Every batch received, in order.
