@@ -577,7 +577,7 @@ impl Agent {
     }
 
     /// Starts a custom event outside any request (a background job, a queue
-    /// consumer): the same builder as [`Sqreen::track_event`], the same
+    /// consumer): the same builder as [`Sqreen::track_event`](crate::Sqreen::track_event), the same
     /// scrubbing, sent without a request context (no path, no client IP).
     /// The event is queued when the builder is dropped. A no-op while the
     /// agent is off.

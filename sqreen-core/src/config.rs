@@ -35,6 +35,7 @@
 //! | `proxy` | `SQREEN_PROXY` | none | Outgoing proxy for the backend connection: an `http`, `https`, `socks5` or `socks5h` URL. Without it, the standard `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` variables apply (never to a backend on loopback). |
 //! | `ca_file` | `SQREEN_CA_FILE` | none | A PEM file of certificate authorities trusted for the backend's HTTPS, besides the built-in ones (a self-hosted server behind an internal CA). |
 //! | `platform_roots` | `SQREEN_PLATFORM_ROOTS` | `false` | Also trust the operating system's certificate store for the backend's HTTPS. |
+//! | `otel_logs` | `SQREEN_OTEL_LOGS` | `false` | With the `otel` feature: also export each tracked event as an OpenTelemetry log record (OTLP, configured by the standard `OTEL_*` variables). |
 //! | `heartbeat_delay` | `SQREEN_HEARTBEAT_DELAY` | `60s` | Time between heartbeats. Must not be zero. |
 //! | `batch_size` | `SQREEN_BATCH_SIZE` | `1000` | Events sent per batch at most. Must not be zero. |
 //! | `max_staleness` | `SQREEN_MAX_STALENESS` | `60s` | Longest time an event waits before its batch is sent. Must not be zero. |
@@ -229,6 +230,13 @@ pub struct Config {
     /// Default: `false`. Environment: `SQREEN_PLATFORM_ROOTS`. File key:
     /// `platform_roots`.
     pub platform_roots: bool,
+    /// Also export each tracked event, scrubbed, as an OpenTelemetry log
+    /// record (needs the `otel` feature; without it, a warning at start).
+    /// The exporter is OTLP over HTTP, configured by the standard `OTEL_*`
+    /// variables (`OTEL_EXPORTER_OTLP_ENDPOINT`, `…_PROTOCOL`, `…_HEADERS`).
+    ///
+    /// Default: `false`. Environment: `SQREEN_OTEL_LOGS`. File key: `otel_logs`.
+    pub otel_logs: bool,
     /// Time between heartbeats; never zero.
     ///
     /// Default: 60 s. Environment: `SQREEN_HEARTBEAT_DELAY`. File key:
@@ -339,6 +347,7 @@ impl Default for Config {
             proxy: None,
             ca_file: None,
             platform_roots: false,
+            otel_logs: false,
             heartbeat_delay: DEFAULT_HEARTBEAT_DELAY,
             batch_size: DEFAULT_BATCH_SIZE,
             max_staleness: DEFAULT_MAX_STALENESS,
@@ -376,6 +385,7 @@ impl fmt::Debug for Config {
             .field("proxy", &self.proxy.as_deref().map(redact_userinfo))
             .field("ca_file", &self.ca_file)
             .field("platform_roots", &self.platform_roots)
+            .field("otel_logs", &self.otel_logs)
             .field("heartbeat_delay", &self.heartbeat_delay)
             .field("batch_size", &self.batch_size)
             .field("max_staleness", &self.max_staleness)
@@ -424,6 +434,7 @@ pub struct ConfigBuilder {
     proxy: Option<String>,
     ca_file: Option<PathBuf>,
     platform_roots: Option<bool>,
+    otel_logs: Option<bool>,
     heartbeat_delay: Option<Duration>,
     batch_size: Option<usize>,
     max_staleness: Option<Duration>,
@@ -651,6 +662,15 @@ impl ConfigBuilder {
         self
     }
 
+    /// Also exports tracked events as OpenTelemetry log records (the `otel`
+    /// feature); see [`Config::otel_logs`].
+    ///
+    /// Default: `false`. Environment: `SQREEN_OTEL_LOGS`.
+    pub fn otel_logs(mut self, on: bool) -> Self {
+        self.otel_logs = Some(on);
+        self
+    }
+
     /// Sets the time between heartbeats; zero is rejected at build.
     ///
     /// Default: 60 s. Environment: `SQREEN_HEARTBEAT_DELAY`.
@@ -799,6 +819,7 @@ impl ConfigBuilder {
             proxy,
             ca_file: self.ca_file.filter(|p| !p.as_os_str().is_empty()),
             platform_roots: self.platform_roots.unwrap_or(false),
+            otel_logs: self.otel_logs.unwrap_or(false),
             heartbeat_delay: non_zero_duration(
                 Key::HeartbeatDelay,
                 self.heartbeat_delay.unwrap_or(DEFAULT_HEARTBEAT_DELAY),
@@ -917,6 +938,7 @@ impl ConfigBuilder {
             Key::Proxy => self.proxy = Some(raw.into_text(key)?),
             Key::CaFile => self.ca_file = Some(PathBuf::from(raw.into_text(key)?)),
             Key::PlatformRoots => self.platform_roots = Some(raw.into_bool(key)?),
+            Key::OtelLogs => self.otel_logs = Some(raw.into_bool(key)?),
             Key::HeartbeatDelay => self.heartbeat_delay = Some(raw.into_duration(key)?),
             Key::BatchSize => self.batch_size = Some(raw.into_count(key)?),
             Key::MaxStaleness => self.max_staleness = Some(raw.into_duration(key)?),
@@ -1015,6 +1037,7 @@ enum Key {
     Proxy,
     CaFile,
     PlatformRoots,
+    OtelLogs,
     HeartbeatDelay,
     BatchSize,
     MaxStaleness,
@@ -1026,7 +1049,7 @@ enum Key {
 }
 
 impl Key {
-    const ALL: [Key; 21] = [
+    const ALL: [Key; 22] = [
         Key::Token,
         Key::AppName,
         Key::Url,
@@ -1040,6 +1063,7 @@ impl Key {
         Key::Proxy,
         Key::CaFile,
         Key::PlatformRoots,
+        Key::OtelLogs,
         Key::HeartbeatDelay,
         Key::BatchSize,
         Key::MaxStaleness,
@@ -1066,6 +1090,7 @@ impl Key {
             Key::Proxy => "proxy",
             Key::CaFile => "ca_file",
             Key::PlatformRoots => "platform_roots",
+            Key::OtelLogs => "otel_logs",
             Key::HeartbeatDelay => "heartbeat_delay",
             Key::BatchSize => "batch_size",
             Key::MaxStaleness => "max_staleness",
@@ -1093,6 +1118,7 @@ impl Key {
             Key::Proxy => "SQREEN_PROXY",
             Key::CaFile => "SQREEN_CA_FILE",
             Key::PlatformRoots => "SQREEN_PLATFORM_ROOTS",
+            Key::OtelLogs => "SQREEN_OTEL_LOGS",
             Key::HeartbeatDelay => "SQREEN_HEARTBEAT_DELAY",
             Key::BatchSize => "SQREEN_BATCH_SIZE",
             Key::MaxStaleness => "SQREEN_MAX_STALENESS",
@@ -1135,6 +1161,7 @@ struct FileConfig {
     proxy: Option<Raw>,
     ca_file: Option<Raw>,
     platform_roots: Option<Raw>,
+    otel_logs: Option<Raw>,
     heartbeat_delay: Option<Raw>,
     batch_size: Option<Raw>,
     max_staleness: Option<Raw>,
@@ -1146,7 +1173,7 @@ struct FileConfig {
 }
 
 impl FileConfig {
-    fn into_entries(self) -> [(Key, Option<Raw>); 21] {
+    fn into_entries(self) -> [(Key, Option<Raw>); 22] {
         [
             (Key::Token, self.token),
             (Key::AppName, self.app_name),
@@ -1167,6 +1194,7 @@ impl FileConfig {
             (Key::Proxy, self.proxy),
             (Key::CaFile, self.ca_file),
             (Key::PlatformRoots, self.platform_roots),
+            (Key::OtelLogs, self.otel_logs),
             (Key::HeartbeatDelay, self.heartbeat_delay),
             (Key::BatchSize, self.batch_size),
             (Key::MaxStaleness, self.max_staleness),

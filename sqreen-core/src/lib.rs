@@ -90,6 +90,8 @@ mod event;
 pub mod fuzzing;
 mod lazy;
 mod metrics;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod protocol;
 mod record;
 mod request;

@@ -235,6 +235,9 @@ pub(crate) struct Worker {
     scrubber: Scrubber,
     /// The key regex's verdict on each tracked header name.
     sensitive_headers: SensitiveHeaders,
+    /// The OpenTelemetry log export of tracked events (`otel_logs`).
+    #[cfg(feature = "otel")]
+    otel: Option<Arc<crate::otel::OtelLogs>>,
     /// When queued records are next drained; `None` while the queue is
     /// empty and the thread idles (a record then wakes it).
     drain_at: Option<Instant>,
@@ -302,6 +305,8 @@ impl Worker {
             control,
             scrubber,
             sensitive_headers,
+            #[cfg(feature = "otel")]
+            otel: None,
             drain_at: None,
             started: SystemTime::now(),
             session: None,
@@ -334,8 +339,42 @@ impl Worker {
         })
     }
 
+    /// The OpenTelemetry log pipeline, when `otel_logs` asks for it.
+    #[cfg(feature = "otel")]
+    fn start_otel(&self) -> Option<Arc<crate::otel::OtelLogs>> {
+        if !self.shared.config.otel_logs {
+            return None;
+        }
+        match crate::otel::OtelLogs::start() {
+            Ok(otel) => {
+                tracing::info!(target: "sqreen::agent", event = "otel.started",
+                    "tracked events are also exported as OpenTelemetry log records");
+                Some(Arc::new(otel))
+            }
+            Err(e) => {
+                tracing::error!(target: "sqreen::agent", event = "otel.config_error", error = %e,
+                    "OpenTelemetry log export is off: the exporter could not be built");
+                None
+            }
+        }
+    }
+
     /// The thread's body: a current-thread runtime running [`Worker::run`].
-    pub fn run_blocking(self) {
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+    pub fn run_blocking(mut self) {
+        // The OpenTelemetry pipeline is built and stopped here, outside the
+        // runtime: its exporter's blocking HTTP client runs its own.
+        #[cfg(feature = "otel")]
+        let otel = {
+            self.otel = self.start_otel();
+            self.otel.clone()
+        };
+        #[cfg(not(feature = "otel"))]
+        if self.shared.config.otel_logs {
+            tracing::warn!(target: "sqreen::agent", event = "otel.unavailable",
+                "`otel_logs` is set but this build has no `otel` feature: \
+                 tracked events are not exported to OpenTelemetry");
+        }
         match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -346,6 +385,10 @@ impl Worker {
                     "sqreen agent stops: cannot build its runtime");
                 self.shared.counters.set_login_state(LoginState::Off);
             }
+        }
+        #[cfg(feature = "otel")]
+        if let Some(otel) = otel {
+            otel.shutdown();
         }
     }
 
@@ -526,6 +569,10 @@ impl Worker {
                     "a request tracked more than one record may carry; it is dropped");
             }
             return;
+        }
+        #[cfg(feature = "otel")]
+        if let Some(otel) = &self.otel {
+            otel.export(&event);
         }
         self.pending.push(EventJson {
             json: event,

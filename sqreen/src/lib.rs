@@ -23,6 +23,7 @@
 //! | `rocket` | `sqreen::rocket` | rocket 0.5 |
 //! | `warp` | `sqreen::warp` | warp 0.4 |
 //! | `test` | [`test`](mod@test) | an in-memory backend for your tests |
+//! | `otel` | `sqreen::otel` | tracked events also exported as OpenTelemetry log records |
 //!
 //! ## The SDK
 //!
