@@ -450,5 +450,6 @@ async fn logout(
     Extension(s): Extension<SessionRow>,
 ) -> Result<axum::Json<Value>, ApiError> {
     state.store.close_session(&s.id_hash).await?;
+    tracing::info!(event = "logout.ok", app_id = s.app_id, "agent logged out");
     Ok(axum::Json(json!({"status": true})))
 }

@@ -19,6 +19,9 @@
 //! | Node.js | error page | `sqreen` `dropRequest:answer` | answers a block with a 403 page |
 //! | Node.js | auth metrics | `sqreen-sdk` `auth:auth_track` | counts `sdk-login-success` / `sdk-login-fail` |
 //!
+//! The Python agent ignores what a callback returns unless its rule says
+//! `"block": true`: the security responses and the error page say so.
+//!
 //! The metrics these rules define have a period equal to the server's
 //! heartbeat delay, so that a failed login reaches the playbooks within two
 //! heartbeats. The rules are **unsigned**: Sqreen signed its rules with a
@@ -99,11 +102,11 @@ pub fn rules(kind: AgentKind, heartbeat_delay_s: u64) -> Vec<Value> {
             json!({"name": "sqreen-server.flask.ip_security_responses",
                 "hookpoint": {"klass": "flask.app::Flask", "method": "preprocess_request",
                               "callback_class": "SecurityResponsesIP"},
-                "priority": 10}),
+                "block": true, "priority": 10}),
             json!({"name": "sqreen-server.flask.error_page",
                 "hookpoint": {"klass": "flask.app::Flask", "method": "handle_exception",
                               "callback_class": "SqreenErrorPageFlask"},
-                "data": block_page, "priority": 10}),
+                "data": block_page, "block": true, "priority": 10}),
             json!({"name": "sqreen-server.sdk.track",
                 "hookpoint": {"klass": "sqreen.sdk.events", "method": "_track",
                               "callback_class": "SDKTrackEvent"}}),
@@ -112,7 +115,8 @@ pub fn rules(kind: AgentKind, heartbeat_delay_s: u64) -> Vec<Value> {
                               "callback_class": "SDKIdentify"}}),
             json!({"name": "sqreen-server.sdk.user_security_responses",
                 "hookpoint": {"klass": "sqreen.sdk.auth", "method": "_identify",
-                              "callback_class": "SecurityResponsesUser"}}),
+                              "callback_class": "SecurityResponsesUser"},
+                "block": true}),
             json!({"name": "sqreen-server.sdk.auth_track",
                 "hookpoint": {"klass": "sqreen.sdk.auth", "method": "_auth_track",
                               "callback_class": "SDKAuthTrack"}}),
