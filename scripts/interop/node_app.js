@@ -23,6 +23,11 @@ app.get('/track', (req, res) => {
 app.get('/login', (req, res) => {
     const ok = req.query.ok === '1';
     sqreen.auth_track(ok, { username: req.query.user || 'bob' });
+    if (!ok) {
+        // Node.js 2.0.2 counts auth_track only under a signed rule (see the
+        // README's compatibility table): the failure is also tracked.
+        sqreen.track('interop.login_failed', { user_identifiers: { username: req.query.user || 'bob' } });
+    }
     res.status(ok ? 200 : 401).send(ok ? 'welcome' : 'denied');
 });
 
@@ -33,6 +38,10 @@ app.get('/signup', (req, res) => {
 
 app.get('/me', (req, res) => {
     sqreen.identify(req, { username: req.query.user || 'dave' });
+    // The Node.js SDK enforces user actions when asked (it has answered).
+    if (sqreen.userIsBanned(req)) {
+        return;
+    }
     res.send('hello');
 });
 

@@ -14,7 +14,7 @@
 //! - Each event of a batch is decoded on its own: an invalid one is refused
 //!   alone ([`BatchOutcome::refused`]) and the others are stored. Events of
 //!   other types than `request_record` (`sqreen_exception`, `attack`,
-//!   `agent_message`) are acknowledged and counted, not stored.
+//!   `agent_message`, Node's `error`) are acknowledged and counted, not stored.
 //! - Sizes, the types of what is stored (identifiers, properties, IPs,
 //!   times) and the counts of a batch stay strict: a batch over
 //!   [`MAX_BATCH_EVENTS`] or not JSON is refused whole.
@@ -102,8 +102,9 @@ const KNOWN_TRACK_OPTIONS: [&str; 6] = [
     "stacktrace",
     "request",
 ];
-/// Event types acknowledged without being stored.
-const ACKNOWLEDGED_EVENT_TYPES: [&str; 3] = ["sqreen_exception", "attack", "agent_message"];
+/// Event types acknowledged without being stored (`error` is the Node.js
+/// agent's name for its own exceptions).
+const ACKNOWLEDGED_EVENT_TYPES: [&str; 4] = ["sqreen_exception", "attack", "agent_message", "error"];
 
 /// Body of `POST /sqreen/v0/batch`: each event is kept as its JSON text
 /// and decoded on its own, so that one bad event is refused alone.
@@ -533,7 +534,11 @@ impl RequestRecord {
                     let Some(ids) = entry.args.first().filter(|_| entry.args.len() <= 2) else {
                         return Err(invalid("identify takes the identifiers and optional traits"));
                     };
-                    identified = bounded_user(identifiers(ids, "identify")?, "identify")?;
+                    // Node.js 2.0's `auth_track(success, ids)` records an
+                    // identify of `null`: it identifies no one.
+                    if !ids.is_null() {
+                        identified = bounded_user(identifiers(ids, "identify")?, "identify")?;
+                    }
                 }
                 "track" | "auth_track" | "signup_track" => {
                     let (event, props, ids) = track_args(entry.args, &mut unknown)?;

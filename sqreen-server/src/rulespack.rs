@@ -177,7 +177,7 @@ pub fn login_features(kind: AgentKind, heartbeat_delay_s: u64) -> Value {
             "call_counts_metrics_period": 60, "whitelisted_metric": false}),
         AgentKind::Node => json!({"heartbeat_delay": heartbeat_delay_s,
             "max_staleness": heartbeat_delay_s,
-            "batch_size": 100, "use_signals": false, "rules_signature": false}),
+            "batch_size": 100, "use_signals": false}),
     }
 }
 
