@@ -244,10 +244,7 @@ async fn ping() -> axum::Json<Value> {
 /// its `User-Agent`.
 async fn rules(State(state): State<AppState>, headers: HeaderMap) -> axum::Json<Value> {
     let kind = AgentKind::from_user_agent(header(&headers, "user-agent").unwrap_or_default());
-    axum::Json(rulespack::rulespack(
-        kind,
-        state.settings.heartbeat_delay_s,
-    ))
+    axum::Json(rulespack::rulespack(kind, state.settings.heartbeat_delay_s))
 }
 
 /// Reports the server has no use for: checked to be JSON, counted,

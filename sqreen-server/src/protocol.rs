@@ -91,8 +91,12 @@ pub const MAX_REPORTED_REFUSALS: usize = 20;
 /// for: ignored without being counted as unknown.
 const KNOWN_RECORD_FIELDS: [&str; 3] = ["version", "rulespack_id", "local"];
 /// `observed` sections the server has no use for.
-const KNOWN_OBSERVED_FIELDS: [&str; 4] =
-    ["attacks", "sqreen_exceptions", "observations", "data_points"];
+const KNOWN_OBSERVED_FIELDS: [&str; 4] = [
+    "attacks",
+    "sqreen_exceptions",
+    "observations",
+    "data_points",
+];
 /// Track options the server has no use for (the Python agent's).
 const KNOWN_TRACK_OPTIONS: [&str; 6] = [
     "timestamp",
@@ -104,7 +108,8 @@ const KNOWN_TRACK_OPTIONS: [&str; 6] = [
 ];
 /// Event types acknowledged without being stored (`error` is the Node.js
 /// agent's name for its own exceptions).
-const ACKNOWLEDGED_EVENT_TYPES: [&str; 4] = ["sqreen_exception", "attack", "agent_message", "error"];
+const ACKNOWLEDGED_EVENT_TYPES: [&str; 4] =
+    ["sqreen_exception", "attack", "agent_message", "error"];
 
 /// Body of `POST /sqreen/v0/batch`: each event is kept as its JSON text
 /// and decoded on its own, so that one bad event is refused alone.
@@ -200,9 +205,7 @@ impl<'de> Deserialize<'de> for RequestRecord {
                         "event_type" => {
                             let t: String = map.next_value()?;
                             if t != "request_record" {
-                                return Err(de::Error::custom(format!(
-                                    "unknown event_type {t:?}"
-                                )));
+                                return Err(de::Error::custom(format!("unknown event_type {t:?}")));
                             }
                         }
                         "rid" => r.rid = map.next_value()?,
@@ -440,11 +443,19 @@ struct RequestRid {
     rid: Option<Value>,
 }
 
-/// A tracked event's parts before it becomes a [`NewEvent`].
-type Track = (usize, String, i64, Map<String, Value>, Option<BTreeMap<String, String>>);
+/// A `track`-like entry's arguments, checked.
+struct TrackArgs {
+    event: String,
+    properties: Map<String, Value>,
+    user: Option<BTreeMap<String, String>>,
+}
+
+/// A tracked event before it becomes a [`NewEvent`]: its entry's index and
+/// time, and its arguments.
+type Track = (usize, i64, TrackArgs);
 
 /// Reads a `track`-like entry's arguments: `[name]` or `[name, options]`.
-fn track_args(args: Vec<Value>, unknown: &mut u64) -> Result<(String, Map<String, Value>, Option<BTreeMap<String, String>>), Invalid> {
+fn track_args(args: Vec<Value>, unknown: &mut u64) -> Result<TrackArgs, Invalid> {
     let mut args = args.into_iter();
     let (Some(Value::String(event)), options, None) = (args.next(), args.next(), args.next())
     else {
@@ -478,7 +489,11 @@ fn track_args(args: Vec<Value>, unknown: &mut u64) -> Result<(String, Map<String
         }
         Some(_) => return Err(invalid("track options must be an object")),
     }
-    Ok((event, props, ids))
+    Ok(TrackArgs {
+        event,
+        properties: props,
+        user: ids,
+    })
 }
 
 impl RequestRecord {
@@ -532,7 +547,9 @@ impl RequestRecord {
                 "identify" => {
                     // `[ids]` (Go, ours) or `[ids, traits]` (Python, Node).
                     let Some(ids) = entry.args.first().filter(|_| entry.args.len() <= 2) else {
-                        return Err(invalid("identify takes the identifiers and optional traits"));
+                        return Err(invalid(
+                            "identify takes the identifiers and optional traits",
+                        ));
                     };
                     // Node.js 2.0's `auth_track(success, ids)` records an
                     // identify of `null`: it identifies no one.
@@ -541,27 +558,27 @@ impl RequestRecord {
                     }
                 }
                 "track" | "auth_track" | "signup_track" => {
-                    let (event, props, ids) = track_args(entry.args, &mut unknown)?;
+                    let args = track_args(entry.args, &mut unknown)?;
                     if tracks.len() == MAX_TRACKS_PER_RECORD {
                         return Err(invalid(format!(
                             "more than {MAX_TRACKS_PER_RECORD} track entries in one record"
                         )));
                     }
-                    tracks.push((index, event, at, props, ids));
+                    tracks.push((index, at, args));
                 }
                 _ => unknown += 1,
             }
         }
         let holder = out.len();
-        for (index, event, at, props, ids) in tracks {
+        for (index, at, args) in tracks {
             let first = out.len() == holder;
             out.push(NewEvent {
                 rid: format!("{rid}#{index}"),
-                event,
+                event: args.event,
                 time: at,
                 client_ip: client_ip.clone(),
-                user_identifiers: ids.unwrap_or_else(|| identified.clone()),
-                properties: props,
+                user_identifiers: args.user.unwrap_or_else(|| identified.clone()),
+                properties: args.properties,
                 count: 1,
                 request: Arc::clone(&request),
                 response: Arc::clone(&response),
@@ -584,8 +601,11 @@ fn batch_event(raw: &str, out: &mut Vec<NewEvent>, leniency: &mut Leniency) -> R
             Ok(())
         }
         Some(t) if ACKNOWLEDGED_EVENT_TYPES.contains(&t) => {
-            tracing::debug!(event = "batch.event_acknowledged", event_type = t,
-                "agent event acknowledged, not stored");
+            tracing::debug!(
+                event = "batch.event_acknowledged",
+                event_type = t,
+                "agent event acknowledged, not stored"
+            );
             leniency.acknowledged += 1;
             Ok(())
         }
@@ -697,10 +717,7 @@ pub fn batch_outcome(body: BatchBody) -> Result<BatchOutcome, Invalid> {
         let mut leniency = Leniency::default();
         match batch_event(raw.get(), &mut outcome.events, &mut leniency) {
             Ok(()) => outcome.leniency.add(&leniency),
-            Err(e) => outcome.refused.push(Refusal {
-                index,
-                reason: e.0,
-            }),
+            Err(e) => outcome.refused.push(Refusal { index, reason: e.0 }),
         }
         if outcome.events.len() > MAX_BATCH_EVENTS {
             return Err(invalid(format!(
@@ -905,8 +922,8 @@ mod tests {
         assert!(outcome.events[2].rid.starts_with("h:"));
         assert_eq!(outcome.leniency.acknowledged, 2);
         // The strict wrapper refuses a batch with any bad event.
-        let body: BatchBody = serde_json::from_value(json!({"batch": [{"event_type": "x"}]}))
-            .expect("shape");
+        let body: BatchBody =
+            serde_json::from_value(json!({"batch": [{"event_type": "x"}]})).expect("shape");
         assert!(batch_events(body).is_err());
     }
 

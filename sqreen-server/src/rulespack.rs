@@ -202,7 +202,10 @@ mod tests {
             }
         }
         assert!(rules(AgentKind::Other, 5).is_empty());
-        assert_ne!(pack_id(AgentKind::Python, 5), pack_id(AgentKind::Python, 60));
+        assert_ne!(
+            pack_id(AgentKind::Python, 5),
+            pack_id(AgentKind::Python, 60)
+        );
     }
 
     /// The Python agent's staleness bound is a multiple of 10.

@@ -72,7 +72,9 @@ fn replay(server: &TestServer, fixture: &Value, token: &str) -> Value {
 }
 
 fn events(server: &TestServer, query: &str) -> Vec<Value> {
-    server.admin().get_json(&format!("/api/events?{query}&limit=1000"))["events"]
+    server
+        .admin()
+        .get_json(&format!("/api/events?{query}&limit=1000"))["events"]
         .as_array()
         .unwrap()
         .clone()
@@ -85,7 +87,12 @@ fn count(events: &[Value]) -> i64 {
 /// Nothing the agent sent was refused.
 fn nothing_refused(server: &TestServer) -> Value {
     let s = stats(server);
-    for key in ["bad_request", "not_found", "too_large", "agent_events_refused"] {
+    for key in [
+        "bad_request",
+        "not_found",
+        "too_large",
+        "agent_events_refused",
+    ] {
         assert_eq!(s[key], 0, "{key}: {s}");
     }
     s
@@ -192,7 +199,10 @@ fn go_agent_shapes_are_stored() {
     );
     assert_eq!(events(&server, "event=sdk-login-success").len(), 1);
     let s = nothing_refused(&server);
-    assert!(s["agent_reports_acknowledged"].as_u64().unwrap() >= 1, "{s}");
+    assert!(
+        s["agent_reports_acknowledged"].as_u64().unwrap() >= 1,
+        "{s}"
+    );
 }
 
 /// One bad event is refused alone: the rest of its batch is stored and the
@@ -261,10 +271,12 @@ fn extra_routes_answer() {
         .map(|m| &m["period"])
         .collect();
     assert!(!periods.is_empty() && periods.iter().all(|p| **p == 5));
-    assert!(pack("curl/8").as_object().unwrap()["rules"]
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(
+        pack("curl/8").as_object().unwrap()["rules"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     for path in [
         "/sqreen/v0/sqreen_exception",
