@@ -27,7 +27,11 @@ setup_python() {
     local py="${SQREEN_INTEROP_PYTHON:-}"
     if [ -z "$py" ]; then
         for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.9*/bin/python "$(command -v python3.9 || true)"; do
-            if [ -n "$candidate" ] && [ -x "$candidate" ]; then py="$candidate"; fi
+            if [ -n "$candidate" ] && [ -x "$candidate" ] \
+                && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 9))' 2>/dev/null; then
+                py="$candidate"
+                break
+            fi
         done
     fi
     [ -n "$py" ] || fail "no CPython 3.9 found (sqreen==1.27.4 refuses >= 3.10): install one (pyenv install 3.9) or set SQREEN_INTEROP_PYTHON"
