@@ -381,9 +381,19 @@ async fn batch(
             first.index, first.reason
         )));
     }
-    for r in &outcome.refused {
+    // Logged up to the number listed in the answer: a batch of 10 000 bad
+    // events makes one summary line more, not 10 000.
+    for r in outcome.refused.iter().take(protocol::MAX_REPORTED_REFUSALS) {
         tracing::warn!(event = "batch.event_refused", index = r.index, reason = %r.reason,
             "one event of a batch refused; the others are stored");
+    }
+    if outcome.refused.len() > protocol::MAX_REPORTED_REFUSALS {
+        tracing::warn!(
+            event = "batch.events_refused",
+            refused,
+            received = outcome.received,
+            "more events of a batch refused than logged one by one"
+        );
     }
     let refusals: Vec<Value> = outcome
         .refused

@@ -234,31 +234,91 @@ impl<'de> Deserialize<'de> for RequestRecord {
     }
 }
 
-/// The `observed` part of a record.
-#[derive(Debug, Default, Deserialize)]
+/// The `observed` part of a record. (Read by hand rather than with
+/// `#[serde(flatten)]`, which would buffer every SDK entry once more.)
+#[derive(Debug, Default)]
 pub struct Observed {
     /// SDK entries (`track`, `identify`, and the Python agent's
     /// `auth_track`, `signup_track`).
-    #[serde(default)]
     pub sdk: Vec<SdkEntry>,
-    /// Every other section.
-    #[serde(flatten)]
-    pub other: BTreeMap<String, IgnoredAny>,
+    /// Sections this server does not know (those it knows and ignores,
+    /// such as `attacks`, are not counted).
+    pub unknown_fields: u64,
+}
+
+impl<'de> Deserialize<'de> for Observed {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObservedVisitor;
+        impl<'de> Visitor<'de> for ObservedVisitor {
+            type Value = Observed;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an observed object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Observed, A::Error> {
+                let mut o = Observed::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "sdk" {
+                        o.sdk = map
+                            .next_value::<Option<Vec<SdkEntry>>>()?
+                            .unwrap_or_default();
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                        if !KNOWN_OBSERVED_FIELDS.contains(&key.as_str()) {
+                            o.unknown_fields += 1;
+                        }
+                    }
+                }
+                Ok(o)
+            }
+        }
+        deserializer.deserialize_map(ObservedVisitor)
+    }
 }
 
 /// One SDK entry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct SdkEntry {
     /// When.
     pub time: String,
     /// `track`, `identify`, `auth_track` or `signup_track`.
     pub name: String,
     /// The call's arguments.
-    #[serde(default)]
     pub args: Vec<Value>,
-    /// Other fields (none known).
-    #[serde(flatten)]
-    pub other: BTreeMap<String, IgnoredAny>,
+    /// Fields this server does not know (none is known besides the above).
+    pub unknown_fields: u64,
+}
+
+impl<'de> Deserialize<'de> for SdkEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = SdkEntry;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an SDK entry object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SdkEntry, A::Error> {
+                let (mut time, mut name, mut args, mut unknown_fields) = (None, None, None, 0);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "time" => time = Some(map.next_value::<String>()?),
+                        "name" => name = Some(map.next_value::<String>()?),
+                        "args" => args = map.next_value::<Option<Vec<Value>>>()?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            unknown_fields += 1;
+                        }
+                    }
+                }
+                Ok(SdkEntry {
+                    time: time.ok_or_else(|| de::Error::missing_field("time"))?,
+                    name: name.ok_or_else(|| de::Error::missing_field("name"))?,
+                    args: args.unwrap_or_default(),
+                    unknown_fields,
+                })
+            }
+        }
+        deserializer.deserialize_map(EntryVisitor)
+    }
 }
 
 /// Body of `POST /sqreen/v1/app-beat` (and of `POST /sqreen/v0/metrics`,
@@ -530,19 +590,14 @@ impl RequestRecord {
             }
         };
         name(&rid, "rid")?;
-        unknown += self
-            .observed
-            .other
-            .keys()
-            .filter(|k| !KNOWN_OBSERVED_FIELDS.contains(&k.as_str()))
-            .count() as u64;
+        unknown += self.observed.unknown_fields;
 
         // The record's user: its last `identify`.
         let mut identified = BTreeMap::new();
         let mut tracks: Vec<Track> = Vec::new();
         for (index, entry) in self.observed.sdk.into_iter().enumerate() {
             let at = time(&entry.time, "sdk time")?;
-            unknown += entry.other.len() as u64;
+            unknown += entry.unknown_fields;
             match entry.name.as_str() {
                 "identify" => {
                     // `[ids]` (Go, ours) or `[ids, traits]` (Python, Node).
@@ -873,6 +928,14 @@ mod tests {
         cases.push(v);
         let mut v = record();
         v["observed"]["sdk"][0]["args"] = json!([{"uid": {"nested": 1}}]);
+        cases.push(v);
+        let mut v = record();
+        v["observed"]["sdk"][1]
+            .as_object_mut()
+            .map(|e| e.remove("time"));
+        cases.push(v);
+        let mut v = record();
+        v["observed"]["sdk"] = json!({"not": "a list"});
         cases.push(v);
         for case in cases {
             let mut second = record();
