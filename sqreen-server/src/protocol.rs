@@ -166,11 +166,46 @@ struct EventHead {
     event_type: Option<String>,
 }
 
+/// A map key of the hand-written visitors below, borrowed from the body
+/// when it holds no escape (no allocation per field of every record).
+struct Key<'a>(std::borrow::Cow<'a, str>);
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
 /// A `request_record` event. Its fields are optional where the agents
 /// differ: the Go and Python agents put the record id in `request.rid` and
 /// send no `start`; ours sends both at the top.
 #[derive(Debug, Default)]
 pub struct RequestRecord {
+    /// Its `event_type`: `request_record`, or another type whose fields
+    /// happened to fit a record's (then it is not one).
+    pub event_type: Option<String>,
     /// The record's unique id, or none (then `request.rid`, or else a hash
     /// of the record's text, identifies it).
     pub rid: Option<String>,
@@ -200,14 +235,9 @@ impl<'de> Deserialize<'de> for RequestRecord {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RequestRecord, A::Error> {
                 let mut r = RequestRecord::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match key.as_ref() {
-                        "event_type" => {
-                            let t: String = map.next_value()?;
-                            if t != "request_record" {
-                                return Err(de::Error::custom(format!("unknown event_type {t:?}")));
-                            }
-                        }
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    match key.as_str() {
+                        "event_type" => r.event_type = map.next_value()?,
                         "rid" => r.rid = map.next_value()?,
                         "client_ip" => {
                             r.client_ip = map.next_value::<Option<String>>()?.unwrap_or_default();
@@ -256,8 +286,8 @@ impl<'de> Deserialize<'de> for Observed {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Observed, A::Error> {
                 let mut o = Observed::default();
-                while let Some(key) = map.next_key::<String>()? {
-                    if key == "sdk" {
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    if key.as_str() == "sdk" {
                         o.sdk = map
                             .next_value::<Option<Vec<SdkEntry>>>()?
                             .unwrap_or_default();
@@ -298,7 +328,7 @@ impl<'de> Deserialize<'de> for SdkEntry {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SdkEntry, A::Error> {
                 let (mut time, mut name, mut args, mut unknown_fields) = (None, None, None, 0);
-                while let Some(key) = map.next_key::<String>()? {
+                while let Some(key) = map.next_key::<Key<'de>>()? {
                     match key.as_str() {
                         "time" => time = Some(map.next_value::<String>()?),
                         "name" => name = Some(map.next_value::<String>()?),
@@ -645,16 +675,30 @@ impl RequestRecord {
 }
 
 /// Decodes one batch event (its JSON text) into `out`.
+///
+/// Records, nearly all of a batch, are parsed once; an event that is not
+/// a record's shape is parsed again for its `event_type` alone.
 fn batch_event(raw: &str, out: &mut Vec<NewEvent>, leniency: &mut Leniency) -> Result<(), Invalid> {
-    let head: EventHead =
-        serde_json::from_str(raw).map_err(|e| invalid(format!("not an event object: {e}")))?;
-    match head.event_type.as_deref() {
-        Some("request_record") => {
-            let record: RequestRecord =
-                serde_json::from_str(raw).map_err(|e| invalid(format!("invalid record: {e}")))?;
+    match serde_json::from_str::<RequestRecord>(raw) {
+        Ok(record) if record.event_type.as_deref() == Some("request_record") => {
             leniency.unknown_fields += record.into_events(raw, out)?;
             Ok(())
         }
+        Ok(other) => other_event(other.event_type.as_deref(), leniency),
+        Err(e) => {
+            let head = serde_json::from_str::<EventHead>(raw)
+                .map_err(|e| invalid(format!("not an event object: {e}")))?;
+            match head.event_type.as_deref() {
+                Some("request_record") | None => Err(invalid(format!("invalid record: {e}"))),
+                t => other_event(t, leniency),
+            }
+        }
+    }
+}
+
+/// An event other than a record: acknowledged when of a known type.
+fn other_event(event_type: Option<&str>, leniency: &mut Leniency) -> Result<(), Invalid> {
+    match event_type {
         Some(t) if ACKNOWLEDGED_EVENT_TYPES.contains(&t) => {
             tracing::debug!(
                 event = "batch.event_acknowledged",
