@@ -25,6 +25,33 @@ pub mod paths {
     pub const ACTIONSPACK: &str = "/sqreen/v0/actionspack";
     /// Logout (`GET` or `POST`).
     pub const LOGOUT: &str = "/sqreen/v0/app-logout";
+
+    // The routes below serve the historical Python and Node.js agents
+    // (PROTOCOL.md, "Variants"); ours uses none of them.
+
+    /// Reachability check (`GET`, no credential): the Python agent pings
+    /// its URLs before choosing them.
+    pub const PING: &str = "/ping";
+    /// The rules of the agent's callbacks (`GET`).
+    pub const RULESPACK: &str = "/sqreen/v0/rulespack";
+    /// Metric stores outside a heartbeat (`POST`, the Python agent at exit).
+    pub const METRICS: &str = "/sqreen/v0/metrics";
+    /// One request record when batching is off (`POST`).
+    pub const REQUEST_RECORD: &str = "/sqreen/v0/request_record";
+    /// An agent's own exception (`POST`).
+    pub const SQREEN_EXCEPTION: &str = "/sqreen/v0/sqreen_exception";
+    /// An agent's exception before login (`POST`, token credential).
+    pub const APP_SQREEN_EXCEPTION: &str = "/sqreen/v0/app_sqreen_exception";
+    /// The application's dependencies (`POST`).
+    pub const BUNDLE: &str = "/sqreen/v0/bundle";
+    /// An agent message (`POST`, Node.js).
+    pub const AGENT_MESSAGE: &str = "/sqreen/v0/agent_message";
+    /// An attack outside a batch (`POST`).
+    pub const ATTACK: &str = "/sqreen/v0/attack";
+    /// Command results outside a heartbeat (`POST`, Node.js).
+    pub const COMMANDS: &str = "/sqreen/v0/commands";
+    /// A data point (`POST`, Node.js).
+    pub const DATA_POINT: &str = "/sqreen/v0/data_point";
 }
 
 pub mod limits {

@@ -24,8 +24,10 @@ const NOW_MS: i64 = 1_800_000_000_000;
 
 /// A batch body: refused, or events within the bounds.
 pub fn batch(data: &[u8]) {
-    if let Ok(events) = protocol::decode_batch(data) {
+    if let Ok(outcome) = protocol::decode_batch(data) {
+        let events = &outcome.events;
         assert!(events.len() <= MAX_BATCH_EVENTS);
+        assert!(outcome.refused.len() <= outcome.received);
         for (i, e) in events.iter().enumerate() {
             assert!(e.user_key().len() <= MAX_USER_KEY);
             assert!((0..=MAX_TIME_MS).contains(&e.time));
@@ -36,7 +38,7 @@ pub fn batch(data: &[u8]) {
 
 /// A heartbeat body: refused, or metric events with sane counts.
 pub fn heartbeat(data: &[u8]) {
-    if let Ok((_, events)) = protocol::decode_beat(data, "fuzz-session") {
+    if let Ok((_, events, _)) = protocol::decode_beat(data, "fuzz-session") {
         for e in &events {
             assert!(
                 (1..=i64::try_from(protocol::MAX_METRIC_COUNT).unwrap_or(i64::MAX))

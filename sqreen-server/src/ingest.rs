@@ -20,6 +20,16 @@
 //! action set has a version bumped on every change, each session remembers
 //! the version it has, and a heartbeat that finds them different answers
 //! `actions_reload`.
+//!
+//! The historical Python and Node.js agents use more routes than ours
+//! (PROTOCOL.md, "Variants"): `GET /ping` (no credential), the rulespack
+//! ([`crate::rulespack`]), metrics and request records outside a heartbeat
+//! or batch (stored as if they came in one), and reports the server has no
+//! use for (`sqreen_exception`, `bundle`, `agent_message`, `attack`,
+//! `commands`, `data_point`), whose bodies are read under the small-body
+//! limit, checked to be JSON, logged at debug level, counted and
+//! acknowledged. Every answer carries `"status": true`: both agents refuse
+//! an answer without it.
 
 use std::sync::Arc;
 
@@ -39,6 +49,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::playbook;
 use crate::protocol;
+use crate::rulespack::{self, AgentKind};
 use crate::secret;
 use crate::store::{AppView, NewEvent, SessionRow, StoreError};
 use crate::time::now_ms;
@@ -77,6 +88,39 @@ pub fn routes(state: &AppState, limits: IngestLimits) -> Router<AppState> {
                 )),
         )
         .route(paths::ACTIONSPACK, get(actionspack))
+        .route(paths::RULESPACK, get(rules))
+        .route(
+            paths::METRICS,
+            post(metrics).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route(
+            paths::REQUEST_RECORD,
+            post(request_record).layer(DefaultBodyLimit::max(limits.max_batch_bytes)),
+        )
+        .route(
+            paths::SQREEN_EXCEPTION,
+            post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route(
+            paths::BUNDLE,
+            post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route(
+            paths::AGENT_MESSAGE,
+            post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route(
+            paths::ATTACK,
+            post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route(
+            paths::COMMANDS,
+            post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route(
+            paths::DATA_POINT,
+            post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
         .route(
             paths::LOGOUT,
             get(logout)
@@ -93,8 +137,13 @@ pub fn routes(state: &AppState, limits: IngestLimits) -> Router<AppState> {
             paths::LOGIN,
             post(login).layer(DefaultBodyLimit::max(SMALL_BODY)),
         )
+        .route(
+            paths::APP_SQREEN_EXCEPTION,
+            post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    with_session.merge(login)
+    let open = Router::new().route(paths::PING, get(ping));
+    with_session.merge(login).merge(open)
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -167,11 +216,79 @@ async fn login(
         agent_type = %info.agent_type,
         "agent logged in");
     let delay = state.settings.heartbeat_delay_s;
-    Ok(axum::Json(json!({
+    let kind = AgentKind::from_agent_type(&info.agent_type);
+    let mut answer = json!({
         "status": true, "session_id": session, "error": "", "commands": [],
-        "features": {"heartbeat_delay": delay, "max_staleness": delay, "batch_gzip": true},
+        "features": rulespack::login_features(kind, delay),
         "actions": actions,
-    })))
+    });
+    if kind != AgentKind::Other {
+        // The historical agents load these rules at login; the Node.js
+        // agent keeps its instrumentation off until this command.
+        let uuid = secret::random_id().map_err(StoreError::from)?;
+        answer["pack_id"] = json!(rulespack::pack_id(kind, delay));
+        answer["rules"] = json!(rulespack::rules(kind, delay));
+        answer["commands"] =
+            json!([{"name": "instrumentation_enable", "uuid": uuid, "params": []}]);
+    }
+    Ok(axum::Json(answer))
+}
+
+/// `GET /ping`: the Python agent checks that its URLs answer 200 before
+/// using them (else it falls back to a public legacy URL).
+async fn ping() -> axum::Json<Value> {
+    axum::Json(json!({"status": true}))
+}
+
+/// `GET /sqreen/v0/rulespack`: the rules for the calling agent, told by
+/// its `User-Agent`.
+async fn rules(State(state): State<AppState>, headers: HeaderMap) -> axum::Json<Value> {
+    let kind = AgentKind::from_user_agent(header(&headers, "user-agent").unwrap_or_default());
+    axum::Json(rulespack::rulespack(kind, state.settings.heartbeat_delay_s))
+}
+
+/// Reports the server has no use for: checked to be JSON, counted,
+/// acknowledged.
+async fn acknowledge(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+    state.stats.count_leniency(0, 1, 0);
+    tracing::debug!(event = "agent.report_acknowledged", path = %uri.path(),
+        bytes = body.len(), "agent report acknowledged, not stored");
+    Ok(axum::Json(json!({"status": true})))
+}
+
+/// `POST /sqreen/v0/metrics`: metric stores outside a heartbeat (the
+/// Python agent's last ones, at exit), stored as a heartbeat's.
+async fn metrics(
+    State(state): State<AppState>,
+    Extension(s): Extension<SessionRow>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    let (_, events, leniency) =
+        protocol::decode_beat(&body, &s.id_hash).map_err(|e| ApiError::bad_request(e.0))?;
+    state.stats.count_leniency(leniency.unknown_fields, 0, 0);
+    ingest(&state, &s, events).await?;
+    Ok(axum::Json(json!({"status": true})))
+}
+
+/// `POST /sqreen/v0/request_record`: one record, stored as a batch of one.
+async fn request_record(
+    State(state): State<AppState>,
+    Extension(s): Extension<SessionRow>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    let (events, leniency) =
+        protocol::decode_request_record(&body).map_err(|e| ApiError::bad_request(e.0))?;
+    state
+        .stats
+        .count_leniency(leniency.unknown_fields, leniency.acknowledged, 0);
+    ingest(&state, &s, events).await?;
+    Ok(axum::Json(json!({"status": true})))
 }
 
 /// Stores `events` of the session's app and runs the playbooks on them.
@@ -214,11 +331,13 @@ async fn beat(
     Extension(s): Extension<SessionRow>,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let (beat, events) =
+    let (beat, events, leniency) =
         protocol::decode_beat(&body, &s.id_hash).map_err(|e| ApiError::bad_request(e.0))?;
+    state.stats.count_leniency(leniency.unknown_fields, 0, 0);
     for (uuid, result) in &beat.command_results {
-        tracing::debug!(event = "beat.command_result", uuid = %uuid, status = result.status,
-            output = %result.output, "command result");
+        tracing::debug!(event = "beat.command_result", uuid = %uuid,
+            status = %result.get("status").unwrap_or(&serde_json::Value::Null),
+            result = %result, "command result");
     }
     let had_metrics = !events.is_empty();
     ingest(&state, &s, events).await?;
@@ -247,9 +366,49 @@ async fn batch(
     Extension(s): Extension<SessionRow>,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let events = protocol::decode_batch(&body).map_err(|e| ApiError::bad_request(e.0))?;
-    ingest(&state, &s, events).await?;
-    Ok(axum::Json(json!({"status": true})))
+    let outcome = protocol::decode_batch(&body).map_err(|e| ApiError::bad_request(e.0))?;
+    let leniency = &outcome.leniency;
+    let refused = outcome.refused.len() as u64;
+    state
+        .stats
+        .count_leniency(leniency.unknown_fields, leniency.acknowledged, refused);
+    // Every event refused: the batch is the agent's mistake, as a whole.
+    if let Some(first) = outcome.refused.first()
+        && outcome.refused.len() == outcome.received
+    {
+        return Err(ApiError::bad_request(format!(
+            "batch[{}]: {}",
+            first.index, first.reason
+        )));
+    }
+    // Logged up to the number listed in the answer: a batch of 10 000 bad
+    // events makes one summary line more, not 10 000.
+    for r in outcome.refused.iter().take(protocol::MAX_REPORTED_REFUSALS) {
+        tracing::warn!(event = "batch.event_refused", index = r.index, reason = %r.reason,
+            "one event of a batch refused; the others are stored");
+    }
+    if outcome.refused.len() > protocol::MAX_REPORTED_REFUSALS {
+        tracing::warn!(
+            event = "batch.events_refused",
+            refused,
+            received = outcome.received,
+            "more events of a batch refused than logged one by one"
+        );
+    }
+    let refusals: Vec<Value> = outcome
+        .refused
+        .iter()
+        .take(protocol::MAX_REPORTED_REFUSALS)
+        .map(|r| json!({"index": r.index, "error": r.reason}))
+        .collect();
+    ingest(&state, &s, outcome.events).await?;
+    if refusals.is_empty() {
+        Ok(axum::Json(json!({"status": true})))
+    } else {
+        Ok(axum::Json(
+            json!({"status": true, "refused_count": refused, "refused": refusals}),
+        ))
+    }
 }
 
 async fn actionspack(
@@ -257,7 +416,7 @@ async fn actionspack(
     Extension(s): Extension<SessionRow>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let actions = live_actions(&state, s.app_id).await?;
-    Ok(axum::Json(json!({"actions": actions})))
+    Ok(axum::Json(json!({"status": true, "actions": actions})))
 }
 
 /// The live actions of `app_id` in their wire form, at most the protocol's
@@ -277,7 +436,20 @@ async fn live_actions(state: &AppState, app_id: i64) -> Result<Vec<Value>, ApiEr
         actions.sort_by(|a, b| b.created_at.cmp(&a.created_at));
         actions.truncate(max);
     }
-    Ok(actions.iter().map(|a| a.to_protocol(now)).collect())
+    Ok(actions
+        .iter()
+        .map(|a| {
+            let mut wire = a.to_protocol(now);
+            // "Until lifted": no `duration`. The Python agent reads 0 as
+            // already expired; ours, Go's and Node's read both as forever.
+            if wire["duration"] == 0
+                && let Some(map) = wire.as_object_mut()
+            {
+                map.remove("duration");
+            }
+            wire
+        })
+        .collect())
 }
 
 async fn logout(
@@ -285,5 +457,6 @@ async fn logout(
     Extension(s): Extension<SessionRow>,
 ) -> Result<axum::Json<Value>, ApiError> {
     state.store.close_session(&s.id_hash).await?;
+    tracing::info!(event = "logout.ok", app_id = s.app_id, "agent logged out");
     Ok(axum::Json(json!({"status": true})))
 }

@@ -61,6 +61,7 @@ pub mod listen;
 pub mod notify;
 pub mod playbook;
 pub mod protocol;
+pub mod rulespack;
 pub mod secret;
 pub mod stats;
 pub mod store;

@@ -35,6 +35,9 @@ pub struct Stats {
     server_error: AtomicU64,
     events_stored: AtomicU64,
     events_duplicate: AtomicU64,
+    agent_fields_ignored: AtomicU64,
+    agent_reports_acknowledged: AtomicU64,
+    agent_events_refused: AtomicU64,
 }
 
 /// A snapshot of [`Stats`], as `GET /api/stats` answers it.
@@ -58,6 +61,15 @@ pub struct StatsView {
     pub events_stored: u64,
     /// Events received again (a retried batch) and not stored twice.
     pub events_duplicate: u64,
+    /// Fields and SDK entries of agent bodies this server does not know,
+    /// ignored (the historical agents send more than it stores).
+    pub agent_fields_ignored: u64,
+    /// Agent events and reports acknowledged without being stored
+    /// (`sqreen_exception`, `attack`, `agent_message`, bundles…).
+    pub agent_reports_acknowledged: u64,
+    /// Events of batches refused one by one while the rest of their batch
+    /// was stored.
+    pub agent_events_refused: u64,
     /// Merges of event attributes into the explorer's index that moved rows.
     pub attribute_merges: u64,
     /// Merges that failed (retried later; nothing is lost).
@@ -99,6 +111,17 @@ impl Stats {
             .fetch_add(duplicate, Ordering::Relaxed);
     }
 
+    /// Counts what a lenient decoder skipped: unknown fields, reports
+    /// acknowledged without being stored, events refused alone.
+    pub fn count_leniency(&self, unknown_fields: u64, acknowledged: u64, refused: u64) {
+        self.agent_fields_ignored
+            .fetch_add(unknown_fields, Ordering::Relaxed);
+        self.agent_reports_acknowledged
+            .fetch_add(acknowledged, Ordering::Relaxed);
+        self.agent_events_refused
+            .fetch_add(refused, Ordering::Relaxed);
+    }
+
     /// The counters now; the merge counters come from the store, the
     /// webhook counters from the notifier.
     pub fn view(
@@ -118,6 +141,9 @@ impl Stats {
             server_error: get(&self.server_error),
             events_stored: get(&self.events_stored),
             events_duplicate: get(&self.events_duplicate),
+            agent_fields_ignored: get(&self.agent_fields_ignored),
+            agent_reports_acknowledged: get(&self.agent_reports_acknowledged),
+            agent_events_refused: get(&self.agent_events_refused),
             attribute_merges: merges,
             attribute_merge_failures: merge_failures,
             playbook_loads: 0,
@@ -175,6 +201,7 @@ mod tests {
             stats.count_status(StatusCode::from_u16(s).unwrap_or(StatusCode::OK));
         }
         stats.count_events(7, 2);
+        stats.count_leniency(3, 2, 1);
         let webhooks = crate::notify::WebhookCounts {
             sent: 4,
             failed: 5,
@@ -194,6 +221,9 @@ mod tests {
                 server_error: 2,
                 events_stored: 7,
                 events_duplicate: 2,
+                agent_fields_ignored: 3,
+                agent_reports_acknowledged: 2,
+                agent_events_refused: 1,
                 attribute_merges: 3,
                 attribute_merge_failures: 1,
                 playbook_loads: 0,

@@ -22,6 +22,39 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     (ms <= MAX_TIME_MS).then_some(ms)
 }
 
+/// Parses a timestamp as the agents send it: RFC 3339 (`…Z`, ours and
+/// Go's, Node's `Date` JSON), a numeric UTC offset (`…+00:00`, Python's
+/// `isoformat()` of an aware time) or no zone at all (Python's naive UTC
+/// times); `None` outside 1970 to 9999.
+pub fn parse_agent_time(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    let n = bytes.len();
+    let has_offset = n > 6
+        && matches!(bytes[n - 6], b'+' | b'-')
+        && bytes[n - 3] == b':'
+        && [n - 5, n - 4, n - 2, n - 1]
+            .iter()
+            .all(|&i| bytes[i].is_ascii_digit());
+    if !has_offset {
+        return parse_rfc3339_ms(text);
+    }
+    let (base, offset) = text.split_at(n - 6);
+    let hours: i64 = offset.get(1..3)?.parse().ok()?;
+    let minutes: i64 = offset.get(4..6)?.parse().ok()?;
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    let shift = (hours * 60 + minutes) * 60_000;
+    let local = humantime::parse_rfc3339_weak(base).ok()?;
+    let local = i64::try_from(local.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()?;
+    let ms = if offset.starts_with('+') {
+        local - shift
+    } else {
+        local + shift
+    };
+    (0..=MAX_TIME_MS).contains(&ms).then_some(ms)
+}
+
 /// Parses an API time filter: milliseconds since the epoch, or RFC 3339;
 /// `None` outside 0 ..= [`MAX_TIME_MS`].
 pub fn parse_filter_time(text: &str) -> Option<i64> {
@@ -50,6 +83,19 @@ mod tests {
         assert_eq!(format_ms(ms), "2026-09-21T14:13:20.123Z");
         assert_eq!(parse_filter_time("1790000000123"), Some(ms));
         assert_eq!(parse_rfc3339_ms("yesterday"), None);
+    }
+
+    /// The agents' variants: offsets, and naive times read as UTC.
+    #[test]
+    fn agent_times() {
+        let z = parse_rfc3339_ms("2026-09-21T14:13:20.123Z");
+        assert_eq!(parse_agent_time("2026-09-21T14:13:20.123456+00:00"), z);
+        assert_eq!(parse_agent_time("2026-09-21T16:13:20.123+02:00"), z);
+        assert_eq!(parse_agent_time("2026-09-21T13:13:20.123-01:00"), z);
+        assert_eq!(parse_agent_time("2026-09-21T14:13:20.123456"), z);
+        assert_eq!(parse_agent_time("2026-09-21T14:13:20.123Z"), z);
+        assert_eq!(parse_agent_time("1970-01-01T00:00:00+01:00"), None);
+        assert_eq!(parse_agent_time("garbage+00:00"), None);
     }
 
     /// Times beyond year 9999 or before the epoch are refused when parsed

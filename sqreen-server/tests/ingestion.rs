@@ -131,15 +131,12 @@ fn bad_batches_store_nothing(db: &str) {
         ("not json".into(), 400),
         ("{\"batch\": 3}".into(), 400),
         ("[]".into(), 400),
-        (json!({"batch": [good], "extra": 1}).to_string(), 400),
+        ("{\"batch\": {}}".into(), 400),
     ];
+    // Unknown fields, a missing or empty `rid` (the Go and Python agents
+    // put it in `request.rid`) are accepted since issue 16: not here.
     let bad_records = [
-        json!({"event_type": "request_record"}),
-        {
-            let mut r = good.clone();
-            r["surprise"] = json!(1);
-            r
-        },
+        json!({"event_type": "request_record", "observed": {"sdk": 3}}),
         {
             let mut r = good.clone();
             r["client_ip"] = json!("1.2.3.4'; DROP TABLE events; --");
@@ -157,12 +154,13 @@ fn bad_batches_store_nothing(db: &str) {
         },
         {
             let mut r = good.clone();
-            r["rid"] = json!("");
+            r["event_type"] = json!("surprise");
             r
         },
     ];
-    for r in bad_records {
-        cases.push((json!({"batch": [good.clone(), r]}).to_string(), 400));
+    // A batch whose every event is bad is refused whole.
+    for r in &bad_records {
+        cases.push((json!({"batch": [r, r]}).to_string(), 400));
     }
     // Over the 32 MiB batch limit.
     cases.push((
@@ -179,20 +177,23 @@ fn bad_batches_store_nothing(db: &str) {
         );
     }
     assert_eq!(event_count(&admin), 0, "nothing was stored");
-    assert_eq!(
-        agent.batch(std::slice::from_ref(&good)).status(),
-        200,
-        "the server still works"
-    );
-    assert_eq!(event_count(&admin), 1);
+    // A bad event beside good ones is refused alone.
+    for (i, r) in bad_records.iter().enumerate() {
+        let mixed = agent.batch(&[good.clone(), r.clone()]);
+        assert_eq!(mixed.status(), 200);
+        let answer: Value = mixed.json().unwrap();
+        assert_eq!(answer["refused"][0]["index"], 1, "{i}: {answer}");
+    }
+    assert_eq!(event_count(&admin), 1, "the good event, stored once");
     // Every refusal was counted (and logged), and so was what was stored.
     assert_eq!(agent.batch(&[good]).status(), 200, "a retried batch");
     let stats = admin.get_json("/api/stats");
-    assert_eq!(stats["bad_request"], 10, "{stats}");
+    assert_eq!(stats["bad_request"], 9, "{stats}");
+    assert_eq!(stats["agent_events_refused"], 15, "{stats}");
     assert_eq!(stats["too_large"], 1, "{stats}");
     assert_eq!(stats["server_error"], 0, "{stats}");
     assert_eq!(stats["events_stored"], 1, "{stats}");
-    assert_eq!(stats["events_duplicate"], 1, "{stats}");
+    assert_eq!(stats["events_duplicate"], 5, "{stats}");
 }
 
 fn heartbeat_metrics_become_events(db: &str) {
@@ -214,9 +215,12 @@ fn heartbeat_metrics_become_events(db: &str) {
         "observation": {}}]});
     let r = agent.post_raw("/sqreen/v1/app-beat", bad.to_string());
     assert_eq!(r.status(), 400);
-    let bad = json!({"metrics": [], "unknown": true});
-    let r = agent.post_raw("/sqreen/v1/app-beat", bad.to_string());
-    assert_eq!(r.status(), 400);
+    // Unknown fields are ignored and counted (issue 16: the historical
+    // agents send more than ours).
+    let extra = json!({"metrics": [], "unknown": true});
+    let r = agent.post_raw("/sqreen/v1/app-beat", extra.to_string());
+    assert_eq!(r.status(), 200);
+    assert_eq!(admin.get_json("/api/stats")["agent_fields_ignored"], 1);
     let r = agent.post_raw("/sqreen/v1/app-beat", vec![b'{'; 2 << 20]);
     assert_eq!(r.status(), 413);
 }
