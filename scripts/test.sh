@@ -10,7 +10,10 @@
 #    prints the exact apt-get line and stops, unless SQREEN_ALLOW_SKIPS=1.
 # 2. Starts a throwaway PostgreSQL on 127.0.0.1 (scripts/pg-test.sh) and
 #    stops it at the end.
-# 3. Runs `cargo test --workspace --all-features`.
+# 3. Runs `cargo test --workspace --all-features`, then the
+#    interoperability test with the historical Python and Node.js agents
+#    (scripts/interop.sh: CPython 3.9 from pyenv, packages from PyPI and
+#    npm; it fails, never skips, when they cannot be had).
 # 4. Lists every test that skipped itself (tests append to
 #    $SQREEN_SKIP_LOG): a skip is never a pass. With CI set, a skip fails
 #    the run (the tests themselves also fail rather than skip under CI).
@@ -21,6 +24,8 @@ missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "test.sh: installing ${missing[*]} (Debian packages)"
@@ -50,6 +55,11 @@ SQREEN_SKIP_LOG=$(mktemp "${TMPDIR:-/tmp}/sqreen-skips.XXXXXX")
 export SQREEN_SKIP_LOG
 status=0
 cargo test --workspace --all-features "$@" || status=$?
+if [ "$#" -eq 0 ]; then
+    echo
+    echo "test.sh: the historical agents against sqreen-server (scripts/interop.sh)"
+    bash scripts/interop.sh || status=$?
+fi
 
 skipped=$(sort -u "$SQREEN_SKIP_LOG" | grep -c . || true)
 if [ "$skipped" -gt 0 ]; then
