@@ -84,7 +84,7 @@ pub fn routes(state: &AppState, limits: IngestLimits) -> Router<AppState> {
             post(batch)
                 .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(limits.max_batch_bytes))
                 .layer::<_, std::convert::Infallible>(GlobalConcurrencyLimitLayer::with_semaphore(
-                    batch_slots,
+                    Arc::clone(&batch_slots),
                 )),
         )
         .route(paths::ACTIONSPACK, get(actionspack))
@@ -95,7 +95,13 @@ pub fn routes(state: &AppState, limits: IngestLimits) -> Router<AppState> {
         )
         .route(
             paths::REQUEST_RECORD,
-            post(request_record).layer(DefaultBodyLimit::max(limits.max_batch_bytes)),
+            // As large as a batch: it shares the batches' slots, so that
+            // bodies read at once stay bounded (`concurrent_batches`).
+            post(request_record)
+                .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(limits.max_batch_bytes))
+                .layer::<_, std::convert::Infallible>(GlobalConcurrencyLimitLayer::with_semaphore(
+                    batch_slots,
+                )),
         )
         .route(
             paths::SQREEN_EXCEPTION,
