@@ -792,21 +792,28 @@ impl Agent {
         rx.await.unwrap_or(false)
     }
 
+    /// Stops recording and takes the agent thread's handle: `None` when
+    /// the agent is off or a shutdown already took it.
+    fn begin_shutdown(
+        &self,
+    ) -> Option<(&mpsc::UnboundedSender<Control>, std::thread::JoinHandle<()>)> {
+        let shared = &self.inner;
+        shared.enabled.store(false, Ordering::Relaxed);
+        let control = shared.control.as_ref()?;
+        let handle = shared
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()?;
+        Some((control, handle))
+    }
+
     /// Runs the shutdown sequence — final batch, final heartbeat, logout —
     /// within `timeout`, then stops the agent thread. True when everything
     /// was delivered in time. Later calls do nothing and return true.
     pub fn shutdown(&self, timeout: Duration) -> bool {
         let shared = &self.inner;
-        shared.enabled.store(false, Ordering::Relaxed);
-        let Some(control) = &shared.control else {
-            return true;
-        };
-        let handle = shared
-            .thread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let Some(handle) = handle else {
+        let Some((control, handle)) = self.begin_shutdown() else {
             return true;
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -830,18 +837,9 @@ impl Agent {
     /// the executor. The agent thread ends by itself once it has answered.
     pub async fn shutdown_async(&self, timeout: Duration) -> bool {
         let shared = &self.inner;
-        shared.enabled.store(false, Ordering::Relaxed);
-        let Some(control) = &shared.control else {
+        let Some((control, _thread)) = self.begin_shutdown() else {
             return true;
         };
-        let handle = shared
-            .thread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if handle.is_none() {
-            return true;
-        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let delivered = control
             .send(Control::Shutdown {

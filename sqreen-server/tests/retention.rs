@@ -20,6 +20,16 @@ fn record_aged(rid: &str, age: Duration) -> Value {
     r
 }
 
+/// The `plan` of each `aged` event the explorer lists with query `q`.
+fn aged_plans(admin: &AdminClient, q: &str) -> Vec<String> {
+    admin.get_json(&format!("/api/events?event=aged&limit=1000{q}"))["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["properties"]["plan"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn old_events_are_forgotten(db: &str) {
     let server = TestServer::start_with(db, |mut c| {
         c.retention = Some(Duration::from_secs(24 * 3600));
@@ -43,14 +53,7 @@ fn old_events_are_forgotten(db: &str) {
             .status(),
         200
     );
-    let names = |q: &str| -> Vec<String> {
-        admin.get_json(&format!("/api/events?event=aged&limit=1000{q}"))["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["properties"]["plan"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let names = |q: &str| aged_plans(&admin, q);
     eventually("old events removed", Duration::from_secs(60), || {
         (names("") == ["fresh"]).then_some(())
     });
@@ -169,14 +172,7 @@ fn retention_drops_postgres_weeks() {
         pg_table(&db, &format!("event_attrs_by_event_w{three_weeks_ago}")),
         0
     );
-    let names = |q: &str| -> Vec<String> {
-        admin.get_json(&format!("/api/events?event=aged&limit=1000{q}"))["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["properties"]["plan"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let names = |q: &str| aged_plans(&admin, q);
     eventually("old events removed", Duration::from_secs(60), || {
         (names("") == ["fresh"]).then_some(())
     });

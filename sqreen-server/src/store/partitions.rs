@@ -60,14 +60,7 @@ impl Store {
             if self.week_exists(week).await? {
                 continue;
             }
-            let mut tx = self.writer.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(PARTITION_LOCK)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-                .execute(&mut *tx)
-                .await?;
+            let mut tx = self.partition_transaction().await?;
             let made: bool = sqlx::query_scalar("SELECT sqreen_event_week($1)")
                 .bind(week)
                 .fetch_one(&mut *tx)
@@ -84,6 +77,23 @@ impl Store {
             }
         }
         Ok(created)
+    }
+
+    /// A transaction for changing partitions: the processes sharing the
+    /// database take turns, and a lock not had within [`LOCK_TIMEOUT`]
+    /// fails it.
+    async fn partition_transaction(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PARTITION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
     }
 
     async fn week_exists(&self, week: i64) -> Result<bool, StoreError> {
@@ -131,14 +141,7 @@ impl Store {
             if ends > cutoff_ms {
                 break;
             }
-            let mut tx = self.writer.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(PARTITION_LOCK)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-                .execute(&mut *tx)
-                .await?;
+            let mut tx = self.partition_transaction().await?;
             // Another process may have dropped it meanwhile.
             let row = sqlx::query("SELECT CAST(to_regclass($1) AS TEXT) AS t")
                 .bind(format!("events_w{week}"))
