@@ -503,6 +503,13 @@ impl Captured {
         self.body.as_deref()
     }
 
+    /// Keeps `body` as the request's body, unless one is kept already.
+    pub fn set_body(&mut self, body: &[u8]) {
+        if self.body.is_none() {
+            self.body = Some(body.into());
+        }
+    }
+
     /// Kept header lines as (canonical name, raw value); `ip_header` is the
     /// configured client IP header's name.
     pub fn header_lines<'a>(
@@ -592,6 +599,25 @@ impl RecordInner {
         *self.pending.get_mut() = true;
         self.start = start;
         self.client_ip = client_ip;
+    }
+
+    /// Keeps `body` as the request's body (an adapter that copied it while
+    /// it streamed to the handler): only a whole body within the agent's
+    /// `body_capture_limit`, in a record that is open and holds its request
+    /// (a form or JSON body cut short could not be parsed). True when kept.
+    pub fn attach_body(&self, body: &[u8]) -> bool {
+        let Some(shared) = self.shared.upgrade() else {
+            return false;
+        };
+        if body.is_empty() || body.len() > shared.body_capture_limit || self.is_pending() {
+            return false;
+        }
+        let mut state = self.state();
+        if state.closed {
+            return false;
+        }
+        state.request.set_body(body);
+        true
     }
 
     /// Opens the record for events tracked outside any request

@@ -265,6 +265,16 @@ impl Sqreen {
         }
     }
 
+    /// For adapters: attaches the request body, copied while it streamed
+    /// to the handler (a framework whose middleware cannot buffer it
+    /// first). Kept when the whole body fits `body_capture_limit`, the
+    /// request was copied already, no body was kept before, and the record
+    /// is still open; true then. Parsed as a form or JSON by the request's
+    /// `Content-Type`, and scrubbed, when the record is sent.
+    pub fn capture_body(&self, body: &[u8]) -> bool {
+        self.record.as_ref().is_some_and(|r| r.attach_body(body))
+    }
+
     /// Starts a custom event; it is recorded when the returned builder is
     /// dropped, so a bare statement works.
     ///

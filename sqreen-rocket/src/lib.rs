@@ -151,7 +151,10 @@
 //! ([`Data::peek`](rocket::Data::peek), [`MAX_CAPTURED_BODY`]) without
 //! consuming it. A body is captured when its declared `Content-Length` is within both
 //! that limit and `body_capture_limit`; larger or chunked bodies are not
-//! captured. Captured or not, the handler reads the body intact.
+//! captured by the fairing. Captured or not, the handler reads the body
+//! intact. A route that reads its form with [`Form`] (this crate's, in
+//! place of `rocket::form::Form`) has the whole form captured, up to
+//! `body_capture_limit` (16 KiB by default).
 //!
 //! When the agent is off, not yet logged in, or the path/IP is passlisted,
 //! the fairing does nothing: the body is not peeked and handlers get a
@@ -159,9 +162,11 @@
 
 mod blocked;
 mod fairing;
+mod form;
 mod guard;
 
 pub use blocked::{Blocked, security_response};
 pub use fairing::{BLOCKED_PATH, MAX_CAPTURED_BODY, SqreenFairing};
+pub use form::Form;
 pub use guard::Sqreen;
 pub use sqreen_core;

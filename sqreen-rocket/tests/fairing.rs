@@ -61,6 +61,14 @@ fn form(sq: Sqreen, form: Form<Login>, hits: &State<Hits>) -> String {
     format!("{}:{}", form.username, form.password)
 }
 
+/// The same form through this crate's `Form`, which captures it whole.
+#[rocket::post("/big-form", data = "<form>")]
+fn big_form(sq: Sqreen, form: sqreen_rocket::Form<Login>, hits: &State<Hits>) -> String {
+    hits.hit();
+    sq.track_event("big_form.posted");
+    format!("{}:{}", form.username.len(), form.password)
+}
+
 #[rocket::post("/json", data = "<body>")]
 fn json_body(sq: Sqreen, body: String, hits: &State<Hits>) -> String {
     hits.hit();
@@ -114,7 +122,9 @@ fn quiet() -> rocket::Config {
 fn app(fairing: Option<SqreenFairing>, hits: &Hits) -> Rocket<Build> {
     let rocket = rocket::custom(quiet()).manage(hits.clone()).mount(
         "/",
-        rocket::routes![hello, tracked, form, json_body, login, user_file, disabled],
+        rocket::routes![
+            hello, tracked, form, big_form, json_body, login, user_file, disabled
+        ],
     );
     match fairing {
         Some(fairing) => rocket.attach(fairing),
@@ -302,6 +312,55 @@ async fn large_body_not_captured_but_readable() {
         "{:#}",
         events[0]
     );
+}
+
+/// A 16 KiB form read with `sqreen_rocket::Form` is captured whole (the
+/// fairing alone sees 512 bytes), scrubbed, and the handler gets every
+/// field; one over `body_capture_limit` is served and not captured.
+#[rocket::async_test]
+async fn sixteen_kib_form_captured_through_the_form_guard() {
+    let (guard, backend) = agent();
+    let hits = Hits::default();
+    let client = client(app(
+        Some(SqreenFairing::with_agent(guard.agent().clone())),
+        &hits,
+    ))
+    .await;
+    let name = "a".repeat(16_000);
+    let body = format!("username={name}&password=hunter2");
+    assert!(body.len() > 15 * 1024 && body.len() <= 16 * 1024);
+    let response = client
+        .post("/big-form")
+        .header(ContentType::Form)
+        .header(length(&body))
+        .body(&body)
+        .dispatch()
+        .await;
+    assert_eq!(response.status(), Status::Ok);
+    assert_eq!(response.into_string().await.unwrap(), "16000:hunter2");
+    let too_big = format!("username={}&password=hunter2", "b".repeat(17_000));
+    let response = client
+        .post("/big-form")
+        .header(ContentType::Form)
+        .header(length(&too_big))
+        .body(&too_big)
+        .dispatch()
+        .await;
+    assert_eq!(response.into_string().await.unwrap(), "17000:hunter2");
+
+    assert!(guard.flush_async(WAIT).await);
+    let events = backend.tracked_named("big_form.posted");
+    assert_eq!(events.len(), 2);
+    let captured = events
+        .iter()
+        .find(|e| e.request.as_ref().unwrap().form("username").is_some())
+        .expect("the 16 KiB form was captured");
+    let request = captured.request.as_ref().unwrap();
+    assert_eq!(request.form("username"), Some(&json!([name])));
+    assert_eq!(request.form("password"), Some(&json!([MASK])));
+    let other = events.iter().find(|e| !std::ptr::eq(*e, captured)).unwrap();
+    assert!(other.request.as_ref().unwrap().form("username").is_none());
+    assert_eq!(hits.count(), 2);
 }
 
 /// A blocked IP gets 403 and the block page, on every kind of route, and no

@@ -14,11 +14,10 @@ use example_common::{PASSWORD, Running, TRACKED, TrackRequest, error_json};
 use rocket::config::{LogLevel, Shutdown};
 use rocket::fairing::AdHoc;
 use rocket::figment::Provider;
-use rocket::form::Form;
 use rocket::http::Status;
 use rocket::response::content::RawJson;
 use rocket::{Build, Rocket};
-use sqreen::rocket::{Blocked, Sqreen, SqreenFairing};
+use sqreen::rocket::{Blocked, Form, Sqreen, SqreenFairing};
 
 /// The demo app: its routes, instrumented by `fairing`, configured by
 /// `config` (a [`rocket::Config`] or a figment).
@@ -54,7 +53,8 @@ fn track(sq: Sqreen, body: Vec<u8>) -> JsonReply {
     }
 }
 
-/// The urlencoded body of `/login` and `/signup`.
+/// The urlencoded body of `/login` and `/signup`, read with sqreen's `Form`
+/// (rocket's own, with the whole form also captured into the record).
 #[derive(Debug, rocket::FromForm)]
 struct Credentials {
     username: String,
