@@ -16,7 +16,9 @@ use rocket::request::Request;
 use crate::fairing::{RequestState, capture};
 
 /// A urlencoded form, parsed as [`rocket::form::Form`] parses it, whose
-/// body is also captured (see the [module docs](self)).
+/// body is also captured into the request's record, whole, up to the
+/// agent's `body_capture_limit` (16 KiB by default): the fairing alone can
+/// only peek at 512 bytes of a body.
 ///
 /// ```
 /// use sqreen_rocket::{Form, Sqreen};
