@@ -38,7 +38,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Extension, Router};
 use serde_json::{Value, json};
 use sqreen_protocol::paths;
@@ -74,79 +74,43 @@ pub fn routes(state: &AppState, limits: IngestLimits) -> Router<AppState> {
     let batch_slots = Arc::new(tokio::sync::Semaphore::new(
         limits.concurrent_batches.max(1),
     ));
-    let with_session = Router::new()
-        .route(
-            paths::BEAT,
-            post(beat).layer(DefaultBodyLimit::max(SMALL_BODY)),
-        )
-        .route(
-            paths::BATCH,
-            post(batch)
-                .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(limits.max_batch_bytes))
-                .layer::<_, std::convert::Infallible>(GlobalConcurrencyLimitLayer::with_semaphore(
-                    Arc::clone(&batch_slots),
-                )),
-        )
+    // Batch-sized bodies: the batch limit, and the batches' slots, so that
+    // bodies read at once stay bounded (`concurrent_batches`).
+    let batch_sized = |route: MethodRouter<AppState>| {
+        route
+            .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(limits.max_batch_bytes))
+            .layer::<_, std::convert::Infallible>(GlobalConcurrencyLimitLayer::with_semaphore(
+                Arc::clone(&batch_slots),
+            ))
+    };
+    let small = |route: MethodRouter<AppState>| route.layer(DefaultBodyLimit::max(SMALL_BODY));
+    let mut with_session = Router::new()
+        .route(paths::BEAT, small(post(beat)))
+        .route(paths::BATCH, batch_sized(post(batch)))
+        .route(paths::REQUEST_RECORD, batch_sized(post(request_record)))
         .route(paths::ACTIONSPACK, get(actionspack))
         .route(paths::RULESPACK, get(rules))
-        .route(
-            paths::METRICS,
-            post(metrics).layer(DefaultBodyLimit::max(SMALL_BODY)),
-        )
-        .route(
-            paths::REQUEST_RECORD,
-            // As large as a batch: it shares the batches' slots, so that
-            // bodies read at once stay bounded (`concurrent_batches`).
-            post(request_record)
-                .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(limits.max_batch_bytes))
-                .layer::<_, std::convert::Infallible>(GlobalConcurrencyLimitLayer::with_semaphore(
-                    batch_slots,
-                )),
-        )
-        .route(
-            paths::SQREEN_EXCEPTION,
-            post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY)),
-        )
-        .route(
-            paths::BUNDLE,
-            post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY)),
-        )
-        .route(
-            paths::AGENT_MESSAGE,
-            post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY)),
-        )
-        .route(
-            paths::ATTACK,
-            post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY)),
-        )
-        .route(
-            paths::COMMANDS,
-            post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY)),
-        )
-        .route(
-            paths::DATA_POINT,
-            post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY)),
-        )
-        .route(
-            paths::LOGOUT,
-            get(logout)
-                .post(logout)
-                .layer(DefaultBodyLimit::max(SMALL_BODY)),
-        )
+        .route(paths::METRICS, small(post(metrics)))
+        .route(paths::LOGOUT, small(get(logout).post(logout)));
+    for report in [
+        paths::SQREEN_EXCEPTION,
+        paths::BUNDLE,
+        paths::AGENT_MESSAGE,
+        paths::ATTACK,
+        paths::COMMANDS,
+        paths::DATA_POINT,
+    ] {
+        with_session = with_session.route(report, small(post(acknowledge)));
+    }
+    let with_session = with_session
         .layer(RequestDecompressionLayer::new())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_session,
         ));
     let login = Router::new()
-        .route(
-            paths::LOGIN,
-            post(login).layer(DefaultBodyLimit::max(SMALL_BODY)),
-        )
-        .route(
-            paths::APP_SQREEN_EXCEPTION,
-            post(acknowledge).layer(DefaultBodyLimit::max(SMALL_BODY)),
-        )
+        .route(paths::LOGIN, small(post(login)))
+        .route(paths::APP_SQREEN_EXCEPTION, small(post(acknowledge)))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let open = Router::new().route(paths::PING, get(ping));
     with_session.merge(login).merge(open)

@@ -159,24 +159,28 @@ fn request_of(value: &Value) -> Option<CapturedRequest> {
         scheme: text("scheme"),
         user_agent: text("user_agent"),
         referer: text("referer"),
-        headers: r
-            .get("headers")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|line| {
-                Some((
-                    line.get(0)?.as_str()?.to_owned(),
-                    line.get(1)?.as_str()?.to_owned(),
-                ))
-            })
-            .collect(),
+        headers: r.get("headers").map(string_pairs).unwrap_or_default(),
         parameters: r
             .get("parameters")
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default(),
     })
+}
+
+/// `[["k", "v"], …]` as pairs; items that are not two strings are left out.
+fn string_pairs(value: &Value) -> Vec<(String, String)> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|pair| {
+            Some((
+                pair.get(0)?.as_str()?.to_owned(),
+                pair.get(1)?.as_str()?.to_owned(),
+            ))
+        })
+        .collect()
 }
 
 fn response_of(value: &Value) -> Option<CapturedResponse> {
@@ -259,17 +263,7 @@ impl UserObservation {
                 let Ok(key) = serde_json::from_str::<Value>(key) else {
                     continue;
                 };
-                let user_identifiers: Vec<(String, String)> = key["keys"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|pair| {
-                        Some((
-                            pair.get(0)?.as_str()?.to_owned(),
-                            pair.get(1)?.as_str()?.to_owned(),
-                        ))
-                    })
-                    .collect();
+                let user_identifiers = string_pairs(&key["keys"]);
                 let client_ip = key["ip"].as_str().unwrap_or_default().to_owned();
                 let count = count.as_u64().unwrap_or(0);
                 match out.iter_mut().find(|o| {
