@@ -262,6 +262,55 @@ impl ClientIpResolver {
         Some(chain.client(peer))
     }
 
+    /// The scheme the client used, as a trusted proxy reports it: `https`
+    /// or `http` from the first value of `X-Forwarded-Proto`, else the
+    /// `proto=` of the first `Forwarded` element.
+    ///
+    /// Only in the spoof-proof mode (`trusted_proxies` set) and only when
+    /// the socket peer is one of them: anyone else could claim any scheme.
+    /// Other values (`wss`, garbage) are ignored.
+    ///
+    /// ```
+    /// use sqreen_core::client_ip::{ClientIpResolver, IpHeaderFormat};
+    ///
+    /// let resolver = ClientIpResolver::new(None, IpHeaderFormat::Plain, vec!["10.0.0.0/8".parse()?]);
+    /// let headers: &[(&str, &str)] = &[("X-Forwarded-Proto", "https")];
+    /// assert_eq!(resolver.forwarded_scheme(&headers, Some("10.0.0.1".parse()?)), Some("https"));
+    /// // The same header from anyone else is not believed.
+    /// assert_eq!(resolver.forwarded_scheme(&headers, Some("203.0.113.9".parse()?)), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn forwarded_scheme(
+        &self,
+        headers: &dyn HeaderPairs,
+        peer: Option<IpAddr>,
+    ) -> Option<&'static str> {
+        let peer = peer?.to_canonical();
+        if !self.is_trusted(peer) {
+            return None;
+        }
+        let (mut proto, mut forwarded) = (None, None);
+        headers.visit(&mut |name, value| {
+            let first = || {
+                std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.split(',').next())
+            };
+            if proto.is_none() && name.eq_ignore_ascii_case("X-Forwarded-Proto") {
+                proto = first().and_then(scheme_name);
+            } else if forwarded.is_none() && name.eq_ignore_ascii_case("Forwarded") {
+                forwarded = first().and_then(|element| {
+                    element
+                        .split(';')
+                        .filter_map(|pair| pair.split_once('='))
+                        .find(|(key, _)| key.trim_ascii().eq_ignore_ascii_case("proto"))
+                        .and_then(|(_, value)| scheme_name(strip_quotes(value.trim_ascii())))
+                });
+            }
+        });
+        proto.or(forwarded)
+    }
+
     fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
@@ -442,6 +491,18 @@ fn parse_addr(text: &str) -> Option<IpAddr> {
         },
     };
     Some(ip.to_canonical())
+}
+
+/// `https` or `http`, whatever their case; `None` for anything else.
+fn scheme_name(text: &str) -> Option<&'static str> {
+    let text = text.trim_ascii();
+    if text.eq_ignore_ascii_case("https") {
+        Some("https")
+    } else if text.eq_ignore_ascii_case("http") {
+        Some("http")
+    } else {
+        None
+    }
 }
 
 fn strip_quotes(text: &str) -> &str {
@@ -905,5 +966,57 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The scheme comes from a trusted peer only, in either header, and only
+    /// `http` or `https`.
+    #[test]
+    fn forwarded_scheme_from_trusted_proxies() {
+        let resolver = trusted(&["10.0.0.0/8"]);
+        let proxy = Some(ip("10.1.2.3"));
+        // (headers, connection peer, expected scheme)
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<IpAddr>, Option<&'a str>);
+        let cases: &[Case<'_>] = &[
+            (&[("X-Forwarded-Proto", "HTTPS")], proxy, Some("https")),
+            (
+                &[("x-forwarded-proto", "https, http")],
+                proxy,
+                Some("https"),
+            ),
+            (&[("X-Forwarded-Proto", "http")], proxy, Some("http")),
+            (
+                &[("X-Forwarded-Proto", "https")],
+                Some(ip("203.0.113.9")),
+                None,
+            ),
+            (&[("X-Forwarded-Proto", "https")], None, None),
+            (&[("X-Forwarded-Proto", "wss")], proxy, None),
+            (
+                &[("Forwarded", "for=1.2.3.4;proto=https, for=10.0.0.9")],
+                proxy,
+                Some("https"),
+            ),
+            (
+                &[("Forwarded", "for=1.2.3.4;Proto=\"http\"")],
+                proxy,
+                Some("http"),
+            ),
+            (&[("Forwarded", "for=1.2.3.4")], proxy, None),
+            (
+                &[("Forwarded", "proto=http"), ("X-Forwarded-Proto", "https")],
+                proxy,
+                Some("https"),
+            ),
+        ];
+        for (headers, peer, expected) in cases {
+            assert_eq!(
+                resolver.forwarded_scheme(headers, *peer),
+                *expected,
+                "{headers:?}"
+            );
+        }
+        // Without trusted proxies, nobody is believed.
+        let headers: &[(&str, &str)] = &[("X-Forwarded-Proto", "https")];
+        assert_eq!(default().forwarded_scheme(&headers, proxy), None);
     }
 }

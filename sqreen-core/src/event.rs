@@ -19,8 +19,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use crate::client_ip::ClientIpResolver;
 use crate::protocol::REQUEST_RECORD_VERSION;
-use crate::record::{Entry, IP_HEADER_SLOT, RecordInner, RecordState, TRACKED_HEADERS};
+use crate::record::{
+    Entry, IP_HEADER_SLOT, RecordInner, RecordState, StoredHeaders, TRACKED_HEADERS,
+};
 use crate::scrub::{REDACTED, Scrubber};
 use crate::sdk::PropertyValue;
 use sqreen_protocol::limits;
@@ -461,6 +464,8 @@ pub(crate) struct EventSettings<'a> {
     pub ip_header: Option<&'a str>,
     /// `strip_http_referer`: send an empty referer.
     pub strip_referer: bool,
+    /// Believes a trusted proxy's `X-Forwarded-Proto` / `Forwarded: proto=`.
+    pub resolver: &'a ClientIpResolver,
 }
 
 /// How deep `v` nests arrays and objects.
@@ -496,7 +501,15 @@ fn request_json(
     out.raw(",\"path\":");
     out.url(state.request.path_str());
 
-    let scheme = state.request.scheme_str();
+    // A trusted proxy knows the client's scheme; the adapter only its own
+    // connection's (plain HTTP behind a TLS-terminating proxy).
+    let scheme = settings
+        .resolver
+        .forwarded_scheme(
+            &StoredHeaders(&state.request, ip_header),
+            state.request.peer.map(|p| p.ip()),
+        )
+        .unwrap_or_else(|| state.request.scheme_str());
     let host_header = match state.request.host_header().map(std::str::from_utf8) {
         Some(Ok(h)) => Some(h),
         Some(Err(_)) => {
@@ -836,6 +849,7 @@ mod tests {
                     sensitive_headers: &sensitive,
                     ip_header: Some("X-Secret-Ip"),
                     strip_referer: false,
+                    resolver: &ClientIpResolver::default(),
                 },
             );
             let event: Value = serde_json::from_slice(&bytes).unwrap();

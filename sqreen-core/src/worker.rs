@@ -546,6 +546,7 @@ impl Worker {
                 sensitive_headers: &self.sensitive_headers,
                 ip_header: self.shared.ip_header.as_deref(),
                 strip_referer: self.shared.config.strip_http_referer,
+                resolver: &self.shared.resolver,
             },
         );
         drop(state);

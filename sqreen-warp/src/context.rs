@@ -47,6 +47,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use sqreen_core::{DeferredRecord, RequestRecord};
 
+use crate::serve::BodyTap;
+
 /// Who is polling the current request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Key {
@@ -87,6 +89,11 @@ struct Entry {
     /// The record to open when a route first asks for the handle.
     deferred: Option<DeferredRecord>,
     body: Option<StashedBody>,
+    /// The body `SqreenService` copies while the route reads it.
+    tap: Option<BodyTap>,
+    /// Route parameters the route's [`param`](crate::param()) filters
+    /// matched, by name.
+    params: Vec<(&'static str, String)>,
 }
 
 /// The entries of the keys hashing here, and the shard's own id counter
@@ -151,6 +158,14 @@ pub(crate) fn register(record: Option<RequestRecord>, body: Option<StashedBody>)
     insert(record, None, body)
 }
 
+/// Registers a record whose body `SqreenService` copies as the route
+/// reads it; the record takes the copy when the request ends.
+pub(crate) fn register_tapped(record: RequestRecord, tap: BodyTap) -> Registration {
+    let registration = insert(Some(record), None, None);
+    with_entry(&registration, |e| e.tap = Some(tap));
+    registration
+}
+
 /// Registers a request whose record is opened only if a route asks for
 /// the handle ([`current_handle`]).
 pub(crate) fn register_deferred(deferred: DeferredRecord) -> Registration {
@@ -172,6 +187,8 @@ fn insert(
         record,
         deferred,
         body,
+        tap: None,
+        params: Vec::new(),
     });
     Registration { key, id }
 }
@@ -185,13 +202,25 @@ impl Registration {
         record
     }
 
+    /// Removes the entry; its record takes the copied body and the route
+    /// parameters (outside the shard's lock).
     fn remove(&mut self) -> Option<RequestRecord> {
-        let mut shard = lock(self.key.shard());
-        let i = shard
-            .entries
-            .iter()
-            .position(|e| e.id == self.id && e.key == self.key)?;
-        shard.entries.swap_remove(i).record
+        let entry = {
+            let mut shard = lock(self.key.shard());
+            let i = shard
+                .entries
+                .iter()
+                .position(|e| e.id == self.id && e.key == self.key)?;
+            shard.entries.swap_remove(i)
+        };
+        let record = entry.record?;
+        if let Some(body) = entry.tap.as_ref().and_then(BodyTap::body) {
+            record.handle().capture_body(body);
+        }
+        if !entry.params.is_empty() {
+            record.set_route_params(entry.params);
+        }
+        Some(record)
     }
 }
 
@@ -204,6 +233,36 @@ impl Drop for Registration {
 
 /// Works on the one entry registered for the current task, if there is
 /// exactly one.
+/// Runs `f` on the entry of `registration`.
+fn with_entry<T>(registration: &Registration, f: impl FnOnce(&mut Entry) -> T) -> Option<T> {
+    let mut shard = lock(registration.key.shard());
+    shard
+        .entries
+        .iter_mut()
+        .find(|e| e.id == registration.id && e.key == registration.key)
+        .map(f)
+}
+
+/// Records a route parameter of the current request (a later value of the
+/// same name replaces the earlier one, as when warp tries another route).
+pub(crate) fn add_param(name: &'static str, value: &str) {
+    with_current(|e| {
+        // A bound on what one request can make the entry hold.
+        const MAX_PARAMS: usize = 32;
+        const MAX_LEN: usize = 1024;
+        let mut end = value.len().min(MAX_LEN);
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        let value = value[..end].to_owned();
+        if let Some(slot) = e.params.iter_mut().find(|(n, _)| *n == name) {
+            slot.1 = value;
+        } else if e.params.len() < MAX_PARAMS {
+            e.params.push((name, value));
+        }
+    });
+}
+
 fn with_current<T>(f: impl FnOnce(&mut Entry) -> T) -> Option<T> {
     let key = Key::current();
     let mut shard = lock(key.shard());

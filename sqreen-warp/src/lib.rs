@@ -15,8 +15,14 @@
 //!   [`Reply`](warp::Reply) and a [`Reject`](warp::reject::Reject), turned
 //!   into the block page or redirect; [`recover_blocked`] does it in a
 //!   `recover`.
+//! - [`SqreenWrapper::service`] serves the wrapped app as a tower service
+//!   ([`SqreenService::serve`] replaces `warp::serve`) that copies request
+//!   bodies while warp's own body filters read them: body capture with
+//!   routes unchanged.
 //! - [`body`] holds drop-in replacements for `warp::body::{bytes, json,
-//!   form}`, needed when body capture is on.
+//!   form}`, for body capture under `warp::serve`.
+//! - [`param()`] is `warp::path::param()` that also records the segment as
+//!   a named route parameter.
 //!
 //! ## Installation
 //!
@@ -87,11 +93,18 @@
 //!   the record of a rejected request is closed without a response. Your
 //!   `recover` should pass [`Blocked`] on (`Err(rejection)`), or call
 //!   [`recover_blocked`] first, so the block page is still sent.
-//! - **Body capture is opt-in** ([`SqreenWrapper::capture_bodies`]): a warp
-//!   request body can be read only once, so with capture on, routes must
-//!   read bodies through [`body::bytes`], [`body::json`] or [`body::form`]
-//!   — the wrapper hands them the bytes it buffered. A route reading a
-//!   buffered body with `warp::body::*` would fail with a 500.
+//! - **Body capture is opt-in** ([`SqreenWrapper::capture_bodies`]). A
+//!   warp filter can read the request body only once and never put it
+//!   back, so there are two ways:
+//!   - serve with [`SqreenWrapper::service`] and [`SqreenService::serve`]
+//!     (or your own hyper loop): the body is copied as the route reads it,
+//!     and routes keep `warp::body::json()` and friends. A body is captured
+//!     once the route has read it whole.
+//!   - under `warp::serve`, the wrapper buffers the body before the routes
+//!     run, and routes must read it through [`body::bytes`],
+//!     [`body::json`] or [`body::form`], which hand the buffered bytes over.
+//!     A route reading a buffered body with `warp::body::*` would fail with
+//!     a 500.
 //! - **One request per task.** warp gives filters no per-request storage, so
 //!   the wrapper hands the handle to [`sqreen()`] through a side channel
 //!   keyed by the tokio task running the request (or the thread, outside
@@ -151,9 +164,12 @@
 //! `Content-Type`, `X-Request-Id`, …), user agent and referer; with body
 //! capture on, urlencoded-form and JSON bodies up to `body_capture_limit`
 //! (with a declared `Content-Length`); and the response's status, length
-//! and content type. Not captured: route parameters (warp does not expose
-//! them, nor the route that matched), the scheme (always reported as `http`:
-//! filters cannot see TLS), and an HTTP/2 `:authority` without `Host` header.
+//! and content type; route parameters a route names with [`param()`] (warp
+//! itself exposes neither their names nor the route that matched). The
+//! scheme is `http` (filters cannot see TLS) unless a trusted proxy
+//! (`trusted_proxies`) says otherwise with `X-Forwarded-Proto` or
+//! `Forwarded: proto=`. Not captured: an HTTP/2 `:authority` without `Host`
+//! header.
 //! Everything is scrubbed on the agent's thread before it is sent.
 //!
 //! When the agent is off (no token, `disable`, not logged in yet) the
@@ -163,9 +179,13 @@ mod blocked;
 pub mod body;
 mod context;
 mod extract;
+mod param;
+mod serve;
 mod wrapper;
 
 pub use blocked::{Blocked, default_blocked_response, recover_blocked};
 pub use extract::{Sqreen, sqreen};
+pub use param::param;
+pub use serve::{BoxError, SqreenService, TappedBody};
 pub use sqreen_core;
 pub use wrapper::SqreenWrapper;

@@ -4,7 +4,7 @@
 //! ```text
 //!  enabled? ─no──────────────────────────────────────────▶ pass (disabled handle)
 //!     │yes
-//!  capture body? (capture_bodies + agent.wants_body) ─▶ buffer it
+//!  capture body? (capture_bodies + agent.wants_body) ─▶ copied as it streams (SqreenService), or buffered
 //!  nothing loaded to check the request against? ─▶ record opened unseen
 //!  else snapshot: method, path, query, headers, peer ─▶ agent.begin(_on_demand)
 //!     ├ Pass ──────────────▶ inner filter ──────────────▶ response
@@ -43,6 +43,7 @@ use crate::Blocked;
 use crate::blocked::{BlockedMarker, Renderer, default_blocked_response};
 use crate::body::InvalidBody;
 use crate::context::{self, Registration, StashedBody};
+use crate::serve::{BodyTap, PeerAddr, SqreenService, TappedBody};
 
 /// The version reported to the backend with the framework name.
 const WARP_VERSION: &str = "0.4";
@@ -145,12 +146,14 @@ impl SqreenWrapper {
 
     /// Captures urlencoded-form and JSON request bodies (default: off).
     ///
-    /// warp lets a body be read only once, so the wrapper buffers a
-    /// capturable body (declared length within `body_capture_limit`, form or
-    /// JSON) and routes **must** then read bodies with
+    /// Served through [`service`](Self::service), bodies are copied while
+    /// the routes read them with warp's own filters. Under `warp::serve`,
+    /// where a body can be read only once, the wrapper buffers a capturable
+    /// body (declared length within `body_capture_limit`, form or JSON) and
+    /// routes **must** then read bodies with
     /// [`sqreen_warp::body::{bytes, json, form}`](crate::body), which hand
-    /// the buffered bytes over. A route reading it with `warp::body::*`
-    /// would find it gone (500). Turn this on once your routes use them.
+    /// the buffered bytes over; a route reading it with `warp::body::*`
+    /// would find it gone (500).
     #[must_use]
     pub fn capture_bodies(mut self, on: bool) -> Self {
         Arc::make_mut(&mut self.shared).capture_bodies = on;
@@ -218,6 +221,56 @@ impl SqreenWrapper {
             .or_else(move |rejection| {
                 ready(recover_ip(ip_renderer.as_ref(), rejection).map(|r| (r,)))
             })
+    }
+}
+
+impl SqreenWrapper {
+    /// [`wrap`](Self::wrap)s `filter` and returns it as a tower `Service`
+    /// that, with [body capture](Self::capture_bodies) on, copies the
+    /// bodies the agent wants while the routes read them: routes can then
+    /// use warp's own `warp::body::{bytes, json, form, …}` unchanged, and
+    /// nothing is buffered ahead of them. Serve it with
+    /// [`SqreenService::serve`] instead of `warp::serve`.
+    ///
+    /// A body is captured once the route has read all of it; a route that
+    /// never reads the body records none.
+    ///
+    /// ```
+    /// use warp::Filter;
+    ///
+    /// let track = warp::path("track")
+    ///     .and(sqreen_warp::sqreen())
+    ///     .and(warp::body::json())
+    ///     .map(|sq: sqreen_warp::Sqreen, body: serde_json::Value| {
+    ///         sq.track_event("tracked");
+    ///         "ok"
+    ///     });
+    /// let app = sqreen_warp::SqreenWrapper::new().capture_bodies(true).service(track);
+    /// # let _ = app;
+    /// ```
+    pub fn service<F, R>(
+        &self,
+        filter: F,
+    ) -> SqreenService<
+        impl tower_service::Service<
+            warp::http::Request<TappedBody>,
+            Response = Response,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    >
+    where
+        F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
+        R: Reply + 'static,
+    {
+        let agent = self
+            .shared
+            .capture_bodies
+            .then(|| self.shared.agent.clone());
+        SqreenService::new(warp::service(self.wrap(filter)), agent)
     }
 }
 
@@ -297,7 +350,15 @@ fn begin(shared: &Shared) -> impl Filter<Extract = (Ctx,), Error = Rejection> + 
             .and(snapshot())
             .and_then(move |_: Enabled, peer, method, query, path, headers| {
                 ready(match open.as_ref().and_then(|a| a.get()) {
-                    Some(agent) => begin_request(agent, None, peer, method, query, path, headers),
+                    Some(agent) => begin_request(
+                        agent,
+                        Body::Buffered(None),
+                        peer,
+                        method,
+                        query,
+                        path,
+                        headers,
+                    ),
                     None => Err(reject::not_found()),
                 })
             });
@@ -307,7 +368,7 @@ fn begin(shared: &Shared) -> impl Filter<Extract = (Ctx,), Error = Rejection> + 
         let (gate, open) = (captured_agent.clone(), captured_agent.clone());
         warp::any()
             .and_then(move || ready(enabled(gate.as_ref())))
-            .and(capture_body(captured_agent))
+            .and(body_source(captured_agent))
             .and(snapshot())
             .and_then(
                 move |_: Enabled, body, peer, method, query, path, headers| {
@@ -353,8 +414,14 @@ pub(crate) fn snapshot() -> impl Filter<
     let query = warp::query::raw()
         .map(Some)
         .or_else(|_| ready(Ok::<_, Infallible>((None,))));
-    warp::addr::remote()
-        .and(warp::method())
+    // `warp::addr::remote()` is empty outside `warp::serve`: then the peer
+    // `SqreenService` recorded.
+    let peer = warp::addr::remote()
+        .and(warp::ext::optional::<PeerAddr>())
+        .map(|remote: Option<SocketAddr>, served: Option<PeerAddr>| {
+            remote.or(served.map(|PeerAddr(peer)| peer))
+        });
+    peer.and(warp::method())
         .and(query)
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
@@ -362,7 +429,7 @@ pub(crate) fn snapshot() -> impl Filter<
 
 fn begin_request(
     agent: &Agent,
-    body: Option<StashedBody>,
+    body: Body,
     peer: Option<SocketAddr>,
     method: Method,
     query: Option<String>,
@@ -373,14 +440,25 @@ fn begin_request(
     let info = request_info(peer, &method, query.as_deref(), &path, &headers);
     let begin = match &body {
         // The handler reads the buffered body: copied now.
-        Some(body) => agent.begin(&info.body(Some(&body.bytes[..]))),
-        None => agent.begin_on_demand(|| info),
+        Body::Buffered(Some(body)) => agent.begin(&info.body(Some(&body.bytes[..]))),
+        // Copied as it streams: the request is copied now, so that the
+        // record can take the body when the route has read it.
+        Body::Tapped(_) => agent.begin(&info),
+        Body::Buffered(None) => agent.begin_on_demand(|| info),
     };
-    match begin {
+    match (begin, body) {
         // A buffered body is still handed back on passlisted requests.
-        Begin::Pass => Ok(Ctx(body.map(|b| context::register(None, Some(b))))),
-        Begin::Respond(response) => Err(reject::custom(IpResponse(response))),
-        Begin::Record(record) => Ok(Ctx(Some(context::register(Some(record), body)))),
+        (Begin::Pass, Body::Buffered(body)) => {
+            Ok(Ctx(body.map(|b| context::register(None, Some(b)))))
+        }
+        (Begin::Pass, Body::Tapped(_)) => Ok(Ctx::pass()),
+        (Begin::Respond(response), _) => Err(reject::custom(IpResponse(response))),
+        (Begin::Record(record), Body::Buffered(body)) => {
+            Ok(Ctx(Some(context::register(Some(record), body))))
+        }
+        (Begin::Record(record), Body::Tapped(tap)) => {
+            Ok(Ctx(Some(context::register_tapped(record, tap))))
+        }
     }
 }
 
@@ -411,6 +489,25 @@ pub(crate) fn capture(
         let headers = Headers(headers);
         handle.capture_request(&request_info(peer, method, query, path, &headers));
     }
+}
+
+/// Where a captured body comes from.
+enum Body {
+    /// `SqreenService` copies it as the route reads it.
+    Tapped(BodyTap),
+    /// The wrapper buffered it (`None`: nothing to capture), for the
+    /// routes to read through `sqreen_warp::body`.
+    Buffered(Option<StashedBody>),
+}
+
+/// The body's copy made by `SqreenService`, or else the body buffered.
+fn body_source(
+    agent: Option<Arc<LazyAgent>>,
+) -> impl Filter<Extract = (Body,), Error = Infallible> + Clone {
+    warp::ext::get::<BodyTap>()
+        .map(Body::Tapped)
+        .or(capture_body(agent).map(Body::Buffered))
+        .unify()
 }
 
 /// Buffers the body when the agent wants it; otherwise leaves it untouched.

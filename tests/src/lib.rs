@@ -13,8 +13,9 @@
 //! user and IP, IP block and redirect before the handler, user block through
 //! `identify()`, records without `track` entries not sent, a disabled agent
 //! passes through, 64 concurrent requests never mix their records, the
-//! request body is still readable by the handler after capture, and the
-//! agent flushes at shutdown.
+//! request body is still readable by the handler after capture, the
+//! agent flushes at shutdown, and behind a trusted proxy the client's
+//! address and scheme come from its headers.
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // a test script
 
@@ -90,6 +91,34 @@ fn observed(backend: &CaptureBackend, kind: ObservationKind, username: &str, ip:
 pub fn run(start: Start) {
     tracked_requests_and_actions(start);
     disabled_agent_passes_through(start);
+    behind_a_trusted_proxy(start);
+}
+
+/// Behind a trusted proxy (here 127.0.0.1), its `X-Forwarded-For` and
+/// `X-Forwarded-Proto` name the client and its scheme; from anyone else
+/// they would be ignored.
+fn behind_a_trusted_proxy(start: Start) {
+    let config = test_config()
+        .trusted_proxies(["127.0.0.1/32"])
+        .build()
+        .unwrap();
+    let backend = CaptureBackend::new();
+    let guard = Agent::start(config, Arc::new(backend.clone()));
+    assert!(guard.wait_ready(WAIT), "agent did not log in");
+    let (addr, stop) = start(guard.agent().clone());
+    let r = client()
+        .post(format!("http://{addr}/track"))
+        .header("X-Forwarded-For", "81.2.69.180")
+        .header("X-Forwarded-Proto", "https")
+        .json(&json!({"event": "behind.proxy"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    stop();
+    drop(guard);
+    let event = one(&backend, "behind.proxy");
+    assert_eq!(event.client_ip, Some("81.2.69.180".parse().unwrap()));
+    assert_eq!(event.request.as_ref().unwrap().scheme, "https");
 }
 
 fn tracked_requests_and_actions(start: Start) {

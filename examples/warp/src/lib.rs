@@ -8,23 +8,21 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use example_common::{Credentials, PASSWORD, Running, TRACKED, TrackRequest, error_json};
-use sqreen::warp::{Blocked, Sqreen, SqreenWrapper, body, sqreen};
+use sqreen::warp::{Blocked, Sqreen, SqreenWrapper, sqreen};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-/// The demo app: its routes, instrumented by `wrapper`.
-pub fn app(
-    wrapper: &SqreenWrapper,
-) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
+/// The demo routes, written for plain warp: bodies are read with warp's
+/// own `warp::body::*` filters.
+pub fn routes()
+-> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone + Send + Sync + 'static {
     let index = warp::path::end().and(warp::get()).map(|| "ok");
-    // Bodies are read with `sqreen::warp::body::*`: with body capture on, the
-    // wrapper has already buffered them and these filters hand them over.
     let track = warp::path("track")
         .and(warp::path::end())
         .and(warp::post())
         .and(sqreen())
-        .and(body::bytes())
+        .and(warp::body::bytes())
         .map(track);
     let login = warp::path("login")
         .and(warp::path::end())
@@ -38,29 +36,28 @@ pub fn app(
         .and(sqreen())
         .and(credentials())
         .map(signup);
-    // The wrapper goes around the whole app, so IP actions apply to every
-    // route (and to unknown paths) and each request is recorded once.
-    wrapper.wrap(index.or(track).or(login).or(signup))
+    index.or(track).or(login).or(signup)
 }
 
 /// The wrapper the app is served with: the given agent, and body capture
-/// on, since every route reads its body with `sqreen::warp::body::*`.
+/// on.
 pub fn wrapper(agent: sqreen::Agent) -> SqreenWrapper {
     SqreenWrapper::with_agent(agent).capture_bodies(true)
 }
 
-/// Serves [`app`] on `listener` until `shutdown` completes, then finishes
-/// the requests in flight.
+/// Serves [`routes`] on `listener` until `shutdown` completes, then
+/// finishes the requests in flight.
+///
+/// `wrapper.service(..)` goes around the whole app, so IP actions apply to
+/// every route (and to unknown paths) and each request is recorded once;
+/// served as a service (rather than by `warp::serve`), it copies the bodies
+/// the agent captures while warp's own body filters read them.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     wrapper: SqreenWrapper,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    warp::serve(app(&wrapper))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    wrapper.service(routes()).serve(listener, shutdown).await;
 }
 
 fn json(status: StatusCode, body: String) -> Response {
@@ -85,7 +82,7 @@ fn track(sq: Sqreen, body: Bytes) -> Response {
 /// (the `or` turns the body filter's rejection into `None`).
 fn credentials()
 -> impl Filter<Extract = (Option<(String, String)>,), Error = std::convert::Infallible> + Clone {
-    body::form()
+    warp::body::form()
         .map(Credentials::both)
         .or(warp::any().map(|| None))
         .unify()

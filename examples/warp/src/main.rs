@@ -29,8 +29,7 @@ fn main() -> ExitCode {
     let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "listening");
-        // Every route reads its body through `sqreen::warp::body`, so body
-        // capture can be on.
+        // Bodies are copied while warp's own body filters read them.
         let sqreen = SqreenWrapper::new().capture_bodies(true);
         example_warp::serve(listener, sqreen, example_common::shutdown_signal()).await;
         std::io::Result::Ok(())

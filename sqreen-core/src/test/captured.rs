@@ -77,9 +77,13 @@ impl CapturedRequest {
         self.parameters.get("json")
     }
 
-    /// The route parameter `name` (`/users/{id}` → `id`).
+    /// The route parameter `name` (`/users/{id}` → `id`); the protocol
+    /// sends each as a one-value list, `{"id": ["42"]}`.
     pub fn route_param(&self, name: &str) -> Option<&str> {
-        self.parameters.get("params")?.get(name)?.as_str()
+        match self.parameters.get("params")?.get(name)? {
+            Value::Array(values) => values.first()?.as_str(),
+            value => value.as_str(),
+        }
     }
 }
 
