@@ -12,13 +12,14 @@
 //! nor the agent thread's work); divide the total by the request count.
 //! Apps, as in `middleware.rs` and with its request: `bare`, `noop` (a
 //! do-nothing `Router::layer`), `untracked`, `tracked` (one event with 3
-//! properties), `wrapped` (the layer around the `Router`).
+//! properties), `wrapped` (the layer around the `Router`), and the peers
+//! of `common/peers.rs`: `trace`, `sentry`, `from_fn`.
 
 // Benches abort loudly on a broken setup rather than measure the wrong path.
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::{hello, hello_tracked, request};
+use common::{hello, hello_tracked, peers, request};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,6 +106,12 @@ fn main() {
             let app = layer.layer(Router::new().route("/", get(hello)).with_state(()));
             measure(&rt, &app, n);
         }
+        "trace" => measure(&rt, &peers::trace(), n),
+        "sentry" => {
+            peers::init_sentry();
+            measure(&rt, &peers::sentry(), n);
+        }
+        "from_fn" => measure(&rt, &peers::naive_from_fn(), n),
         other => panic!("unknown app {other}"),
     }
 }

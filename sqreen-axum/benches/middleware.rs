@@ -13,6 +13,7 @@
 //! | `layer_track_event_3_props` | the handler takes `Sqreen` and tracks one event with 3 properties; the agent thread is held (takes no CPU) while the requests are timed | ≤ 1 µs |
 //! | `layer_track_event_3_props_agent_busy` | the same, with the agent thread turning the records into events on the other core meanwhile | — |
 //! | `wrapped_router_untracked` | `SqreenLayer` around the whole `Router` (before routing) instead; nothing tracked | — |
+//! | `peer_trace`, `peer_sentry`, `peer_from_fn` | the same route behind tower-http's `TraceLayer`, sentry-tower's layers, or a naive copying `from_fn` (see `common/peers.rs`) | — |
 //!
 //! Every request carries the headers of a browser and axum's
 //! `ConnectInfo<SocketAddr>`, as `into_make_service_with_connect_info`
@@ -36,7 +37,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::{hello, hello_tracked, request};
+use common::{hello, hello_tracked, peers, request};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -101,10 +102,14 @@ fn bench(c: &mut Criterion) {
         .with_state(());
     let wrapped = SqreenLayer::with_agent(agent.clone())
         .layer(Router::new().route("/", get(hello)).with_state(()));
+    peers::init_sentry();
+    let (trace, sentry, from_fn) = (peers::trace(), peers::sentry(), peers::naive_from_fn());
 
     // Every mode answers 200, and only the tracked one records.
     rt.block_on(async {
-        for app in [&bare, &noop, &untracked, &tracked] {
+        for app in [
+            &bare, &noop, &untracked, &tracked, &trace, &sentry, &from_fn,
+        ] {
             let response = app.clone().oneshot(request()).await.unwrap();
             assert_eq!(response.status(), StatusCode::OK);
         }
@@ -119,6 +124,9 @@ fn bench(c: &mut Criterion) {
         ("bare", &bare),
         ("noop_layer", &noop),
         ("layer_untracked", &untracked),
+        ("peer_trace", &trace),
+        ("peer_sentry", &sentry),
+        ("peer_from_fn", &from_fn),
     ] {
         group.bench_function(name, |b| {
             b.to_async(&rt)

@@ -1,6 +1,8 @@
 //! What both axum benches serve and send: a browser's `GET /`, and the
 //! hello-world route, bare or tracking one 3-property event.
 
+pub mod peers;
+
 use std::net::SocketAddr;
 
 use axum::body::Body;
