@@ -5,7 +5,7 @@
 //! `ActionStore` that is rebuilt whole on every `actionspack` answer and
 //! swapped atomically, so the request path reads it without a lock.
 //!
-//! Matching rules (PROTOCOL.md):
+//! Matching rules (docs/PROTOCOL.md):
 //! - IP actions match when the client IP lies in one of the action's CIDRs
 //!   (IPv4 and IPv6; IPv4-mapped IPv6 addresses match IPv4 ranges). IPv6
 //!   CIDRs narrower than the configured `ipv6_action_prefix` (64 by

@@ -1,4 +1,4 @@
-//! The wire types of the agent ⇄ backend protocol (`PROTOCOL.md`).
+//! The wire types of the agent ⇄ backend protocol (`docs/PROTOCOL.md`).
 //!
 //! Requests are serialised from these types. Answers are parsed leniently:
 //! a backend is an untrusted peer, so an odd field (a negative delay, a

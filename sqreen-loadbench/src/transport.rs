@@ -1,4 +1,4 @@
-//! An in-process backend: answers the protocol of `PROTOCOL.md` without a
+//! An in-process backend: answers the protocol of `docs/PROTOCOL.md` without a
 //! network and throws away what it receives.
 //!
 //! The agent under load talks to this instead of a real backend, so the

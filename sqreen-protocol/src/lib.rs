@@ -27,7 +27,7 @@ pub mod paths {
     pub const LOGOUT: &str = "/sqreen/v0/app-logout";
 
     // The routes below serve the historical Python and Node.js agents
-    // (PROTOCOL.md, "Variants"); ours uses none of them.
+    // (docs/PROTOCOL.md, "Variants"); ours uses none of them.
 
     /// Reachability check (`GET`, no credential): the Python agent pings
     /// its URLs before choosing them.

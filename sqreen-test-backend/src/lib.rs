@@ -1,4 +1,4 @@
-//! A backend that speaks the sqreen protocol (`PROTOCOL.md`) over real HTTP
+//! A backend that speaks the sqreen protocol (`docs/PROTOCOL.md`) over real HTTP
 //! on 127.0.0.1, for tests of the agent and its adapters.
 //!
 //! It runs on its own thread and runtime, so sync and async tests alike can
