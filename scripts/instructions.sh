@@ -49,7 +49,7 @@ fi
 
 echo "building loadbench-server (release)…" >&2
 cargo build --release -q -p sqreen-loadbench
-BIN=$PWD/target/release/loadbench-server
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/loadbench-server
 OUT=$PWD/target/instructions
 mkdir -p "$OUT"
 STAMP=$(date +%Y%m%dT%H%M%S)

@@ -62,7 +62,7 @@ fi
 
 echo "building loadbench-server (release)…" >&2
 cargo build --release -q -p sqreen-loadbench
-BIN=target/release/loadbench-server
+BIN=${CARGO_TARGET_DIR:-target}/release/loadbench-server
 
 OUT=target/loadbench
 mkdir -p "$OUT/logs"
