@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # User-space instructions per request of the load benchmark's server
-# (BENCHMARKS.md, "User-space instructions per request"), counted by
+# (BENCHMARKS.md, "Every adapter"), counted by
 # valgrind's callgrind: unlike requests per second, these counts do not
 # move with the machine's load, so they show a change of a few hundred
 # instructions that a load run cannot.

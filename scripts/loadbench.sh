@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Framework load benchmark (BENCHMARKS.md, "Framework load benchmarks"):
+# Framework load benchmark (BENCHMARKS.md, "Under load"):
 # each framework's hello-world route bare, with the sqreen middleware
 # installed and the handler untouched (`installed`), with the handler taking
 # the Sqreen handle and tracking nothing (`middleware`), and with one
