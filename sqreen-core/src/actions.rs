@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use serde_json::Value;
+use sqreen_protocol::actions;
 
 /// The static page served with a block response.
 pub const BLOCK_PAGE: &str = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Access denied</title></head>\
@@ -332,10 +333,10 @@ impl ActionStore {
                 .ok_or(ActionError::BadUrl)
         };
         let kind = match kind_name {
-            "block_ip" => ActionKind::BlockIp,
-            "redirect_ip" => ActionKind::RedirectIp(url()?),
-            "block_user" => ActionKind::BlockUser,
-            "redirect_user" => ActionKind::RedirectUser(url()?),
+            actions::BLOCK_IP => ActionKind::BlockIp,
+            actions::REDIRECT_IP => ActionKind::RedirectIp(url()?),
+            actions::BLOCK_USER => ActionKind::BlockUser,
+            actions::REDIRECT_USER => ActionKind::RedirectUser(url()?),
             other => return Err(ActionError::UnknownKind(other.to_owned())),
         };
         let expires_at = match obj.get("duration") {

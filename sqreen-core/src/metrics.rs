@@ -31,6 +31,7 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 use sqreen_protocol::limits::MAX_METRIC_KEYS_PER_STORE;
+use sqreen_protocol::metric_stores;
 
 use crate::protocol::{Metric, format_time};
 
@@ -47,9 +48,9 @@ impl MetricKind {
 
     fn name(self) -> &'static str {
         match self {
-            Self::LoginSuccess => "sdk-login-success",
-            Self::LoginFail => "sdk-login-fail",
-            Self::Signup => "sdk-signup",
+            Self::LoginSuccess => metric_stores::LOGIN_SUCCESS,
+            Self::LoginFail => metric_stores::LOGIN_FAIL,
+            Self::Signup => metric_stores::SIGNUP,
         }
     }
 

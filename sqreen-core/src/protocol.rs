@@ -23,7 +23,7 @@ pub const ACTIONSPACK_PATH: &str = "/sqreen/v0/actionspack";
 pub const LOGOUT_PATH: &str = "/sqreen/v0/app-logout";
 
 /// The `version` of the `request_record` events this agent sends.
-pub const REQUEST_RECORD_VERSION: &str = "20171208";
+pub const REQUEST_RECORD_VERSION: &str = sqreen_protocol::REQUEST_RECORD_VERSION;
 
 /// RFC 3339 UTC with millisecond precision, as the protocol wants.
 pub fn format_time(t: SystemTime) -> String {

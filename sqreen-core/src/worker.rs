@@ -1109,7 +1109,7 @@ impl Worker {
                 name = %command.name, uuid = %command.uuid, "executing backend command");
             let uuid = (!command.uuid.is_empty()).then(|| command.uuid.clone());
             let result = match command.name.as_str() {
-                "actions_reload" => {
+                sqreen_protocol::commands::ACTIONS_RELOAD => {
                     // Reported once the action pack arrives.
                     self.reload_actions = Some(uuid);
                     continue;

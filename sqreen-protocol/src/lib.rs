@@ -1,5 +1,7 @@
 //! The contract between sqreen agents and a backend: the paths of the
-//! protocol's calls and the limits both sides keep, written once.
+//! protocol's calls, the names both sides must spell alike (record
+//! version, metric stores, actions, commands) and the limits both sides
+//! keep, written once. `docs/PROTOCOL.md` describes the bodies.
 //!
 //! The agent (`sqreen-core`) never sends more than these limits allow, and
 //! `sqreen-server` accepts everything within them: a test in
@@ -52,6 +54,42 @@ pub mod paths {
     pub const COMMANDS: &str = "/sqreen/v0/commands";
     /// A data point (`POST`, Node.js).
     pub const DATA_POINT: &str = "/sqreen/v0/data_point";
+}
+
+/// The version of the request records this protocol describes (each
+/// record's `version`).
+pub const REQUEST_RECORD_VERSION: &str = "20171208";
+
+/// The metric stores of user actions, sent in heartbeats (`metrics[].name`):
+/// their keys are `{"keys": [[key, value], …], "ip": "…"}` as JSON text,
+/// and their values counts.
+pub mod metric_stores {
+    /// Successful logins (`track_auth(true, …)`).
+    pub const LOGIN_SUCCESS: &str = "sdk-login-success";
+    /// Failed logins (`track_auth(false, …)`).
+    pub const LOGIN_FAIL: &str = "sdk-login-fail";
+    /// Signups (`track_signup`).
+    pub const SIGNUP: &str = "sdk-signup";
+    /// Every store above.
+    pub const ALL: [&str; 3] = [LOGIN_FAIL, LOGIN_SUCCESS, SIGNUP];
+}
+
+/// The security actions of a login answer or an action pack (`action`).
+pub mod actions {
+    /// Block requests from IP networks (`parameters.ip_cidr`).
+    pub const BLOCK_IP: &str = "block_ip";
+    /// Redirect requests from IP networks (`parameters.ip_cidr`, `url`).
+    pub const REDIRECT_IP: &str = "redirect_ip";
+    /// Block requests of users (`parameters.users`).
+    pub const BLOCK_USER: &str = "block_user";
+    /// Redirect requests of users (`parameters.users`, `url`).
+    pub const REDIRECT_USER: &str = "redirect_user";
+}
+
+/// The commands a heartbeat answer may carry (`commands[].name`).
+pub mod commands {
+    /// Fetch the action pack again.
+    pub const ACTIONS_RELOAD: &str = "actions_reload";
 }
 
 pub mod limits {

@@ -214,9 +214,9 @@ impl ObservationKind {
     /// The metric store the agent counts it in.
     pub fn store(self) -> &'static str {
         match self {
-            Self::LoginSuccess => "sdk-login-success",
-            Self::LoginFailure => "sdk-login-fail",
-            Self::Signup => "sdk-signup",
+            Self::LoginSuccess => sqreen_protocol::metric_stores::LOGIN_SUCCESS,
+            Self::LoginFailure => sqreen_protocol::metric_stores::LOGIN_FAIL,
+            Self::Signup => sqreen_protocol::metric_stores::SIGNUP,
         }
     }
 
