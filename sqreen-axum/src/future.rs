@@ -1,6 +1,11 @@
-//! [`ResponseFuture`]: the service's future, a small state machine instead
+//! What happens to one request: [`dispatch`] asks the agent about it and
+//! starts the inner service (or answers in its place), and
+//! [`ResponseFuture`], the service's future, a small state machine instead
 //! of a boxed `async` block, so the per-request path allocates nothing of
-//! its own.
+//! its own, drives it to the response and closes the record.
+//!
+//! The crate's modules form a chain: `layer` (the public layer and
+//! service) → `future` → `request`, `current`, `blocked`.
 //!
 //! ```text
 //! Buffer (form/JSON body to capture) ─▶ Inner (inner service running) ─▶ done
@@ -21,13 +26,36 @@ use http::request::Parts;
 use http_body_util::Limited;
 use http_body_util::combinators::Collect;
 use pin_project_lite::pin_project;
-use sqreen_core::{RequestRecord, ResponseInfo};
+use sqreen_core::{Agent, Begin, LazyAgent, RequestRecord, ResponseInfo, SecurityResponse};
 use tower_service::Service;
 
-use crate::blocked::BlockedMarker;
+use crate::blocked::{BlockedMarker, default_blocked_response};
 use crate::current::Slot;
-use crate::layer::{Renderer, Settings, dispatch, unreadable_body};
-use crate::request::rebuild;
+use crate::request::{HeaderMapPairs, rebuild, request_info, set_route_params};
+
+/// A custom renderer of security responses.
+pub(crate) type Renderer = Arc<dyn Fn(&SecurityResponse) -> Response + Send + Sync>;
+
+/// What every clone of the layer and its services shares: one reference
+/// count to bump when axum clones the service for a request.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub agent: LazyAgent,
+    pub renderer: Option<Renderer>,
+    /// Also put the handle in the request extensions
+    /// ([`SqreenLayer::handle_in_extensions`](crate::SqreenLayer::handle_in_extensions)).
+    pub in_extensions: bool,
+}
+
+impl Settings {
+    /// The response for a security response: the custom renderer's, or the default.
+    pub fn render(&self, response: &SecurityResponse) -> Response {
+        match &self.renderer {
+            Some(render) => render(response),
+            None => default_blocked_response(response),
+        }
+    }
+}
 
 /// What the buffering state needs to go on once the body is read.
 pub(crate) struct Pending<S> {
@@ -272,5 +300,95 @@ fn finish(
                 .content_type(content_type)
         });
     }
+    response
+}
+
+/// Asks the agent about the request and starts the inner service, or not.
+pub(crate) fn dispatch<S, B>(
+    settings: &Settings,
+    agent: &Agent,
+    service: &mut S,
+    mut req: Request<B>,
+    body: Option<&[u8]>,
+) -> State<S, B>
+where
+    S: Service<Request<B>>,
+    B: http_body::Body,
+    B::Error: Into<axum::BoxError>,
+{
+    // Nothing loaded needs to see the request: its record is opened only
+    // if a handler asks for the handle. With the handle in the extensions
+    // (it must exist before the call), or a body copied, it is opened now.
+    if body.is_none()
+        && !settings.in_extensions
+        && let Some(deferred) = agent.defer()
+    {
+        let mut slot = Some(Slot::Deferred(deferred));
+        let future = {
+            let _entered = crate::current::enter(&mut slot);
+            service.call(req)
+        };
+        return State::Inner {
+            future,
+            slot,
+            renderer: settings.renderer.clone(),
+        };
+    }
+    let begin = {
+        let headers = HeaderMapPairs(req.headers());
+        match body {
+            // The handler consumes the body: it is copied now.
+            Some(_) => agent.begin(&request_info(&req, &headers, body)),
+            None => agent.begin_on_demand(|| request_info(&req, &headers, None)),
+        }
+    };
+    match begin {
+        // A disabled handle is current: a request passlisted inside another
+        // recorded one (an in-process sub-request) must not see the outer
+        // request's handle.
+        Begin::Pass => {
+            let mut slot = Some(Slot::Pass);
+            let future = {
+                let _entered = crate::current::enter(&mut slot);
+                service.call(req)
+            };
+            State::Inner {
+                future,
+                slot,
+                renderer: None,
+            }
+        }
+        Begin::Respond(response) => State::Ready {
+            response: Some(settings.render(&response)),
+        },
+        Begin::Record(record) => {
+            // A record opened on demand gets its route parameters with the
+            // request, from the extractor; one copied now (a captured body,
+            // an IP action) gets them here.
+            if !record.needs_request() {
+                set_route_params(&record, &mut req);
+            }
+            if settings.in_extensions {
+                req.extensions_mut().insert(record.handle());
+            }
+            let mut slot = Some(Slot::Record(record));
+            let future = {
+                let _entered = crate::current::enter(&mut slot);
+                service.call(req)
+            };
+            State::Inner {
+                future,
+                slot,
+                renderer: settings.renderer.clone(),
+            }
+        }
+    }
+}
+
+/// The answer when a request body to capture cannot be read: the client
+/// sent less or more than it declared, or went away.
+pub(crate) fn unreadable_body() -> Response {
+    let mut response = Response::new(Body::from("invalid request body"));
+    *response.status_mut() = http::StatusCode::BAD_REQUEST;
     response
 }
