@@ -5,7 +5,8 @@
 //! | `GET /` | redirect to `/events` (or `/login`) |
 //! | `GET /login`, `POST /login` (`key`) | log in with the admin key |
 //! | `POST /logout` | log out |
-//! | `GET /events?event=&app=&ip=&user_key=&user_value=&property=&value=&range=&since=&until=&cursor=` | Event Explorer: filters, trend chart, events with their request context |
+//! | `GET /events?event=&app=&ip=&user_key=&user_value=&property=&value=&range=&since=&until=&group=&cursor=` | Event Explorer: filters, stacked trend chart, facets, events with their request context |
+//! | `GET /events/{id}` | one event: its request and response as tables, its user, links to the same IP, user, event |
 //! | `GET /playbooks`, `POST /playbooks` | playbooks; create one from the form |
 //! | `POST /playbooks/{id}/toggle` | enable or disable a playbook |
 //! | `GET /actions`, `POST /actions/{id}/lift` | Security responses: live actions; lift one |
@@ -24,6 +25,7 @@
 
 pub mod apps;
 pub mod chart;
+pub mod event;
 pub mod events;
 pub mod layout;
 pub mod playbooks;
@@ -55,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/events", get(events::explorer))
+        .route("/events/{id}", get(event::event_page))
         .route("/playbooks", get(playbooks::list).post(playbooks::create))
         .route("/playbooks/{id}/toggle", post(playbooks::toggle))
         .route("/actions", get(responses::actions))

@@ -8,7 +8,9 @@
 //! | what | method |
 //! | --- | --- |
 //! | events, newest first, filtered and paged | [`Store::list_events`] |
-//! | counts per time bucket (and per IP, user or property) | [`Store::event_trend`] |
+//! | one event | [`Store::get_event`] |
+//! | counts per time bucket (and per IP, user, property or event name) | [`Store::event_trend`] |
+//! | the explorer's facets, the names of stored events | [`Store::facets`], [`Store::known_events`] |
 //! | playbooks | [`Store::list_playbooks`], [`Store::get_playbook`] |
 //! | live actions | [`Store::list_actions`] |
 //! | alerts, newest first | [`Store::list_alerts`] |
@@ -32,6 +34,7 @@
 //! pages the OS already caches.
 
 mod events;
+mod facets;
 mod partitions;
 mod playbooks;
 mod retention;
@@ -50,6 +53,7 @@ pub use events::{
     PURGE_BATCH, TrendGroup, TrendPoint, TrendQuery, TrendSeries, TrendView, attr_text,
     parse_cursor, user_key,
 };
+pub use facets::{FACET_SAMPLE, FACET_VALUES, FacetValue, Facets, KNOWN_EVENTS};
 pub use partitions::{LOCK_TIMEOUT, WEEK_MS, week_of};
 pub use playbooks::{ActionView, AlertView, LockOutcome, NewAction, NewAlert, PlaybookRow};
 pub use retention::{DEFAULT_RETENTION_DAYS, RetentionReport};
