@@ -9,7 +9,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde_json::Value;
 
-use super::events::{Pivot, explorer_since};
+use super::events::{Pivot, explorer_link};
 use super::layout::{PageError, Section, html_response, json_text, page, when};
 use super::session::AdminSession;
 use crate::AppState;
@@ -62,12 +62,12 @@ fn event_body(e: &EventView) -> Markup {
     html! {
         p.presets id="pivots" {
             "In the explorer: "
-            a id="same-event" href=(explorer_since(Pivot::Event(&e.event), since)) { "same event" }
+            a id="same-event" href=(explorer_link(&[Pivot::Event(&e.event)], Some(since), None)) { "same event" }
             @if !e.client_ip.is_empty() {
-                a id="same-ip" href=(explorer_since(Pivot::Ip(&e.client_ip), since)) { "same IP" }
+                a id="same-ip" href=(explorer_link(&[Pivot::Ip(&e.client_ip)], Some(since), None)) { "same IP" }
             }
             @if let Some((k, v)) = ids.first() {
-                a id="same-user" href=(explorer_since(Pivot::User(k, v), since)) { "same user" }
+                a id="same-user" href=(explorer_link(&[Pivot::User(k, v)], Some(since), None)) { "same user" }
             }
         }
         div.cards {

@@ -126,20 +126,25 @@ impl ExplorerParams {
     pub fn with(&self, pivot: Pivot<'_>) -> String {
         let mut p = self.clone();
         p.cursor.clear();
+        p.set(pivot);
+        format!("/events?{}", p.query_string(None))
+    }
+
+    /// Sets the filter of `pivot`.
+    fn set(&mut self, pivot: Pivot<'_>) {
         match pivot {
-            Pivot::Event(v) => p.event = v.to_owned(),
-            Pivot::App(v) => p.app = v.to_owned(),
-            Pivot::Ip(v) => p.ip = v.to_owned(),
+            Pivot::Event(v) => self.event = v.to_owned(),
+            Pivot::App(v) => self.app = v.to_owned(),
+            Pivot::Ip(v) => self.ip = v.to_owned(),
             Pivot::User(k, v) => {
-                p.user_key = k.to_owned();
-                p.user_value = v.to_owned();
+                self.user_key = k.to_owned();
+                self.user_value = v.to_owned();
             }
             Pivot::Property(k, v) => {
-                p.property = k.to_owned();
-                p.value = v.unwrap_or_default().to_owned();
+                self.property = k.to_owned();
+                self.value = v.unwrap_or_default().to_owned();
             }
         }
-        format!("/events?{}", p.query_string(None))
     }
 
     /// These filters over the window `range` ending now (explicit times
@@ -163,25 +168,19 @@ impl ExplorerParams {
     }
 }
 
-/// The explorer link of a filter on `pivot` alone, from `since` (ms) up
-/// to now: for pages other than the explorer.
-pub fn explorer_since(pivot: Pivot<'_>, since: i64) -> String {
-    ExplorerParams {
-        since: since.to_string(),
+/// The explorer's link for `pivots` alone, from `since` (ms; 24 hours
+/// before `until` by default) to `until` (ms; now by default): for pages
+/// other than the explorer.
+pub fn explorer_link(pivots: &[Pivot<'_>], since: Option<i64>, until: Option<i64>) -> String {
+    let mut p = ExplorerParams {
+        since: since.map(|t| t.to_string()).unwrap_or_default(),
+        until: until.map(|t| t.to_string()).unwrap_or_default(),
         ..ExplorerParams::default()
+    };
+    for pivot in pivots {
+        p.set(*pivot);
     }
-    .with(pivot)
-}
-
-/// The explorer link of a filter on `pivot` alone, from `since` to `until`
-/// (ms).
-pub fn explorer_between(pivot: Pivot<'_>, since: i64, until: i64) -> String {
-    ExplorerParams {
-        since: since.to_string(),
-        until: until.to_string(),
-        ..ExplorerParams::default()
-    }
-    .with(pivot)
+    format!("/events?{}", p.query_string(None))
 }
 
 /// A time field: ms, RFC 3339, or a `datetime-local` value read as UTC.

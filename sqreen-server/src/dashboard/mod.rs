@@ -11,6 +11,7 @@
 //! | `POST /playbooks/{id}/toggle` | enable or disable a playbook |
 //! | `GET /actions`, `POST /actions/{id}/lift` | Security responses: live actions; lift one |
 //! | `GET /alerts` | alerts, newest first |
+//! | `GET /alerts/{id}` | one alert: its playbook, actor, the events that crossed the threshold, its actions and their state, its webhooks |
 //! | `GET /apps`, `POST /apps/{id}/rotate-token` | applications; give one a new agent token (shown once) |
 //! | `GET /apps/{id}/delete`, `POST /apps/{id}/delete` (`confirm` = its name) | delete an application, after confirming |
 //!
@@ -23,6 +24,7 @@
 //! carries a CSRF token: see [`session`]. Any number of server processes on
 //! one database accept the same sessions.
 
+pub mod alert;
 pub mod apps;
 pub mod chart;
 pub mod event;
@@ -63,6 +65,7 @@ pub fn routes() -> Router<AppState> {
         .route("/actions", get(responses::actions))
         .route("/actions/{id}/lift", post(responses::lift))
         .route("/alerts", get(responses::alerts))
+        .route("/alerts/{id}", get(alert::alert_page))
         .route("/apps", get(apps::list))
         .route("/apps/{id}/rotate-token", post(apps::rotate))
         .route(
