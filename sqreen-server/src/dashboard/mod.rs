@@ -7,7 +7,8 @@
 //! | `POST /logout` | log out |
 //! | `GET /events?event=&app=&ip=&user_key=&user_value=&property=&value=&range=&since=&until=&group=&cursor=` | Event Explorer: filters, stacked trend chart, facets, events with their request context |
 //! | `GET /events/{id}` | one event: its request and response as tables, its user, links to the same IP, user, event |
-//! | `GET /playbooks`, `POST /playbooks` | playbooks; create one from the form |
+//! | `GET /playbooks`, `POST /playbooks` | playbooks; create one from the form, or dry-run it (`intent=dry-run`) |
+//! | `GET /playbooks/{id}`, `POST /playbooks/{id}` | one playbook; edit it, or dry-run the edit |
 //! | `POST /playbooks/{id}/toggle` | enable or disable a playbook |
 //! | `GET /actions`, `POST /actions/{id}/lift` | Security responses: live actions; lift one |
 //! | `GET /alerts` | alerts, newest first |
@@ -61,6 +62,10 @@ pub fn routes() -> Router<AppState> {
         .route("/events", get(events::explorer))
         .route("/events/{id}", get(event::event_page))
         .route("/playbooks", get(playbooks::list).post(playbooks::create))
+        .route(
+            "/playbooks/{id}",
+            get(playbooks::edit_page).post(playbooks::update),
+        )
         .route("/playbooks/{id}/toggle", post(playbooks::toggle))
         .route("/actions", get(responses::actions))
         .route("/actions/{id}/lift", post(responses::lift))
