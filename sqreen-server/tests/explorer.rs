@@ -49,6 +49,16 @@ fn get_page(server: &TestServer, cookie: &str, path: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().unwrap())
 }
 
+/// `record` as if it happened `minutes` ago.
+fn aged(mut record: Value, minutes: u64) -> Value {
+    let t = std::time::SystemTime::now() - Duration::from_secs(minutes * 60);
+    let t = Value::String(humantime::format_rfc3339_millis(t).to_string());
+    record["start"] = t.clone();
+    record["end"] = t.clone();
+    record["observed"]["sdk"][0]["time"] = t;
+    record
+}
+
 /// Failed logins of `user` from `ip`, `n` of them, as tracked events.
 fn login_fails(prefix: &str, ip: &str, user: &str, n: usize) -> Vec<Value> {
     (0..n)
@@ -75,21 +85,27 @@ fn seed(server: &TestServer) -> (FakeAgent, usize) {
     let (blog_agent, _) = FakeAgent::login(&server.url, &blog);
     let mut records = Vec::new();
     for i in 0..3 {
-        records.push(record(
-            &format!("p{i}"),
-            "81.2.69.160",
-            "purchase",
-            json!({"amount": 10 + i, "currency": "EUR"}),
-            Some(json!({"username": "alice"})),
+        records.push(aged(
+            record(
+                &format!("p{i}"),
+                "81.2.69.160",
+                "purchase",
+                json!({"amount": 10 + i, "currency": "EUR"}),
+                Some(json!({"username": "alice"})),
+            ),
+            60 + 170 * i,
         ));
     }
     for i in 0..2 {
-        records.push(record(
-            &format!("s{i}"),
-            "81.2.69.161",
-            "search",
-            json!({"q": "shoes"}),
-            None,
+        records.push(aged(
+            record(
+                &format!("s{i}"),
+                "81.2.69.161",
+                "search",
+                json!({"q": "shoes"}),
+                None,
+            ),
+            300 + 240 * i,
         ));
     }
     records.extend(login_fails("seed", "81.2.69.170", "bob", 4));
@@ -98,12 +114,15 @@ fn seed(server: &TestServer) -> (FakeAgent, usize) {
     assert_eq!(shop_agent.batch(&records).status(), 200);
     let mut blog_records = Vec::new();
     for i in 0..3 {
-        blog_records.push(record(
-            &format!("c{i}"),
-            "81.2.69.180",
-            "comment",
-            json!({"post": "p1", "note": XSS}),
-            Some(json!({"username": "carol"})),
+        blog_records.push(aged(
+            record(
+                &format!("c{i}"),
+                "81.2.69.180",
+                "comment",
+                json!({"post": "p1", "note": XSS}),
+                Some(json!({"username": "carol"})),
+            ),
+            30 + 400 * i,
         ));
     }
     blog_records.push(record(
@@ -182,7 +201,7 @@ fn facets_and_pages(db: &str) {
     assert!(page.contains("href=\"/events/export?app=blog&amp;format=csv\""));
 
     // Grouped by event name: one series per name, and ticks.
-    let (status, page) = get_page(&server, &cookie, "/events?group=event&range=1h");
+    let (status, page) = get_page(&server, &cookie, "/events?group=event");
     assert_eq!(status, 200);
     assert_eq!(page.matches("<g class=\"series").count(), 4);
     assert!(page.matches("<text class=\"tick\"").count() >= 4);
@@ -379,6 +398,19 @@ async fn wait_prefix(b: &Browser, prefix: &str) {
     }
 }
 
+/// Waits until the page is the explorer with parameter `key` set to `value`.
+async fn wait_param(b: &Browser, key: &str, value: &str) -> reqwest::Url {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let url = reqwest::Url::parse(b.current_url().await.unwrap().as_str()).unwrap();
+        if url.path() == "/events" && query_value(&url, key).as_deref() == Some(value) {
+            return url;
+        }
+        assert!(std::time::Instant::now() < deadline, "on {url}, expected {key}={value}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn query_value(url: &reqwest::Url, key: &str) -> Option<String> {
     url.query_pairs()
         .find(|(k, _)| k == key)
@@ -413,8 +445,7 @@ async fn explorer_scenario(b: Browser, url: String, agent: FakeAgent) {
         .await
         .unwrap();
     link.click().await.unwrap();
-    let here = wait_on(b, "/events").await;
-    assert_eq!(query_value(&here, "ip").as_deref(), Some("81.2.69.161"));
+    let here = wait_param(b, "ip", "81.2.69.161").await;
     assert_eq!(query_value(&here, "app").as_deref(), Some("shop"));
     let ips = texts(b, "#events a[data-filter=ip]").await;
     assert_eq!(ips, vec!["81.2.69.161"; 2]);
@@ -454,8 +485,7 @@ async fn explorer_scenario(b: Browser, url: String, agent: FakeAgent) {
     let group = b.find(Locator::Css("#f-group")).await.unwrap();
     group.select_by_value("event").await.unwrap();
     click(b, "#apply-filters").await;
-    let here = wait_on(b, "/events").await;
-    assert_eq!(query_value(&here, "group").as_deref(), Some("event"));
+    wait_param(b, "group", "event").await;
     let ticks = texts(b, "#trend text.tick").await;
     assert!(ticks.len() >= 4, "{ticks:?}");
     assert!(ticks.iter().all(|t| !t.trim().is_empty()), "{ticks:?}");
@@ -471,8 +501,7 @@ async fn explorer_scenario(b: Browser, url: String, agent: FakeAgent) {
 
     // A time preset keeps the filters and sets the window.
     click(b, "a.preset[href*='range=15m']").await;
-    let here = wait_on(b, "/events").await;
-    assert_eq!(query_value(&here, "range").as_deref(), Some("15m"));
+    let here = wait_param(b, "range", "15m").await;
     assert_eq!(query_value(&here, "group").as_deref(), Some("event"));
 
     // The event page: headers as a table, links to the same IP.
@@ -487,8 +516,7 @@ async fn explorer_scenario(b: Browser, url: String, agent: FakeAgent) {
     assert_eq!(texts(b, "#user td").await, vec!["alice"]);
     snap_always(b, "event").await;
     click(b, "#same-ip").await;
-    let here = wait_on(b, "/events").await;
-    assert_eq!(query_value(&here, "ip").as_deref(), Some("81.2.69.160"));
+    wait_param(b, "ip", "81.2.69.160").await;
     // Both apps' purchases by that IP.
     assert_eq!(texts(b, "#events tbody tr").await.len(), 4);
 

@@ -221,7 +221,7 @@ fn actions_table(actions: &[(ActionView, Option<i64>)]) -> Markup {
                         @let (state, text) = action_state(a, *lifted, now);
                         tr.action data-state=(state) {
                             td { code { (a.action) } br; span.muted { (a.action_id) } }
-                            td { (a.created_at) }
+                            td { (crate::time::parse_rfc3339_ms(&a.created_at).map_or_else(|| a.created_at.clone(), when)) }
                             td {
                                 (text)
                                 @if state == "live" { " · " a href="/actions" { "lift it" } }

@@ -218,7 +218,7 @@ pub fn stacked_chart(series: &[ChartSeries], since: i64, until: i64, bucket_s: i
                 }
                 text.ytick x=(LEFT - 4.0) y=(TOP + plot_h) text-anchor="end" { "0" }
                 @for (i, s) in series.iter().enumerate() {
-                    g.series class=(class(i, s)) data-group=(s.label) {
+                    g class={ "series " (class(i, s)) } data-group=(s.label) {
                         @for (b, y, h, n) in bars.get(i).map(Vec::as_slice).unwrap_or_default() {
                             @let t = since + *b as i64 * bucket_ms;
                             rect.bar x=(format!("{:.1}", LEFT + *b as f64 * slot + (slot - bar_w) / 2.0))
@@ -242,7 +242,7 @@ pub fn stacked_chart(series: &[ChartSeries], since: i64, until: i64, bucket_s: i
                     @for (i, s) in series.iter().enumerate() {
                         @let n = s.counts.iter().copied().fold(0i64, i64::saturating_add);
                         li {
-                            span.swatch class=(class(i, s)) {}
+                            span class={ "swatch " (class(i, s)) } {}
                             @if let Some(href) = &s.href {
                                 a href=(href) { (s.label) }
                             } @else {
