@@ -195,7 +195,10 @@ fn facets_and_pages(db: &str) {
     }
     // The known-events picker lists every event name.
     for name in ["comment", "login-fail", "purchase", "search"] {
-        assert!(page.contains(&format!("<option value=\"{name}\">")), "{name}");
+        assert!(
+            page.contains(&format!("<option value=\"{name}\">")),
+            "{name}"
+        );
     }
     // The export links carry the same filters.
     assert!(page.contains("href=\"/events/export?app=blog&amp;format=csv\""));
@@ -289,10 +292,12 @@ fn dry_run_matches_the_engine(db: &str) {
     // .170 (4) and .172 (3) cross 3; .171 (2) does not.
     assert!(page.contains("data-fires=\"2\""), "{page}");
     assert!(page.contains("81.2.69.170") && page.contains("81.2.69.172"));
-    assert!(server.admin().get_json("/api/playbooks")["playbooks"]
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(
+        server.admin().get_json("/api/playbooks")["playbooks"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     // Saved, then the same events again: the engine raises as many alerts.
     let id = server.admin().create_playbook(&brute_force());
     let mut again = login_fails("again", "81.2.69.170", "bob", 4);
@@ -380,7 +385,10 @@ async fn wait_on(b: &Browser, path: &str) -> reqwest::Url {
         if url.path() == path {
             return reqwest::Url::parse(url.as_str()).unwrap();
         }
-        assert!(std::time::Instant::now() < deadline, "on {url}, expected {path}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "on {url}, expected {path}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -393,7 +401,10 @@ async fn wait_prefix(b: &Browser, prefix: &str) {
         if url.path().starts_with(prefix) && url.path() != prefix.trim_end_matches('/') {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "on {url}, expected {prefix}…");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "on {url}, expected {prefix}…"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -406,7 +417,10 @@ async fn wait_param(b: &Browser, key: &str, value: &str) -> reqwest::Url {
         if url.path() == "/events" && query_value(&url, key).as_deref() == Some(value) {
             return url;
         }
-        assert!(std::time::Instant::now() < deadline, "on {url}, expected {key}={value}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "on {url}, expected {key}={value}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -528,7 +542,11 @@ async fn explorer_scenario(b: Browser, url: String, agent: FakeAgent) {
     fill(b, "#p-period_s", "600").await;
     fill(b, "#p-duration_s", "600").await;
     click(b, "#dry-run-button").await;
-    let notice = b.wait().for_element(Locator::Css("#dry-run")).await.unwrap();
+    let notice = b
+        .wait()
+        .for_element(Locator::Css("#dry-run"))
+        .await
+        .unwrap();
     let fires: usize = notice
         .attr("data-fires")
         .await
@@ -571,7 +589,10 @@ async fn explorer_scenario(b: Browser, url: String, agent: FakeAgent) {
     wait_prefix(b, "/alerts/").await;
     let rows = texts(b, "#events tbody tr").await;
     assert!(rows.len() >= 3, "{rows:?}");
-    let states = b.find_all(Locator::Css("#actions tr.action")).await.unwrap();
+    let states = b
+        .find_all(Locator::Css("#actions tr.action"))
+        .await
+        .unwrap();
     assert_eq!(states.len(), 1);
     assert_eq!(
         states[0].attr("data-state").await.unwrap().as_deref(),

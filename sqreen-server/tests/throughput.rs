@@ -21,7 +21,10 @@ use serde_json::{Map, Value, json};
 /// the binary's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use sqreen_server::store::{EventFilter, MERGE_ROWS, NewEvent, Store, TrendGroup, TrendQuery};
+use sqreen_server::store::{
+    EventFilter, FACET_SAMPLE, FACET_VALUES, KNOWN_EVENTS, MERGE_ROWS, NewEvent, Store, TrendGroup,
+    TrendQuery,
+};
 
 fn batch(round: usize) -> Vec<Value> {
     (0..1000)
@@ -304,7 +307,37 @@ async fn explorer_round(store: &Store, now: i64) {
             page.events.len()
         );
     }
+    // The explorer's facets over its default window (24 hours), newest
+    // FACET_SAMPLE matching events at most, with the same filters.
+    for (name, filter) in &cases {
+        let mut filter = filter.clone();
+        filter.since = Some(now - 86_400_000);
+        filter.until = Some(now);
+        let started = Instant::now();
+        let facets = store
+            .facets(&filter, FACET_SAMPLE, FACET_VALUES)
+            .await
+            .unwrap();
+        eprintln!(
+            "facets {name:>22}: {:>8.1} ms ({} events counted)",
+            started.elapsed().as_secs_f64() * 1000.0,
+            facets.counted
+        );
+    }
+    let started = Instant::now();
+    let known = store.known_events(KNOWN_EVENTS).await.unwrap();
+    eprintln!(
+        "{:>29}: {:>8.1} ms ({} names)",
+        "known event names",
+        started.elapsed().as_secs_f64() * 1000.0,
+        known.len()
+    );
     for (name, group_by, filter) in [
+        (
+            "trend 1h all events by event",
+            Some(TrendGroup::Event),
+            f(&|_| {}),
+        ),
         (
             "trend event 1h/60s",
             None,

@@ -76,11 +76,10 @@ pub async fn alert_page(
     let detail = |k: &str| alert.details.get(k).cloned().unwrap_or(Value::Null);
     // What the playbook counted when it fired (kept in the alert: the
     // playbook may have changed since).
-    let event_name = detail("event").as_str().map(str::to_owned).or_else(|| {
-        playbook
-            .as_ref()
-            .map(|p| p.playbook.trigger.event.clone())
-    });
+    let event_name = detail("event")
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| playbook.as_ref().map(|p| p.playbook.trigger.event.clone()));
     let period_s = detail("period_s")
         .as_i64()
         .or_else(|| playbook.as_ref().map(|p| p.playbook.trigger.period_s))
@@ -118,11 +117,7 @@ pub async fn alert_page(
     let actions = state.store.alert_actions(alert.id).await?;
     let events_link = match (&actor, &event_name) {
         (Some(actor), Some(event)) => Some(explorer_link(
-            &[
-                pivot_of(actor),
-                Pivot::Event(event),
-                Pivot::App(&alert.app),
-            ],
+            &[pivot_of(actor), Pivot::Event(event), Pivot::App(&alert.app)],
             Some(since),
             Some(until),
         )),

@@ -154,7 +154,12 @@ fn value_ticks(max: i64) -> (i64, i64) {
 /// `since`..`until` in buckets of `bucket_s`, with time and count axes and a
 /// legend. `data-total` on the SVG is the sum of every series.
 pub fn stacked_chart(series: &[ChartSeries], since: i64, until: i64, bucket_s: i64) -> Markup {
-    let buckets = series.iter().map(|s| s.counts.len()).max().unwrap_or(0).max(1);
+    let buckets = series
+        .iter()
+        .map(|s| s.counts.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let totals: Vec<i64> = (0..buckets)
         .map(|b| {
             series

@@ -139,15 +139,23 @@ fn value_table(id: &str, value: &Value, depth: usize) -> Markup {
 /// (the verb and URL first, headers and parameters last), others by name.
 fn ordered(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Value)> {
     const FIRST: [&str; 11] = [
-        "verb", "scheme", "host", "port", "path", "status", "remote_ip", "remote_port",
-        "user_agent", "referer", "content_type",
+        "verb",
+        "scheme",
+        "host",
+        "port",
+        "path",
+        "status",
+        "remote_ip",
+        "remote_port",
+        "user_agent",
+        "referer",
+        "content_type",
     ];
     const LAST: [&str; 2] = ["headers", "parameters"];
     let rank = |k: &str| {
-        FIRST
-            .iter()
-            .position(|f| *f == k)
-            .unwrap_or_else(|| FIRST.len() + 1 + LAST.iter().position(|l| *l == k).map_or(0, |p| p + 1))
+        FIRST.iter().position(|f| *f == k).unwrap_or_else(|| {
+            FIRST.len() + 1 + LAST.iter().position(|l| *l == k).map_or(0, |p| p + 1)
+        })
     };
     let mut fields: Vec<(&String, &Value)> = map.iter().collect();
     fields.sort_by_key(|(k, _)| rank(k));

@@ -52,7 +52,12 @@ const RANGES: [(&str, &str, i64); 5] = [
     ("30d", "last 30 days", 30 * 86_400_000),
 ];
 /// The windows offered as one-click presets.
-const PRESETS: [(&str, &str); 4] = [("15m", "15 min"), ("1h", "1 h"), ("24h", "24 h"), ("7d", "7 d")];
+const PRESETS: [(&str, &str); 4] = [
+    ("15m", "15 min"),
+    ("1h", "1 h"),
+    ("24h", "24 h"),
+    ("7d", "7 d"),
+];
 
 /// The explorer's query string; every field may be empty.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -370,12 +375,11 @@ pub async fn explorer(
     let params = query.map(|Query(p)| p).unwrap_or_default();
     let csrf = session.csrf();
     let apps = state.store.list_apps().await?;
-    let (filter, group) = match filter_of(&params, now_ms())
-        .and_then(|f| Ok((f, group_of(params.group.trim())?)))
-    {
-        Ok(ok) => ok,
-        Err(message) => return Ok(invalid(&params, &apps, &csrf, &message)),
-    };
+    let (filter, group) =
+        match filter_of(&params, now_ms()).and_then(|f| Ok((f, group_of(params.group.trim())?))) {
+            Ok(ok) => ok,
+            Err(message) => return Ok(invalid(&params, &apps, &csrf, &message)),
+        };
     let cursor = match params.cursor.as_str() {
         "" => None,
         c => match parse_cursor(c) {
@@ -488,7 +492,10 @@ fn counts_line(facets: &Facets, shown: usize, occurrences: i64, paged: bool) -> 
 
 /// The facets column: each value links to the explorer narrowed to it.
 fn facets_column(params: &ExplorerParams, facets: &Facets) -> Markup {
-    let list = |id: &str, title: &str, values: &[FacetValue], link: &dyn Fn(&FacetValue) -> (String, String)| {
+    let list = |id: &str,
+                title: &str,
+                values: &[FacetValue],
+                link: &dyn Fn(&FacetValue) -> (String, String)| {
         html! {
             section id=(id) {
                 h3 { (title) }
@@ -552,7 +559,10 @@ fn filters_form(
         ("user".into(), "user".into()),
     ];
     for k in keys {
-        groups.push((format!("property:{}", k.value), format!("property {}", k.value)));
+        groups.push((
+            format!("property:{}", k.value),
+            format!("property {}", k.value),
+        ));
     }
     if !groups.iter().any(|(v, _)| *v == p.group) {
         groups.push((p.group.clone(), p.group.clone()));

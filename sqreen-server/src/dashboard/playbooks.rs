@@ -357,8 +357,12 @@ async fn dry_run_of(
     match form.to_playbook() {
         Ok(playbook) => {
             let run = dry_run_stored(&state.store, &playbook, now_ms(), DRY_RUN_WINDOW_MS).await?;
-            tracing::info!(event = "dashboard.playbook_dry_run", alerts = run.alerts.len(),
-                matched = run.matched, "playbook dry run from the dashboard");
+            tracing::info!(
+                event = "dashboard.playbook_dry_run",
+                alerts = run.alerts.len(),
+                matched = run.matched,
+                "playbook dry run from the dashboard"
+            );
             Ok((StatusCode::OK, None, Some(run)))
         }
         Err(message) => Ok((StatusCode::BAD_REQUEST, Some(message), None)),
@@ -373,7 +377,10 @@ fn dry_run_notice(run: &DryRun) -> Markup {
     let fires = run.alerts.len();
     let mut actors: Vec<(&str, &str, usize)> = Vec::new();
     for a in &run.alerts {
-        match actors.iter_mut().find(|(app, actor, _)| *app == a.app && *actor == a.actor) {
+        match actors
+            .iter_mut()
+            .find(|(app, actor, _)| *app == a.app && *actor == a.actor)
+        {
             Some(entry) => entry.2 += 1,
             None => actors.push((&a.app, &a.actor, 1)),
         }
@@ -415,7 +422,17 @@ pub async fn edit_page(
         .await?
         .ok_or_else(|| PageError::not_found("playbook"))?;
     let form = PlaybookForm::from_playbook(&row.playbook);
-    render_edit(&session, &state, &row, StatusCode::OK, (None, None), &BTreeMap::new(), form.as_ref(), None).await
+    render_edit(
+        &session,
+        &state,
+        &row,
+        StatusCode::OK,
+        (None, None),
+        &BTreeMap::new(),
+        form.as_ref(),
+        None,
+    )
+    .await
 }
 
 /// A playbook id from the path.
@@ -441,7 +458,17 @@ pub async fn update(
         .ok_or_else(|| PageError::not_found("playbook"))?;
     if form.is_dry_run() {
         let (status, error, run) = dry_run_of(&state, &form).await?;
-        return render_edit(&session, &state, &row, status, (None, error.as_deref()), &BTreeMap::new(), Some(&form), run.as_ref()).await;
+        return render_edit(
+            &session,
+            &state,
+            &row,
+            status,
+            (None, error.as_deref()),
+            &BTreeMap::new(),
+            Some(&form),
+            run.as_ref(),
+        )
+        .await;
     }
     let checked = match form.to_playbook() {
         Ok(mut playbook) => {
@@ -456,7 +483,17 @@ pub async fn update(
     let playbook = match checked {
         Ok(playbook) => playbook,
         Err(message) => {
-            return render_edit(&session, &state, &row, StatusCode::BAD_REQUEST, (None, Some(&message)), &BTreeMap::new(), Some(&form), None).await;
+            return render_edit(
+                &session,
+                &state,
+                &row,
+                StatusCode::BAD_REQUEST,
+                (None, Some(&message)),
+                &BTreeMap::new(),
+                Some(&form),
+                None,
+            )
+            .await;
         }
     };
     let secrets = state
@@ -472,7 +509,17 @@ pub async fn update(
         .await?
         .ok_or_else(|| PageError::not_found("playbook"))?;
     let form = PlaybookForm::from_playbook(&row.playbook);
-    render_edit(&session, &state, &row, StatusCode::OK, (Some("Playbook saved."), None), &secrets, form.as_ref(), None).await
+    render_edit(
+        &session,
+        &state,
+        &row,
+        StatusCode::OK,
+        (Some("Playbook saved."), None),
+        &secrets,
+        form.as_ref(),
+        None,
+    )
+    .await
 }
 
 /// The page of playbook `row`: a summary, and the edit form (`form`) when
@@ -507,7 +554,12 @@ async fn render_edit(
     };
     Ok(html_response(
         status,
-        page(&format!("Playbook: {}", row.playbook.name), Section::Playbooks, &csrf, &body),
+        page(
+            &format!("Playbook: {}", row.playbook.name),
+            Section::Playbooks,
+            &csrf,
+            &body,
+        ),
     ))
 }
 

@@ -14,10 +14,10 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::events::{Pivot, explorer_link};
 use super::layout::{
     PageError, Section, html_response, json_text, key_values, notice, page, pretty, when,
 };
-use super::events::{Pivot, explorer_link};
 use super::playbooks::CsrfForm;
 use super::session::AdminSession;
 use crate::AppState;
@@ -162,7 +162,11 @@ fn actions_table(actions: &[ActionView], names: &HashMap<i64, String>, csrf: &st
 /// The explorer filtered by an alert's actor (an IP, or a user's first
 /// identifier), from a period before the alert.
 fn actor_link(a: &AlertView) -> Option<String> {
-    let period_s = a.details.get("period_s").and_then(Value::as_i64).unwrap_or(0);
+    let period_s = a
+        .details
+        .get("period_s")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     let since = Some(a.time_ms.saturating_sub(period_s.saturating_mul(1000)));
     if a.actor_type == "ip" {
         return Some(explorer_link(&[Pivot::Ip(&a.actor)], since, None));

@@ -1191,7 +1191,11 @@ impl Store {
         // are more than `one_pass_cells` of them. Then that pass is wasted
         // (the database grouped every cell to return the first ones), the
         // price of not knowing a property's values in advance.
-        let one_pass = if query.group_by.as_ref().is_some_and(TrendGroup::has_few_groups) {
+        let one_pass = if query
+            .group_by
+            .as_ref()
+            .is_some_and(TrendGroup::has_few_groups)
+        {
             let mut params = params.clone();
             let sql = cells(&clauses, &mut params);
             params.push(Param::Int(self.one_pass_cells + 1));
@@ -1231,7 +1235,11 @@ impl Store {
             // only. Grouped by IP over a busy hour there can be as many
             // groups as events.
             let max_groups = query.max_groups.max(1);
-            let counted_here = if query.group_by.as_ref().is_some_and(TrendGroup::has_few_groups) {
+            let counted_here = if query
+                .group_by
+                .as_ref()
+                .is_some_and(TrendGroup::has_few_groups)
+            {
                 None
             } else if let Some((source, source_params)) =
                 self.pg_attr_ip_source(&query.group_by, &filter)

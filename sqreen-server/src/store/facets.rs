@@ -196,7 +196,13 @@ mod tests {
         t.add("c".into(), None, 1);
         let top = t.top(2);
         assert_eq!(top.len(), 2);
-        assert_eq!((top[0].value.as_str(), top[0].events, top[0].occurrences), ("b", 2, 2));
-        assert_eq!((top[1].value.as_str(), top[1].events, top[1].occurrences), ("a", 1, 5));
+        assert_eq!(
+            (top[0].value.as_str(), top[0].events, top[0].occurrences),
+            ("b", 2, 2)
+        );
+        assert_eq!(
+            (top[1].value.as_str(), top[1].events, top[1].occurrences),
+            ("a", 1, 5)
+        );
     }
 }

@@ -134,7 +134,6 @@ pub async fn fill(b: &Browser, css: &str, text: &str) {
     e.send_keys(text).await.unwrap();
 }
 
-
 /// Saves a screenshot as `DIR/name.png`, `DIR` being
 /// `SQREEN_DASHBOARD_SCREENSHOTS` or else `screenshots` in the target's
 /// test directory; returns the file.
