@@ -581,7 +581,15 @@ async fn fire(
             if !playbook.notifications.is_empty() {
                 let secrets = store.webhook_secrets(p.row.id).await?;
                 for n in &playbook.notifications {
-                    notifier.webhook(&n.url, secrets.get(&n.url).map(String::as_str), &payload);
+                    notifier.webhook_logged(
+                        &n.url,
+                        secrets.get(&n.url).map(String::as_str),
+                        &payload,
+                        Some(crate::notify::DeliveryLog {
+                            store: store.clone(),
+                            alert_id,
+                        }),
+                    );
                 }
             }
         }

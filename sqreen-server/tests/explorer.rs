@@ -298,8 +298,20 @@ fn dry_run_matches_the_engine(db: &str) {
             .unwrap()
             .is_empty()
     );
-    // Saved, then the same events again: the engine raises as many alerts.
-    let id = server.admin().create_playbook(&brute_force());
+    // Saved (with a webhook that answers and one that cannot be reached),
+    // then the same events again: the engine raises as many alerts.
+    let (hook, deliveries) = receiver(200);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut playbook = brute_force();
+    playbook["notifications"] = json!([
+        {"type": "webhook", "url": format!("{hook}/hook")},
+        {"type": "webhook", "url": format!("http://127.0.0.1:{closed}/hook")},
+    ]);
+    let id = server.admin().create_playbook(&playbook);
     let mut again = login_fails("again", "81.2.69.170", "bob", 4);
     again.extend(login_fails("again", "81.2.69.171", "bob", 2));
     again.extend(login_fails("again", "81.2.69.172", "eve", 3));
@@ -309,6 +321,20 @@ fn dry_run_matches_the_engine(db: &str) {
         (alerts.as_array().unwrap().len() >= 2).then_some(alerts)
     });
     assert_eq!(alerts.as_array().unwrap().len(), 2, "{alerts}");
+
+    // The alert page: its events, its action, what became of its webhooks.
+    let alert_id = alerts[0]["id"].as_i64().unwrap();
+    let page = eventually("deliveries recorded", Duration::from_secs(20), || {
+        let (status, page) = get_page(&server, &cookie, &format!("/alerts/{alert_id}"));
+        assert_eq!(status, 200);
+        (page.contains("data-outcome=\"sent\"") && page.contains("data-outcome=\"gave_up\""))
+            .then_some(page)
+    });
+    assert_eq!(page.matches("data-outcome=\"failed\"").count(), 3, "{page}");
+    assert!(!page.contains("/hook"), "webhooks by host only");
+    assert!(page.contains("data-state=\"live\""));
+    assert!(page.matches("class=\"event-link\"").count() >= 3);
+    assert_eq!(deliveries.lock().unwrap().len(), 2);
 
     // Editing: a dry run of threshold 4 finds .170 alone (its 8 events now
     // count, .172's 6 too: both), and saving keeps the playbook enabled.

@@ -1,7 +1,8 @@
 //! The page of one alert (`GET /alerts/{id}`): the playbook that fired, the
 //! actor (linked to the explorer), the count, the stored events that
 //! crossed the threshold, the actions the alert created with their state
-//! (live, expired, lifted) and the webhooks it notified.
+//! (live, expired, lifted) and what became of its webhooks (each attempt
+//! and the outcome, by host).
 //!
 //! The events are those of the actor, the playbook's event and the alert's
 //! application in the period before the alert, as stored: the ones its
@@ -115,6 +116,7 @@ pub async fn alert_page(
         _ => Vec::new(),
     };
     let actions = state.store.alert_actions(alert.id).await?;
+    let deliveries = state.store.alert_deliveries(alert.id).await?;
     let events_link = match (&actor, &event_name) {
         (Some(actor), Some(event)) => Some(explorer_link(
             &[pivot_of(actor), Pivot::Event(event), Pivot::App(&alert.app)],
@@ -167,19 +169,34 @@ pub async fn alert_page(
                 h2 { "Actions" }
                 (actions_table(&actions))
                 h2 { "Notifications" }
-                @match &playbook {
-                    Some(p) if !p.playbook.notifications.is_empty() => {
-                        ul.kv id="notifications" {
-                            @for n in &p.playbook.notifications {
-                                li { "webhook to " code { (log_host(&n.url)) } }
+                @if deliveries.is_empty() {
+                    p.muted id="notifications" {
+                        @match &playbook {
+                            Some(p) if !p.playbook.notifications.is_empty() => {
+                                "No delivery recorded yet for its webhook(s) to "
+                                @for (i, n) in p.playbook.notifications.iter().enumerate() {
+                                    @if i > 0 { ", " }
+                                    code { (log_host(&n.url)) }
+                                }
+                                "."
                             }
-                        }
-                        p.muted {
-                            "Each delivery is retried and its outcome logged by the server "
-                            "(notify.sent, notify.failed, notify.gave_up, notify.refused)."
+                            _ => "No webhook.",
                         }
                     }
-                    _ => p.muted id="notifications" { "No webhook." },
+                } @else {
+                    table id="notifications" {
+                        thead { tr { th scope="col" { "Webhook host" } th scope="col" { "Time" } th scope="col" { "Attempt" } th scope="col" { "Outcome" } } }
+                        tbody {
+                            @for d in &deliveries {
+                                tr.delivery data-outcome=(d.outcome) {
+                                    td { code { (d.host) } }
+                                    td { (when(d.time)) }
+                                    td { @if d.attempt > 0 { (d.attempt) } @else { "—" } }
+                                    td { strong { (outcome_text(&d.outcome)) } " " span.muted { (d.detail) } }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -201,6 +218,18 @@ pub async fn alert_page(
             &body,
         ),
     ))
+}
+
+/// A delivery step for people.
+fn outcome_text(outcome: &str) -> &str {
+    match outcome {
+        "sent" => "delivered",
+        "failed" => "attempt failed",
+        "gave_up" => "gave up",
+        "refused" => "refused (forbidden destination)",
+        "dropped" => "dropped (too many in flight)",
+        other => other,
+    }
 }
 
 fn actions_table(actions: &[(ActionView, Option<i64>)]) -> Markup {

@@ -94,6 +94,21 @@ pub struct AlertView {
     pub details: Value,
 }
 
+/// A recorded step of a webhook notification of an alert.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeliveryView {
+    /// The webhook's host (never its path or query).
+    pub host: String,
+    /// When (ms).
+    pub time: i64,
+    /// The attempt (1, 2, 3; 0 before any).
+    pub attempt: i64,
+    /// `failed` (an attempt), `sent`, `gave_up`, `refused` or `dropped`.
+    pub outcome: String,
+    /// The status answered, or the error.
+    pub detail: String,
+}
+
 /// A security action as the API shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct ActionView {
@@ -651,6 +666,60 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| Ok((action_view(r)?, r.try_get("lifted_at")?)))
+            .collect()
+    }
+
+    /// Records a step of a webhook notification of alert `alert_id`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn record_delivery(
+        &self,
+        alert_id: i64,
+        host: &str,
+        attempt: i64,
+        outcome: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let _w = self.write_guard().await;
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (alert_id, host, time, attempt, outcome, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(alert_id)
+        .bind(host)
+        .bind(now_ms())
+        .bind(attempt)
+        .bind(outcome)
+        .bind(detail)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// The recorded steps of alert `alert_id`'s webhook notifications, in
+    /// order.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn alert_deliveries(&self, alert_id: i64) -> Result<Vec<DeliveryView>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT host, time, attempt, outcome, detail FROM webhook_deliveries \
+             WHERE alert_id = $1 ORDER BY time, attempt LIMIT 100",
+        )
+        .bind(alert_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeliveryView {
+                    host: r.try_get("host")?,
+                    time: r.try_get("time")?,
+                    attempt: r.try_get("attempt")?,
+                    outcome: r.try_get("outcome")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
             .collect()
     }
 
