@@ -537,7 +537,10 @@ async fn explorer_scenario(b: Browser, url: String, agent: FakeAgent) {
         assert!(names.contains(&group), "{group} in {names:?}");
     }
     assert_eq!(texts(b, "#legend li").await.len(), names.len());
+    // The whole page: a window as tall as it.
+    b.set_window_size(1400, 2000).await.unwrap();
     snap_always(b, "explorer").await;
+    b.set_window_size(1400, 1000).await.unwrap();
 
     // A time preset keeps the filters and sets the window.
     click(b, "a.preset[href*='range=15m']").await;
