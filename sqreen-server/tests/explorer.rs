@@ -193,6 +193,15 @@ fn facets_and_pages(db: &str) {
         assert!(href.contains("app=blog"), "{href}");
         assert_eq!(api_count(&server, &href) as i64, n, "{href}");
     }
+    // And a filter on an attribute value, which drives the listing's query.
+    let (_, bob) = get_page(&server, &cookie, "/events?user_key=username&user_value=bob");
+    assert!(bob.contains("data-events=\"6\""), "{bob}");
+    for facet in ["facet-event", "facet-ip", "facet-property"] {
+        for (href, n) in facet_links(&bob, facet) {
+            assert!(href.contains("user_value=bob"), "{href}");
+            assert_eq!(api_count(&server, &href) as i64, n, "{href}");
+        }
+    }
     // The known-events picker lists every event name.
     for name in ["comment", "login-fail", "purchase", "search"] {
         assert!(

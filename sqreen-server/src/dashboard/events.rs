@@ -1,5 +1,5 @@
-//! The Event Explorer (`GET /events`) and the page of one event
-//! (`GET /events/{id}`).
+//! The Event Explorer (`GET /events`); the page of one event is
+//! [`super::event`].
 //!
 //! The explorer shows the trend chart of the filtered events (stacked by a
 //! chosen dimension: event name, IP, user or a property's values), a table
