@@ -186,6 +186,59 @@ fn explorer_latency(url: &str) {
             explorer_queries(&store, now).await;
         }
     });
+    eprintln!("-- whole dashboard pages (every query of the page, then rendering):");
+    page_latency(url);
+}
+
+/// Times whole explorer pages (every query of the page: listing, facets,
+/// event names, the chart's trends, and rendering) over the seeded events,
+/// through a server on the same database.
+fn page_latency(url: &str) {
+    let server = TestServer::start_db(url);
+    let http = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = http
+        .post(format!("{}/login", server.url))
+        .form(&[("key", ADMIN_KEY)])
+        .send()
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    for path in [
+        "/events",
+        "/events?group=event",
+        "/events?group=ip",
+        "/events?group=property:plan",
+        "/events?event=event.7",
+        "/events?ip=81.3.10.2",
+        "/events?property=plan&value=gold",
+        "/events?user_key=uid&user_value=user-42",
+        "/events?range=1h&group=user",
+    ] {
+        for round in 0..2 {
+            let started = Instant::now();
+            let r = http
+                .get(format!("{}{path}", server.url))
+                .header("cookie", &cookie)
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            let bytes = r.bytes().unwrap().len();
+            eprintln!(
+                "page {path:>40}{}: {:>8.1} ms ({bytes} bytes)",
+                if round == 0 { "" } else { " again" },
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+    }
 }
 
 /// Waits (at most 5 minutes) until autovacuum has visited the event tables
