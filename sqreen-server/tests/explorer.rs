@@ -222,6 +222,12 @@ fn facets_and_pages(db: &str) {
     // EUR, USD, then the events without a currency.
     assert_eq!(page.matches("<g class=\"series").count(), 3, "{page}");
 
+    // Hostile values as chart groups, legend entries and facets: text.
+    let (status, page) = get_page(&server, &cookie, "/events?group=property:note");
+    assert_eq!(status, 200);
+    assert!(!page.contains(XSS), "{page}");
+    assert!(page.contains("note=&lt;img src=x onerror=alert(1)&gt;"));
+
     // Hostile parameters: clear 400s.
     for bad in [
         format!("/events?ip={}", "1".repeat(5000)),
