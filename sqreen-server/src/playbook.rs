@@ -615,8 +615,9 @@ fn lock_until(playbook: &Playbook, critical: bool, now: i64) -> i64 {
     }
 }
 
-/// Whether `actor` of a playbook counting `actor_type` is a critical IP it
-/// must spare.
+/// Whether `actor` is an IP the playbook must spare (private, loopback, …
+/// without `allow_critical_ips`): it then raises an alert but takes no
+/// action.
 fn spared(playbook: &Playbook, actor: &str) -> bool {
     playbook.trigger.actor == Actor::Ip
         && !playbook.allow_critical_ips
@@ -770,6 +771,67 @@ mod tests {
     }
 
     /// A minimal playbook parses, defaults apply, and it validates.
+    fn stored(ip: &str, time: i64) -> (String, NewEvent) {
+        let null: Arc<str> = Arc::from("null");
+        (
+            "shop".to_owned(),
+            NewEvent {
+                rid: format!("{ip}-{time}"),
+                event: "sdk-login-fail".into(),
+                time,
+                client_ip: ip.into(),
+                user_identifiers: BTreeMap::new(),
+                properties: Map::new(),
+                count: 1,
+                request: Arc::clone(&null),
+                response: null,
+                context_of: None,
+            },
+        )
+    }
+
+    /// A dry run fires once per crossing, not again while the alert's lock
+    /// (its block, or one period without responses) lasts; events before
+    /// the window count but raise nothing.
+    #[test]
+    fn dry_runs_follow_the_engine_rule() {
+        let run = |responses: Value, from: i64| {
+            let mut v = base();
+            v["trigger"]["threshold"] = json!(3);
+            v["responses"] = responses;
+            let compiled = Compiled::new(PlaybookRow {
+                id: 1,
+                playbook: playbook(v).expect("valid"),
+                created_at: 0,
+                updated_at: 0,
+            })
+            .expect("compiles");
+            // A: 3 in 20 s, then 3 more 2 minutes later; B: 2 only.
+            let mut events: Vec<_> = [0, 10_000, 20_000, 140_000, 150_000, 160_000]
+                .iter()
+                .map(|&t| stored("81.2.69.1", t))
+                .collect();
+            events.extend([stored("81.2.69.2", 5_000), stored("81.2.69.2", 6_000)]);
+            events.sort_by_key(|e| e.1.time);
+            dry_run(&compiled, &events, from)
+        };
+        // Blocked for 300 s: the second burst finds the alert live.
+        let blocked = run(json!([{"type": "block", "duration_s": 300}]), 0);
+        assert_eq!(blocked.alerts.len(), 1);
+        assert_eq!(blocked.alerts[0].actor, "81.2.69.1");
+        assert_eq!(
+            (blocked.alerts[0].time, blocked.alerts[0].count),
+            (20_000, 3)
+        );
+        assert_eq!(blocked.matched, 8);
+        // No response: locked for one period (60 s), so both bursts fire.
+        assert_eq!(run(json!([]), 0).alerts.len(), 2);
+        // From 100 s on: the first burst only counts.
+        let late = run(json!([]), 100_000);
+        assert_eq!(late.alerts.len(), 1);
+        assert_eq!(late.alerts[0].time, 160_000);
+    }
+
     #[test]
     fn minimal_playbook_is_valid() {
         let p = playbook(base()).expect("valid");
