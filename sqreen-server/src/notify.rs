@@ -30,7 +30,9 @@
 //! a warning, until its playbook is saved again.
 //!
 //! Logs name a webhook by its host only: URLs often carry a token in their
-//! path or query.
+//! path or query. The webhooks of an alert also record each step (a failed
+//! attempt, then sent, gave up, refused or dropped) with the alert
+//! ([`crate::store::Store::alert_deliveries`]), by host too, for its page.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +45,7 @@ use sha2::Sha256;
 use tokio::sync::Semaphore;
 
 use crate::destination::{self, CheckingResolver, WebhookPolicy};
+use crate::store::Store;
 
 const ATTEMPTS: u32 = 3;
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -87,6 +90,29 @@ struct Counters {
     failed: AtomicU64,
     refused: AtomicU64,
     dropped: AtomicU64,
+}
+
+/// Where the steps of an alert's webhook are recorded.
+#[derive(Clone)]
+pub struct DeliveryLog {
+    /// The store holding the alert.
+    pub store: Store,
+    /// The alert notified.
+    pub alert_id: i64,
+}
+
+/// Records a step in `log`, if any; a failure is logged, never returned:
+/// the delivery goes on.
+async fn record(log: Option<&DeliveryLog>, host: &str, attempt: u32, outcome: &str, detail: &str) {
+    let Some(log) = log else { return };
+    if let Err(e) = log
+        .store
+        .record_delivery(log.alert_id, host, i64::from(attempt), outcome, detail)
+        .await
+    {
+        tracing::warn!(event = "notify.record_failed", host = %host, error = %e,
+            "a webhook step could not be recorded with its alert");
+    }
 }
 
 /// Sends webhooks in the background; cheap to clone.
@@ -157,16 +183,35 @@ impl Notifier {
     /// (unsigned, with a warning, when `None`). Must run inside a tokio
     /// runtime.
     pub fn webhook(&self, url: &str, secret: Option<&str>, payload: &Value) {
+        self.webhook_logged(url, secret, payload, None);
+    }
+
+    /// [`Notifier::webhook`], recording each step in `log` (when given).
+    pub fn webhook_logged(
+        &self,
+        url: &str,
+        secret: Option<&str>,
+        payload: &Value,
+        log: Option<DeliveryLog>,
+    ) {
         let host = destination::log_host(url);
+        let record_now = |outcome: &'static str, detail: String| {
+            if let Some(log) = log.clone() {
+                let host = host.clone();
+                tokio::spawn(async move { record(Some(&log), &host, 0, outcome, &detail).await });
+            }
+        };
         // Literal addresses never reach the resolver: judge them here.
         if let Err(reason) = destination::check_url(url, self.policy) {
             self.refused(&host, &reason);
+            record_now("refused", reason.to_string());
             return;
         }
         let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(event = "notify.dropped", host = %host,
                 "too many webhooks in flight; this one is dropped");
+            record_now("dropped", "too many webhooks in flight".into());
             return;
         };
         let body = match serde_json::to_vec(payload) {
@@ -187,15 +232,25 @@ impl Notifier {
         let secret = secret.map(str::to_owned);
         tokio::spawn(async move {
             let _permit = permit;
-            notifier.deliver(&url, &host, secret.as_deref(), body).await;
+            notifier
+                .deliver(&url, &host, secret.as_deref(), body, log.as_ref())
+                .await;
         });
     }
 
-    async fn deliver(&self, url: &str, host: &str, secret: Option<&str>, body: Vec<u8>) {
+    async fn deliver(
+        &self,
+        url: &str,
+        host: &str,
+        secret: Option<&str>,
+        body: Vec<u8>,
+        log: Option<&DeliveryLog>,
+    ) {
         let Some(client) = &self.client else {
             self.counters.failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(event = "notify.gave_up", host = %host, attempts = 0,
                 "webhook not sent: no HTTP client");
+            record(log, host, 0, "gave_up", "no HTTP client").await;
             return;
         };
         let mut delay = Duration::from_millis(500);
@@ -214,19 +269,39 @@ impl Notifier {
                     self.counters.sent.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(event = "notify.sent", host = %host, attempt,
                         "webhook delivered");
+                    record(
+                        log,
+                        host,
+                        attempt,
+                        "sent",
+                        &format!("HTTP {}", r.status().as_u16()),
+                    )
+                    .await;
                     return;
                 }
-                Ok(r) => tracing::warn!(event = "notify.failed", host = %host, attempt,
-                    status = r.status().as_u16(), "webhook answered an error status"),
+                Ok(r) => {
+                    tracing::warn!(event = "notify.failed", host = %host, attempt,
+                        status = r.status().as_u16(), "webhook answered an error status");
+                    record(
+                        log,
+                        host,
+                        attempt,
+                        "failed",
+                        &format!("HTTP {}", r.status().as_u16()),
+                    )
+                    .await;
+                }
                 Err(e) => {
                     if let Some(reason) = destination::refusal_in(&e) {
                         self.refused(host, reason);
+                        record(log, host, attempt, "refused", &reason.to_string()).await;
                         return;
                     }
                     // Without the URL: reqwest's message would carry it.
                     let e = e.without_url();
                     tracing::warn!(event = "notify.failed", host = %host, attempt,
                         error = %e, "webhook not delivered");
+                    record(log, host, attempt, "failed", &e.to_string()).await;
                 }
             }
             if attempt < ATTEMPTS {
@@ -237,6 +312,7 @@ impl Notifier {
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
         tracing::error!(event = "notify.gave_up", host = %host, attempts = ATTEMPTS,
             "webhook abandoned after retries");
+        record(log, host, ATTEMPTS, "gave_up", "abandoned after retries").await;
     }
 }
 
@@ -256,6 +332,7 @@ mod tests {
                 "localhost:9",
                 None,
                 b"{}".to_vec(),
+                None,
             )
             .await;
         assert_eq!(

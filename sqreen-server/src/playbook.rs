@@ -508,9 +508,7 @@ async fn fire(
     let playbook = &p.row.playbook;
     let now = now_ms();
     let actor_type = playbook.trigger.actor;
-    let critical = actor_type == Actor::Ip
-        && !playbook.allow_critical_ips
-        && actor.parse::<IpAddr>().is_ok_and(is_critical_ip);
+    let critical = spared(playbook, actor);
     let mut actions = Vec::new();
     if !critical {
         for r in &playbook.responses {
@@ -544,17 +542,7 @@ async fn fire(
             });
         }
     }
-    let lock_until = if actions.is_empty() {
-        now + playbook.trigger.period_s * 1000
-    } else if actions.iter().any(|a| a.expires_at.is_none()) {
-        i64::MAX
-    } else {
-        actions
-            .iter()
-            .filter_map(|a| a.expires_at)
-            .max()
-            .unwrap_or(now)
-    };
+    let lock_until = lock_until(playbook, critical, now);
     let details = json!({
         "playbook": playbook.name,
         "event": playbook.trigger.event,
@@ -593,12 +581,177 @@ async fn fire(
             if !playbook.notifications.is_empty() {
                 let secrets = store.webhook_secrets(p.row.id).await?;
                 for n in &playbook.notifications {
-                    notifier.webhook(&n.url, secrets.get(&n.url).map(String::as_str), &payload);
+                    notifier.webhook_logged(
+                        &n.url,
+                        secrets.get(&n.url).map(String::as_str),
+                        &payload,
+                        Some(crate::notify::DeliveryLog {
+                            store: store.clone(),
+                            alert_id,
+                        }),
+                    );
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Until when (ms) an alert raised at `now` keeps the actor from raising
+/// another: its actions' expiry (for ever when one has none), or one
+/// period when it takes none (no responses, or a `critical` IP spared).
+fn lock_until(playbook: &Playbook, critical: bool, now: i64) -> i64 {
+    if critical || playbook.responses.is_empty() {
+        now + playbook.trigger.period_s * 1000
+    } else if playbook.responses.iter().any(|r| r.duration_s <= 0) {
+        i64::MAX
+    } else {
+        playbook
+            .responses
+            .iter()
+            .map(|r| now + r.duration_s * 1000)
+            .max()
+            .unwrap_or(now)
+    }
+}
+
+/// Whether `actor` is an IP the playbook must spare (private, loopback, …
+/// without `allow_critical_ips`): it then raises an alert but takes no
+/// action.
+fn spared(playbook: &Playbook, actor: &str) -> bool {
+    playbook.trigger.actor == Actor::Ip
+        && !playbook.allow_critical_ips
+        && actor.parse::<IpAddr>().is_ok_and(is_critical_ip)
+}
+
+/// The most stored events a dry run reads.
+pub const DRY_RUN_EVENTS: usize = 100_000;
+/// The window a dry run replays by default: the last 24 hours.
+pub const DRY_RUN_WINDOW_MS: i64 = 86_400_000;
+
+/// One alert a dry run says a playbook would have raised.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DryRunAlert {
+    /// Application name.
+    pub app: String,
+    /// The IP, or the user identifiers as JSON.
+    pub actor: String,
+    /// When (ms): the event that crossed the threshold.
+    pub time: i64,
+    /// Occurrences counted in the period then.
+    pub count: i64,
+}
+
+/// What a playbook would have done over stored events ([`dry_run`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DryRun {
+    /// The alerts it would have raised, oldest first.
+    pub alerts: Vec<DryRunAlert>,
+    /// Stored events its trigger matches (with an actor), in the window.
+    pub matched: usize,
+    /// Whether the events read stopped at [`DRY_RUN_EVENTS`] (the count is
+    /// then a lower bound).
+    pub truncated: bool,
+}
+
+/// Replays `events` (by time, with their application's name) through
+/// `playbook` as if each arrived at its own time, and says which alerts it
+/// would have raised from `from` (ms) on. Events before `from` count
+/// towards the threshold but raise nothing.
+///
+/// This is the engine's rule, applied to each event in turn: the actor's
+/// occurrences in the period up to the event reach the threshold, and no
+/// alert of the playbook for that actor in that application is live (see
+/// `lock_until`). The engine counts a whole batch at once, so a batch that
+/// carries an actor past the threshold twice within one lock raises one
+/// alert both ways.
+pub fn dry_run(playbook: &Compiled, events: &[(String, NewEvent)], from: i64) -> DryRun {
+    let p = &playbook.row.playbook;
+    let period_ms = p.trigger.period_s.saturating_mul(1000);
+    // Per (app, actor): hits in the period, their sum, the lock.
+    let mut state: std::collections::HashMap<(&str, String), Counting> =
+        std::collections::HashMap::new();
+    let mut run = DryRun::default();
+    for (app, event) in events {
+        if !playbook.matches(app, event) {
+            continue;
+        }
+        let Some(actor) = playbook.actor(event) else {
+            continue;
+        };
+        let t = event.time;
+        let c = state.entry((app.as_str(), actor.clone())).or_default();
+        c.hits.push_back((t, event.count));
+        c.sum = c.sum.saturating_add(event.count);
+        while let Some(&(old, n)) = c.hits.front() {
+            if old >= t.saturating_sub(period_ms) {
+                break;
+            }
+            c.sum = c.sum.saturating_sub(n);
+            c.hits.pop_front();
+        }
+        if t < from {
+            continue;
+        }
+        run.matched += 1;
+        if c.sum >= p.trigger.threshold && c.lock_until <= t {
+            c.lock_until = lock_until(p, spared(p, &actor), t);
+            run.alerts.push(DryRunAlert {
+                app: app.clone(),
+                actor,
+                time: t,
+                count: c.sum,
+            });
+        }
+    }
+    run
+}
+
+/// An actor's occurrences in the period of a [`dry_run`].
+#[derive(Debug, Default)]
+struct Counting {
+    hits: std::collections::VecDeque<(i64, i64)>,
+    sum: i64,
+    lock_until: i64,
+}
+
+/// [`dry_run`] of `playbook` over the stored events of the `window_ms`
+/// before `now` (and, for the threshold, one period more), at most
+/// [`DRY_RUN_EVENTS`] of them.
+///
+/// # Errors
+/// Database errors.
+pub async fn dry_run_stored(
+    store: &Store,
+    playbook: &Playbook,
+    now: i64,
+    window_ms: i64,
+) -> Result<DryRun, StoreError> {
+    let Some(compiled) = Compiled::new(PlaybookRow {
+        id: 0,
+        playbook: playbook.clone(),
+        created_at: now,
+        updated_at: now,
+    }) else {
+        // A regex that does not compile: validation refuses it first.
+        return Ok(DryRun::default());
+    };
+    let from = now.saturating_sub(window_ms);
+    let since = from.saturating_sub(playbook.trigger.period_s.saturating_mul(1000));
+    let events = store
+        .trigger_events(
+            &playbook.trigger.event,
+            playbook.app.as_deref(),
+            since,
+            now,
+            DRY_RUN_EVENTS + 1,
+        )
+        .await?;
+    let truncated = events.len() > DRY_RUN_EVENTS;
+    let events = events.get(..DRY_RUN_EVENTS).unwrap_or(&events);
+    let mut run = dry_run(&compiled, events, from);
+    run.truncated = truncated;
+    Ok(run)
 }
 
 #[cfg(test)]
@@ -618,6 +771,67 @@ mod tests {
     }
 
     /// A minimal playbook parses, defaults apply, and it validates.
+    fn stored(ip: &str, time: i64) -> (String, NewEvent) {
+        let null: Arc<str> = Arc::from("null");
+        (
+            "shop".to_owned(),
+            NewEvent {
+                rid: format!("{ip}-{time}"),
+                event: "sdk-login-fail".into(),
+                time,
+                client_ip: ip.into(),
+                user_identifiers: BTreeMap::new(),
+                properties: Map::new(),
+                count: 1,
+                request: Arc::clone(&null),
+                response: null,
+                context_of: None,
+            },
+        )
+    }
+
+    /// A dry run fires once per crossing, not again while the alert's lock
+    /// (its block, or one period without responses) lasts; events before
+    /// the window count but raise nothing.
+    #[test]
+    fn dry_runs_follow_the_engine_rule() {
+        let run = |responses: Value, from: i64| {
+            let mut v = base();
+            v["trigger"]["threshold"] = json!(3);
+            v["responses"] = responses;
+            let compiled = Compiled::new(PlaybookRow {
+                id: 1,
+                playbook: playbook(v).expect("valid"),
+                created_at: 0,
+                updated_at: 0,
+            })
+            .expect("compiles");
+            // A: 3 in 20 s, then 3 more 2 minutes later; B: 2 only.
+            let mut events: Vec<_> = [0, 10_000, 20_000, 140_000, 150_000, 160_000]
+                .iter()
+                .map(|&t| stored("81.2.69.1", t))
+                .collect();
+            events.extend([stored("81.2.69.2", 5_000), stored("81.2.69.2", 6_000)]);
+            events.sort_by_key(|e| e.1.time);
+            dry_run(&compiled, &events, from)
+        };
+        // Blocked for 300 s: the second burst finds the alert live.
+        let blocked = run(json!([{"type": "block", "duration_s": 300}]), 0);
+        assert_eq!(blocked.alerts.len(), 1);
+        assert_eq!(blocked.alerts[0].actor, "81.2.69.1");
+        assert_eq!(
+            (blocked.alerts[0].time, blocked.alerts[0].count),
+            (20_000, 3)
+        );
+        assert_eq!(blocked.matched, 8);
+        // No response: locked for one period (60 s), so both bursts fire.
+        assert_eq!(run(json!([]), 0).alerts.len(), 2);
+        // From 100 s on: the first burst only counts.
+        let late = run(json!([]), 100_000);
+        assert_eq!(late.alerts.len(), 1);
+        assert_eq!(late.alerts[0].time, 160_000);
+    }
+
     #[test]
     fn minimal_playbook_is_valid() {
         let p = playbook(base()).expect("valid");

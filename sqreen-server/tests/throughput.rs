@@ -21,7 +21,10 @@ use serde_json::{Map, Value, json};
 /// the binary's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use sqreen_server::store::{EventFilter, MERGE_ROWS, NewEvent, Store, TrendGroup, TrendQuery};
+use sqreen_server::store::{
+    EventFilter, FACET_SAMPLE, FACET_VALUES, KNOWN_EVENTS, MERGE_ROWS, NewEvent, Store, TrendGroup,
+    TrendQuery,
+};
 
 fn batch(round: usize) -> Vec<Value> {
     (0..1000)
@@ -183,6 +186,59 @@ fn explorer_latency(url: &str) {
             explorer_queries(&store, now).await;
         }
     });
+    eprintln!("-- whole dashboard pages (every query of the page, then rendering):");
+    page_latency(url);
+}
+
+/// Times whole explorer pages (every query of the page: listing, facets,
+/// event names, the chart's trends, and rendering) over the seeded events,
+/// through a server on the same database.
+fn page_latency(url: &str) {
+    let server = TestServer::start_db(url);
+    let http = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = http
+        .post(format!("{}/login", server.url))
+        .form(&[("key", ADMIN_KEY)])
+        .send()
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    for path in [
+        "/events",
+        "/events?group=event",
+        "/events?group=ip",
+        "/events?group=property:plan",
+        "/events?event=event.7",
+        "/events?ip=81.3.10.2",
+        "/events?property=plan&value=gold",
+        "/events?user_key=uid&user_value=user-42",
+        "/events?range=1h&group=user",
+    ] {
+        for round in 0..2 {
+            let started = Instant::now();
+            let r = http
+                .get(format!("{}{path}", server.url))
+                .header("cookie", &cookie)
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            let bytes = r.bytes().unwrap().len();
+            eprintln!(
+                "page {path:>40}{}: {:>8.1} ms ({bytes} bytes)",
+                if round == 0 { "" } else { " again" },
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+    }
 }
 
 /// Waits (at most 5 minutes) until autovacuum has visited the event tables
@@ -304,7 +360,37 @@ async fn explorer_round(store: &Store, now: i64) {
             page.events.len()
         );
     }
+    // The explorer's facets over its default window (24 hours), newest
+    // FACET_SAMPLE matching events at most, with the same filters.
+    for (name, filter) in &cases {
+        let mut filter = filter.clone();
+        filter.since = Some(now - 86_400_000);
+        filter.until = Some(now);
+        let started = Instant::now();
+        let facets = store
+            .facets(&filter, FACET_SAMPLE, FACET_VALUES)
+            .await
+            .unwrap();
+        eprintln!(
+            "facets {name:>22}: {:>8.1} ms ({} events counted)",
+            started.elapsed().as_secs_f64() * 1000.0,
+            facets.counted
+        );
+    }
+    let started = Instant::now();
+    let known = store.known_events(KNOWN_EVENTS).await.unwrap();
+    eprintln!(
+        "{:>29}: {:>8.1} ms ({} names)",
+        "known event names",
+        started.elapsed().as_secs_f64() * 1000.0,
+        known.len()
+    );
     for (name, group_by, filter) in [
+        (
+            "trend 1h all events by event",
+            Some(TrendGroup::Event),
+            f(&|_| {}),
+        ),
         (
             "trend event 1h/60s",
             None,

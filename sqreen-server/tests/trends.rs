@@ -121,6 +121,7 @@ async fn check_trends(url: &str) {
         // Events without a user are a group of their own, named "".
         let user = |e: &NewEvent| Some(e.user_key());
         let in_app = |e: &NewEvent| !e.rid.ends_with("-blog");
+        let name = |e: &NewEvent| Some(e.event.clone());
         let cases: Vec<(&str, EventFilter, Option<TrendGroup>, Series)> = vec![
             (
                 "everything",
@@ -201,6 +202,28 @@ async fn check_trends(url: &str) {
                 },
                 Some(TrendGroup::Property("plan".into())),
                 expected(&all_apps, t0, in_app, Some(&plan), 3),
+            ),
+            (
+                "by event name",
+                EventFilter::default(),
+                Some(TrendGroup::Event),
+                expected(&all_apps, t0, |_| true, Some(&name), 3),
+            ),
+            (
+                "one property value by event name",
+                EventFilter {
+                    property: Some("plan".into()),
+                    value: Some("gold".into()),
+                    ..Default::default()
+                },
+                Some(TrendGroup::Event),
+                expected(
+                    &all_apps,
+                    t0,
+                    |e| plan(e).as_deref() == Some("gold"),
+                    Some(&name),
+                    3,
+                ),
             ),
             (
                 "one IP by user",

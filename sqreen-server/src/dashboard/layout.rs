@@ -31,7 +31,7 @@ table { border-collapse: collapse; width: 100%; background: #fff; border: 1px so
 caption { text-align: left; padding: .4rem 0; color: var(--muted); }
 th, td { text-align: left; vertical-align: top; padding: .35rem .5rem; border-bottom: 1px solid var(--line); }
 th { background: #eef1f4; font-weight: 600; }
-td code, td pre { font-size: .85rem; white-space: pre-wrap; word-break: break-all; }
+td code, td pre { font-size: .85rem; white-space: pre-wrap; overflow-wrap: anywhere; }
 td pre { margin: .2rem 0 0; max-width: 40rem; }
 ul.kv { list-style: none; margin: 0; padding: 0; }
 form.filters, form.create { display: flex; flex-wrap: wrap; gap: .6rem 1rem; align-items: flex-end; background: #fff; border: 1px solid var(--line); padding: .8rem; }
@@ -48,6 +48,29 @@ button.secondary { background: #fff; color: var(--accent); }
 .chart { background: #fff; border: 1px solid var(--line); padding: .5rem; margin: 1rem 0; }
 .chart svg { width: 100%; height: auto; max-height: 240px; display: block; }
 .chart .bar { fill: var(--accent); }
+.chart .grid { stroke: #e6eaee; stroke-width: 1; }
+.s0 { --c: #1f5fbf; } .s1 { --c: #d9822b; } .s2 { --c: #2e9e5b; } .s3 { --c: #b83280; }
+.s4 { --c: #7b61c9; } .s5 { --c: #b8950f; } .s6 { --c: #2b9fb8; } .s7 { --c: #8c564b; } .so { --c: #9aa5b1; }
+.chart g.series .bar { fill: var(--c); }
+ul.legend { display: flex; flex-wrap: wrap; gap: .3rem 1.2rem; list-style: none; margin: .4rem 0 0; padding: 0; font-size: .85rem; }
+ul.legend li { display: flex; align-items: center; gap: .35rem; overflow-wrap: anywhere; max-width: 22rem; }
+.swatch { display: inline-block; width: .8rem; height: .8rem; border-radius: 2px; background: var(--c); flex: none; }
+.explorer { display: grid; grid-template-columns: minmax(0, 1fr) 16rem; gap: 1.2rem; align-items: start; }
+.facets { background: #fff; border: 1px solid var(--line); padding: .4rem .8rem .8rem; font-size: .85rem; }
+.facets h3 { font-size: .9rem; margin: .8rem 0 .3rem; }
+.facets ol { list-style: none; margin: 0; padding: 0; }
+.facets li { display: flex; justify-content: space-between; gap: .5rem; padding: .1rem 0; }
+.facets li a { overflow-wrap: anywhere; }
+.facets .n { color: var(--muted); font-variant-numeric: tabular-nums; }
+.presets { display: flex; gap: .8rem; align-items: center; flex-wrap: wrap; margin: .6rem 0; font-size: .9rem; }
+.presets a[aria-current] { font-weight: 600; color: var(--fg); }
+.counts { color: var(--muted); font-size: .85rem; margin: .3rem 0; }
+a.pivot { color: inherit; text-decoration: underline dotted var(--accent); text-underline-offset: 2px; }
+a.pivot:hover { color: var(--accent); }
+table.kv th { width: 12rem; font-weight: 600; background: #f6f8fa; }
+table.kv td, table.kv th { font-size: .9rem; overflow-wrap: anywhere; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(24rem, 1fr)); gap: 1rem; }
+@media (max-width: 900px) { .explorer { grid-template-columns: 1fr; } }
 .chart .axis { stroke: var(--muted); stroke-width: 1; }
 .chart text { font-size: 11px; fill: var(--muted); }
 .pager { margin: .8rem 0; }

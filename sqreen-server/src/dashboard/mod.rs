@@ -5,11 +5,14 @@
 //! | `GET /` | redirect to `/events` (or `/login`) |
 //! | `GET /login`, `POST /login` (`key`) | log in with the admin key |
 //! | `POST /logout` | log out |
-//! | `GET /events?event=&app=&ip=&user_key=&user_value=&property=&value=&range=&since=&until=&cursor=` | Event Explorer: filters, trend chart, events with their request context |
-//! | `GET /playbooks`, `POST /playbooks` | playbooks; create one from the form |
+//! | `GET /events?event=&app=&ip=&user_key=&user_value=&property=&value=&range=&since=&until=&group=&cursor=` | Event Explorer: filters, stacked trend chart, facets, events with their request context |
+//! | `GET /events/{id}` | one event: its request and response as tables, its user, links to the same IP, user, event |
+//! | `GET /playbooks`, `POST /playbooks` | playbooks; create one from the form, or dry-run it (`intent=dry-run`) |
+//! | `GET /playbooks/{id}`, `POST /playbooks/{id}` | one playbook; edit it, or dry-run the edit |
 //! | `POST /playbooks/{id}/toggle` | enable or disable a playbook |
 //! | `GET /actions`, `POST /actions/{id}/lift` | Security responses: live actions; lift one |
 //! | `GET /alerts` | alerts, newest first |
+//! | `GET /alerts/{id}` | one alert: its playbook, actor, the events that crossed the threshold, its actions and their state, its webhooks |
 //! | `GET /apps`, `POST /apps/{id}/rotate-token` | applications; give one a new agent token (shown once) |
 //! | `GET /apps/{id}/delete`, `POST /apps/{id}/delete` (`confirm` = its name) | delete an application, after confirming |
 //!
@@ -22,8 +25,10 @@
 //! carries a CSRF token: see [`session`]. Any number of server processes on
 //! one database accept the same sessions.
 
+pub mod alert;
 pub mod apps;
 pub mod chart;
+pub mod event;
 pub mod events;
 pub mod layout;
 pub mod playbooks;
@@ -55,11 +60,17 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/events", get(events::explorer))
+        .route("/events/{id}", get(event::event_page))
         .route("/playbooks", get(playbooks::list).post(playbooks::create))
+        .route(
+            "/playbooks/{id}",
+            get(playbooks::edit_page).post(playbooks::update),
+        )
         .route("/playbooks/{id}/toggle", post(playbooks::toggle))
         .route("/actions", get(responses::actions))
         .route("/actions/{id}/lift", post(responses::lift))
         .route("/alerts", get(responses::alerts))
+        .route("/alerts/{id}", get(alert::alert_page))
         .route("/apps", get(apps::list))
         .route("/apps/{id}/rotate-token", post(apps::rotate))
         .route(

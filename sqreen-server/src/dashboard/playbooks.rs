@@ -1,10 +1,18 @@
 //! Playbooks: the list (`GET /playbooks`), creation from a form
-//! (`POST /playbooks`) and enabling/disabling (`POST /playbooks/{id}/toggle`).
+//! (`POST /playbooks`), editing one (`GET /playbooks/{id}`,
+//! `POST /playbooks/{id}`) and enabling/disabling
+//! (`POST /playbooks/{id}/toggle`).
 //!
 //! The form covers the common case — one event, at most one property
 //! condition, one response, at most one webhook; richer playbooks are
-//! posted to the admin API and listed here all the same. Toggling stores
-//! the playbook again, so its counts start afresh (as with `PUT`).
+//! posted to the admin API and listed here all the same (their page shows
+//! them, without the form). Saving or toggling stores the playbook again,
+//! so its counts start afresh (as with `PUT`).
+//!
+//! Both forms have a "Dry run" button (`intent=dry-run`): the page comes
+//! back with the form as typed and what the playbook would have done over
+//! the stored events of the last 24 hours
+//! ([`crate::playbook::dry_run_stored`]), and nothing is saved.
 //!
 //! A webhook URL pointing at a loopback, private or other non-public
 //! address is refused (400, with the reason) unless the server allows them
@@ -30,7 +38,9 @@ use crate::playbook::{
     Actor, Condition, Notification, NotificationKind, Op, Playbook, ResponseKind, ResponseSpec,
     Trigger,
 };
+use crate::playbook::{DRY_RUN_EVENTS, DRY_RUN_WINDOW_MS, DryRun, dry_run_stored};
 use crate::store::PlaybookRow;
+use crate::time::now_ms;
 
 /// Which notice the list shows after a redirect.
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +68,8 @@ pub struct PlaybookForm {
     redirect_url: String,
     webhook_url: String,
     allow_critical_ips: String,
+    /// `dry-run` to replay the stored events instead of saving.
+    intent: String,
 }
 
 /// A form carrying only its CSRF token (toggle, lift, logout).
@@ -79,6 +91,64 @@ impl PlaybookForm {
             cond_op: "eq".into(),
             ..Self::default()
         }
+    }
+
+    /// The form of `playbook`, when the form can describe it (at most one
+    /// condition, one response and one webhook).
+    pub fn from_playbook(playbook: &Playbook) -> Option<Self> {
+        if playbook.trigger.conditions.len() > 1
+            || playbook.responses.len() > 1
+            || playbook.notifications.len() > 1
+        {
+            return None;
+        }
+        let condition = playbook.trigger.conditions.first();
+        let response = playbook.responses.first();
+        Some(Self {
+            name: playbook.name.clone(),
+            app: playbook.app.clone().unwrap_or_default(),
+            event: playbook.trigger.event.clone(),
+            cond_property: condition.map(|c| c.property.clone()).unwrap_or_default(),
+            cond_op: match condition.map(|c| c.op) {
+                None | Some(Op::Eq) => "eq",
+                Some(Op::Neq) => "neq",
+                Some(Op::Contains) => "contains",
+                Some(Op::Regex) => "regex",
+            }
+            .into(),
+            cond_value: condition.map(|c| c.value.clone()).unwrap_or_default(),
+            threshold: playbook.trigger.threshold.to_string(),
+            period_s: playbook.trigger.period_s.to_string(),
+            actor: match playbook.trigger.actor {
+                Actor::Ip => "ip",
+                Actor::User => "user",
+            }
+            .into(),
+            response: match response.map(|r| r.kind) {
+                None => "none",
+                Some(ResponseKind::Block) => "block",
+                Some(ResponseKind::Redirect) => "redirect",
+            }
+            .into(),
+            duration_s: response.map_or(0, |r| r.duration_s).to_string(),
+            redirect_url: response.and_then(|r| r.url.clone()).unwrap_or_default(),
+            webhook_url: playbook
+                .notifications
+                .first()
+                .map(|n| n.url.clone())
+                .unwrap_or_default(),
+            allow_critical_ips: if playbook.allow_critical_ips {
+                "on".into()
+            } else {
+                String::new()
+            },
+            ..Self::default()
+        })
+    }
+
+    /// Whether the form asks for a dry run rather than saving.
+    fn is_dry_run(&self) -> bool {
+        self.intent == "dry-run"
     }
 
     /// The playbook this form describes, validated.
@@ -188,6 +258,18 @@ async fn render(
     secrets: &BTreeMap<String, String>,
     form: &PlaybookForm,
 ) -> Result<Response, PageError> {
+    render_with(session, state, status, (ok, error), secrets, form, None).await
+}
+
+async fn render_with(
+    session: &AdminSession,
+    state: &AppState,
+    status: StatusCode,
+    (ok, error): (Option<&str>, Option<&str>),
+    secrets: &BTreeMap<String, String>,
+    form: &PlaybookForm,
+    dry_run: Option<&DryRun>,
+) -> Result<Response, PageError> {
     let csrf = session.csrf();
     let playbooks = state.store.list_playbooks().await?;
     let apps = state.store.list_apps().await?;
@@ -196,7 +278,8 @@ async fn render(
         (secrets_notice(secrets))
         (playbooks_table(&playbooks, &csrf))
         h2 id="new-playbook" { "New playbook" }
-        (create_form(form, &apps, &csrf))
+        @if let Some(run) = dry_run { (dry_run_notice(run)) }
+        (create_form(form, &apps, &csrf, "/playbooks", "Create playbook"))
     };
     Ok(html_response(
         status,
@@ -211,6 +294,19 @@ pub async fn create(
     Form(form): Form<PlaybookForm>,
 ) -> Result<Response, PageError> {
     session.check_csrf(&form.csrf)?;
+    if form.is_dry_run() {
+        let (status, error, run) = dry_run_of(&state, &form).await?;
+        return render_with(
+            &session,
+            &state,
+            status,
+            (None, error.as_deref()),
+            &BTreeMap::new(),
+            &form,
+            run.as_ref(),
+        )
+        .await;
+    }
     let checked = match form.to_playbook() {
         Ok(playbook) => playbook
             .check_destinations(state.notifier.policy())
@@ -250,6 +346,221 @@ pub async fn create(
             .await
         }
     }
+}
+
+/// The dry run of the playbook `form` describes: its answer's status, why
+/// it is invalid, or what it would have done.
+async fn dry_run_of(
+    state: &AppState,
+    form: &PlaybookForm,
+) -> Result<(StatusCode, Option<String>, Option<DryRun>), PageError> {
+    match form.to_playbook() {
+        Ok(playbook) => {
+            let run = dry_run_stored(&state.store, &playbook, now_ms(), DRY_RUN_WINDOW_MS).await?;
+            tracing::info!(
+                event = "dashboard.playbook_dry_run",
+                alerts = run.alerts.len(),
+                matched = run.matched,
+                "playbook dry run from the dashboard"
+            );
+            Ok((StatusCode::OK, None, Some(run)))
+        }
+        Err(message) => Ok((StatusCode::BAD_REQUEST, Some(message), None)),
+    }
+}
+
+/// The most alerts of a dry run listed.
+const DRY_RUN_SHOWN: usize = 20;
+
+/// What a dry run found.
+fn dry_run_notice(run: &DryRun) -> Markup {
+    let fires = run.alerts.len();
+    let mut actors: Vec<(&str, &str, usize)> = Vec::new();
+    for a in &run.alerts {
+        match actors
+            .iter_mut()
+            .find(|(app, actor, _)| *app == a.app && *actor == a.actor)
+        {
+            Some(entry) => entry.2 += 1,
+            None => actors.push((&a.app, &a.actor, 1)),
+        }
+    }
+    html! {
+        div.notice.ok id="dry-run" role="status" data-fires=(fires) {
+            p {
+                strong { "Dry run: " }
+                "over the last 24 h this playbook would have fired "
+                strong.fires { (fires) } " time" @if fires != 1 { "s" }
+                @if run.truncated { " (at least: only the first " (DRY_RUN_EVENTS) " events were read)" }
+                ", from " (run.matched) " matching event" @if run.matched != 1 { "s" } ". Nothing was saved."
+            }
+            @if !actors.is_empty() {
+                ul.kv id="dry-run-actors" {
+                    @for (app, actor, n) in actors.iter().take(DRY_RUN_SHOWN) {
+                        li {
+                            code { (actor) } " in " (app)
+                            @if *n > 1 { " (" (n) " times)" }
+                        }
+                    }
+                }
+                @if actors.len() > DRY_RUN_SHOWN { p.muted { "and " (actors.len() - DRY_RUN_SHOWN) " more actors" } }
+            }
+        }
+    }
+}
+
+/// `GET /playbooks/{id}`: the playbook, with the form to edit it.
+pub async fn edit_page(
+    session: AdminSession,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let id = playbook_id(&id)?;
+    let row = state
+        .store
+        .get_playbook(id)
+        .await?
+        .ok_or_else(|| PageError::not_found("playbook"))?;
+    let form = PlaybookForm::from_playbook(&row.playbook);
+    render_edit(
+        &session,
+        &state,
+        &row,
+        StatusCode::OK,
+        (None, None),
+        &BTreeMap::new(),
+        form.as_ref(),
+        None,
+    )
+    .await
+}
+
+/// A playbook id from the path.
+fn playbook_id(text: &str) -> Result<i64, PageError> {
+    text.parse()
+        .map_err(|_| PageError::bad_request("A playbook id is a number."))
+}
+
+/// `POST /playbooks/{id}`: saves the edited playbook (keeping it enabled
+/// or disabled), or shows its dry run.
+pub async fn update(
+    session: AdminSession,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Form(form): Form<PlaybookForm>,
+) -> Result<Response, PageError> {
+    session.check_csrf(&form.csrf)?;
+    let id = playbook_id(&id)?;
+    let row = state
+        .store
+        .get_playbook(id)
+        .await?
+        .ok_or_else(|| PageError::not_found("playbook"))?;
+    if form.is_dry_run() {
+        let (status, error, run) = dry_run_of(&state, &form).await?;
+        return render_edit(
+            &session,
+            &state,
+            &row,
+            status,
+            (None, error.as_deref()),
+            &BTreeMap::new(),
+            Some(&form),
+            run.as_ref(),
+        )
+        .await;
+    }
+    let checked = match form.to_playbook() {
+        Ok(mut playbook) => {
+            playbook.enabled = row.playbook.enabled;
+            playbook
+                .check_destinations(state.notifier.policy())
+                .await
+                .map(|()| playbook)
+        }
+        Err(message) => Err(message),
+    };
+    let playbook = match checked {
+        Ok(playbook) => playbook,
+        Err(message) => {
+            return render_edit(
+                &session,
+                &state,
+                &row,
+                StatusCode::BAD_REQUEST,
+                (None, Some(&message)),
+                &BTreeMap::new(),
+                Some(&form),
+                None,
+            )
+            .await;
+        }
+    };
+    let secrets = state
+        .store
+        .update_playbook(id, &playbook)
+        .await?
+        .ok_or_else(|| PageError::not_found("playbook"))?;
+    tracing::info!(event = "dashboard.playbook_updated", id, name = %playbook.name,
+        webhooks = secrets.len(), "playbook updated from the dashboard");
+    let row = state
+        .store
+        .get_playbook(id)
+        .await?
+        .ok_or_else(|| PageError::not_found("playbook"))?;
+    let form = PlaybookForm::from_playbook(&row.playbook);
+    render_edit(
+        &session,
+        &state,
+        &row,
+        StatusCode::OK,
+        (Some("Playbook saved."), None),
+        &secrets,
+        form.as_ref(),
+        None,
+    )
+    .await
+}
+
+/// The page of playbook `row`: a summary, and the edit form (`form`) when
+/// the form can describe it.
+#[allow(clippy::too_many_arguments)]
+async fn render_edit(
+    session: &AdminSession,
+    state: &AppState,
+    row: &PlaybookRow,
+    status: StatusCode,
+    (ok, error): (Option<&str>, Option<&str>),
+    secrets: &BTreeMap<String, String>,
+    form: Option<&PlaybookForm>,
+    dry_run: Option<&DryRun>,
+) -> Result<Response, PageError> {
+    let csrf = session.csrf();
+    let apps = state.store.list_apps().await?;
+    let body = html! {
+        (notice(ok, error))
+        (secrets_notice(secrets))
+        (playbooks_table(std::slice::from_ref(row), &csrf))
+        h2 id="new-playbook" { "Edit" }
+        @if let Some(run) = dry_run { (dry_run_notice(run)) }
+        @match form {
+            Some(form) => (create_form(form, &apps, &csrf, &format!("/playbooks/{}", row.id), "Save playbook")),
+            None => p.muted {
+                "This playbook has more conditions, responses or webhooks than the form holds: "
+                "change it through the admin API (PUT /api/playbooks/" (row.id) ")."
+            },
+        }
+        p { a href="/playbooks" { "← All playbooks" } }
+    };
+    Ok(html_response(
+        status,
+        page(
+            &format!("Playbook: {}", row.playbook.name),
+            Section::Playbooks,
+            &csrf,
+            &body,
+        ),
+    ))
 }
 
 /// The signing secrets of webhooks just saved, shown once.
@@ -338,7 +649,7 @@ fn playbooks_table(playbooks: &[PlaybookRow], csrf: &str) -> Markup {
                     @for row in playbooks {
                         @let p = &row.playbook;
                         tr.playbook data-id=(row.id) {
-                            td.name { (p.name) @if let Some(app) = &p.app { br; span.muted { "app " (app) } } }
+                            td.name { a.playbook-link href=(format!("/playbooks/{}", row.id)) { (p.name) } @if let Some(app) = &p.app { br; span.muted { "app " (app) } } }
                             td.status { @if p.enabled { "enabled" } @else { span.muted { "disabled" } } }
                             td {
                                 code { (p.trigger.event) }
@@ -375,7 +686,13 @@ fn playbooks_table(playbooks: &[PlaybookRow], csrf: &str) -> Markup {
     }
 }
 
-fn create_form(f: &PlaybookForm, apps: &[crate::store::AppView], csrf: &str) -> Markup {
+fn create_form(
+    f: &PlaybookForm,
+    apps: &[crate::store::AppView],
+    csrf: &str,
+    action: &str,
+    submit: &str,
+) -> Markup {
     let text = |name: &'static str, label: &'static str, value: &str, required: bool| {
         html! {
             label for=(format!("p-{name}")) {
@@ -406,7 +723,7 @@ fn create_form(f: &PlaybookForm, apps: &[crate::store::AppView], csrf: &str) -> 
             }
         };
     html! {
-        form.create method="post" action="/playbooks" aria-labelledby="new-playbook" {
+        form.create method="post" action=(action) aria-labelledby="new-playbook" {
             input type="hidden" name="csrf" value=(csrf);
             fieldset {
                 legend { "What is counted" }
@@ -439,7 +756,10 @@ fn create_form(f: &PlaybookForm, apps: &[crate::store::AppView], csrf: &str) -> 
                     "Allow blocking private and loopback IPs"
                 }
             }
-            button type="submit" id="create-playbook" { "Create playbook" }
+            div.presets {
+                button type="submit" id="create-playbook" name="intent" value="save" { (submit) }
+                button.secondary type="submit" id="dry-run-button" name="intent" value="dry-run" { "Dry run (last 24 h)" }
+            }
         }
     }
 }

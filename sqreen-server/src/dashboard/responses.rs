@@ -1,8 +1,9 @@
 //! Security responses and alerts: the live actions agents enforce
 //! (`GET /actions`) with a button to lift each (`POST /actions/{id}/lift`),
-//! and the alerts playbooks raised (`GET /alerts`), newest first.
+//! and the alerts playbooks raised (`GET /alerts`), newest first, each
+//! linked to its page ([`super::alert`]) and its actor to the explorer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Form;
 use axum::extract::rejection::QueryRejection;
@@ -11,7 +12,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
+use serde_json::Value;
 
+use super::events::{Pivot, explorer_link};
 use super::layout::{
     PageError, Section, html_response, json_text, key_values, notice, page, pretty, when,
 };
@@ -95,7 +98,7 @@ async fn playbook_names(state: &AppState) -> Result<HashMap<i64, String>, PageEr
 fn playbook_cell(id: Option<i64>, names: &HashMap<i64, String>) -> Markup {
     html! {
         @match id.map(|id| (id, names.get(&id))) {
-            Some((_, Some(name))) => a href="/playbooks" { (name) },
+            Some((id, Some(name))) => a href=(format!("/playbooks/{id}")) { (name) },
             Some((id, None)) => span.muted { "#" (id) " (deleted)" },
             None => span.muted { "—" },
         }
@@ -156,6 +159,23 @@ fn actions_table(actions: &[ActionView], names: &HashMap<i64, String>, csrf: &st
     }
 }
 
+/// The explorer filtered by an alert's actor (an IP, or a user's first
+/// identifier), from a period before the alert.
+fn actor_link(a: &AlertView) -> Option<String> {
+    let period_s = a
+        .details
+        .get("period_s")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let since = Some(a.time_ms.saturating_sub(period_s.saturating_mul(1000)));
+    if a.actor_type == "ip" {
+        return Some(explorer_link(&[Pivot::Ip(&a.actor)], since, None));
+    }
+    let ids: BTreeMap<String, String> = serde_json::from_str(&a.actor).ok()?;
+    let (k, v) = ids.iter().next()?;
+    Some(explorer_link(&[Pivot::User(k, v)], since, None))
+}
+
 fn alerts_table(alerts: &[AlertView], names: &HashMap<i64, String>) -> Markup {
     html! {
         @if alerts.is_empty() {
@@ -176,10 +196,16 @@ fn alerts_table(alerts: &[AlertView], names: &HashMap<i64, String>) -> Markup {
                 tbody {
                     @for a in alerts {
                         tr.alert {
-                            td { time datetime=(a.time) { (when(a.time_ms)) } }
+                            td { a.alert-link href=(format!("/alerts/{}", a.id)) { time datetime=(a.time) { (when(a.time_ms)) } } }
                             td { (playbook_cell(Some(a.playbook_id), names)) }
                             td { (a.app) }
-                            td { (a.actor_type) " " code { (a.actor) } }
+                            td {
+                                (a.actor_type) " "
+                                @match actor_link(a) {
+                                    Some(href) => a.pivot href=(href) { code { (a.actor) } },
+                                    None => code { (a.actor) },
+                                }
+                            }
                             td { (a.count) }
                             td {
                                 @match a.details.as_object() {

@@ -232,6 +232,18 @@ pub enum TrendGroup {
     User,
     /// The value of one property; events without it are in no group.
     Property(String),
+    /// The event name.
+    Event,
+}
+
+impl TrendGroup {
+    /// Whether this grouping has few groups (a property's values, event
+    /// names), whose cells are counted in one pass and ranked by the
+    /// database rather than in [`Store::count_groups_here`] (whose
+    /// separators their text could hold).
+    fn has_few_groups(&self) -> bool {
+        matches!(self, TrendGroup::Property(_) | TrendGroup::Event)
+    }
 }
 
 /// A trend query: counts per `bucket_s` between `since` and `until`.
@@ -884,7 +896,7 @@ impl Store {
     /// The request and response of the events that `rows` (with a
     /// `context_id` column) share them with, by id. An event whose holder
     /// is gone (deleted by retention first) shows none.
-    async fn shared_contexts(
+    pub(super) async fn shared_contexts(
         &self,
         rows: &[sqlx::any::AnyRow],
     ) -> Result<HashMap<i64, (String, String)>, StoreError> {
@@ -928,6 +940,59 @@ impl Store {
         limit: usize,
         cursor: Option<(i64, i64)>,
     ) -> Result<EventPage, StoreError> {
+        let columns = "e.id, a.name AS app, e.event, e.time, e.client_ip, e.user_key, \
+                       e.properties, e.count, e.request, e.response, e.context_id";
+        let (sql, params) = self.page_sql(filter, limit + 1, cursor, columns);
+        let rows = bind_all(&sql, &params).fetch_all(&self.pool).await?;
+        let page = rows.get(..limit).unwrap_or(&rows);
+        let shared = self.shared_contexts(page).await?;
+        let mut events = Vec::with_capacity(page.len());
+        for row in page {
+            events.push(Self::event_view(row, &shared)?);
+        }
+        let next_cursor = if rows.len() > limit {
+            events.last().map(|e| format!("{}.{}", e.time_ms, e.id))
+        } else {
+            None
+        };
+        Ok(EventPage {
+            events,
+            next_cursor,
+        })
+    }
+
+    /// Event `id` (of an application that still exists), with its request
+    /// context; `None` when there is none.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn get_event(&self, id: i64) -> Result<Option<EventView>, StoreError> {
+        let row = sqlx::query(
+            "SELECT e.id, a.name AS app, e.event, e.time, e.client_ip, e.user_key, \
+             e.properties, e.count, e.request, e.response, e.context_id \
+             FROM events e JOIN apps a ON a.id = e.app_id WHERE e.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let rows = [row];
+        let shared = self.shared_contexts(&rows).await?;
+        Ok(Some(Self::event_view(&rows[0], &shared)?))
+    }
+
+    /// The statement (and its parameters) of the newest `limit` events
+    /// matching `filter` after `cursor`, newest first, selecting `columns`
+    /// (of `e`, the event, and `a`, its app; `time` and `id` among them).
+    pub(super) fn page_sql(
+        &self,
+        filter: &EventFilter,
+        limit: usize,
+        cursor: Option<(i64, i64)>,
+        columns: &str,
+    ) -> (String, Vec<Param>) {
         // An attribute filter with a value (property, then user, then IP)
         // drives the query through the `(kind, key, value, time, event_id)`
         // key, already in page order: a common value stops after one page,
@@ -938,8 +1003,6 @@ impl Store {
             .find_map(|(kind, key, value)| value.map(|v| (kind, key, v)));
         let mut clauses = Vec::new();
         let mut params = Vec::new();
-        let columns = "e.id, a.name AS app, e.event, e.time, e.client_ip, e.user_key, \
-                       e.properties, e.count, e.request, e.response, e.context_id";
         let (time_col, id_col) = match driver {
             Some((kind, key, value)) => {
                 params.push(Param::Text(key.to_owned()));
@@ -975,7 +1038,7 @@ impl Store {
                 "({time_col} < ${tp} OR ({time_col} = ${tp} AND {id_col} < ${ip}))"
             ));
         }
-        params.push(Param::Int(i64::try_from(limit + 1).unwrap_or(i64::MAX)));
+        params.push(Param::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
         let lp = params.len();
         let filters = where_sql(&clauses);
         let sql = if driver.is_some() {
@@ -1024,45 +1087,39 @@ impl Store {
                  ORDER BY e.time DESC, e.id DESC LIMIT ${lp}"
             )
         };
-        let rows = bind_all(&sql, &params).fetch_all(&self.pool).await?;
-        let page = rows.get(..limit).unwrap_or(&rows);
-        let shared = self.shared_contexts(page).await?;
-        let mut events = Vec::with_capacity(page.len());
-        for row in page {
-            let time: i64 = row.try_get("time")?;
-            let user_key: String = row.try_get("user_key")?;
-            let properties: String = row.try_get("properties")?;
-            let context_id: Option<i64> = row.try_get("context_id")?;
-            let (request, response) = match context_id.and_then(|id| shared.get(&id)) {
-                Some((request, response)) => (request.clone(), response.clone()),
-                None => (row.try_get("request")?, row.try_get("response")?),
-            };
-            events.push(EventView {
-                id: row.try_get("id")?,
-                app: row.try_get("app")?,
-                event: row.try_get("event")?,
-                time: format_ms(time),
-                time_ms: time,
-                client_ip: row.try_get("client_ip")?,
-                count: row.try_get("count")?,
-                properties: parse_json(&properties),
-                user_identifiers: if user_key.is_empty() {
-                    Value::Object(Map::new())
-                } else {
-                    parse_json(&user_key)
-                },
-                request: parse_json(&request),
-                response: parse_json(&response),
-            });
-        }
-        let next_cursor = if rows.len() > limit {
-            events.last().map(|e| format!("{}.{}", e.time_ms, e.id))
-        } else {
-            None
+        (sql, params)
+    }
+
+    /// The [`EventView`] of a row of [`Store::page_sql`] selecting every
+    /// column, with the contexts `shared` (from [`Store::shared_contexts`]).
+    pub(super) fn event_view(
+        row: &sqlx::any::AnyRow,
+        shared: &HashMap<i64, (String, String)>,
+    ) -> Result<EventView, StoreError> {
+        let time: i64 = row.try_get("time")?;
+        let user_key: String = row.try_get("user_key")?;
+        let properties: String = row.try_get("properties")?;
+        let context_id: Option<i64> = row.try_get("context_id")?;
+        let (request, response) = match context_id.and_then(|id| shared.get(&id)) {
+            Some((request, response)) => (request.clone(), response.clone()),
+            None => (row.try_get("request")?, row.try_get("response")?),
         };
-        Ok(EventPage {
-            events,
-            next_cursor,
+        Ok(EventView {
+            id: row.try_get("id")?,
+            app: row.try_get("app")?,
+            event: row.try_get("event")?,
+            time: format_ms(time),
+            time_ms: time,
+            client_ip: row.try_get("client_ip")?,
+            count: row.try_get("count")?,
+            properties: parse_json(&properties),
+            user_identifiers: if user_key.is_empty() {
+                Value::Object(Map::new())
+            } else {
+                parse_json(&user_key)
+            },
+            request: parse_json(&request),
+            response: parse_json(&response),
         })
     }
 
@@ -1084,6 +1141,7 @@ impl Store {
             None => "''",
             Some(TrendGroup::Ip) => "e.client_ip",
             Some(TrendGroup::User) => "e.user_key",
+            Some(TrendGroup::Event) => "e.event",
             Some(TrendGroup::Property(name)) => {
                 params.push(Param::Text(name.clone()));
                 join = format!(
@@ -1133,7 +1191,11 @@ impl Store {
         // are more than `one_pass_cells` of them. Then that pass is wasted
         // (the database grouped every cell to return the first ones), the
         // price of not knowing a property's values in advance.
-        let one_pass = if matches!(query.group_by, Some(TrendGroup::Property(_))) {
+        let one_pass = if query
+            .group_by
+            .as_ref()
+            .is_some_and(TrendGroup::has_few_groups)
+        {
             let mut params = params.clone();
             let sql = cells(&clauses, &mut params);
             params.push(Param::Int(self.one_pass_cells + 1));
@@ -1173,7 +1235,11 @@ impl Store {
             // only. Grouped by IP over a busy hour there can be as many
             // groups as events.
             let max_groups = query.max_groups.max(1);
-            let counted_here = if matches!(query.group_by, Some(TrendGroup::Property(_))) {
+            let counted_here = if query
+                .group_by
+                .as_ref()
+                .is_some_and(TrendGroup::has_few_groups)
+            {
                 None
             } else if let Some((source, source_params)) =
                 self.pg_attr_ip_source(&query.group_by, &filter)

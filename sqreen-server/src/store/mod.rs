@@ -8,10 +8,12 @@
 //! | what | method |
 //! | --- | --- |
 //! | events, newest first, filtered and paged | [`Store::list_events`] |
-//! | counts per time bucket (and per IP, user or property) | [`Store::event_trend`] |
+//! | one event | [`Store::get_event`] |
+//! | counts per time bucket (and per IP, user, property or event name) | [`Store::event_trend`] |
+//! | the explorer's facets, the names of stored events | [`Store::facets`], [`Store::known_events`] |
 //! | playbooks | [`Store::list_playbooks`], [`Store::get_playbook`] |
 //! | live actions | [`Store::list_actions`] |
-//! | alerts, newest first | [`Store::list_alerts`] |
+//! | alerts, newest first; one alert, its actions, its webhook deliveries | [`Store::list_alerts`], [`Store::get_alert`], [`Store::alert_actions`], [`Store::alert_deliveries`] |
 //! | applications | [`Store::list_apps`], [`Store::find_app`] |
 //! | deleting an application, rotating its token | [`Store::delete_app`], [`Store::purge_deleted_apps`], [`Store::rotate_app_token`] |
 //! | retention, weekly partitions (PostgreSQL) | [`Store::apply_retention`], [`Store::ensure_event_partitions`] |
@@ -32,6 +34,7 @@
 //! pages the OS already caches.
 
 mod events;
+mod facets;
 mod partitions;
 mod playbooks;
 mod retention;
@@ -50,8 +53,11 @@ pub use events::{
     PURGE_BATCH, TrendGroup, TrendPoint, TrendQuery, TrendSeries, TrendView, attr_text,
     parse_cursor, user_key,
 };
+pub use facets::{FACET_SAMPLE, FACET_VALUES, FacetValue, Facets, KNOWN_EVENTS};
 pub use partitions::{LOCK_TIMEOUT, WEEK_MS, week_of};
-pub use playbooks::{ActionView, AlertView, LockOutcome, NewAction, NewAlert, PlaybookRow};
+pub use playbooks::{
+    ActionView, AlertView, DeliveryView, LockOutcome, NewAction, NewAlert, PlaybookRow,
+};
 pub use retention::{DEFAULT_RETENTION_DAYS, RetentionReport};
 
 use crate::secret;
@@ -551,6 +557,7 @@ impl Store {
         for sql in [
             "DELETE FROM sessions WHERE app_id = $1",
             "DELETE FROM actions WHERE app_id = $1",
+            "DELETE FROM webhook_deliveries WHERE alert_id IN (SELECT id FROM alerts WHERE app_id = $1)",
             "DELETE FROM alerts WHERE app_id = $1",
             "DELETE FROM playbook_hits WHERE app_id = $1",
             "DELETE FROM playbook_locks WHERE app_id = $1",

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{Param, Store, StoreError, bind_all};
+use super::{NewEvent, Param, Store, StoreError, bind_all};
 use crate::playbook::Playbook;
 use crate::secret;
 use crate::time::{format_ms, now_ms};
@@ -94,6 +94,21 @@ pub struct AlertView {
     pub details: Value,
 }
 
+/// A recorded step of a webhook notification of an alert.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeliveryView {
+    /// The webhook's host (never its path or query).
+    pub host: String,
+    /// When (ms).
+    pub time: i64,
+    /// The attempt (1, 2, 3; 0 before any).
+    pub attempt: i64,
+    /// `failed` (an attempt), `sent`, `gave_up`, `refused` or `dropped`.
+    pub outcome: String,
+    /// The status answered, or the error.
+    pub detail: String,
+}
+
 /// A security action as the API shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct ActionView {
@@ -142,6 +157,22 @@ fn playbook_row(row: &sqlx::any::AnyRow) -> Result<PlaybookRow, StoreError> {
         playbook: serde_json::from_str(&definition)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn alert_view(r: &sqlx::any::AnyRow) -> Result<AlertView, StoreError> {
+    let time: i64 = r.try_get("time")?;
+    let details: String = r.try_get("details")?;
+    Ok(AlertView {
+        id: r.try_get("id")?,
+        playbook_id: r.try_get("playbook_id")?,
+        app: r.try_get("app")?,
+        actor_type: r.try_get("actor_type")?,
+        actor: r.try_get("actor")?,
+        count: r.try_get("count")?,
+        time: format_ms(time),
+        time_ms: time,
+        details: serde_json::from_str(&details)?,
     })
 }
 
@@ -526,6 +557,66 @@ impl Store {
         Ok(LockOutcome::Raised(alert_id))
     }
 
+    /// The stored events named `event` (of application `app`, or of all)
+    /// from `since` to `until` (ms, exclusive), oldest first, at most
+    /// `limit`, with their application's name: what a playbook's dry run
+    /// replays ([`crate::playbook::dry_run_stored`]). Read through the
+    /// `(event, time, id)` index.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn trigger_events(
+        &self,
+        event: &str,
+        app: Option<&str>,
+        since: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, NewEvent)>, StoreError> {
+        let mut params = vec![
+            Param::Text(event.to_owned()),
+            Param::Int(since),
+            Param::Int(until),
+            Param::Int(i64::try_from(limit).unwrap_or(i64::MAX)),
+        ];
+        let mut sql = "SELECT a.name AS app, e.rid, e.time, e.client_ip, e.user_key, \
+                       e.properties, e.count FROM events e JOIN apps a ON a.id = e.app_id \
+                       WHERE e.event = $1 AND e.time >= $2 AND e.time < $3"
+            .to_owned();
+        if let Some(app) = app {
+            params.push(Param::Text(app.to_owned()));
+            sql.push_str(" AND a.name = $5");
+        }
+        sql.push_str(" ORDER BY e.time, e.id LIMIT $4");
+        let rows = bind_all(&sql, &params).fetch_all(&self.pool).await?;
+        let null: std::sync::Arc<str> = std::sync::Arc::from("null");
+        rows.iter()
+            .map(|r| {
+                let user_key: String = r.try_get("user_key")?;
+                let properties: String = r.try_get("properties")?;
+                Ok((
+                    r.try_get("app")?,
+                    NewEvent {
+                        rid: r.try_get("rid")?,
+                        event: event.to_owned(),
+                        time: r.try_get("time")?,
+                        client_ip: r.try_get("client_ip")?,
+                        user_identifiers: if user_key.is_empty() {
+                            BTreeMap::new()
+                        } else {
+                            serde_json::from_str(&user_key)?
+                        },
+                        properties: serde_json::from_str(&properties)?,
+                        count: r.try_get("count")?,
+                        request: std::sync::Arc::clone(&null),
+                        response: std::sync::Arc::clone(&null),
+                        context_of: None,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// Alerts, newest first, at most `limit`.
     ///
     /// # Errors
@@ -539,20 +630,94 @@ impl Store {
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
+        rows.iter().map(alert_view).collect()
+    }
+
+    /// Alert `id` (of an application that still exists).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn get_alert(&self, id: i64) -> Result<Option<AlertView>, StoreError> {
+        let row = sqlx::query(
+            "SELECT l.id, l.playbook_id, a.name AS app, l.actor_type, l.actor, l.count, l.time, \
+             l.details FROM alerts l JOIN apps a ON a.id = l.app_id WHERE l.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(alert_view).transpose()
+    }
+
+    /// The actions alert `alert_id` created, lifted or not, each with when
+    /// it was lifted (ms), if it was.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn alert_actions(
+        &self,
+        alert_id: i64,
+    ) -> Result<Vec<(ActionView, Option<i64>)>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ACTION_COLUMNS}, x.lifted_at FROM actions x JOIN apps a ON a.id = x.app_id \
+             WHERE x.alert_id = $1 ORDER BY x.created_at, x.id"
+        ))
+        .bind(alert_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((action_view(r)?, r.try_get("lifted_at")?)))
+            .collect()
+    }
+
+    /// Records a step of a webhook notification of alert `alert_id`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn record_delivery(
+        &self,
+        alert_id: i64,
+        host: &str,
+        attempt: i64,
+        outcome: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let _w = self.write_guard().await;
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (alert_id, host, time, attempt, outcome, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(alert_id)
+        .bind(host)
+        .bind(now_ms())
+        .bind(attempt)
+        .bind(outcome)
+        .bind(detail)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// The recorded steps of alert `alert_id`'s webhook notifications, in
+    /// order.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn alert_deliveries(&self, alert_id: i64) -> Result<Vec<DeliveryView>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT host, time, attempt, outcome, detail FROM webhook_deliveries \
+             WHERE alert_id = $1 ORDER BY time, attempt LIMIT 100",
+        )
+        .bind(alert_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
-                let time: i64 = r.try_get("time")?;
-                let details: String = r.try_get("details")?;
-                Ok(AlertView {
-                    id: r.try_get("id")?,
-                    playbook_id: r.try_get("playbook_id")?,
-                    app: r.try_get("app")?,
-                    actor_type: r.try_get("actor_type")?,
-                    actor: r.try_get("actor")?,
-                    count: r.try_get("count")?,
-                    time: format_ms(time),
-                    time_ms: time,
-                    details: serde_json::from_str(&details)?,
+                Ok(DeliveryView {
+                    host: r.try_get("host")?,
+                    time: r.try_get("time")?,
+                    attempt: r.try_get("attempt")?,
+                    outcome: r.try_get("outcome")?,
+                    detail: r.try_get("detail")?,
                 })
             })
             .collect()

@@ -98,6 +98,13 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE alert_id IN (SELECT id FROM alerts \
+             WHERE time < $1 AND NOT EXISTS (SELECT 1 FROM actions x WHERE x.alert_id = alerts.id))",
+        )
+        .bind(cutoff_ms)
+        .execute(&mut *tx)
+        .await?;
         report.alerts = sqlx::query(
             "DELETE FROM alerts WHERE time < $1 AND NOT EXISTS \
              (SELECT 1 FROM actions x WHERE x.alert_id = alerts.id)",

@@ -3,6 +3,8 @@
 //! the admin API.
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
+pub mod browser;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
