@@ -349,6 +349,11 @@ fn dry_run_matches_the_engine(db: &str) {
     assert!(!page.contains("/hook"), "webhooks by host only");
     assert!(page.contains("data-state=\"live\""));
     assert!(page.matches("class=\"event-link\"").count() >= 3);
+    // Readable, not a dump of the alert's JSON details.
+    assert!(
+        !page.contains("null") && !page.contains("\"action_id\""),
+        "{page}"
+    );
     assert_eq!(deliveries.lock().unwrap().len(), 2);
 
     // Editing: a dry run of threshold 4 finds .170 alone (its 8 events now

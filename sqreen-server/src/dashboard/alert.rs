@@ -161,7 +161,12 @@ pub async fn alert_page(
                                 }
                             }
                         }
-                        tr { th scope="row" { "Details" } td { (key_values(&alert.details)) } }
+                        @if let Some(reason) = detail("skipped").as_str() {
+                            tr { th scope="row" { "Response" } td id="skipped" { "not applied: " (reason) } }
+                        }
+                        @if let Some(rest) = other_details(&alert.details) {
+                            tr { th scope="row" { "Details" } td { (key_values(&rest)) } }
+                        }
                     }
                 }
             }
@@ -289,4 +294,26 @@ fn events_list(events: &[EventView]) -> Markup {
             }
         }
     }
+}
+
+/// The alert's details that no row of the page already shows (the
+/// playbook, event, threshold and period, the actions, whether it
+/// blocked, why not), without empty values; `None` when nothing is left.
+fn other_details(details: &Value) -> Option<Value> {
+    const SHOWN: [&str; 7] = [
+        "actions",
+        "blocked",
+        "event",
+        "period_s",
+        "playbook",
+        "skipped",
+        "threshold",
+    ];
+    let rest: serde_json::Map<String, Value> = details
+        .as_object()?
+        .iter()
+        .filter(|(k, v)| !SHOWN.contains(&k.as_str()) && !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (!rest.is_empty()).then_some(Value::Object(rest))
 }
