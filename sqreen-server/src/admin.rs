@@ -7,6 +7,7 @@
 //! | `DELETE /api/apps/{id}` | 204: its token and sessions stop working at once (agents get 401); its actions, alerts and playbook counts are deleted at once, its events in the background ([`crate::store::Store::delete_app`]) |
 //! | `POST /api/apps/{id}/rotate-token` | `{"id", "name", "token"}`: a new token (shown once); the old one and the sessions opened with it stop working at once |
 //! | `GET /api/events?event=&app=&since=&until=&ip=&user_key=&user_value=&property=&value=&limit=&cursor=` | `{"events": […], "next_cursor"}`, newest first |
+//! | `GET /api/events/export?…same filters as /api/events…&format=ndjson\|csv` | 200, every matching event newest first, streamed as an attachment: NDJSON (one `/api/events` item per line) or CSV (columns [`crate::store::CSV_COLUMNS`]); ndjson by default |
 //! | `GET /api/events/trend?…&bucket=60&group_by=ip\|user\|property:NAME` | `{"bucket_s", "since", "until", "series": [{"group", "total", "points": [{"time", "time_ms", "count"}]}]}` |
 //! | `POST /api/playbooks` | 201 `{"id", "webhook_secrets": {"<url>": "sqw_…"}}`: each webhook's signing secret, shown once ([`crate::notify`]) |
 //! | `GET /api/playbooks`, `GET /api/playbooks/{id}` | the playbooks / one playbook with its `id` |
@@ -28,7 +29,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -40,7 +41,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::playbook::Playbook;
 use crate::secret;
-use crate::store::{EventFilter, TrendGroup, TrendQuery, parse_cursor};
+use crate::store::{EventFilter, ExportFormat, TrendGroup, TrendQuery, parse_cursor};
 use crate::time::{now_ms, parse_filter_time};
 
 /// Largest admin request body.
@@ -60,6 +61,7 @@ pub fn routes(state: AppState) -> axum::Router<AppState> {
         .route("/api/apps/{id}/rotate-token", post(rotate_token))
         .route("/api/events", get(events))
         .route("/api/events/trend", get(trend))
+        .route("/api/events/export", get(export))
         .route("/api/playbooks", get(list_playbooks).post(create_playbook))
         .route(
             "/api/playbooks/{id}",
@@ -205,6 +207,7 @@ pub struct EventsParams {
     cursor: Option<String>,
     bucket: Option<i64>,
     group_by: Option<String>,
+    format: Option<String>,
 }
 
 fn time_param(text: Option<&str>, name: &str) -> Result<Option<i64>, ApiError> {
@@ -278,6 +281,9 @@ pub fn list_query(p: &EventsParams) -> Result<ListQuery, ApiError> {
             "bucket and group_by belong to /api/events/trend",
         ));
     }
+    if p.format.is_some() {
+        return Err(ApiError::bad_request("format belongs to /api/events/export"));
+    }
     let filter = filter_of(p)?;
     let limit = p.limit.unwrap_or(100);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -314,6 +320,9 @@ pub fn trend_query(p: &EventsParams, now: i64) -> Result<TrendQuery, ApiError> {
         return Err(ApiError::bad_request(
             "limit and cursor belong to /api/events",
         ));
+    }
+    if p.format.is_some() {
+        return Err(ApiError::bad_request("format belongs to /api/events/export"));
     }
     let mut filter = filter_of(p)?;
     let bucket_s = p.bucket.unwrap_or(60);
@@ -357,6 +366,69 @@ pub fn trend_query(p: &EventsParams, now: i64) -> Result<TrendQuery, ApiError> {
         group_by,
         max_groups: 20,
     })
+}
+
+async fn export(
+    State(state): State<AppState>,
+    q: Result<Query<EventsParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (filter, format) = export_query(&query(q)?)?;
+    Ok(export_response(&state.store, filter, format))
+}
+
+/// The filter and format of an export query, validated.
+///
+/// # Errors
+/// 400 for paging or trend parameters, a bad filter or format.
+pub fn export_query(p: &EventsParams) -> Result<(EventFilter, ExportFormat), ApiError> {
+    if p.limit.is_some() || p.cursor.is_some() || p.bucket.is_some() || p.group_by.is_some() {
+        return Err(ApiError::bad_request(
+            "an export takes filters and format only (no limit, cursor, bucket, group_by)",
+        ));
+    }
+    Ok((filter_of(p)?, export_format(p.format.as_deref())?))
+}
+
+/// The export format named `name` (`ndjson` by default).
+///
+/// # Errors
+/// 400 for another name.
+pub fn export_format(name: Option<&str>) -> Result<ExportFormat, ApiError> {
+    match name.filter(|n| !n.is_empty()) {
+        None => Ok(ExportFormat::Ndjson),
+        Some(n) => ExportFormat::parse(n)
+            .ok_or_else(|| ApiError::bad_request("format must be ndjson or csv")),
+    }
+}
+
+/// A 200 answer streaming the events of `filter` as `format`
+/// ([`crate::store::Store::export_events`]), as an attachment named
+/// `sqreen-events-<ms since the epoch>.<ndjson|csv>`. A storage failure
+/// after the first byte is logged and cuts the body short (the client
+/// sees an incomplete chunked transfer, never a truncated file that looks
+/// whole).
+pub fn export_response(
+    store: &crate::store::Store,
+    filter: EventFilter,
+    format: ExportFormat,
+) -> Response {
+    use futures_util::TryStreamExt;
+    let stream = store.export_events(filter, format).inspect_err(|e| {
+        tracing::error!(event = "export.failed", error = %e, "event export cut short");
+    });
+    let disposition = format!(
+        "attachment; filename=\"sqreen-events-{}.{}\"",
+        now_ms(),
+        format.extension()
+    );
+    (
+        [
+            (header::CONTENT_TYPE, format.content_type().to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 // ── playbooks ───────────────────────────────────────────────────────────

@@ -6,6 +6,7 @@
 //! | `GET /login`, `POST /login` (`key`) | log in with the admin key |
 //! | `POST /logout` | log out |
 //! | `GET /events?event=&app=&ip=&user_key=&user_value=&property=&value=&range=&since=&until=&cursor=` | Event Explorer: filters, trend chart, events with their request context |
+//! | `GET /events/export?…the explorer's filters…&format=ndjson\|csv` | the explorer's events (all pages) as a file ([`export`]) |
 //! | `GET /playbooks`, `POST /playbooks` | playbooks; create one from the form |
 //! | `POST /playbooks/{id}/toggle` | enable or disable a playbook |
 //! | `GET /actions`, `POST /actions/{id}/lift` | Security responses: live actions; lift one |
@@ -25,6 +26,7 @@
 pub mod apps;
 pub mod chart;
 pub mod events;
+pub mod export;
 pub mod layout;
 pub mod playbooks;
 pub mod responses;
@@ -55,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/events", get(events::explorer))
+        .route("/events/export", get(export::export))
         .route("/playbooks", get(playbooks::list).post(playbooks::create))
         .route("/playbooks/{id}/toggle", post(playbooks::toggle))
         .route("/actions", get(responses::actions))

@@ -8,10 +8,12 @@
 //! | what | method |
 //! | --- | --- |
 //! | events, newest first, filtered and paged | [`Store::list_events`] |
+//! | every matching event as NDJSON or CSV, streamed in chunks | [`Store::export_events`] |
 //! | counts per time bucket (and per IP, user or property) | [`Store::event_trend`] |
 //! | playbooks | [`Store::list_playbooks`], [`Store::get_playbook`] |
 //! | live actions | [`Store::list_actions`] |
 //! | alerts, newest first | [`Store::list_alerts`] |
+//! | live actions and alerts counted, for `/metrics` | [`Store::count_live_actions`], [`Store::count_alerts`] |
 //! | applications | [`Store::list_apps`], [`Store::find_app`] |
 //! | deleting an application, rotating its token | [`Store::delete_app`], [`Store::purge_deleted_apps`], [`Store::rotate_app_token`] |
 //! | retention, weekly partitions (PostgreSQL) | [`Store::apply_retention`], [`Store::ensure_event_partitions`] |
@@ -31,7 +33,9 @@
 //! reader keeps 64 MiB and maps up to 2 GiB, so that any reader finds the
 //! pages the OS already caches.
 
+mod counts;
 mod events;
+mod export;
 mod partitions;
 mod playbooks;
 mod retention;
@@ -50,6 +54,7 @@ pub use events::{
     PURGE_BATCH, TrendGroup, TrendPoint, TrendQuery, TrendSeries, TrendView, attr_text,
     parse_cursor, user_key,
 };
+pub use export::{CSV_COLUMNS, EXPORT_CHUNK, ExportFormat};
 pub use partitions::{LOCK_TIMEOUT, WEEK_MS, week_of};
 pub use playbooks::{ActionView, AlertView, LockOutcome, NewAction, NewAlert, PlaybookRow};
 pub use retention::{DEFAULT_RETENTION_DAYS, RetentionReport};
@@ -94,6 +99,9 @@ pub enum StoreError {
     /// its way): nothing was stored for it.
     #[error("the application was deleted")]
     AppDeleted,
+    /// Exported events could not be encoded ([`Store::export_events`]).
+    #[error("export encoding failed: {0}")]
+    Encoding(String),
 }
 
 /// A parameter of a dynamically built query.
