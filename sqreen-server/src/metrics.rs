@@ -197,33 +197,95 @@ impl Collector for Sources {
             .view(merges, merge_failures, self.notifier.counts());
         let e = &mut encoder;
         let c = ConstCounter::new;
-        one(e, "events_stored", "Events and metric observations stored", &c(v.events_stored))?;
-        one(e, "events_duplicate", "Events received again and not stored twice", &c(v.events_duplicate))?;
-        one(e, "agent_fields_ignored", "Unknown fields of agent bodies, ignored", &c(v.agent_fields_ignored))?;
-        one(e, "agent_reports_acknowledged", "Agent reports acknowledged without being stored", &c(v.agent_reports_acknowledged))?;
-        one(e, "agent_events_refused", "Events refused one by one while their batch was stored", &c(v.agent_events_refused))?;
-        one(e, "attribute_merges", "Merges of event attributes into the index that moved rows", &c(v.attribute_merges))?;
-        one(e, "attribute_merge_failures", "Merges of event attributes that failed", &c(v.attribute_merge_failures))?;
-        one(e, "playbook_loads", "Loads of the enabled playbooks", &c(self.playbooks.loads()))?;
-        family(e, "http_errors", "Error answers by kind", "kind", &[
-            ("bad_request", v.bad_request),
-            ("unauthorized", v.unauthorized),
-            ("not_found", v.not_found),
-            ("too_large", v.too_large),
-            ("too_many_requests", v.too_many_requests),
-            ("other_client_error", v.other_client_error),
-            ("server_error", v.server_error),
-        ])?;
-        family(e, "webhook_deliveries", "Webhooks by outcome", "outcome", &[
-            ("sent", v.webhooks_sent),
-            ("failed", v.webhooks_failed),
-            ("refused", v.webhooks_refused),
-            ("dropped", v.webhooks_dropped),
-        ])?;
+        one(
+            e,
+            "events_stored",
+            "Events and metric observations stored",
+            &c(v.events_stored),
+        )?;
+        one(
+            e,
+            "events_duplicate",
+            "Events received again and not stored twice",
+            &c(v.events_duplicate),
+        )?;
+        one(
+            e,
+            "agent_fields_ignored",
+            "Unknown fields of agent bodies, ignored",
+            &c(v.agent_fields_ignored),
+        )?;
+        one(
+            e,
+            "agent_reports_acknowledged",
+            "Agent reports acknowledged without being stored",
+            &c(v.agent_reports_acknowledged),
+        )?;
+        one(
+            e,
+            "agent_events_refused",
+            "Events refused one by one while their batch was stored",
+            &c(v.agent_events_refused),
+        )?;
+        one(
+            e,
+            "attribute_merges",
+            "Merges of event attributes into the index that moved rows",
+            &c(v.attribute_merges),
+        )?;
+        one(
+            e,
+            "attribute_merge_failures",
+            "Merges of event attributes that failed",
+            &c(v.attribute_merge_failures),
+        )?;
+        one(
+            e,
+            "playbook_loads",
+            "Loads of the enabled playbooks",
+            &c(self.playbooks.loads()),
+        )?;
+        family(
+            e,
+            "http_errors",
+            "Error answers by kind",
+            "kind",
+            &[
+                ("bad_request", v.bad_request),
+                ("unauthorized", v.unauthorized),
+                ("not_found", v.not_found),
+                ("too_large", v.too_large),
+                ("too_many_requests", v.too_many_requests),
+                ("other_client_error", v.other_client_error),
+                ("server_error", v.server_error),
+            ],
+        )?;
+        family(
+            e,
+            "webhook_deliveries",
+            "Webhooks by outcome",
+            "outcome",
+            &[
+                ("sent", v.webhooks_sent),
+                ("failed", v.webhooks_failed),
+                ("refused", v.webhooks_refused),
+                ("dropped", v.webhooks_dropped),
+            ],
+        )?;
         let pool = self.store.pool();
-        one(e, "db_pool_connections", "Open connections of the read pool", &ConstGauge::new(i64::from(pool.size())))?;
+        one(
+            e,
+            "db_pool_connections",
+            "Open connections of the read pool",
+            &ConstGauge::new(i64::from(pool.size())),
+        )?;
         let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
-        one(e, "db_pool_idle_connections", "Idle connections of the read pool", &ConstGauge::new(idle))?;
+        one(
+            e,
+            "db_pool_idle_connections",
+            "Idle connections of the read pool",
+            &ConstGauge::new(idle),
+        )?;
         Ok(())
     }
 }

@@ -58,14 +58,21 @@ fn api_events(admin: &AdminClient, filters: &str) -> Vec<Value> {
 }
 
 fn ndjson(text: &str) -> Vec<Value> {
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// The CSV export read back with the csv crate, each row turned into the
 /// `/api/events` item it stands for.
 fn csv_events(text: &str) -> Vec<Value> {
     let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let headers: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    let headers: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
     assert_eq!(
         headers,
         [
@@ -115,7 +122,10 @@ fn export_matches_the_api() {
     let r = admin.get("/api/events/export?format=ndjson");
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()[CONTENT_TYPE], "application/x-ndjson");
-    let disposition = r.headers()[CONTENT_DISPOSITION].to_str().unwrap().to_owned();
+    let disposition = r.headers()[CONTENT_DISPOSITION]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(disposition.starts_with("attachment; filename=\"sqreen-events-"));
     assert!(disposition.ends_with(".ndjson\""), "{disposition}");
     assert_eq!(ndjson(&r.text().unwrap()), expected);
@@ -128,13 +138,19 @@ fn export_matches_the_api() {
     let r = admin.get("/api/events/export?format=csv");
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()[CONTENT_TYPE], "text/csv; charset=utf-8");
-    let disposition = r.headers()[CONTENT_DISPOSITION].to_str().unwrap().to_owned();
+    let disposition = r.headers()[CONTENT_DISPOSITION]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(disposition.ends_with(".csv\""), "{disposition}");
     let rows = csv_events(&r.text().unwrap());
     assert_eq!(rows, expected);
     // The odd characters went through the quoting intact.
     assert!(rows.iter().any(|e| e["event"] == "login,\"odd\""));
-    assert_eq!(rows[0]["properties"]["note"], "comma, \"quote\"\nnewline");
+    assert!(
+        rows.iter()
+            .any(|e| e["properties"]["note"] == "comma, \"quote\"\nnewline")
+    );
 }
 
 /// The filters of `/api/events` apply to the export, alone and together.

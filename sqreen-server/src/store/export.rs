@@ -117,7 +117,10 @@ impl Store {
                 return Ok(None);
             }
             let first = c.after.is_none();
-            let page = c.store.list_events(&c.filter, EXPORT_CHUNK, c.after).await?;
+            let page = c
+                .store
+                .list_events(&c.filter, EXPORT_CHUNK, c.after)
+                .await?;
             c.after = page.events.last().map(|e| (e.time_ms, e.id));
             c.done = page.next_cursor.is_none() || c.after.is_none();
             let chunk = match c.format {
@@ -165,9 +168,7 @@ fn csv_chunk(events: &[EventView], header: bool) -> Result<Vec<u8>, StoreError> 
             ])
             .map_err(encoding)?;
     }
-    writer
-        .into_inner()
-        .map_err(|e| encoding(e.into_error()))
+    writer.into_inner().map_err(|e| encoding(e.into_error()))
 }
 
 /// An encoding failure (writing to memory cannot fail for I/O reasons; a

@@ -137,7 +137,7 @@ pub(crate) fn bind_all<'q>(
 }
 
 /// An application known to the server.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct AppView {
     /// Its id.
     pub id: i64,
