@@ -36,8 +36,8 @@
 //!
 //! # Modules
 //! - [`ingest`]: the agent protocol routes; [`protocol`]: their bodies.
-//! - [`admin`]: the admin JSON API; [`metrics`]: `GET /metrics` for
-//!   Prometheus.
+//! - [`admin`]: the admin JSON API; [`openapi`]: its OpenAPI description;
+//!   [`metrics`]: `GET /metrics` for Prometheus.
 //! - [`store`]: every query (SQLite and PostgreSQL through one `Any` pool);
 //!   front ends such as a dashboard call its `Store` methods.
 //! - [`playbook`]: definitions, matching and firing; [`notify`]: signed
@@ -61,6 +61,7 @@ pub mod ingest;
 pub mod listen;
 pub mod metrics;
 pub mod notify;
+pub mod openapi;
 pub mod playbook;
 pub mod protocol;
 pub mod rulespack;
@@ -369,6 +370,7 @@ impl Server {
             .merge(ingest::routes(&self.state, self.ingest))
             .merge(admin::routes(self.state.clone()))
             .merge(metrics::routes(self.state.clone()))
+            .merge(openapi::routes())
             .merge(dashboard::routes())
             .route("/healthz", axum::routing::get(|| async { "ok" }))
             .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(

@@ -334,6 +334,13 @@ pub async fn require_scraper(
 ///
 /// # Errors
 /// 500 when the gauges cannot be read from the database.
+#[utoipa::path(get, path = "/metrics", tag = "server",
+    security(("admin_key" = []), ("metrics_token" = [])),
+    responses(
+        (status = 200, description = "the Prometheus text format (0.0.4)",
+            content((String = "text/plain; version=0.0.4; charset=utf-8"))),
+        (status = 401, description = "no or wrong credentials", body = crate::admin::ErrorBody),
+    ))]
 pub async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
     let text = state.metrics.render(&state.store).await?;
     Ok((
