@@ -12,12 +12,14 @@
 # 3. Seeds an app, a few events (through the agent protocol: login, batch),
 #    a playbook and the alert and action it fires, so that lists are not all
 #    empty.
-# 4. Runs `schemathesis run` on every operation, with the admin key, checking
-#    `not_a_server_error` (no 5xx, no dropped connection) and
-#    `response_schema_conformance` (every documented answer matches its
-#    schema), $SQREEN_SCHEMATHESIS_EXAMPLES (default 40) examples per
-#    operation and phase, a fixed seed ($SQREEN_SCHEMATHESIS_SEED, default
-#    1818) so that a run can be replayed.
+# 4. Runs `schemathesis run` on every operation (phases examples, coverage,
+#    fuzzing, stateful), with the admin key, checking `not_a_server_error`
+#    (no 5xx, no dropped connection), `response_schema_conformance` (every
+#    answer matches its documented schema), `status_code_conformance` (no
+#    undocumented status) and `content_type_conformance`, with
+#    $SQREEN_SCHEMATHESIS_EXAMPLES (default 100) examples per operation and
+#    phase and a fixed seed ($SQREEN_SCHEMATHESIS_SEED, default 1818) so
+#    that a run can be replayed. Takes about half a minute once built.
 # Exits non-zero on any failure, on a missing interpreter or package, or when
 # the server does not start: it never skips.
 set -euo pipefail
@@ -26,7 +28,7 @@ cd "$(dirname "$0")/.."
 fail() { echo "schemathesis: FAIL: $*" >&2; exit 1; }
 
 venv="${SQREEN_SCHEMATHESIS_VENV:-$PWD/target/schemathesis-venv}"
-examples="${SQREEN_SCHEMATHESIS_EXAMPLES:-40}"
+examples="${SQREEN_SCHEMATHESIS_EXAMPLES:-100}"
 seed="${SQREEN_SCHEMATHESIS_SEED:-1818}"
 
 if ! "$venv/bin/schemathesis" --version >/dev/null 2>&1; then
@@ -108,7 +110,7 @@ started=$(date +%s)
 status=0
 "$venv/bin/schemathesis" run "$base/api/openapi.json" \
     --header "Authorization: Bearer $key" \
-    --checks not_a_server_error,response_schema_conformance \
+    --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
     --max-examples "$examples" \
     --seed "$seed" \
     --workers 2 \

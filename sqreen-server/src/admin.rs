@@ -335,8 +335,8 @@ pub struct TrendDoc {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct FormatDoc {
-    /// `ndjson` (default) or `csv`.
-    #[param(pattern = "^(ndjson|csv)$")]
+    /// `ndjson` (default, also when empty) or `csv`.
+    #[param(pattern = "^(ndjson|csv)?$")]
     format: Option<String>,
 }
 
@@ -623,7 +623,8 @@ pub struct PlaybookList {
 /// Creates a playbook ([`crate::playbook::Playbook`]: `name`, `trigger`,
 /// `responses`, `notifications`, …).
 #[utoipa::path(post, path = "/api/playbooks", tag = "playbooks",
-    request_body(content = Object, description = "a playbook (see the playbook module's docs)"),
+    request_body(content = Object, description = "a playbook (see the playbook module's docs)",
+        example = json!({"name": "brute force", "trigger": {"event": "login.failed", "threshold": 5, "period_s": 60, "actor": "ip"}, "responses": [{"type": "block", "duration_s": 3600}]})),
     responses(
         (status = 201, description = "created", body = PlaybookSaved),
         (status = 400, description = "an invalid playbook", body = ErrorBody),
@@ -682,7 +683,8 @@ pub(crate) async fn get_playbook(
 /// keeps its secret.
 #[utoipa::path(put, path = "/api/playbooks/{id}", tag = "playbooks",
     params(("id" = i64, Path, description = "the playbook's id")),
-    request_body(content = Object, description = "a playbook (see the playbook module's docs)"),
+    request_body(content = Object, description = "a playbook (see the playbook module's docs)",
+        example = json!({"name": "brute force", "trigger": {"event": "login.failed", "threshold": 5, "period_s": 60, "actor": "ip"}, "responses": [{"type": "block", "duration_s": 3600}]})),
     responses(
         (status = 200, description = "replaced", body = PlaybookSaved),
         (status = 400, description = "not an id, or an invalid playbook", body = ErrorBody),

@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::admin;
@@ -58,11 +60,34 @@ use crate::admin;
 )]
 pub struct ApiDoc;
 
-/// Declares the two bearer schemes.
+/// Declares the two bearer schemes, and the answers of the credential check
+/// on every operation: 401 (no or wrong key) and 429 (too many wrong keys
+/// from one address, [`crate::guesses`]).
 struct Credentials;
 
 impl Modify for Credentials {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for (status, description) in [
+                    ("401", "no admin key, or a wrong one"),
+                    ("429", "too many wrong keys from this address lately"),
+                ] {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error_response(description));
+                }
+            }
+        }
         let components = openapi.components.get_or_insert_with(Default::default);
         let bearer = |description: &str| {
             let mut http = Http::new(HttpAuthScheme::Bearer);
@@ -78,6 +103,20 @@ impl Modify for Credentials {
             bearer("The metrics token (`--metrics-token`), for `/metrics` only"),
         );
     }
+}
+
+/// An error answer: `description`, an [`crate::admin::ErrorBody`].
+fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into()
 }
 
 /// The description as JSON, built once.
