@@ -18,6 +18,9 @@
 //! | `DELETE /api/actions/{id}` | 204: lifted; agents reload on their next heartbeat |
 //! | `GET /api/stats` | this process's counters since it started: refused requests by status, storage errors, events stored and received twice, attribute merges ([`crate::stats::StatsView`]) |
 //!
+//! Its OpenAPI 3.1 description is served at `GET /api/openapi.json`
+//! ([`crate::openapi`]); `GET /metrics` is [`crate::metrics`].
+//!
 //! Webhook URLs pointing at loopback, private or other non-public addresses
 //! are refused with 400 unless the server allows them
 //! ([`crate::destination`]).
