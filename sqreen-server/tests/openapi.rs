@@ -74,7 +74,14 @@ fn openapi_describes_every_admin_route() {
     assert_eq!(schemes["metrics_token"]["scheme"], "bearer");
     assert_eq!(raw["security"][0]["admin_key"], Value::Array(vec![]));
     // The shapes the admin API answers are declared.
-    for schema in ["EventPage", "EventView", "TrendView", "StatsView", "ErrorBody", "AppList"] {
+    for schema in [
+        "EventPage",
+        "EventView",
+        "TrendView",
+        "StatsView",
+        "ErrorBody",
+        "AppList",
+    ] {
         assert!(
             raw["components"]["schemas"][schema].is_object(),
             "{schema} missing"
