@@ -16,7 +16,11 @@ const SEEDED: usize = 360;
 /// A server with `SEEDED` events of `shop` (three kinds, five IPs, some
 /// with a user and odd characters in their properties) and one of `blog`.
 fn seeded() -> (TestServer, AdminClient) {
-    let server = TestServer::start();
+    seeded_on(&sqlite_url())
+}
+
+fn seeded_on(database_url: &str) -> (TestServer, AdminClient) {
+    let server = TestServer::start_db(database_url);
     let admin = server.admin();
     let shop = admin.create_app("shop");
     let blog = admin.create_app("blog");
@@ -116,7 +120,26 @@ fn csv_events(text: &str) -> Vec<Value> {
 #[test]
 fn export_matches_the_api() {
     let (_server, admin) = seeded();
-    let expected = api_events(&admin, "");
+    export_matches(&admin);
+}
+
+/// The same on PostgreSQL.
+#[test]
+fn export_matches_the_api_on_postgres() {
+    let Some(url) = postgres_url("export_matches_the_api_on_postgres") else {
+        return;
+    };
+    let (_server, admin) = seeded_on(&url);
+    export_matches(&admin);
+    let r = admin.get("/api/events/export?ip=81.2.69.3&format=csv");
+    assert_eq!(
+        csv_events(&r.text().unwrap()),
+        api_events(&admin, "ip=81.2.69.3")
+    );
+}
+
+fn export_matches(admin: &AdminClient) {
+    let expected = api_events(admin, "");
     assert_eq!(expected.len(), SEEDED + 1);
 
     let r = admin.get("/api/events/export?format=ndjson");
