@@ -196,55 +196,51 @@ impl Collector for Sources {
             .stats
             .view(merges, merge_failures, self.notifier.counts());
         let e = &mut encoder;
-        let c = ConstCounter::new;
-        one(
-            e,
-            "events_stored",
-            "Events and metric observations stored",
-            &c(v.events_stored),
-        )?;
-        one(
-            e,
-            "events_duplicate",
-            "Events received again and not stored twice",
-            &c(v.events_duplicate),
-        )?;
-        one(
-            e,
-            "agent_fields_ignored",
-            "Unknown fields of agent bodies, ignored",
-            &c(v.agent_fields_ignored),
-        )?;
-        one(
-            e,
-            "agent_reports_acknowledged",
-            "Agent reports acknowledged without being stored",
-            &c(v.agent_reports_acknowledged),
-        )?;
-        one(
-            e,
-            "agent_events_refused",
-            "Events refused one by one while their batch was stored",
-            &c(v.agent_events_refused),
-        )?;
-        one(
-            e,
-            "attribute_merges",
-            "Merges of event attributes into the index that moved rows",
-            &c(v.attribute_merges),
-        )?;
-        one(
-            e,
-            "attribute_merge_failures",
-            "Merges of event attributes that failed",
-            &c(v.attribute_merge_failures),
-        )?;
-        one(
-            e,
-            "playbook_loads",
-            "Loads of the enabled playbooks",
-            &c(self.playbooks.loads()),
-        )?;
+        let counters = [
+            (
+                "events_stored",
+                "Events and metric observations stored",
+                v.events_stored,
+            ),
+            (
+                "events_duplicate",
+                "Events received again and not stored twice",
+                v.events_duplicate,
+            ),
+            (
+                "agent_fields_ignored",
+                "Unknown fields of agent bodies, ignored",
+                v.agent_fields_ignored,
+            ),
+            (
+                "agent_reports_acknowledged",
+                "Agent reports acknowledged without being stored",
+                v.agent_reports_acknowledged,
+            ),
+            (
+                "agent_events_refused",
+                "Events refused one by one while their batch was stored",
+                v.agent_events_refused,
+            ),
+            (
+                "attribute_merges",
+                "Merges of event attributes into the index that moved rows",
+                v.attribute_merges,
+            ),
+            (
+                "attribute_merge_failures",
+                "Merges of event attributes that failed",
+                v.attribute_merge_failures,
+            ),
+            (
+                "playbook_loads",
+                "Loads of the enabled playbooks",
+                self.playbooks.loads(),
+            ),
+        ];
+        for (name, help, value) in counters {
+            one(e, name, help, &ConstCounter::new(value))?;
+        }
         family(
             e,
             "http_errors",
