@@ -43,7 +43,19 @@ fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
 /// histogram and the pool, as `/api/stats` counts them.
 #[test]
 fn metrics_count_what_the_server_did() {
-    let server = TestServer::start_with(&sqlite_url(), |c| {
+    metrics_count_on(&sqlite_url());
+}
+
+/// The same on PostgreSQL (the gauges are read by SQL at each scrape).
+#[test]
+fn metrics_count_what_the_server_did_on_postgres() {
+    if let Some(url) = postgres_url("metrics_count_what_the_server_did_on_postgres") {
+        metrics_count_on(&url);
+    }
+}
+
+fn metrics_count_on(database_url: &str) {
+    let server = TestServer::start_with(database_url, |c| {
         c.with_heartbeat_delay(1).with_metrics_token(METRICS_TOKEN)
     });
     let admin = server.admin();
