@@ -12,7 +12,10 @@
 //! [`EXPORT_CHUNK`] events at a time, and encodes each page into one chunk
 //! before asking for the next: at most one page is in memory, and the next
 //! page is only read once the consumer (an HTTP body, which hyper polls as
-//! the socket drains) asks for it. No connection is held between pages.
+//! the socket drains) asks for it. No connection is held between pages, and
+//! on SQLite the pages are read by connections of their own that map none
+//! of the file (see `Store::export_pool`): an export's memory does not grow
+//! with the database either.
 //!
 //! Events stored while an export runs are newer than its first page and
 //! not included; events removed meanwhile (retention) may be missing.
@@ -105,8 +108,13 @@ impl Store {
         filter: EventFilter,
         format: ExportFormat,
     ) -> impl Stream<Item = Result<Vec<u8>, StoreError>> + Send + 'static {
+        // The same queries, on the export connections.
+        let store = Store {
+            pool: self.export_pool.clone(),
+            ..self.clone()
+        };
         let start = Cursor {
-            store: self.clone(),
+            store,
             filter,
             format,
             after: None,

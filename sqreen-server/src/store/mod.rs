@@ -167,6 +167,13 @@ pub struct Store {
     /// Where writes go: on SQLite one connection of its own, on PostgreSQL
     /// the same pool as reads.
     writer: AnyPool,
+    /// What exports read with ([`Store::export_events`]): on SQLite two
+    /// connections of their own that map nothing (an export reads the
+    /// whole range once: mapped, its pages would stay in the process's RSS)
+    /// and keep a small cache, so that exports neither hold the explorer's
+    /// readers nor grow with the database; on PostgreSQL the same pool as
+    /// reads.
+    export_pool: AnyPool,
     backend: Backend,
     write_lock: Option<Arc<Mutex<()>>>,
     merge: Arc<events::MergeState>,
@@ -273,7 +280,7 @@ impl Store {
             create_private_sqlite(&url);
         }
         let options = AnyConnectOptions::from_str(&url)?;
-        let (pool, writer) = match backend {
+        let (pool, writer, export_pool) = match backend {
             Backend::Sqlite => {
                 // Readers share a small pool; every write goes through one
                 // dedicated connection, so its page cache stays warm: SQLite
@@ -289,13 +296,14 @@ impl Store {
                 let readers = sqlite_pool(4, 64, 2048)
                     .connect_with(options.clone())
                     .await?;
+                let export = sqlite_pool(2, 16, 0).connect_lazy_with(options.clone());
                 // The writer's cache holds a merge of event attributes (see
                 // `events`) without spilling it to the log mid-transaction.
                 let writer = sqlite_pool(1, 256, 256)
                     .min_connections(1)
                     .connect_with(options)
                     .await?;
-                (readers, writer)
+                (readers, writer, export)
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -303,7 +311,7 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(options)
                     .await?;
-                (pool.clone(), pool)
+                (pool.clone(), pool.clone(), pool)
             }
         };
         let migrator = match backend {
@@ -329,6 +337,7 @@ impl Store {
         let store = Self {
             pool,
             writer,
+            export_pool,
             backend,
             write_lock,
             merge: Arc::default(),
@@ -403,6 +412,7 @@ impl Store {
     /// Closes the pool (waits for connections in use).
     pub async fn close(&self) {
         self.pool.close().await;
+        self.export_pool.close().await;
         self.writer.close().await;
     }
 
