@@ -170,7 +170,8 @@ pub struct Store {
     /// What exports read with ([`Store::export_events`]): on SQLite two
     /// connections of their own that map nothing (an export reads the
     /// whole range once: mapped, its pages would stay in the process's RSS)
-    /// and keep a small cache, so that exports neither hold the explorer's
+    /// and keep a 4 MiB cache (a range scan needs little more than the
+    /// index's upper pages), so that exports neither hold the explorer's
     /// readers nor grow with the database; on PostgreSQL the same pool as
     /// reads.
     export_pool: AnyPool,
@@ -296,7 +297,7 @@ impl Store {
                 let readers = sqlite_pool(4, 64, 2048)
                     .connect_with(options.clone())
                     .await?;
-                let export = sqlite_pool(2, 16, 0).connect_lazy_with(options.clone());
+                let export = sqlite_pool(2, 4, 0).connect_lazy_with(options.clone());
                 // The writer's cache holds a merge of event attributes (see
                 // `events`) without spilling it to the log mid-transaction.
                 let writer = sqlite_pool(1, 256, 256)
