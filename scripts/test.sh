@@ -13,7 +13,10 @@
 # 3. Runs `cargo test --workspace --all-features`, then the
 #    interoperability test with the historical Python and Node.js agents
 #    (scripts/interop.sh: CPython 3.9 from pyenv, packages from PyPI and
-#    npm; it fails, never skips, when they cannot be had).
+#    npm; it fails, never skips, when they cannot be had), and the
+#    property-based test of the admin API against its OpenAPI description
+#    (scripts/schemathesis.sh: schemathesis from PyPI; it fails, never
+#    skips).
 # 4. Lists every test that skipped itself (tests append to
 #    $SQREEN_SKIP_LOG): a skip is never a pass. With CI set, a skip fails
 #    the run (the tests themselves also fail rather than skip under CI).
@@ -59,6 +62,9 @@ if [ "$#" -eq 0 ]; then
     echo
     echo "test.sh: the historical agents against sqreen-server (scripts/interop.sh)"
     bash scripts/interop.sh || status=$?
+    echo
+    echo "test.sh: the admin API against its OpenAPI description (scripts/schemathesis.sh)"
+    bash scripts/schemathesis.sh || status=$?
 fi
 
 skipped=$(sort -u "$SQREEN_SKIP_LOG" | grep -c . || true)

@@ -278,8 +278,8 @@ async fn ingest(state: &AppState, s: &SessionRow, events: Vec<NewEvent>) -> Resu
         .count_events(stored, events.len() as u64 - stored);
     tracing::debug!(event = "ingest.stored", app = %app_name, received = events.len(),
         stored, "events stored");
-    if !hits.is_empty()
-        && let Err(e) = playbook::evaluate(
+    if !hits.is_empty() {
+        let outcome = playbook::evaluate(
             &state.store,
             &state.notifier,
             &playbooks,
@@ -287,11 +287,13 @@ async fn ingest(state: &AppState, s: &SessionRow, events: Vec<NewEvent>) -> Resu
             &hits,
             &inserted,
         )
-        .await
-    {
-        // The events are stored: the agent must not resend them.
-        tracing::error!(event = "playbook.evaluate_failed", error = %e,
-            "playbook evaluation failed");
+        .await;
+        state.metrics.count_evaluation(outcome.is_err());
+        if let Err(e) = outcome {
+            // The events are stored: the agent must not resend them.
+            tracing::error!(event = "playbook.evaluate_failed", error = %e,
+                "playbook evaluation failed");
+        }
     }
     Ok(())
 }
@@ -331,8 +333,21 @@ async fn beat(
     Ok(axum::Json(json!({"status": true, "commands": commands})))
 }
 
+/// `POST /sqreen/v0/batch`, its handling time recorded
+/// ([`crate::metrics`]).
 async fn batch(
     State(state): State<AppState>,
+    session: Extension<SessionRow>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    let started = std::time::Instant::now();
+    let answer = handle_batch(&state, session, body).await;
+    state.metrics.observe_batch(started.elapsed());
+    answer
+}
+
+async fn handle_batch(
+    state: &AppState,
     Extension(s): Extension<SessionRow>,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
@@ -371,7 +386,7 @@ async fn batch(
         .take(protocol::MAX_REPORTED_REFUSALS)
         .map(|r| json!({"index": r.index, "error": r.reason}))
         .collect();
-    ingest(&state, &s, outcome.events).await?;
+    ingest(state, &s, outcome.events).await?;
     if refusals.is_empty() {
         Ok(axum::Json(json!({"status": true})))
     } else {

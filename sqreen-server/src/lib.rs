@@ -17,7 +17,7 @@
 //! Every flag has an environment equivalent (`SQREEN_SERVER_ADDR`,
 //! `SQREEN_SERVER_DATABASE`, `SQREEN_SERVER_ADMIN_KEY`,
 //! `SQREEN_SERVER_HEARTBEAT_DELAY`, `SQREEN_SERVER_MAX_BATCH_BYTES`,
-//! `SQREEN_SERVER_ALLOW_PRIVATE_WEBHOOKS`).
+//! `SQREEN_SERVER_ALLOW_PRIVATE_WEBHOOKS`, `SQREEN_SERVER_METRICS_TOKEN`).
 //! Without an admin key, one is generated at first start, printed once, and
 //! only its hash is stored.
 //!
@@ -36,7 +36,8 @@
 //!
 //! # Modules
 //! - [`ingest`]: the agent protocol routes; [`protocol`]: their bodies.
-//! - [`admin`]: the admin JSON API.
+//! - [`admin`]: the admin JSON API; [`openapi`]: its OpenAPI description;
+//!   [`metrics`]: `GET /metrics` for Prometheus.
 //! - [`store`]: every query (SQLite and PostgreSQL through one `Any` pool);
 //!   front ends such as a dashboard call its `Store` methods.
 //! - [`playbook`]: definitions, matching and firing; [`notify`]: signed
@@ -58,7 +59,9 @@ pub mod fuzzing;
 pub mod guesses;
 pub mod ingest;
 pub mod listen;
+pub mod metrics;
 pub mod notify;
+pub mod openapi;
 pub mod playbook;
 pub mod protocol;
 pub mod rulespack;
@@ -150,6 +153,9 @@ pub struct ServerConfig {
     /// Lets webhooks reach loopback, private and other non-public
     /// addresses ([`destination`]); off by default.
     pub allow_private_webhooks: bool,
+    /// A token (at least 32 characters) that opens `GET /metrics` besides
+    /// the admin key ([`metrics`]); `None`: the admin key only.
+    pub metrics_token: Option<String>,
 }
 
 impl ServerConfig {
@@ -170,7 +176,17 @@ impl ServerConfig {
             )),
             housekeeping_period: Duration::from_secs(60),
             allow_private_webhooks: false,
+            metrics_token: None,
         }
+    }
+
+    /// Lets `Bearer <token>` (at least 32 characters) scrape `GET /metrics`
+    /// without the admin key (flag `--metrics-token`, env
+    /// `SQREEN_SERVER_METRICS_TOKEN`).
+    #[must_use]
+    pub fn with_metrics_token(mut self, token: impl Into<String>) -> Self {
+        self.metrics_token = Some(token.into());
+        self
     }
 
     /// Uses `key` as the admin key.
@@ -215,6 +231,8 @@ pub struct Settings {
     pub admin_key_hash: String,
     /// Signs dashboard sessions and CSRF tokens.
     pub session_key: dashboard::session::SessionKey,
+    /// SHA-256 (hex) of the metrics token, if any.
+    pub metrics_token_hash: Option<String>,
 }
 
 /// What every handler shares; cheap to clone.
@@ -232,6 +250,8 @@ pub struct AppState {
     pub guesses: Arc<guesses::KeyGuesses>,
     /// The enabled playbooks, compiled once per change.
     pub playbooks: Arc<playbook::PlaybookCache>,
+    /// This server's Prometheus registry (`GET /metrics`).
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// A server ready to serve: storage open and migrated, admin key known.
@@ -262,6 +282,14 @@ impl Server {
                 secret::MIN_ADMIN_KEY_LEN
             )));
         }
+        if let Some(token) = &config.metrics_token
+            && token.chars().count() < secret::MIN_ADMIN_KEY_LEN
+        {
+            return Err(OpenError::Config(format!(
+                "the metrics token must be at least {} characters",
+                secret::MIN_ADMIN_KEY_LEN
+            )));
+        }
         let session_secret = session_secret(config)?;
         let store = Store::connect(&config.database_url).await?;
         let (admin_key_hash, generated) = match &config.admin_key {
@@ -279,19 +307,30 @@ impl Server {
                 }
             },
         };
+        let notifier = Notifier::new(WebhookPolicy {
+            allow_private: config.allow_private_webhooks,
+        });
+        let stats: Arc<stats::Stats> = Arc::default();
+        let playbooks: Arc<playbook::PlaybookCache> = Arc::default();
+        let metrics = Arc::new(metrics::Metrics::new(metrics::Sources {
+            stats: stats.clone(),
+            notifier: notifier.clone(),
+            store: store.clone(),
+            playbooks: playbooks.clone(),
+        }));
         let state = AppState {
             store,
-            notifier: Notifier::new(WebhookPolicy {
-                allow_private: config.allow_private_webhooks,
-            }),
+            notifier,
             settings: Arc::new(Settings {
                 heartbeat_delay_s: config.heartbeat_delay_s.max(1),
                 session_key: dashboard::session::SessionKey::new(&session_secret, &admin_key_hash),
                 admin_key_hash,
+                metrics_token_hash: config.metrics_token.as_deref().map(secret::hash),
             }),
-            stats: Arc::default(),
+            stats,
             guesses: Arc::default(),
-            playbooks: Arc::default(),
+            playbooks,
+            metrics,
         };
         Ok((
             Self {
@@ -330,6 +369,8 @@ impl Server {
         Router::new()
             .merge(ingest::routes(&self.state, self.ingest))
             .merge(admin::routes(self.state.clone()))
+            .merge(metrics::routes(self.state.clone()))
+            .merge(openapi::routes())
             .merge(dashboard::routes())
             .route("/healthz", axum::routing::get(|| async { "ok" }))
             .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(

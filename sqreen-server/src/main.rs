@@ -31,6 +31,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: a boxed `Serve` would save nothing worth its noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the agent protocol and the admin API.
@@ -105,6 +107,11 @@ enum Command {
         /// non-public addresses (refused by default).
         #[arg(long, env = "SQREEN_SERVER_ALLOW_PRIVATE_WEBHOOKS")]
         allow_private_webhooks: bool,
+        /// A token (at least 32 characters) that opens `GET /metrics`
+        /// (`Authorization: Bearer <token>`) besides the admin key, for a
+        /// Prometheus scraper.
+        #[arg(long, env = "SQREEN_SERVER_METRICS_TOKEN", hide_env_values = true)]
+        metrics_token: Option<String>,
     },
     /// Manage applications.
     App {
@@ -207,6 +214,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             header_read_timeout,
             allow_private_webhooks,
             retention,
+            metrics_token,
         } => {
             let mut config = ServerConfig::new(database)
                 .with_heartbeat_delay(heartbeat_delay)
@@ -233,6 +241,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 (None, Some(value)) if !value.is_empty() => SessionSecret::Value(value),
                 _ => SessionSecret::Default,
             };
+            config.metrics_token = metrics_token.filter(|t| !t.is_empty());
             config.retention = retention.0;
             config.max_batch_bytes = usize::try_from(max_batch_bytes)?;
             config.concurrent_batches = usize::try_from(concurrent_batches)?;

@@ -41,7 +41,7 @@ pub struct Stats {
 }
 
 /// A snapshot of [`Stats`], as `GET /api/stats` answers it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StatsView {
     /// Requests answered 400 (malformed or invalid body or parameters).
     pub bad_request: u64,

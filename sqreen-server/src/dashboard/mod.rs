@@ -6,6 +6,7 @@
 //! | `GET /login`, `POST /login` (`key`) | log in with the admin key |
 //! | `POST /logout` | log out |
 //! | `GET /events?event=&app=&ip=&user_key=&user_value=&property=&value=&range=&since=&until=&group=&cursor=` | Event Explorer: filters, stacked trend chart, facets, events with their request context |
+//! | `GET /events/export?…the explorer's filters…&format=ndjson\|csv` | the explorer's events (all pages) as a file ([`export`]) |
 //! | `GET /events/{id}` | one event: its request and response as tables, its user, links to the same IP, user, event |
 //! | `GET /playbooks`, `POST /playbooks` | playbooks; create one from the form, or dry-run it (`intent=dry-run`) |
 //! | `GET /playbooks/{id}`, `POST /playbooks/{id}` | one playbook; edit it, or dry-run the edit |
@@ -30,6 +31,7 @@ pub mod apps;
 pub mod chart;
 pub mod event;
 pub mod events;
+pub mod export;
 pub mod layout;
 pub mod playbooks;
 pub mod responses;
@@ -61,6 +63,7 @@ pub fn routes() -> Router<AppState> {
         .route("/logout", post(logout))
         .route("/events", get(events::explorer))
         .route("/events/{id}", get(event::event_page))
+        .route("/events/export", get(export::export))
         .route("/playbooks", get(playbooks::list).post(playbooks::create))
         .route(
             "/playbooks/{id}",

@@ -170,7 +170,7 @@ pub struct EventFilter {
 }
 
 /// One stored event as the API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     /// Its id.
     pub id: i64,
@@ -187,17 +187,21 @@ pub struct EventView {
     /// Occurrences this row stands for.
     pub count: i64,
     /// Properties.
+    #[schema(value_type = Object)]
     pub properties: Value,
     /// User identifiers.
+    #[schema(value_type = Object)]
     pub user_identifiers: Value,
     /// The request context (`verb`, `path`, `user_agent`, …), or null.
+    #[schema(value_type = Option<Object>)]
     pub request: Value,
     /// The response (`status`, …), or null.
+    #[schema(value_type = Option<Object>)]
     pub response: Value,
 }
 
 /// A page of events, newest first.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct EventPage {
     /// The events.
     pub events: Vec<EventView>,
@@ -260,7 +264,7 @@ pub struct TrendQuery {
 }
 
 /// One point of a trend.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TrendPoint {
     /// Bucket start (RFC 3339).
     pub time: String,
@@ -271,7 +275,7 @@ pub struct TrendPoint {
 }
 
 /// One series of a trend: all events, or one group.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TrendSeries {
     /// The group's value (IP, user JSON, property value); null when ungrouped.
     pub group: Option<String>,
@@ -282,7 +286,7 @@ pub struct TrendSeries {
 }
 
 /// A trend answer.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TrendView {
     /// Bucket width in seconds.
     pub bucket_s: i64,

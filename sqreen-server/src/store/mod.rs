@@ -9,11 +9,13 @@
 //! | --- | --- |
 //! | events, newest first, filtered and paged | [`Store::list_events`] |
 //! | one event | [`Store::get_event`] |
+//! | every matching event as NDJSON or CSV, streamed in chunks | [`Store::export_events`] |
 //! | counts per time bucket (and per IP, user, property or event name) | [`Store::event_trend`] |
 //! | the explorer's facets, the names of stored events | [`Store::facets`], [`Store::known_events`] |
 //! | playbooks | [`Store::list_playbooks`], [`Store::get_playbook`] |
 //! | live actions | [`Store::list_actions`] |
 //! | alerts, newest first; one alert, its actions, its webhook deliveries | [`Store::list_alerts`], [`Store::get_alert`], [`Store::alert_actions`], [`Store::alert_deliveries`] |
+//! | live actions and alerts counted, for `/metrics` | [`Store::count_live_actions`], [`Store::count_alerts`] |
 //! | applications | [`Store::list_apps`], [`Store::find_app`] |
 //! | deleting an application, rotating its token | [`Store::delete_app`], [`Store::purge_deleted_apps`], [`Store::rotate_app_token`] |
 //! | retention, weekly partitions (PostgreSQL) | [`Store::apply_retention`], [`Store::ensure_event_partitions`] |
@@ -33,7 +35,9 @@
 //! reader keeps 64 MiB and maps up to 2 GiB, so that any reader finds the
 //! pages the OS already caches.
 
+mod counts;
 mod events;
+mod export;
 mod facets;
 mod partitions;
 mod playbooks;
@@ -53,6 +57,7 @@ pub use events::{
     PURGE_BATCH, TrendGroup, TrendPoint, TrendQuery, TrendSeries, TrendView, attr_text,
     parse_cursor, user_key,
 };
+pub use export::{CSV_COLUMNS, EXPORT_CHUNK, ExportFormat};
 pub use facets::{FACET_SAMPLE, FACET_VALUES, FacetValue, Facets, KNOWN_EVENTS};
 pub use partitions::{LOCK_TIMEOUT, WEEK_MS, week_of};
 pub use playbooks::{
@@ -100,6 +105,9 @@ pub enum StoreError {
     /// its way): nothing was stored for it.
     #[error("the application was deleted")]
     AppDeleted,
+    /// Exported events could not be encoded ([`Store::export_events`]).
+    #[error("export encoding failed: {0}")]
+    Encoding(String),
 }
 
 /// A parameter of a dynamically built query.
@@ -135,7 +143,7 @@ pub(crate) fn bind_all<'q>(
 }
 
 /// An application known to the server.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct AppView {
     /// Its id.
     pub id: i64,
@@ -165,6 +173,14 @@ pub struct Store {
     /// Where writes go: on SQLite one connection of its own, on PostgreSQL
     /// the same pool as reads.
     writer: AnyPool,
+    /// What exports read with ([`Store::export_events`]): on SQLite two
+    /// connections of their own that map nothing (an export reads the
+    /// whole range once: mapped, its pages would stay in the process's RSS)
+    /// and keep a 4 MiB cache (a range scan needs little more than the
+    /// index's upper pages), so that exports neither hold the explorer's
+    /// readers nor grow with the database; on PostgreSQL the same pool as
+    /// reads.
+    export_pool: AnyPool,
     backend: Backend,
     write_lock: Option<Arc<Mutex<()>>>,
     merge: Arc<events::MergeState>,
@@ -271,7 +287,7 @@ impl Store {
             create_private_sqlite(&url);
         }
         let options = AnyConnectOptions::from_str(&url)?;
-        let (pool, writer) = match backend {
+        let (pool, writer, export_pool) = match backend {
             Backend::Sqlite => {
                 // Readers share a small pool; every write goes through one
                 // dedicated connection, so its page cache stays warm: SQLite
@@ -287,13 +303,14 @@ impl Store {
                 let readers = sqlite_pool(4, 64, 2048)
                     .connect_with(options.clone())
                     .await?;
+                let export = sqlite_pool(2, 4, 0).connect_lazy_with(options.clone());
                 // The writer's cache holds a merge of event attributes (see
                 // `events`) without spilling it to the log mid-transaction.
                 let writer = sqlite_pool(1, 256, 256)
                     .min_connections(1)
                     .connect_with(options)
                     .await?;
-                (readers, writer)
+                (readers, writer, export)
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -301,7 +318,7 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(options)
                     .await?;
-                (pool.clone(), pool)
+                (pool.clone(), pool.clone(), pool)
             }
         };
         let migrator = match backend {
@@ -327,6 +344,7 @@ impl Store {
         let store = Self {
             pool,
             writer,
+            export_pool,
             backend,
             write_lock,
             merge: Arc::default(),
@@ -401,6 +419,7 @@ impl Store {
     /// Closes the pool (waits for connections in use).
     pub async fn close(&self) {
         self.pool.close().await;
+        self.export_pool.close().await;
         self.writer.close().await;
     }
 
