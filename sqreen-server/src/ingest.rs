@@ -1,4 +1,4 @@
-//! The agent protocol (PROTOCOL.md): login, heartbeat, batch, action pack,
+//! The agent protocol (docs/PROTOCOL.md): login, heartbeat, batch, action pack,
 //! logout.
 //!
 //! Every route authenticates from its headers alone, before a byte of its
@@ -22,7 +22,7 @@
 //! `actions_reload`.
 //!
 //! The historical Python and Node.js agents use more routes than ours
-//! (PROTOCOL.md, "Variants"): `GET /ping` (no credential), the rulespack
+//! (docs/PROTOCOL.md, "Variants"): `GET /ping` (no credential), the rulespack
 //! ([`crate::rulespack`]), metrics and request records outside a heartbeat
 //! or batch (stored as if they came in one), and reports the server has no
 //! use for (`sqreen_exception`, `bundle`, `agent_message`, `attack`,
@@ -327,7 +327,9 @@ async fn beat(
     let mut commands = Vec::new();
     if s.actions_version != app_version {
         let uuid = secret::random_id().map_err(StoreError::from)?;
-        commands.push(json!({"name": "actions_reload", "uuid": uuid, "params": []}));
+        commands.push(
+            json!({"name": sqreen_protocol::commands::ACTIONS_RELOAD, "uuid": uuid, "params": []}),
+        );
     }
     state.store.touch_session(&s.id_hash, app_version).await?;
     Ok(axum::Json(json!({"status": true, "commands": commands})))

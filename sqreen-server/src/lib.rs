@@ -1,6 +1,6 @@
 //! `sqreen-server`: a self-hosted backend for sqreen agents.
 //!
-//! It speaks the agent protocol (`PROTOCOL.md`: login, heartbeat, batch,
+//! It speaks the agent protocol (`docs/PROTOCOL.md`: login, heartbeat, batch,
 //! action pack, logout), stores events in SQLite or PostgreSQL, serves an
 //! admin JSON API to explore them and manage playbooks, and evaluates the
 //! playbooks as events arrive: an actor (IP or user) crossing a threshold

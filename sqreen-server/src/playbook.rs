@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use sqreen_protocol::actions;
 
 use crate::destination::WebhookPolicy;
 use crate::notify::Notifier;
@@ -516,8 +517,8 @@ async fn fire(
                 Actor::Ip => {
                     let prefix = if actor.contains(':') { 128 } else { 32 };
                     let name = match r.kind {
-                        ResponseKind::Block => "block_ip",
-                        ResponseKind::Redirect => "redirect_ip",
+                        ResponseKind::Block => actions::BLOCK_IP,
+                        ResponseKind::Redirect => actions::REDIRECT_IP,
                     };
                     (name, json!({"ip_cidr": [format!("{actor}/{prefix}")]}))
                 }
@@ -525,8 +526,8 @@ async fn fire(
                     let ids: BTreeMap<String, String> =
                         serde_json::from_str(actor).unwrap_or_default();
                     let name = match r.kind {
-                        ResponseKind::Block => "block_user",
-                        ResponseKind::Redirect => "redirect_user",
+                        ResponseKind::Block => actions::BLOCK_USER,
+                        ResponseKind::Redirect => actions::REDIRECT_USER,
                     };
                     (name, json!({"users": [ids]}))
                 }

@@ -1,8 +1,8 @@
-//! The agent protocol's bodies (PROTOCOL.md) as the server validates them,
+//! The agent protocol's bodies (docs/PROTOCOL.md) as the server validates them,
 //! and their conversion into stored events.
 //!
 //! The canonical shapes are the Go agent's; the Python (1.27) and Node.js
-//! (2.0) agents send variants of them (PROTOCOL.md, "Variants"), which
+//! (2.0) agents send variants of them (docs/PROTOCOL.md, "Variants"), which
 //! this module reads too, leniently where the agents differ and strictly
 //! where it matters:
 //!
@@ -83,7 +83,7 @@ pub const MAX_FIELDS: usize = 100;
 /// Largest count of one metric observation kept; larger ones are clamped.
 pub const MAX_METRIC_COUNT: u64 = 1_000_000_000;
 /// The metric stores turned into events.
-pub const METRIC_STORES: [&str; 3] = ["sdk-login-fail", "sdk-login-success", "sdk-signup"];
+pub const METRIC_STORES: [&str; 3] = sqreen_protocol::metric_stores::ALL;
 /// Most refused events listed in one batch answer (the others are counted).
 pub const MAX_REPORTED_REFUSALS: usize = 20;
 

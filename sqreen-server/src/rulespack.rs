@@ -1,5 +1,5 @@
 //! The rulespack the server gives the historical agents, and the login
-//! features and commands they need (PROTOCOL.md, "Rulespack").
+//! features and commands they need (docs/PROTOCOL.md, "Rulespack").
 //!
 //! The Python agent (1.27) builds its SDK hooks (`track`, `identify`,
 //! `auth_track`, `signup_track`), its request context and its IP and user
@@ -30,6 +30,7 @@
 //! served: those were Sqreen's own content.
 
 use serde_json::{Value, json};
+use sqreen_protocol::metric_stores;
 
 /// Which historical agent speaks, from its login `agent_type` or its
 /// `User-Agent` (`sqreen-python/1.27.4`, `sqreen-nodejs/2.0.2`).
@@ -123,14 +124,14 @@ pub fn rules(kind: AgentKind, heartbeat_delay_s: u64) -> Vec<Value> {
             json!({"name": "sqreen-server.sdk.auth_metrics",
                 "hookpoint": {"klass": "sqreen.sdk.auth", "method": "_auth_track",
                               "callback_class": "SDKAuthMetrics"},
-                "metrics": sums(&["sdk-login-success", "sdk-login-fail"], period)}),
+                "metrics": sums(&[metric_stores::LOGIN_SUCCESS, metric_stores::LOGIN_FAIL], period)}),
             json!({"name": "sqreen-server.sdk.signup_track",
                 "hookpoint": {"klass": "sqreen.sdk.auth", "method": "_signup_track",
                               "callback_class": "SDKSignupTrack"}}),
             json!({"name": "sqreen-server.sdk.signup_metrics",
                 "hookpoint": {"klass": "sqreen.sdk.auth", "method": "_signup_track",
                               "callback_class": "SDKSignupMetrics"},
-                "metrics": sums(&["sdk-signup"], period)}),
+                "metrics": sums(&[metric_stores::SIGNUP], period)}),
         ],
         AgentKind::Node => vec![
             json!({"name": "sqreen-server.block_page", "title": "block page",
@@ -140,7 +141,7 @@ pub fn rules(kind: AgentKind, heartbeat_delay_s: u64) -> Vec<Value> {
             json!({"name": "sqreen-server.sdk.auth_metrics", "title": "auth metrics",
                 "hookpoint": {"klass": "sqreen-sdk", "method": "auth:auth_track",
                               "callback_class": "AuthTrackCB"},
-                "metrics": sums(&["sdk-login-success", "sdk-login-fail"], period)}),
+                "metrics": sums(&[metric_stores::LOGIN_SUCCESS, metric_stores::LOGIN_FAIL], period)}),
         ],
         AgentKind::Other => Vec::new(),
     }

@@ -1,5 +1,5 @@
 //! Time as the server keeps it: milliseconds since the Unix epoch (`i64`)
-//! in storage, RFC 3339 UTC with milliseconds on the wire (PROTOCOL.md).
+//! in storage, RFC 3339 UTC with milliseconds on the wire (docs/PROTOCOL.md).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
