@@ -90,27 +90,45 @@ pub async fn require_admin(
     request: Request,
     next: Next,
 ) -> Response {
+    let admin_key = |presented: &str| secret::same_hash(presented, &state.settings.admin_key_hash);
+    match check_bearer(&state, &request, "admin key", admin_key) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// Checks the `Authorization: Bearer …` credential of `request` under the
+/// wrong-guess limiter ([`crate::guesses`]): `accepts` gets the hash of the
+/// credential presented. `Err` is the refusal: 401 when it is missing or
+/// refused (naming `what` was expected), 429 when the address sent too
+/// many wrong ones lately.
+pub(crate) fn check_bearer(
+    state: &AppState,
+    request: &Request,
+    what: &str,
+    accepts: impl FnOnce(&str) -> bool,
+) -> Result<(), ApiError> {
     let presented = request
         .headers()
-        .get("authorization")
+        .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|key| !key.is_empty());
     let Some(key) = presented else {
-        return ApiError::unauthorized("missing admin key").into_response();
+        return Err(ApiError::unauthorized(format!("missing {what}")));
     };
     let peer = crate::guesses::peer(request.extensions());
     let now = crate::time::now_ms();
     if let Err(retry_after_s) = state.guesses.check(peer, now) {
-        return ApiError::too_many_guesses(retry_after_s).into_response();
+        return Err(ApiError::too_many_guesses(retry_after_s));
     }
-    if secret::same_hash(&secret::hash(key), &state.settings.admin_key_hash) {
+    if accepts(&secret::hash(key)) {
         state.guesses.succeeded(peer, now);
-        next.run(request).await
+        Ok(())
     } else {
         state.guesses.failed(peer, now);
-        ApiError::unauthorized("wrong admin key").into_response()
+        Err(ApiError::unauthorized(format!("wrong {what}")))
     }
 }
 

@@ -49,6 +49,7 @@ use prometheus_client::registry::Registry;
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
+use crate::admin::check_bearer;
 use crate::error::ApiError;
 use crate::notify::Notifier;
 use crate::playbook::PlaybookCache;
@@ -294,35 +295,25 @@ pub async fn require_scraper(
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|key| !key.is_empty());
-    let Some(key) = presented else {
-        return ApiError::unauthorized("missing admin key or metrics token").into_response();
+    let admin_or_token = |presented: &str| {
+        // Both compared, in constant time, whichever matches.
+        let admin = presented
+            .as_bytes()
+            .ct_eq(state.settings.admin_key_hash.as_bytes());
+        let token = match &state.settings.metrics_token_hash {
+            Some(hash) => presented.as_bytes().ct_eq(hash.as_bytes()),
+            None => subtle::Choice::from(0),
+        };
+        bool::from(admin | token)
     };
-    let peer = crate::guesses::peer(request.extensions());
-    let now = crate::time::now_ms();
-    if let Err(retry_after_s) = state.guesses.check(peer, now) {
-        return ApiError::too_many_guesses(retry_after_s).into_response();
-    }
-    let presented = crate::secret::hash(key);
-    let admin = presented
-        .as_bytes()
-        .ct_eq(state.settings.admin_key_hash.as_bytes());
-    let token = match &state.settings.metrics_token_hash {
-        Some(hash) => presented.as_bytes().ct_eq(hash.as_bytes()),
-        None => subtle::Choice::from(0),
-    };
-    if bool::from(admin | token) {
-        state.guesses.succeeded(peer, now);
-        next.run(request).await
-    } else {
-        state.guesses.failed(peer, now);
-        ApiError::unauthorized("wrong admin key or metrics token").into_response()
+    match check_bearer(
+        &state,
+        &request,
+        "admin key or metrics token",
+        admin_or_token,
+    ) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
     }
 }
 
