@@ -84,7 +84,7 @@ pub fn routes(state: AppState) -> axum::Router<AppState> {
 }
 
 /// Refuses requests without the admin key (401), and every attempt from an
-/// address that sent too many wrong ones lately (429, see [`crate::guesses`]).
+/// address that sent too many wrong ones lately (429, see [`crate::key_limiter`]).
 pub async fn require_admin(
     State(state): State<AppState>,
     request: Request,
@@ -98,7 +98,7 @@ pub async fn require_admin(
 }
 
 /// Checks the `Authorization: Bearer …` credential of `request` under the
-/// wrong-guess limiter ([`crate::guesses`]): `accepts` gets the hash of the
+/// wrong-guess limiter ([`crate::key_limiter`]): `accepts` gets the hash of the
 /// credential presented. `Err` is the refusal: 401 when it is missing or
 /// refused (naming `what` was expected), 429 when the address sent too
 /// many wrong ones lately.
@@ -118,16 +118,16 @@ pub(crate) fn check_bearer(
     let Some(key) = presented else {
         return Err(ApiError::unauthorized(format!("missing {what}")));
     };
-    let peer = crate::guesses::peer(request.extensions());
+    let peer = crate::key_limiter::peer(request.extensions());
     let now = crate::time::now_ms();
-    if let Err(retry_after_s) = state.guesses.check(peer, now) {
+    if let Err(retry_after_s) = state.key_limiter.check(peer, now) {
         return Err(ApiError::too_many_guesses(retry_after_s));
     }
     if accepts(&secret::hash(key)) {
-        state.guesses.succeeded(peer, now);
+        state.key_limiter.succeeded(peer, now);
         Ok(())
     } else {
-        state.guesses.failed(peer, now);
+        state.key_limiter.failed(peer, now);
         Err(ApiError::unauthorized(format!("wrong {what}")))
     }
 }

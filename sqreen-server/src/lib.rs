@@ -35,14 +35,21 @@
 //! ```
 //!
 //! # Modules
-//! - [`ingest`]: the agent protocol routes; [`protocol`]: their bodies.
+//! - [`ingest`]: the agent protocol routes; [`protocol`]: their bodies;
+//!   [`rulespack`]: the rules the historical agents are given at login.
 //! - [`admin`]: the admin JSON API; [`openapi`]: its OpenAPI description;
-//!   [`metrics`]: `GET /metrics` for Prometheus.
+//!   [`metrics`]: `GET /metrics` for Prometheus; [`stats`]: the counters
+//!   behind `/api/stats` and `/metrics`.
+//! - [`dashboard`]: the HTML dashboard (Event Explorer, playbooks,
+//!   responses, alerts, applications).
+//! - [`key_limiter`]: the rate limiter of admin key guesses (admin API,
+//!   `/metrics`, dashboard login).
 //! - [`store`]: every query (SQLite and PostgreSQL through one `Any` pool);
 //!   front ends such as a dashboard call its `Store` methods.
 //! - [`playbook`]: definitions, matching and firing; [`notify`]: signed
 //!   webhooks; [`destination`]: where webhooks may not go.
-//! - [`secret`]: tokens and hashes; [`time`]: timestamps.
+//! - [`secret`]: tokens and hashes; [`time`]: timestamps; [`error`]: the
+//!   API's error answers.
 //! - [`listen`]: the accept loop and its bounds.
 //! - [`fuzzing`]: the fuzz targets' entry points.
 //!
@@ -56,8 +63,8 @@ pub mod dashboard;
 pub mod destination;
 pub mod error;
 pub mod fuzzing;
-pub mod guesses;
 pub mod ingest;
+pub mod key_limiter;
 pub mod listen;
 pub mod metrics;
 pub mod notify;
@@ -247,7 +254,7 @@ pub struct AppState {
     /// What this process refused, failed at and stored.
     pub stats: Arc<stats::Stats>,
     /// Wrong admin keys per client address.
-    pub guesses: Arc<guesses::KeyGuesses>,
+    pub key_limiter: Arc<key_limiter::KeyGuessLimiter>,
     /// The enabled playbooks, compiled once per change.
     pub playbooks: Arc<playbook::PlaybookCache>,
     /// This server's Prometheus registry (`GET /metrics`).
@@ -328,7 +335,7 @@ impl Server {
                 metrics_token_hash: config.metrics_token.as_deref().map(secret::hash),
             }),
             stats,
-            guesses: Arc::default(),
+            key_limiter: Arc::default(),
             playbooks,
             metrics,
         };

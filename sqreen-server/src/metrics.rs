@@ -6,7 +6,7 @@
 //! `SQREEN_SERVER_METRICS_TOKEN`, at least 32 characters), so that a
 //! scraper needs no admin key. Both are compared by their SHA-256 in
 //! constant time, and wrong ones count as admin key guesses
-//! ([`crate::guesses`]): too many from one address get 429s.
+//! ([`crate::key_limiter`]): too many from one address get 429s.
 //!
 //! | metric | type | what |
 //! | --- | --- | --- |

@@ -62,7 +62,7 @@ pub struct ApiDoc;
 
 /// Declares the two bearer schemes, and the answers of the credential check
 /// on every operation: 401 (no or wrong key) and 429 (too many wrong keys
-/// from one address, [`crate::guesses`]).
+/// from one address, [`crate::key_limiter`]).
 struct Credentials;
 
 impl Modify for Credentials {

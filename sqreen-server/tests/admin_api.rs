@@ -103,7 +103,7 @@ fn admin_key_guesses_are_limited() {
             .send()
             .unwrap()
     };
-    for i in 0..sqreen_server::guesses::MAX_FAILURES {
+    for i in 0..sqreen_server::key_limiter::MAX_FAILURES {
         assert_eq!(
             api(&guesser, &format!("guess-{i}")).status(),
             401,

@@ -150,9 +150,9 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
     let key = form.key.trim();
-    let peer = crate::guesses::peer(&extensions);
+    let peer = crate::key_limiter::peer(&extensions);
     let now = now_ms();
-    if let Err(retry_after_s) = state.guesses.check(peer, now) {
+    if let Err(retry_after_s) = state.key_limiter.check(peer, now) {
         let mut response = login_form(
             StatusCode::TOO_MANY_REQUESTS,
             Some(&format!(
@@ -166,7 +166,7 @@ async fn login(
     }
     if key.is_empty() || !secret::same_hash(&secret::hash(key), &state.settings.admin_key_hash) {
         if !key.is_empty() {
-            state.guesses.failed(peer, now);
+            state.key_limiter.failed(peer, now);
         }
         tracing::warn!(
             event = "dashboard.login_failed",
@@ -177,7 +177,7 @@ async fn login(
             Some("Wrong admin key."),
         ));
     }
-    state.guesses.succeeded(peer, now);
+    state.key_limiter.succeeded(peer, now);
     let cookie = state.settings.session_key.issue(now_ms())?;
     tracing::info!(event = "dashboard.login", "dashboard login");
     let mut response = Redirect::to("/events").into_response();

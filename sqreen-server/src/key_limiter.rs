@@ -1,4 +1,4 @@
-//! Limits guesses of the admin key, per client address.
+//! The rate limiter of admin key guesses, per client address.
 //!
 //! The admin key guards the admin API (`Authorization: Bearer`) and the
 //! dashboard's login form. A generated key is 256 random bits, but one given
@@ -25,8 +25,8 @@
 //! own: `N` processes on one database allow `N` times the guesses.
 //!
 //! ```
-//! use sqreen_server::guesses::{KeyGuesses, MAX_FAILURES, WINDOW_MS};
-//! let guesses = KeyGuesses::default();
+//! use sqreen_server::key_limiter::{KeyGuessLimiter, MAX_FAILURES, WINDOW_MS};
+//! let guesses = KeyGuessLimiter::default();
 //! let ip = Some("203.0.113.7".parse().unwrap());
 //! for _ in 0..MAX_FAILURES {
 //!     assert!(guesses.check(ip, 0).is_ok());
@@ -86,7 +86,7 @@ impl Window {
 
 /// Wrong admin keys per address and overall (see the module docs).
 #[derive(Debug, Default)]
-pub struct KeyGuesses {
+pub struct KeyGuessLimiter {
     inner: Mutex<Inner>,
 }
 
@@ -138,7 +138,7 @@ fn slot(windows: &HashMap<Option<IpAddr>, Window>, ip: Option<IpAddr>) -> Option
     }
 }
 
-impl KeyGuesses {
+impl KeyGuessLimiter {
     /// Whether `ip` may present a key at `now_ms`: `Err(seconds)` until its
     /// window ends when it has used up its wrong keys.
     pub fn check(&self, ip: Option<IpAddr>, now_ms: i64) -> Result<(), u64> {
@@ -226,7 +226,7 @@ mod tests {
     /// Addresses count apart; an IPv6 /64 counts as one address.
     #[test]
     fn addresses_count_apart() {
-        let g = KeyGuesses::default();
+        let g = KeyGuessLimiter::default();
         for i in 0..MAX_FAILURES {
             g.failed(ip(&format!("2001:db8::{i}")), 0);
         }
@@ -239,7 +239,7 @@ mod tests {
     /// Below the limit nothing is refused; a new window starts afresh.
     #[test]
     fn windows_reset() {
-        let g = KeyGuesses::default();
+        let g = KeyGuessLimiter::default();
         let a = ip("198.51.100.1");
         for _ in 0..MAX_FAILURES - 1 {
             g.failed(a, 0);
@@ -254,7 +254,7 @@ mod tests {
     /// logged in lately are not.
     #[test]
     fn global_budget_spares_trusted_addresses() {
-        let g = KeyGuesses::default();
+        let g = KeyGuessLimiter::default();
         let admin = ip("198.51.100.7");
         g.succeeded(admin, 0);
         for i in 0..GLOBAL_MAX_FAILURES {
@@ -278,7 +278,7 @@ mod tests {
     /// peers' budget instead of growing the map.
     #[test]
     fn tracking_is_bounded() {
-        let g = KeyGuesses::default();
+        let g = KeyGuessLimiter::default();
         for i in 0..MAX_TRACKED as u32 {
             g.failed(Some(IpAddr::V4(i.into())), 0);
         }
