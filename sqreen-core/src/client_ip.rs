@@ -299,13 +299,9 @@ impl ClientIpResolver {
             if proto.is_none() && name.eq_ignore_ascii_case("X-Forwarded-Proto") {
                 proto = first().and_then(scheme_name);
             } else if forwarded.is_none() && name.eq_ignore_ascii_case("Forwarded") {
-                forwarded = first().and_then(|element| {
-                    element
-                        .split(';')
-                        .filter_map(|pair| pair.split_once('='))
-                        .find(|(key, _)| key.trim_ascii().eq_ignore_ascii_case("proto"))
-                        .and_then(|(_, value)| scheme_name(strip_quotes(value.trim_ascii())))
-                });
+                forwarded = first()
+                    .and_then(|element| forwarded_param(element, "proto"))
+                    .and_then(|value| scheme_name(strip_quotes(value.trim_ascii())));
             }
         });
         proto.or(forwarded)
@@ -469,11 +465,19 @@ fn parse_entry(syntax: Syntax, text: &str) -> Entry {
 /// `for=unknown`, obfuscated `for=_name` and elements without `for=` are
 /// garbage: a proxy wrote them but did not name the hop.
 fn parse_forwarded_element(text: &str) -> Entry {
-    text.split(';')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(key, _)| key.trim_ascii().eq_ignore_ascii_case("for"))
-        .and_then(|(_, value)| parse_addr(value))
+    forwarded_param(text, "for")
+        .and_then(parse_addr)
         .map_or(Entry::Garbage, Entry::Ip)
+}
+
+/// The raw value of parameter `key` (`for`, `proto`, …, any case) of an
+/// RFC 7239 element, as written (possibly quoted).
+fn forwarded_param<'a>(element: &'a str, key: &str) -> Option<&'a str> {
+    element
+        .split(';')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| name.trim_ascii().eq_ignore_ascii_case(key))
+        .map(|(_, value)| value)
 }
 
 /// Parses `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]` or `[::1]:80`, possibly

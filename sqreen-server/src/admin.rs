@@ -439,11 +439,7 @@ pub fn list_query(p: &EventsParams) -> Result<ListQuery, ApiError> {
             "bucket and group_by belong to /api/events/trend",
         ));
     }
-    if p.format.is_some() {
-        return Err(ApiError::bad_request(
-            "format belongs to /api/events/export",
-        ));
-    }
+    no_format(p)?;
     let filter = filter_of(p)?;
     let limit = p.limit.unwrap_or(100);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -489,11 +485,7 @@ pub fn trend_query(p: &EventsParams, now: i64) -> Result<TrendQuery, ApiError> {
             "limit and cursor belong to /api/events",
         ));
     }
-    if p.format.is_some() {
-        return Err(ApiError::bad_request(
-            "format belongs to /api/events/export",
-        ));
-    }
+    no_format(p)?;
     let mut filter = filter_of(p)?;
     let bucket_s = p.bucket.unwrap_or(60);
     if !(1..=MAX_BUCKET_S).contains(&bucket_s) {
@@ -568,6 +560,16 @@ pub fn export_query(p: &EventsParams) -> Result<(EventFilter, ExportFormat), Api
         ));
     }
     Ok((filter_of(p)?, export_format(p.format.as_deref())?))
+}
+
+/// Refuses `format` outside `/api/events/export`.
+fn no_format(p: &EventsParams) -> Result<(), ApiError> {
+    match p.format {
+        Some(_) => Err(ApiError::bad_request(
+            "format belongs to /api/events/export",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The export format named `name` (`ndjson` by default).

@@ -155,27 +155,26 @@ pub(crate) struct Registration {
 /// Registers the current request's record and buffered body under the
 /// current task (or thread).
 pub(crate) fn register(record: Option<RequestRecord>, body: Option<StashedBody>) -> Registration {
-    insert(record, None, body)
+    insert(record, None, body, None)
 }
 
 /// Registers a record whose body `SqreenService` copies as the route
 /// reads it; the record takes the copy when the request ends.
 pub(crate) fn register_tapped(record: RequestRecord, tap: BodyTap) -> Registration {
-    let registration = insert(Some(record), None, None);
-    with_entry(&registration, |e| e.tap = Some(tap));
-    registration
+    insert(Some(record), None, None, Some(tap))
 }
 
 /// Registers a request whose record is opened only if a route asks for
 /// the handle ([`current_handle`]).
 pub(crate) fn register_deferred(deferred: DeferredRecord) -> Registration {
-    insert(None, Some(deferred), None)
+    insert(None, Some(deferred), None, None)
 }
 
 fn insert(
     record: Option<RequestRecord>,
     deferred: Option<DeferredRecord>,
     body: Option<StashedBody>,
+    tap: Option<BodyTap>,
 ) -> Registration {
     let key = Key::current();
     let mut shard = lock(key.shard());
@@ -187,7 +186,7 @@ fn insert(
         record,
         deferred,
         body,
-        tap: None,
+        tap,
         params: Vec::new(),
     });
     Registration { key, id }
@@ -231,18 +230,6 @@ impl Drop for Registration {
     }
 }
 
-/// Works on the one entry registered for the current task, if there is
-/// exactly one.
-/// Runs `f` on the entry of `registration`.
-fn with_entry<T>(registration: &Registration, f: impl FnOnce(&mut Entry) -> T) -> Option<T> {
-    let mut shard = lock(registration.key.shard());
-    shard
-        .entries
-        .iter_mut()
-        .find(|e| e.id == registration.id && e.key == registration.key)
-        .map(f)
-}
-
 /// Records a route parameter of the current request (a later value of the
 /// same name replaces the earlier one, as when warp tries another route).
 pub(crate) fn add_param(name: &'static str, value: &str) {
@@ -263,6 +250,8 @@ pub(crate) fn add_param(name: &'static str, value: &str) {
     });
 }
 
+/// Works on the one entry registered for the current task, if there is
+/// exactly one.
 fn with_current<T>(f: impl FnOnce(&mut Entry) -> T) -> Option<T> {
     let key = Key::current();
     let mut shard = lock(key.shard());

@@ -241,7 +241,9 @@ where
     ///     });
     /// let app = sqreen_warp::SqreenWrapper::new().capture_bodies(true).service(routes);
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
-    /// app.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await;
+    /// // Stops when `shutdown` completes: in an app, say, `tokio::signal::ctrl_c()`.
+    /// let (_stop, shutdown) = tokio::sync::oneshot::channel::<()>();
+    /// app.serve(listener, async { let _ = shutdown.await; }).await;
     /// # Ok(())
     /// # }
     /// ```

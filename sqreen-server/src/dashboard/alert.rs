@@ -65,9 +65,7 @@ pub async fn alert_page(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| PageError::bad_request("An alert id is a number."))?;
+    let id = PageError::numeric_id(&id, "An alert")?;
     let alert = state
         .store
         .get_alert(id)

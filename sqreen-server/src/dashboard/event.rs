@@ -26,9 +26,7 @@ pub async fn event_page(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| PageError::bad_request("An event id is a number."))?;
+    let id = PageError::numeric_id(&id, "An event")?;
     let event = state
         .store
         .get_event(id)

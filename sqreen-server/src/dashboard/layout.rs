@@ -210,6 +210,13 @@ impl PageError {
             message: format!("No such {what}."),
         }
     }
+
+    /// The id in a page's path (`/events/{id}`), or a 400 saying that
+    /// `what` ("An event") id is a number.
+    pub fn numeric_id(text: &str, what: &str) -> Result<i64, Self> {
+        text.parse()
+            .map_err(|_| Self::bad_request(format!("{what} id is a number.")))
+    }
 }
 
 impl From<StoreError> for PageError {

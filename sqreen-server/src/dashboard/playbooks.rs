@@ -415,12 +415,8 @@ pub async fn edit_page(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let id = playbook_id(&id)?;
-    let row = state
-        .store
-        .get_playbook(id)
-        .await?
-        .ok_or_else(|| PageError::not_found("playbook"))?;
+    let id = PageError::numeric_id(&id, "A playbook")?;
+    let row = stored_playbook(&state, id).await?;
     let form = PlaybookForm::from_playbook(&row.playbook);
     render_edit(
         &session,
@@ -435,10 +431,13 @@ pub async fn edit_page(
     .await
 }
 
-/// A playbook id from the path.
-fn playbook_id(text: &str) -> Result<i64, PageError> {
-    text.parse()
-        .map_err(|_| PageError::bad_request("A playbook id is a number."))
+/// Playbook `id` as stored: 404 when there is none.
+async fn stored_playbook(state: &AppState, id: i64) -> Result<PlaybookRow, PageError> {
+    state
+        .store
+        .get_playbook(id)
+        .await?
+        .ok_or_else(|| PageError::not_found("playbook"))
 }
 
 /// `POST /playbooks/{id}`: saves the edited playbook (keeping it enabled
@@ -450,12 +449,8 @@ pub async fn update(
     Form(form): Form<PlaybookForm>,
 ) -> Result<Response, PageError> {
     session.check_csrf(&form.csrf)?;
-    let id = playbook_id(&id)?;
-    let row = state
-        .store
-        .get_playbook(id)
-        .await?
-        .ok_or_else(|| PageError::not_found("playbook"))?;
+    let id = PageError::numeric_id(&id, "A playbook")?;
+    let row = stored_playbook(&state, id).await?;
     if form.is_dry_run() {
         let (status, error, run) = dry_run_of(&state, &form).await?;
         return render_edit(
@@ -503,11 +498,7 @@ pub async fn update(
         .ok_or_else(|| PageError::not_found("playbook"))?;
     tracing::info!(event = "dashboard.playbook_updated", id, name = %playbook.name,
         webhooks = secrets.len(), "playbook updated from the dashboard");
-    let row = state
-        .store
-        .get_playbook(id)
-        .await?
-        .ok_or_else(|| PageError::not_found("playbook"))?;
+    let row = stored_playbook(&state, id).await?;
     let form = PlaybookForm::from_playbook(&row.playbook);
     render_edit(
         &session,
