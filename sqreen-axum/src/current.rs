@@ -9,30 +9,18 @@
 //! request extensions, which cost an allocation and a hash-map insert (often
 //! a rehash) per request, about 500 instructions.
 //!
-//! The slot holds the request's record itself, not a handle to it (no
-//! reference count to take and give back per request), or, when nothing
-//! loaded in the agent needs to see the request, a
-//! [`DeferredRecord`]: the record is then opened the first time a handler
-//! asks for the handle, and a request whose handlers never ask costs no
-//! record at all.
+//! The thread-local holds the request's [`RequestSlot`] itself, not a
+//! handle to it (no reference count to take and give back per request):
+//! the slot opens the record the first time a handler asks for the handle,
+//! so a request whose handlers never ask costs no record at all when
+//! nothing loaded in the agent needs to see it.
 
 use std::cell::RefCell;
 
-use sqreen_core::{DeferredRecord, RequestRecord};
-
-/// What the layer makes current while it polls the inner service.
-pub(crate) enum Slot {
-    /// The request is not recorded (passlisted): handlers get a disabled
-    /// handle, not that of a request around this one.
-    Pass,
-    /// The request's record; the layer closes it with the response.
-    Record(RequestRecord),
-    /// The record is opened the first time a handler asks for the handle.
-    Deferred(DeferredRecord),
-}
+use sqreen_core::RequestSlot;
 
 thread_local! {
-    static CURRENT: RefCell<Option<Slot>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<RequestSlot>> = const { RefCell::new(None) };
 }
 
 /// The SDK handle of `request`, in a plain hyper or tonic service wrapped by
@@ -63,17 +51,14 @@ thread_local! {
 /// let service = SqreenLayer::new().layer(service);
 /// ```
 pub fn from_request<B>(request: &http::Request<B>) -> sqreen_core::Sqreen {
-    let mut handle = current();
-    if !handle.is_enabled()
-        && let Some(found) = request.extensions().get::<sqreen_core::Sqreen>()
-    {
-        handle = found.clone();
+    let headers = crate::request::HeaderMapPairs(request.headers());
+    let handle =
+        with_current(|slot| slot.handle_with(|| crate::request::request_info(request, &headers)));
+    match request.extensions().get::<sqreen_core::Sqreen>() {
+        // A handle another layer put in the extensions (`Extension` style).
+        Some(found) if !handle.is_enabled() => found.clone(),
+        _ => handle,
     }
-    if handle.needs_request() {
-        let headers = crate::request::HeaderMapPairs(request.headers());
-        handle.capture_request(&crate::request::request_info(request, &headers, None));
-    }
-    handle
 }
 
 /// The SDK handle of the request the calling code serves, inside a service
@@ -107,39 +92,32 @@ pub fn from_request<B>(request: &http::Request<B>) -> sqreen_core::Sqreen {
 /// let app: Router = Router::new().route("/export", get(export)).layer(SqreenLayer::new());
 /// ```
 pub fn current() -> sqreen_core::Sqreen {
+    with_current(RequestSlot::handle)
+}
+
+/// Runs `f` on the current request's slot; `R::default()` (a disabled
+/// handle) outside a recorded request. `f` only opens or copies a record, which calls nothing
+/// that could come back here.
+pub(crate) fn with_current<R: Default>(f: impl FnOnce(&mut RequestSlot) -> R) -> R {
     CURRENT
-        .try_with(|slot| match slot.try_borrow_mut() {
-            Ok(mut slot) => handle_of(&mut slot),
-            Err(_) => sqreen_core::Sqreen::disabled(),
+        .try_with(|current| match current.try_borrow_mut() {
+            Ok(mut current) => current.as_mut().map(f).unwrap_or_default(),
+            Err(_) => R::default(),
         })
         .unwrap_or_default()
 }
 
-/// The handle of what `slot` holds, opening a deferred record first.
-fn handle_of(slot: &mut Option<Slot>) -> sqreen_core::Sqreen {
-    if matches!(slot, Some(Slot::Deferred(_)))
-        && let Some(Slot::Deferred(deferred)) = slot.take()
-    {
-        // `None`: the agent turned off since the request started.
-        *slot = Some(deferred.open().map_or(Slot::Pass, Slot::Record));
-    }
-    match slot {
-        Some(Slot::Record(record)) => record.handle(),
-        Some(Slot::Pass | Slot::Deferred(_)) | None => sqreen_core::Sqreen::disabled(),
-    }
-}
-
 /// Makes `slot` the current one until the guard drops; the previous one
-/// (usually none) waits in `slot` meanwhile and is put back. A deferred
-/// record opened meanwhile comes back as `Slot::Record`.
-pub(crate) fn enter(slot: &mut Option<Slot>) -> Entered<'_> {
+/// (usually none) waits in `slot` meanwhile and is put back, with the
+/// record it may have opened.
+pub(crate) fn enter(slot: &mut Option<RequestSlot>) -> Entered<'_> {
     swap(slot);
     Entered { slot }
 }
 
 /// Puts the previous slot back when dropped, a panic included.
 pub(crate) struct Entered<'a> {
-    slot: &'a mut Option<Slot>,
+    slot: &'a mut Option<RequestSlot>,
 }
 
 impl Drop for Entered<'_> {
@@ -152,7 +130,7 @@ impl Drop for Entered<'_> {
 /// borrowed inside this module, for one swap or to make one handle (which
 /// calls nothing that could come back here), so the borrow cannot fail;
 /// nor can the thread-local be gone while a future is polled.
-fn swap(slot: &mut Option<Slot>) {
+fn swap(slot: &mut Option<RequestSlot>) {
     let _ = CURRENT.try_with(|current| {
         if let Ok(mut current) = current.try_borrow_mut() {
             std::mem::swap(&mut *current, slot);

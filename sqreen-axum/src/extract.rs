@@ -45,14 +45,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Sqreen {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
-        let mut handle = crate::current();
-        if !handle.is_enabled()
+        let handle = crate::request::handle_for(parts).await;
+        match parts.extensions.get::<sqreen_core::Sqreen>() {
             // A handle another layer put in the extensions (`Extension` style).
-            && let Some(found) = parts.extensions.get::<sqreen_core::Sqreen>()
-        {
-            handle = found.clone();
+            Some(found) if !handle.is_enabled() => Ok(Self(found.clone())),
+            _ => Ok(Self(handle)),
         }
-        crate::request::capture_parts(&handle, parts).await;
-        Ok(Self(handle))
     }
 }

@@ -26,11 +26,10 @@ use http::request::Parts;
 use http_body_util::Limited;
 use http_body_util::combinators::Collect;
 use pin_project_lite::pin_project;
-use sqreen_core::{Agent, Begin, LazyAgent, RequestRecord, ResponseInfo, SecurityResponse};
+use sqreen_core::{Agent, LazyAgent, Open, RequestSlot, ResponseInfo, SecurityResponse};
 use tower_service::Service;
 
 use crate::blocked::{BlockedMarker, default_blocked_response};
-use crate::current::Slot;
 use crate::request::{HeaderMapPairs, rebuild, request_info, set_route_params};
 
 /// A custom renderer of security responses.
@@ -92,10 +91,10 @@ pin_project! {
         Inner {
             #[pin]
             future: S::Future,
-            // Made current while `future` is polled: the record (or the
-            // deferred one, opened if a handler asks); `None` when the
-            // agent is off.
-            slot: Option<Slot>,
+            // Made current while `future` is polled: the request's slot
+            // (a slot recording nothing for a passed request); `None` when
+            // the agent is off.
+            slot: Option<RequestSlot>,
             renderer: Option<Renderer>,
         },
         /// Reading a form or JSON body to capture, before asking the agent.
@@ -153,15 +152,8 @@ where
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &self.state {
-            State::Inner {
-                slot: Some(Slot::Record(_)),
-                ..
-            } => "record",
-            State::Inner {
-                slot: Some(Slot::Deferred(_)),
-                ..
-            } => "deferred",
-            State::Inner { .. } => "pass",
+            State::Inner { slot: Some(_), .. } => "inner",
+            State::Inner { slot: None, .. } => "inner, agent off",
             State::Buffer { .. } => "buffer",
             State::Ready { .. } => "ready",
         };
@@ -196,17 +188,13 @@ where
                     } else {
                         ready!(future.poll(cx))
                     };
-                    // A deferred record nobody asked for was never opened:
-                    // nothing to close. On an error the record is dropped,
-                    // which closes it without a response: what was tracked
-                    // is still sent.
-                    let record = match slot.take() {
-                        Some(Slot::Record(record)) => Some(record),
-                        Some(Slot::Pass | Slot::Deferred(_)) | None => None,
-                    };
+                    // On an error the slot is dropped, which closes its
+                    // record without a response: what was tracked is still
+                    // sent.
+                    let slot = slot.take();
                     let renderer = renderer.take();
                     return Poll::Ready(
-                        result.map(|response| finish(response.map(Body::new), record, renderer)),
+                        result.map(|response| finish(response.map(Body::new), slot, renderer)),
                     );
                 }
                 StateProj::Ready { response } => {
@@ -273,7 +261,7 @@ fn polled_after_ready<T>() -> T {
 /// record with what the client gets.
 fn finish(
     mut response: Response,
-    record: Option<RequestRecord>,
+    slot: Option<RequestSlot>,
     renderer: Option<Renderer>,
 ) -> Response {
     if let Some(render) = renderer
@@ -281,9 +269,9 @@ fn finish(
     {
         response = render(&blocked);
     }
-    if let Some(record) = record {
+    if let Some(slot) = slot {
         // Only a record holding entries reads the response headers.
-        record.close_with(|| {
+        slot.close_with(|| {
             let headers = response.headers();
             let content_length =
                 http_body::Body::size_hint(response.body())
@@ -316,77 +304,47 @@ where
     B: http_body::Body,
     B::Error: Into<axum::BoxError>,
 {
-    // Nothing loaded needs to see the request: its record is opened only
-    // if a handler asks for the handle. With the handle in the extensions
-    // (it must exist before the call), or a body copied, it is opened now.
-    if body.is_none()
-        && !settings.in_extensions
-        && let Some(deferred) = agent.defer()
-    {
-        let mut slot = Some(Slot::Deferred(deferred));
-        let future = {
-            let _entered = crate::current::enter(&mut slot);
-            service.call(req)
-        };
-        return State::Inner {
-            future,
-            slot,
-            renderer: settings.renderer.clone(),
-        };
-    }
-    let begin = {
+    let open = {
         let headers = HeaderMapPairs(req.headers());
-        match body {
-            // The handler consumes the body: it is copied now.
-            Some(_) => agent.begin(&request_info(&req, &headers, body)),
-            None => agent.begin_on_demand(|| request_info(&req, &headers, None)),
-        }
+        agent.open(|| request_info(&req, &headers), body)
     };
-    match begin {
-        // A disabled handle is current: a request passlisted inside another
-        // recorded one (an in-process sub-request) must not see the outer
-        // request's handle.
-        Begin::Pass => {
-            let mut slot = Some(Slot::Pass);
-            let future = {
-                let _entered = crate::current::enter(&mut slot);
-                service.call(req)
+    let mut slot = match open {
+        // A slot recording nothing is current: a request passlisted inside
+        // another recorded one (an in-process sub-request) must not see the
+        // outer request's handle.
+        Open::Pass => RequestSlot::default(),
+        Open::Respond(response) => {
+            return State::Ready {
+                response: Some(settings.render(&response)),
             };
-            State::Inner {
-                future,
-                slot,
-                renderer: None,
-            }
         }
-        Begin::Respond(response) => State::Ready {
-            response: Some(settings.render(&response)),
-        },
-        Begin::Record(record) => {
-            // A record opened on demand gets its route parameters with the
-            // request, from the extractor; one copied now (a captured body,
-            // an IP action) gets them here.
-            if !record.needs_request() {
-                set_route_params(&record, &mut req);
-            }
-            if settings.in_extensions {
-                req.extensions_mut().insert(record.handle());
-            }
-            let mut slot = Some(Slot::Record(record));
-            let future = {
-                let _entered = crate::current::enter(&mut slot);
-                service.call(req)
-            };
-            State::Inner {
-                future,
-                slot,
-                renderer: settings.renderer.clone(),
-            }
-        }
+        Open::Request(slot) => slot,
+    };
+    if settings.in_extensions {
+        // The handle must exist before the call, and may be used where the
+        // thread-local is not (a task behind a `Buffer`): copied now.
+        let headers = HeaderMapPairs(req.headers());
+        let handle = slot.handle_with(|| request_info(&req, &headers));
+        req.extensions_mut().insert(handle);
+    }
+    // A request not copied yet gets its route parameters with the request,
+    // from the extractor; one copied now (a captured body, an IP action,
+    // the handle in the extensions) gets them here.
+    if !slot.needs_request() {
+        set_route_params(&slot, &mut req);
+    }
+    let mut slot = Some(slot);
+    let future = {
+        let _entered = crate::current::enter(&mut slot);
+        service.call(req)
+    };
+    State::Inner {
+        future,
+        slot,
+        renderer: settings.renderer.clone(),
     }
 }
 
-/// The answer when a request body to capture cannot be read: the client
-/// sent less or more than it declared, or went away.
 pub(crate) fn unreadable_body() -> Response {
     let mut response = Response::new(Body::from("invalid request body"));
     *response.status_mut() = http::StatusCode::BAD_REQUEST;

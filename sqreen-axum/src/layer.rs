@@ -5,10 +5,10 @@
 //! ```text
 //! call ─ agent absent/off ──────────────────────────────▶ inner.call (untouched)
 //!      ─ form/JSON body, declared length ≤ limit ─ buffer ─┐
-//!      ─ otherwise ────────────────────────────────────────┴▶ Agent::begin
-//!           Pass    ─▶ inner.call
+//!      ─ otherwise ────────────────────────────────────────┴▶ Agent::open
+//!           Pass    ─▶ inner.call + polls with an empty slot current
 //!           Respond ─▶ security response (inner never called)
-//!           Record  ─▶ route params ─▶ inner.call + polls with the handle current ─▶ close
+//!           Request ─▶ inner.call + polls with the request's slot current ─▶ close
 //! ```
 
 use std::sync::Arc;

@@ -17,7 +17,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
 use http::{Extensions, HeaderMap, Method, Request, Uri};
 use http_body_util::Full;
-use sqreen_core::{HeaderPairs, RequestInfo, RequestRecord};
+use sqreen_core::{HeaderPairs, RequestInfo, RequestSlot};
 
 /// The request's header map seen as the core's [`HeaderPairs`], without copying.
 pub(crate) struct HeaderMapPairs<'a>(pub &'a HeaderMap);
@@ -40,9 +40,8 @@ impl HeaderPairs for HeaderMapPairs<'_> {
 pub(crate) fn request_info<'a, B>(
     req: &'a Request<B>,
     headers: &'a HeaderMapPairs<'a>,
-    body: Option<&'a [u8]>,
 ) -> RequestInfo<'a> {
-    info_from(req.method(), req.uri(), req.extensions(), headers).body(body)
+    info_from(req.method(), req.uri(), req.extensions(), headers)
 }
 
 /// [`request_info`] from a request's `Parts`, as extractors see it.
@@ -81,15 +80,14 @@ fn info_from<'a>(
         .host(host)
 }
 
-/// Copies the request into `handle`'s record if it still needs it (the
-/// layer opened it [on demand](sqreen_core::Agent::begin_on_demand)): what
-/// the [`Sqreen`](crate::Sqreen) extractor does when a handler takes it.
-/// The route parameters axum matched go with it.
-pub(crate) async fn capture_parts(handle: &sqreen_core::Sqreen, parts: &mut Parts) {
-    if !handle.needs_request() {
-        return;
-    }
-    let params = if has_route_params(&parts.extensions) {
+/// The current request's handle, its record opened and the request copied
+/// into it if not yet: what the [`Sqreen`](crate::Sqreen) extractor does
+/// when a handler takes it. The route parameters axum matched go with it.
+pub(crate) async fn handle_for(parts: &mut Parts) -> sqreen_core::Sqreen {
+    // Route parameters are read only for a request still to be copied.
+    let params = if crate::current::with_current(|slot| slot.needs_request())
+        && has_route_params(&parts.extensions)
+    {
         <RawPathParams as FromRequestParts<()>>::from_request_parts(parts, &())
             .await
             .ok()
@@ -99,7 +97,9 @@ pub(crate) async fn capture_parts(handle: &sqreen_core::Sqreen, parts: &mut Part
     // Allocates only for routes with parameters.
     let pairs: Vec<(&str, &str)> = params.iter().flat_map(RawPathParams::iter).collect();
     let headers = HeaderMapPairs(&parts.headers);
-    handle.capture_request(&parts_info(parts, &headers).route_params(&pairs));
+    crate::current::with_current(|slot| {
+        slot.handle_with(|| parts_info(parts, &headers).route_params(&pairs))
+    })
 }
 
 /// True when the matched route (a cheap lookup) has parameters.
@@ -157,7 +157,7 @@ pub(crate) fn rebuild<B: 'static>(bytes: Bytes) -> Option<B> {
 /// `Parts` but only reads the extensions, so the request's extensions are
 /// lent to an empty `Parts` (a pointer swap) rather than taking the request
 /// apart. Its extraction is synchronous, so it is polled once in place.
-pub(crate) fn set_route_params<B>(record: &RequestRecord, req: &mut Request<B>) {
+pub(crate) fn set_route_params<B>(slot: &RequestSlot, req: &mut Request<B>) {
     if !has_route_params(req.extensions()) {
         return;
     }
@@ -168,7 +168,7 @@ pub(crate) fn set_route_params<B>(record: &RequestRecord, req: &mut Request<B>) 
         let mut extract = std::pin::pin!(extract);
         let mut cx = Context::from_waker(Waker::noop());
         if let Poll::Ready(Ok(params)) = extract.as_mut().poll(&mut cx) {
-            record.set_route_params(params.iter());
+            slot.set_route_params(params.iter());
         }
     }
     std::mem::swap(&mut parts.extensions, req.extensions_mut());

@@ -739,10 +739,10 @@ async fn extractor_reads_a_handle_from_the_extensions() {
         async move {
             let headers = [("Host", "example.com")];
             let info = sqreen_core::RequestInfo::new("GET", "/x", &headers);
-            let sqreen_core::Begin::Record(record) = agent.begin(&info) else {
+            let sqreen_core::Open::Request(mut record) = agent.open(|| info, None) else {
                 panic!("the agent records");
             };
-            req.extensions_mut().insert(record.handle());
+            req.extensions_mut().insert(record.handle_with(|| info));
             let response = router.oneshot(req).await;
             record.close(sqreen_core::ResponseInfo::new(200));
             response
@@ -806,7 +806,7 @@ async fn passlisted_sub_request_gets_a_disabled_handle() {
     assert!(guard.wait_ready(WAIT), "agent did not log in");
     let info = sqreen_core::RequestInfo::new("GET", "/inner", &[("Host", "h")]);
     let deadline = std::time::Instant::now() + WAIT;
-    while !matches!(guard.agent().begin(&info), sqreen_core::Begin::Pass) {
+    while !matches!(guard.agent().open(|| info, None), sqreen_core::Open::Pass) {
         assert!(
             std::time::Instant::now() < deadline,
             "the passlist never arrived"

@@ -7,14 +7,14 @@
 //!
 //! | group | what it measures | target |
 //! |---|---|---|
-//! | `begin_close_untracked` | `Agent::begin` + `RequestRecord::close` of a request that tracks nothing | ≤ 300 ns |
+//! | `open_close_untracked` | `Agent::open` + `RequestSlot::close` of a request whose handler never asks for the handle | ≤ 300 ns |
 //! | `track_event_3_props` | one `track_event(..).with_properties([3 props])` on an open record, agent thread idle / busy | ≤ 250 ns |
 //! | `scrub_typical_record` | `Scrubber::scrub_json` over a typical request record | — |
 //! | `client_ip` | `ClientIpResolver::resolve` in its three common situations | — |
-//! | `queue_full_never_blocks` | begin + track + close with the queue full (record dropped) / with room | full ≲ with room |
+//! | `queue_full_never_blocks` | open + track + close with the queue full (record dropped) / with room | full ≲ with room |
 //!
 //! Every agent here is logged in to an in-memory backend (feature `test`),
-//! so `begin` takes the real recording path; each bench asserts that
+//! so `open` takes the real recording path; each bench asserts that
 //! outside its timed loop. The agents' backend drops batches instead of
 //! keeping them, so memory stays flat however long criterion runs.
 
@@ -34,8 +34,8 @@ use sqreen_core::scrub::{REDACTED, Scrubber};
 use sqreen_core::test::{CaptureBackend, start_captured, test_config};
 use sqreen_core::transport::{ApiRequest, ApiResponse, BoxFuture, Transport, TransportError};
 use sqreen_core::{
-    Agent, AgentGuard, Begin, Config, ConfigBuilder, HeaderPairs, PropertyValue, RequestInfo,
-    RequestRecord, ResponseInfo, Sqreen,
+    Agent, AgentGuard, Config, ConfigBuilder, HeaderPairs, Open, PropertyValue, RequestInfo,
+    RequestSlot, ResponseInfo, Sqreen,
 };
 
 /// The headers of a typical browser API call behind one proxy.
@@ -76,11 +76,15 @@ fn response() -> ResponseInfo<'static> {
         .content_type(Some("application/json"))
 }
 
-/// Opens a record, panicking unless `begin` takes the recording path.
-fn open(agent: &Agent, info: &RequestInfo<'_>) -> RequestRecord {
-    match agent.begin(info) {
-        Begin::Record(record) => record,
-        other => panic!("begin should record the request, got {other:?}"),
+/// Opens a request and copies it (what an extractor does when a handler
+/// asks), panicking unless `open` takes the recording path.
+fn open(agent: &Agent, info: &RequestInfo<'_>) -> RequestSlot {
+    match agent.open(|| *info, None) {
+        Open::Request(mut slot) => {
+            slot.handle_with(|| *info);
+            slot
+        }
+        other => panic!("open should record the request, got {other:?}"),
     }
 }
 
@@ -193,20 +197,21 @@ fn start_stalled_agent(config: ConfigBuilder) -> StalledAgent {
         .build()
         .unwrap();
     let guard = start_bench_agent(config, Some(Arc::clone(&gate)));
-    let record = open(&guard, &typical_request(&HEADERS));
+    let mut record = open(&guard, &typical_request(&HEADERS));
     track_payment_failed(&record.handle());
     record.close(response());
     assert!(gate.wait_held(Duration::from_secs(10)), "batch call held");
     StalledAgent { guard, gate }
 }
 
-/// `begin` + `close` of a typical untracked request, without and with an IP action loaded.
-fn begin_close_untracked(c: &mut Criterion) {
-    let mut group = c.benchmark_group("begin_close_untracked");
+/// `open` + `close` of a typical untracked request (its handler never asks
+/// for the handle), without and with an IP action loaded.
+fn open_close_untracked(c: &mut Criterion) {
+    let mut group = c.benchmark_group("open_close_untracked");
     let info = typical_request(&HEADERS);
-    let begin_close = |agent: &Agent| {
-        if let Begin::Record(record) = agent.begin(black_box(&info)) {
-            record.close(response());
+    let open_close = |agent: &Agent| {
+        if let Open::Request(slot) = agent.open(|| *black_box(&info), None) {
+            slot.close(response());
         }
     };
 
@@ -214,7 +219,7 @@ fn begin_close_untracked(c: &mut Criterion) {
         // No IP action loaded: the client IP is left to the agent thread.
         let (guard, _backend) = start_captured(test_config().build().unwrap());
         drop(open(&guard, &info));
-        group.bench_function("no_ip_actions", |b| b.iter(|| begin_close(&guard)));
+        group.bench_function("no_ip_actions", |b| b.iter(|| open_close(&guard)));
         assert_eq!(
             guard.stats().records_queued,
             0,
@@ -223,7 +228,7 @@ fn begin_close_untracked(c: &mut Criterion) {
     }
 
     {
-        // An IP action loaded: `begin` resolves the client IP and matches it.
+        // An IP action loaded: `open` resolves the client IP and matches it.
         let backend = CaptureBackend::new();
         backend.set_actions(json!([{
             "action_id": "bench-block",
@@ -235,16 +240,16 @@ fn begin_close_untracked(c: &mut Criterion) {
         // The action is live: a client inside the range is answered.
         let blocked = [("X-Forwarded-For", "81.2.69.160")];
         assert!(matches!(
-            guard.begin(&RequestInfo::new("GET", "/", &blocked)),
-            Begin::Respond(_)
+            guard.open(|| RequestInfo::new("GET", "/", &blocked), None),
+            Open::Respond(_)
         ));
         drop(open(&guard, &info));
-        group.bench_function("ip_action_loaded", |b| b.iter(|| begin_close(&guard)));
+        group.bench_function("ip_action_loaded", |b| b.iter(|| open_close(&guard)));
     }
     group.finish();
 }
 
-/// `begin` + `close` of a typical untracked request whose client no action
+/// `open` + `close` of a typical untracked request whose client no action
 /// covers, with 0, 100 and 100 000 IP actions loaded (the lookup misses:
 /// the common case).
 fn action_lookup(c: &mut Criterion) {
@@ -265,15 +270,15 @@ fn action_lookup(c: &mut Criterion) {
         if n > 0 {
             let blocked = [("X-Forwarded-For", "11.0.0.7")];
             assert!(matches!(
-                guard.begin(&RequestInfo::new("GET", "/", &blocked)),
-                Begin::Respond(_)
+                guard.open(|| RequestInfo::new("GET", "/", &blocked), None),
+                Open::Respond(_)
             ));
         }
         drop(open(&guard, &info));
         group.bench_function(format!("{n}_actions"), |b| {
             b.iter(|| {
-                if let Begin::Record(record) = guard.begin(black_box(&info)) {
-                    record.close(response());
+                if let Open::Request(slot) = guard.open(|| *black_box(&info), None) {
+                    slot.close(response());
                 }
             });
         });
@@ -293,7 +298,7 @@ fn track_event_3_props(c: &mut Criterion) {
     let bench = |b: &mut criterion::Bencher<'_>, agent: &Agent| {
         b.iter_batched(
             || {
-                let record = open(agent, &info);
+                let mut record = open(agent, &info);
                 let sq = record.handle();
                 (record, sq)
             },
@@ -446,12 +451,12 @@ fn client_ip(c: &mut Criterion) {
     group.finish();
 }
 
-/// begin + track + close when the queue is full (record dropped), against the same with room.
+/// open + track + close when the queue is full (record dropped), against the same with room.
 fn queue_full_never_blocks(c: &mut Criterion) {
     let mut group = c.benchmark_group("queue_full_never_blocks");
     let info = typical_request(&HEADERS);
     let request = |agent: &Agent| {
-        let record = open(agent, black_box(&info));
+        let mut record = open(agent, black_box(&info));
         track_payment_failed(&record.handle());
         record.close(response());
     };
@@ -509,7 +514,7 @@ fn queue_full_never_blocks(c: &mut Criterion) {
 mod groups {
     criterion::criterion_group!(
         benches,
-        super::begin_close_untracked,
+        super::open_close_untracked,
         super::action_lookup,
         super::track_event_3_props,
         super::scrub_typical_record,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sqreen_core::transport::HttpTransport;
-use sqreen_core::{Agent, Begin, Config, RequestInfo, ResponseInfo};
+use sqreen_core::{Agent, Config, Open, RequestInfo, ResponseInfo};
 use sqreen_test_backend::TestBackend;
 
 fn main() {
@@ -47,11 +47,10 @@ fn main() {
         ("Content-Type", "application/x-www-form-urlencoded"),
     ];
     let body = b"item=42&card=4111 1111 1111 1111&password=hunter2";
-    let info = RequestInfo::new("POST", "/checkout", &headers)
-        .query(Some("coupon=WELCOME"))
-        .body(Some(body));
-    if let Begin::Record(record) = guard.begin(&info) {
-        let sq = record.handle();
+    let request = || RequestInfo::new("POST", "/checkout", &headers).query(Some("coupon=WELCOME"));
+    // The body was buffered for capture: the request is copied at once.
+    if let Open::Request(mut record) = guard.open(request, Some(body)) {
+        let sq = record.handle_with(request);
         sq.track_event("checkout.completed")
             .with_properties([("amount", 42)])
             .with_user_identifiers([("uid", "u-1")]);
@@ -61,9 +60,11 @@ fn main() {
     // Three failed logins for bob: counted per user and IP for playbooks.
     for _ in 0..3 {
         let headers = [("X-Forwarded-For", "81.2.69.160")];
-        if let Begin::Record(record) = guard.begin(&RequestInfo::new("POST", "/login", &headers)) {
+        let request = || RequestInfo::new("POST", "/login", &headers);
+        if let Open::Request(mut record) = guard.open(request, None) {
+            // What an adapter's extractor does when a handler asks.
             record
-                .handle()
+                .handle_with(request)
                 .for_user([("username", "bob")])
                 .track_auth_failure();
             record.close(ResponseInfo::new(401));
@@ -72,7 +73,7 @@ fn main() {
 
     // A request from the blocked range never reaches a handler.
     let headers = [("X-Forwarded-For", "203.0.113.9")];
-    if let Begin::Respond(response) = guard.begin(&RequestInfo::new("GET", "/", &headers)) {
+    if let Open::Respond(response) = guard.open(|| RequestInfo::new("GET", "/", &headers), None) {
         println!(
             "request from 203.0.113.9 answered {} by the agent",
             response.status()
@@ -80,7 +81,9 @@ fn main() {
     }
 
     // A request that tracks nothing costs almost nothing and is never sent.
-    if let Begin::Record(record) = guard.begin(&RequestInfo::new("GET", "/", &[("Host", "x")])) {
+    if let Open::Request(record) =
+        guard.open(|| RequestInfo::new("GET", "/", &[("Host", "x")]), None)
+    {
         record.close(ResponseInfo::new(200));
     }
 

@@ -4,12 +4,12 @@
 //! ```text
 //!  request path (any thread)                     agent thread (its own runtime)
 //!  ───────────────────────────                   ──────────────────────────────
-//!  Agent::begin ── pass / respond / record
+//!  Agent::open ── pass / respond / request slot
 //!  handler: track_event, identify …
-//!  RequestRecord::close ─ has entries? ─ try_send ─▶ queue ─▶ resolve IP, parse,
+//!  RequestSlot::close ── has entries? ─ try_send ─▶ queue ─▶ resolve IP, parse,
 //!                         no: back to the pool        (bounded)  scrub, serialise
 //!                                                              ─▶ batch ─▶ backend
-//!  Agent::begin ◀── a cleared record ◀── pool ◀──────────────── the record, done
+//!  slot opens   ◀── a cleared record ◀── pool ◀──────────────── the record, done
 //!  Agent::flush / guard drop ── control ─────────────────────▶ flush / shutdown
 //!  ◀── actions, passlists (ArcSwap) ◀──────────────────────── heartbeat commands
 //! ```
@@ -24,17 +24,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use compact_str::CompactString;
 use crossbeam_queue::ArrayQueue;
 use ipnet::IpNet;
 use tokio::sync::{Notify, mpsc};
 
-use crate::actions::{ActionStore, SecurityResponse};
+use crate::actions::ActionStore;
 use crate::client_ip::ClientIpResolver;
 use crate::config::{Config, ConfigError};
-use crate::record::{Entry, RecordInner, RequestRecord};
-use crate::request::{RequestInfo, ResponseInfo};
-use crate::sdk::{PropertyValue, SqreenUser, TrackEvent};
+use crate::open::Open;
+use crate::record::{RecordInner, RequestRecord};
+use crate::request::RequestInfo;
+use crate::sdk::{SqreenUser, TrackEvent};
 use crate::stats::{Counters, LoginState, Stats, WarnLimiter, bump};
 use crate::transport::{HttpTransport, Transport};
 use crate::worker::{Control, Reply, Worker};
@@ -155,6 +155,12 @@ impl Shared {
         Arc::new(RecordInner::capture(self, info, client_ip))
     }
 
+    /// True when something loaded (a passlist, an IP action) must see each
+    /// request: read before the `ArcSwap` of [`Shared::runtime`].
+    pub fn looks_at_requests(&self) -> bool {
+        self.looks_at_requests.load(Ordering::Acquire)
+    }
+
     /// Replaces the actions and passlists requests are checked against.
     pub fn set_runtime(&self, state: RuntimeState) {
         let looks = state.looks_at_requests();
@@ -162,15 +168,9 @@ impl Shared {
         self.looks_at_requests.store(looks, Ordering::Release);
     }
 
-    /// A pooled or new record opened without copying the request
-    /// ([`RecordInner::defer`]).
-    pub fn new_deferred_record(self: &Arc<Self>, client_ip: Option<IpAddr>) -> Arc<RecordInner> {
-        self.new_deferred_record_from(SystemTime::now(), client_ip)
-    }
-
-    /// [`new_deferred_record`](Self::new_deferred_record) for a request
-    /// that started at `start` ([`DeferredRecord`]).
-    pub fn new_deferred_record_from(
+    /// A pooled or new record, for a request that started at `start`,
+    /// opened without copying the request ([`RecordInner::defer`]).
+    pub fn new_deferred_record(
         self: &Arc<Self>,
         start: SystemTime,
         client_ip: Option<IpAddr>,
@@ -259,6 +259,12 @@ impl Shared {
         }
     }
 
+    /// How many cleared records wait in the pool.
+    #[cfg(test)]
+    pub fn pool_len(&self) -> usize {
+        self.pool.len()
+    }
+
     /// Marks the first login done and wakes [`Agent::wait_ready`] callers.
     pub fn set_ready(&self, ready: bool) {
         let (lock, cvar) = &self.ready;
@@ -267,59 +273,12 @@ impl Shared {
     }
 }
 
-/// A request the agent records only if a handler asks for its handle, from
-/// [`Agent::defer`]: it holds the agent and when the request started, and
-/// nothing else.
-pub struct DeferredRecord {
-    shared: Arc<Shared>,
-    start: SystemTime,
-}
-
-impl std::fmt::Debug for DeferredRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeferredRecord")
-            .field("start", &self.start)
-            .finish_non_exhaustive()
-    }
-}
-
-impl DeferredRecord {
-    /// Opens the request's record, dated from when the request started (the
-    /// [`Agent::defer`] call), without its details: copy them with
-    /// [`Sqreen::capture_request`](crate::Sqreen::capture_request), as after
-    /// [`Agent::begin_on_demand`]. `None` when the agent turned off since.
-    ///
-    /// Passlists and IP actions that arrived since the request started are
-    /// not applied to it: it is already being served.
-    pub fn open(self) -> Option<RequestRecord> {
-        if !self.shared.enabled.load(Ordering::Relaxed) {
-            return None;
-        }
-        let inner = self.shared.new_deferred_record_from(self.start, None);
-        Some(RequestRecord::new(self.shared, inner))
-    }
-}
-
-/// What [`Agent::begin`] decided for a request.
-#[derive(Debug)]
-pub enum Begin {
-    /// Let the request through untouched: the agent is off or not logged in,
-    /// or the path or client IP is passlisted. Handlers get a disabled handle.
-    Pass,
-    /// Answer with this security response; the handler must not run. The
-    /// enforcement was recorded (`sq.action.block_ip` / `redirect_ip`).
-    Respond(SecurityResponse),
-    /// Record the request: hand [`RequestRecord::handle`] to the handler and
-    /// [`RequestRecord::close`] it with the response.
-    Record(RequestRecord),
-}
-
 /// The agent: cheap to clone, shared by the middleware of every framework.
 ///
 /// Created by [`init`] (which also registers it as the [global](Agent::global)
 /// agent adapters use by default) or [`Agent::start`]. When the agent is
 /// off — no token, `disable`, an invalid configuration — every method is a
-/// cheap no-op and [`begin`](Agent::begin) always passes.
+/// cheap no-op and [`open`](Agent::open) always passes.
 #[derive(Clone)]
 pub struct Agent {
     inner: Arc<Shared>,
@@ -426,6 +385,12 @@ impl Agent {
         AgentGuard::new(Self { inner: shared })
     }
 
+    /// The agent of this shared state.
+    #[cfg(test)]
+    pub(crate) fn from_shared(inner: Arc<Shared>) -> Self {
+        Self { inner }
+    }
+
     /// An agent that is off: every call is a no-op.
     pub fn off(config: Config) -> Self {
         Self {
@@ -495,85 +460,55 @@ impl Agent {
             && content_type.is_some_and(is_capturable_type)
     }
 
-    /// Decides what to do with an incoming request; see [`Begin`].
+    /// Opens a request: decides what happens to it ([`Open`]) and, when it
+    /// is recorded, hands the adapter its [`RequestSlot`](crate::RequestSlot).
     ///
-    /// In this order: agent off or path/IP passlisted → [`Begin::Pass`]; IP
-    /// under a block/redirect action → [`Begin::Respond`]; otherwise a new
-    /// [`Begin::Record`]. The client IP is resolved here only when IP
+    /// `request` builds the adapter's view of the request. It is called at
+    /// most once, and only when the request must be seen now: to check a
+    /// loaded path passlist, IP passlist or IP action, or to copy it with
+    /// `body`, the request body the adapter buffered for capture (a form or
+    /// JSON body that [`wants_body`](Self::wants_body) accepted), which is
+    /// the handler's afterwards. Otherwise nothing is copied, nor even
+    /// opened, until a handler asks for the handle
+    /// ([`RequestSlot::handle_with`](crate::RequestSlot::handle_with)).
+    ///
+    /// In this order: agent off or path/IP passlisted → [`Open::Pass`]; IP
+    /// under a block/redirect action → [`Open::Respond`]; otherwise
+    /// [`Open::Request`]. The client IP is resolved here only when IP
     /// passlists or IP actions are loaded; otherwise on the agent thread.
-    pub fn begin(&self, info: &RequestInfo<'_>) -> Begin {
-        self.open(|| *info, false)
-    }
-
-    /// [`begin`](Self::begin), copying the request only if a handler asks
-    /// for it.
     ///
-    /// The returned record holds the start time, not the request: the
-    /// adapter hands it to the handler's extractor, which
-    /// calls [`Sqreen::capture_request`](crate::Sqreen::capture_request)
-    /// with the same request (route parameters included) when the handler
-    /// takes the handle. A request whose handler never asks tracks nothing,
-    /// so nothing of it is ever copied: the middleware then costs the
-    /// passlist and IP action checks and no more.
+    /// ```
+    /// use sqreen_core::{Agent, Config, Open, RequestInfo, ResponseInfo, Sqreen};
     ///
-    /// `info` builds the adapter's view of the request; it is called only
-    /// when a path passlist, an IP passlist or IP actions are loaded, to
-    /// check them. A matched IP action makes the record copy the request at
-    /// once, as `begin` does. Its `body` is never captured: a request with a
-    /// body to capture goes through `begin`, since the body is the
-    /// handler's afterwards.
+    /// fn serve(agent: &Agent, headers: &[(&str, &str)], path: &str) -> u16 {
+    ///     let request = || RequestInfo::new("GET", path, &headers);
+    ///     match agent.open(request, None) {
+    ///         Open::Pass => handler(Sqreen::disabled()),
+    ///         Open::Respond(response) => response.status(),
+    ///         Open::Request(mut slot) => {
+    ///             // The handler's extractor asks for the handle:
+    ///             let status = handler(slot.handle_with(request));
+    ///             slot.close(ResponseInfo::new(status));
+    ///             status
+    ///         }
+    ///     }
+    /// }
+    /// fn handler(sq: Sqreen) -> u16 {
+    ///     sq.track_event("page.viewed");
+    ///     200
+    /// }
+    /// # assert_eq!(serve(&Agent::off(Config::default()), &[], "/"), 200);
+    /// ```
     ///
     /// What is copied is the request as the extractor sees it: a middleware
     /// between the adapter's and the handler that rewrites the path or the
     /// headers changes what is recorded.
-    ///
-    /// ```
-    /// use sqreen_core::{Agent, Begin, RequestInfo, ResponseInfo};
-    ///
-    /// fn serve(agent: &Agent) {
-    ///     let headers: &[(&str, &str)] = &[("User-Agent", "curl/8")];
-    ///     let info = RequestInfo::new("GET", "/health", &headers);
-    ///     if let Begin::Record(record) = agent.begin_on_demand(|| info) {
-    ///         // The handler asks for the handle: the extractor captures.
-    ///         let sq = record.handle();
-    ///         sq.capture_request(&info);
-    ///         sq.track_event("health.checked");
-    ///         record.close(ResponseInfo::new(200));
-    ///     }
-    /// }
-    /// ```
-    pub fn begin_on_demand<'a>(&self, info: impl FnOnce() -> RequestInfo<'a>) -> Begin {
-        self.open(info, true)
-    }
-
-    /// [`begin_on_demand`](Self::begin_on_demand) for adapters that pay to
-    /// look at the request at all (warp's filters clone what they extract):
-    /// when nothing loaded needs to see the request (no path or IP
-    /// passlist, no IP action), the record is opened without it; `None`
-    /// means the request must be shown to `begin_on_demand`.
-    ///
-    /// ```
-    /// use sqreen_core::{Agent, Begin, RequestInfo};
-    ///
-    /// fn open(agent: &Agent, path: &str) -> Begin {
-    ///     agent.begin_without_request().unwrap_or_else(|| {
-    ///         let headers: &[(&str, &str)] = &[];
-    ///         agent.begin_on_demand(|| RequestInfo::new("GET", path, &headers))
-    ///     })
-    /// }
-    /// ```
-    pub fn begin_without_request(&self) -> Option<Begin> {
-        let shared = &self.inner;
-        if !shared.enabled.load(Ordering::Relaxed) {
-            return Some(Begin::Pass);
-        }
-        if shared.looks_at_requests.load(Ordering::Acquire) {
-            return None;
-        }
-        Some(Begin::Record(RequestRecord::new(
-            Arc::clone(shared),
-            shared.new_deferred_record(None),
-        )))
+    pub fn open<'a>(
+        &self,
+        request: impl FnOnce() -> RequestInfo<'a>,
+        body: Option<&'a [u8]>,
+    ) -> Open {
+        crate::open::open(&self.inner, request, body)
     }
 
     /// Starts a custom event outside any request (a background job, a queue
@@ -630,123 +565,6 @@ impl Agent {
             Arc::clone(shared),
             shared.new_detached_record(),
         ))
-    }
-
-    /// For adapters that can open the record later, from where handlers ask
-    /// for the handle: when nothing loaded needs to see the request (no path
-    /// or IP passlist, no IP action) and the agent records, a
-    /// [`DeferredRecord`] that opens one only if
-    /// [`open`](DeferredRecord::open) is called. A request whose handlers
-    /// never ask costs then no record at all: no pool, no lock, no close.
-    ///
-    /// `None` means the request must go through
-    /// [`begin_on_demand`](Self::begin_on_demand) or [`begin`](Self::begin)
-    /// now: something loaded must check it, or the agent is off (they then
-    /// answer [`Begin::Pass`]).
-    ///
-    /// ```
-    /// use sqreen_core::{Agent, Begin, RequestInfo};
-    ///
-    /// fn serve(agent: &Agent) {
-    ///     let headers: &[(&str, &str)] = &[];
-    ///     let info = || RequestInfo::new("GET", "/", &headers);
-    ///     match agent.defer() {
-    ///         Some(deferred) => {
-    ///             // … later, the first time a handler asks for the handle:
-    ///             if let Some(record) = deferred.open() {
-    ///                 let sq = record.handle();
-    ///                 sq.capture_request(&info());
-    ///                 sq.track_event("page.viewed");
-    ///                 record.close(sqreen_core::ResponseInfo::new(200));
-    ///             }
-    ///         }
-    ///         None => {
-    ///             if let Begin::Record(record) = agent.begin_on_demand(info) {
-    ///                 record.close(sqreen_core::ResponseInfo::new(200));
-    ///             }
-    ///         }
-    ///     }
-    /// }
-    /// ```
-    pub fn defer(&self) -> Option<DeferredRecord> {
-        let shared = &self.inner;
-        if !shared.enabled.load(Ordering::Relaxed)
-            || shared.looks_at_requests.load(Ordering::Acquire)
-        {
-            return None;
-        }
-        Some(DeferredRecord {
-            shared: Arc::clone(shared),
-            start: SystemTime::now(),
-        })
-    }
-
-    fn open<'a>(&self, info: impl FnOnce() -> RequestInfo<'a>, defer: bool) -> Begin {
-        if defer && let Some(begin) = self.begin_without_request() {
-            // Nothing to check, nothing to copy yet.
-            return begin;
-        }
-        let shared = &self.inner;
-        if !shared.enabled.load(Ordering::Relaxed) {
-            return Begin::Pass;
-        }
-        if !shared.looks_at_requests.load(Ordering::Acquire) {
-            // Nothing to check: `begin` copies the request, and that is all.
-            return Begin::Record(RequestRecord::new(
-                Arc::clone(shared),
-                shared.new_record(&info(), None),
-            ));
-        }
-        let state = shared.runtime.load();
-        let checks_ip = !state.ip_passlist.is_empty() || state.actions.has_ip_actions();
-        let info = &info();
-        if !state.path_passlist.is_empty()
-            && state
-                .path_passlist
-                .iter()
-                .any(|p| info.path.starts_with(p.as_str()))
-        {
-            return Begin::Pass;
-        }
-        let mut client_ip = None;
-        if checks_ip {
-            client_ip = shared
-                .resolver
-                .resolve(info.headers, info.peer.map(|p| p.ip()));
-            if let Some(ip) = client_ip {
-                let ip = crate::actions::canonical(ip);
-                if state.ip_passlist.iter().any(|net| net.contains(&ip)) {
-                    return Begin::Pass;
-                }
-                if let Some(action) = state.actions.match_ip(ip, Instant::now()) {
-                    let record = shared.new_record(info, Some(ip));
-                    record.push(action_entry(action.kind.event_name(), &action.id, ip));
-                    bump(&shared.counters.actions_enforced, 1);
-                    // Debug only: a client IP is personal data, and a
-                    // blocked attacker would fill the logs at info.
-                    tracing::debug!(
-                        target: "sqreen::actions",
-                        event = "action.ip",
-                        action_id = %action.id,
-                        action = action.kind.event_name(),
-                        client_ip = %ip,
-                        "security response applied to a client IP"
-                    );
-                    let record = RequestRecord::new(Arc::clone(shared), record);
-                    if let Some(response) = action.response(shared.blocking_status) {
-                        record.close(ResponseInfo::new(response.status()));
-                        return Begin::Respond(response);
-                    }
-                    return Begin::Record(record);
-                }
-            }
-        }
-        let record = if defer {
-            shared.new_deferred_record(client_ip)
-        } else {
-            shared.new_record(info, client_ip)
-        };
-        Begin::Record(RequestRecord::new(Arc::clone(shared), record))
     }
 
     /// Sends everything queued so far, waiting at most `timeout`; true when
@@ -859,26 +677,6 @@ fn is_capturable_type(content_type: &str) -> bool {
     mime.eq_ignore_ascii_case("application/x-www-form-urlencoded")
         || mime.eq_ignore_ascii_case("application/json")
         || (mime.len() > 5 && mime.as_bytes()[mime.len() - 5..].eq_ignore_ascii_case(b"+json"))
-}
-
-/// The `track` entry recording an IP action.
-fn action_entry(name: &'static str, action_id: &str, ip: IpAddr) -> Entry {
-    Entry::Track {
-        time: SystemTime::now(),
-        name: CompactString::const_new(name),
-        properties: smallvec::smallvec![
-            (
-                CompactString::const_new("action_id"),
-                PropertyValue::from(action_id),
-            ),
-            (
-                CompactString::const_new("ip_address"),
-                PropertyValue::from(ip.to_string()),
-            ),
-        ],
-        user_identifiers: None,
-        timestamp: None,
-    }
 }
 
 /// Keeps the agent running; dropping it flushes and shuts the agent down.
@@ -1028,7 +826,12 @@ pub(crate) fn wake_threshold(limit: usize) -> usize {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use compact_str::CompactString;
+
     use super::*;
+    use crate::record::Entry;
+    use crate::request::ResponseInfo;
+    use crate::sdk::PropertyValue;
 
     fn shared_with_queue(
         limit: usize,
@@ -1132,18 +935,17 @@ mod tests {
         let info = RequestInfo::new("POST", "/cart", &headers)
             .query(Some("item=3"))
             .peer(peer);
-        let inner = shared.new_deferred_record(None);
+        let inner = shared.new_deferred_record(SystemTime::now(), None);
         let record = RequestRecord::new(Arc::clone(&shared), Arc::clone(&inner));
         assert!(record.needs_request());
         let handle = record.handle();
-        assert!(handle.needs_request());
         assert_eq!(inner.state().request.method_str(), "", "nothing copied yet");
         assert_eq!(inner.state().request.peer, None);
-        handle.capture_request(&info);
-        assert!(!handle.needs_request());
-        // A second capture (another extractor, another request) changes nothing.
-        let other_headers = [("Host", "other.example")];
-        handle.capture_request(&RequestInfo::new("GET", "/other", &other_headers));
+        record.capture_request(|| info);
+        assert!(!record.needs_request());
+        // A second capture (another extractor, another request) changes
+        // nothing, and does not even build the request's view.
+        record.capture_request(|| panic!("not called once copied"));
         {
             let state = inner.state();
             assert_eq!(state.request.method_str(), "POST");
@@ -1157,7 +959,7 @@ mod tests {
         assert_eq!(shared.pool.len(), 1, "untracked: back in the pool");
 
         // The pooled record opens deferred again, with nothing of the last request.
-        let again = shared.new_deferred_record(None);
+        let again = shared.new_deferred_record(SystemTime::now(), None);
         assert!(again.is_pending());
         {
             let state = again.state();
@@ -1175,94 +977,6 @@ mod tests {
         again.capture_request(&info);
         assert!(again.is_pending());
         assert_eq!(again.state().request.path_str(), "");
-    }
-
-    /// `begin_on_demand` builds the request view only to check passlists and
-    /// IP actions; `begin` copies at once, body included.
-    #[test]
-    fn begin_on_demand_reads_the_request_only_when_needed() {
-        let agent = Agent {
-            inner: shared_with_queue(16).0,
-        };
-        agent.inner.enabled.store(true, Ordering::Relaxed);
-        let headers = [("Content-Type", "application/x-www-form-urlencoded")];
-        let plain = RequestInfo::new("GET", "/", &headers);
-        let mut asked = false;
-        let Begin::Record(record) = agent.begin_on_demand(|| {
-            asked = true;
-            plain
-        }) else {
-            panic!("recorded");
-        };
-        assert!(record.needs_request());
-        assert!(
-            !asked,
-            "nothing to check: the request is not even looked at"
-        );
-        // With a path passlist, the path is checked.
-        agent.inner.set_runtime(RuntimeState {
-            path_passlist: Arc::from(vec!["/health".to_owned()]),
-            ..RuntimeState::default()
-        });
-        let health = RequestInfo::new("GET", "/health/live", &headers);
-        assert!(matches!(agent.begin_on_demand(|| health), Begin::Pass));
-        let Begin::Record(record) = agent.begin_on_demand(|| {
-            asked = true;
-            plain
-        }) else {
-            panic!("recorded");
-        };
-        assert!(asked && record.needs_request());
-        let with_body = RequestInfo::new("POST", "/login", &headers).body(Some(b"user=a"));
-        let Begin::Record(record) = agent.begin(&with_body) else {
-            panic!("recorded");
-        };
-        assert!(!record.needs_request(), "`begin` copies at once");
-    }
-
-    /// `defer` hands out no record until asked; the record it opens is
-    /// dated from the `defer` call and waits for its copy; with something to
-    /// check loaded, or the agent off, there is nothing to defer.
-    #[test]
-    fn deferred_records_open_only_when_asked() {
-        let (shared, rx) = shared_with_queue(16);
-        let agent = Agent {
-            inner: Arc::clone(&shared),
-        };
-        assert!(agent.defer().is_none(), "agent off");
-        shared.enabled.store(true, Ordering::Relaxed);
-
-        // Never opened: the pool is not touched, nothing is queued.
-        shared.recycle(Arc::new(RecordInner::blank(&shared)));
-        let untouched = agent.defer().expect("nothing loaded: deferred");
-        drop(untouched);
-        assert_eq!(shared.pool.len(), 1, "no record was taken from the pool");
-
-        let deferred = agent.defer().expect("deferred");
-        let start = deferred.start;
-        std::thread::sleep(Duration::from_millis(5));
-        let record = deferred.open().expect("agent on");
-        assert_eq!(shared.pool.len(), 0, "the pooled record was taken");
-        assert!(record.needs_request(), "opened without the request");
-        let sq = record.handle();
-        sq.capture_request(&RequestInfo::new("GET", "/late", &[("Host", "h")]));
-        sq.track_event("deferred.event");
-        drop(sq);
-        record.close(ResponseInfo::new(200));
-        let queued = rx.try_recv().expect("tracked: queued");
-        assert_eq!(queued.start, start, "dated from when the request started");
-        assert_eq!(queued.state().request.path_str(), "/late");
-
-        // Something to check loaded: no deferring.
-        shared.set_runtime(RuntimeState {
-            path_passlist: Arc::from(vec!["/health".to_owned()]),
-            ..RuntimeState::default()
-        });
-        assert!(agent.defer().is_none(), "a passlist must see the request");
-        shared.set_runtime(RuntimeState::default());
-        let deferred = agent.defer().expect("deferred again");
-        shared.enabled.store(false, Ordering::Relaxed);
-        assert!(deferred.open().is_none(), "turned off meanwhile: pass");
     }
 
     /// A handle that outlives its request (a framework's request-local
@@ -1332,8 +1046,8 @@ mod tests {
     fn off_agent_passes() {
         let agent = Agent::off(Config::default());
         assert!(matches!(
-            agent.begin(&RequestInfo::new("GET", "/", &[("Host", "h")])),
-            Begin::Pass
+            agent.open(|| RequestInfo::new("GET", "/", &[("Host", "h")]), None),
+            Open::Pass
         ));
         assert!(agent.flush(Duration::from_millis(1)));
         assert!(agent.shutdown(Duration::from_millis(1)));

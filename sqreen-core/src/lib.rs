@@ -29,17 +29,22 @@
 //!
 //! ## What an adapter does
 //!
+//! One call per request, [`Agent::open`], and the slot it hands back:
+//!
 //! ```
-//! use sqreen_core::{Agent, Begin, RequestInfo, ResponseInfo, Sqreen};
+//! use sqreen_core::{Agent, Open, RequestInfo, ResponseInfo, Sqreen};
 //!
 //! fn handle(agent: &Agent, headers: &[(&str, &str)], path: &str) -> u16 {
-//!     let info = RequestInfo::new("GET", path, &headers);
-//!     match agent.begin(&info) {
-//!         Begin::Pass => handler(Sqreen::disabled()),
-//!         Begin::Respond(response) => response.status(),
-//!         Begin::Record(record) => {
-//!             let status = handler(record.handle());
-//!             record.close(ResponseInfo::new(status));
+//!     // Built only if the agent must see the request now (a passlist or
+//!     // an IP action is loaded) or when a handler asks for the handle.
+//!     let request = || RequestInfo::new("GET", path, &headers);
+//!     match agent.open(request, None) {
+//!         Open::Pass => handler(Sqreen::disabled()),
+//!         Open::Respond(response) => response.status(),
+//!         Open::Request(mut slot) => {
+//!             // What the framework's extractor does when a handler asks:
+//!             let status = handler(slot.handle_with(request));
+//!             slot.close(ResponseInfo::new(status));
 //!             status
 //!         }
 //!     }
@@ -52,11 +57,11 @@
 //! # assert_eq!(handle(&agent, &[], "/"), 200);
 //! ```
 //!
-//! The adapters of this workspace use
-//! [`begin_on_demand`](Agent::begin_on_demand) instead: the record is
-//! opened empty, and the framework's extractor copies the request into it
-//! ([`Sqreen::capture_request`]) when a handler takes the handle, so that a
-//! request whose handler never asks is never copied.
+//! The adapters of this workspace keep the [`RequestSlot`] where their
+//! extractor finds it (a thread-local entered while the handler's future
+//! is polled, or the request's local storage), so that a request whose
+//! handler never asks for the handle is never copied, and, when nothing
+//! loaded needs to see it, costs no record at all.
 //!
 //! ## Guarantees
 //!
@@ -90,6 +95,7 @@ mod event;
 pub mod fuzzing;
 mod lazy;
 mod metrics;
+mod open;
 #[cfg(feature = "otel")]
 pub mod otel;
 pub mod protocol;
@@ -104,12 +110,10 @@ pub mod transport;
 mod worker;
 
 pub use actions::SecurityResponse;
-pub use agent::{
-    Agent, AgentGuard, Begin, DeferredRecord, for_user, init, init_from_env, track_event,
-};
+pub use agent::{Agent, AgentGuard, for_user, init, init_from_env, track_event};
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use lazy::LazyAgent;
-pub use record::RequestRecord;
+pub use open::{Open, RequestSlot};
 pub use request::{HeaderPairs, RequestInfo, ResponseInfo};
 pub use sdk::{Blocked, PropertyValue, Sqreen, SqreenUser, TrackEvent};
 pub use stats::{LoginState, Stats};

@@ -1,14 +1,12 @@
 //! The request record: what the agent keeps of one request while it runs.
 //!
-//! [`Agent::begin`](crate::Agent::begin) copies the few request fields the
-//! protocol sends (method, path, query, host, the tracked headers, user
-//! agent, referer, a captured body) into one buffer;
-//! [`Agent::begin_on_demand`](crate::Agent::begin_on_demand) opens the
-//! record empty, and the adapter's extractor copies the request into it
-//! ([`Sqreen::capture_request`](crate::Sqreen::capture_request)) only when
-//! a handler takes the handle: a request nobody asks about is never copied. Handlers add entries
-//! through their [`Sqreen`](crate::Sqreen) handle; [`RequestRecord::close`]
-//! hands the record to the agent thread only when it holds entries. Parsing
+//! A record copies the few request fields the protocol sends (method,
+//! path, query, host, the tracked headers, user agent, referer, a captured
+//! body) into one buffer, when the adapter's extractor shows it the request
+//! ([`RequestSlot::handle_with`](crate::RequestSlot::handle_with)), or at
+//! once when a body is captured or an IP action matched: a request nobody
+//! asks about is never copied. Handlers add entries through their
+//! [`Sqreen`](crate::Sqreen) handle; [`RequestRecord::close`] hands the record to the agent thread only when it holds entries. Parsing
 //! parameters, resolving the client IP (unless an IP action needed it
 //! already), scrubbing and serialising all happen on the agent thread.
 //!
@@ -164,7 +162,7 @@ pub(crate) struct RecordInner {
     /// Set when the request path already had to resolve it (IP actions loaded).
     pub client_ip: Option<IpAddr>,
     /// The request is still to be copied, when a handler asks for the
-    /// handle ([`Agent::begin_on_demand`](crate::Agent::begin_on_demand)).
+    /// handle ([`RequestSlot::handle_with`](crate::RequestSlot::handle_with)).
     pending: AtomicBool,
     state: Mutex<RecordState>,
 }
@@ -785,12 +783,12 @@ impl HeaderPairs for StoredHeaders<'_> {
     }
 }
 
-/// An open request record, owned by the adapter's middleware.
+/// An open request record, owned by a [`RequestSlot`](crate::RequestSlot)
+/// (or, outside requests, by an SDK builder).
 ///
-/// Hand [`handle`](Self::handle) to the handler, then [`close`](Self::close)
-/// the record with the response. Dropping it unclosed (a cancelled or
-/// panicking handler) closes it without a response, so nothing tracked is lost.
-pub struct RequestRecord {
+/// Dropping it unclosed (a cancelled or panicking handler) closes it
+/// without a response, so nothing tracked is lost.
+pub(crate) struct RequestRecord {
     inner: Option<Arc<RecordInner>>,
     shared: Arc<Shared>,
 }
@@ -821,28 +819,27 @@ impl RequestRecord {
         crate::Sqreen::from_record(self.inner.clone())
     }
 
-    /// True when the record was opened by
-    /// [`Agent::begin_on_demand`](crate::Agent::begin_on_demand) and the
-    /// request is still to be [captured](Self::capture_request).
+    /// True while the request is still to be copied ([`RecordInner::defer`]).
     pub fn needs_request(&self) -> bool {
         self.inner.as_ref().is_some_and(|r| r.is_pending())
     }
 
-    /// Copies the request into a record opened by
-    /// [`Agent::begin_on_demand`](crate::Agent::begin_on_demand), once; see
-    /// [`Sqreen::capture_request`](crate::Sqreen::capture_request).
-    pub fn capture_request(&self, info: &RequestInfo<'_>) {
-        if let Some(inner) = &self.inner {
-            inner.capture_request(info);
+    /// Copies the request into a record opened without it, once: `request`
+    /// runs only then.
+    pub fn capture_request<'a>(&self, request: impl FnOnce() -> RequestInfo<'a>) {
+        if let Some(inner) = &self.inner
+            && inner.is_pending()
+        {
+            inner.capture_request(&request());
         }
     }
 
-    /// Route parameters (`/users/{id}` → `("id", "42")`), when the framework
-    /// exposes them; sent as `parameters.params`. They replace any the
-    /// record holds (given with [`RequestInfo::route_params`] when it was
-    /// copied): an adapter that knows the final route only once the
-    /// response is ready (a scope matched before the resource, a forwarded
-    /// route) sets the authoritative ones at close.
+    /// Keeps `body` as the request's body; see [`RecordInner::attach_body`].
+    pub fn attach_body(&self, body: &[u8]) -> bool {
+        self.inner.as_ref().is_some_and(|r| r.attach_body(body))
+    }
+
+    /// Route parameters; see [`RequestSlot::set_route_params`](crate::RequestSlot::set_route_params).
     pub fn set_route_params<I, K, V>(&self, params: I)
     where
         I: IntoIterator<Item = (K, V)>,
@@ -861,16 +858,13 @@ impl RequestRecord {
         }
     }
 
-    /// Closes the record with the application's response. A record that holds
-    /// entries goes to the agent thread (never blocking: a full queue drops
-    /// it and counts); an empty one goes back to the agent's pool on the spot.
+    /// Closes the record with the application's response; see
+    /// [`RequestSlot::close`](crate::RequestSlot::close).
     pub fn close(mut self, response: ResponseInfo<'_>) {
         self.finish(|| Some(response));
     }
 
-    /// Like [`close`](Self::close), but builds the [`ResponseInfo`] only when
-    /// the record is kept: adapters whose response fields cost something to
-    /// read (a header lookup) skip that work for requests that tracked nothing.
+    /// [`close`](Self::close), building the response only when the record is kept.
     pub fn close_with<'r>(mut self, response: impl FnOnce() -> ResponseInfo<'r>) {
         self.finish(|| Some(response()));
     }

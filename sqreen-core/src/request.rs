@@ -143,19 +143,19 @@ impl<'a> RequestInfo<'a> {
         self
     }
 
-    /// The request body, when the adapter buffered it for capture (a form or
-    /// JSON body within `body_capture_limit`). Its type is read from the
+    /// The request body the adapter buffered for capture, given to
+    /// [`Agent::open`](crate::Agent::open). Its type is read from the
     /// `Content-Type` header.
     #[must_use]
-    pub fn body(mut self, body: Option<&'a [u8]>) -> Self {
+    pub(crate) fn body(mut self, body: Option<&'a [u8]>) -> Self {
         self.body = body;
         self
     }
 
     /// The route parameters the framework matched (`/users/{id}` →
     /// `("id", "42")`), sent as `parameters.params`. Adapters that only know
-    /// them after [`Agent::begin`](crate::Agent::begin) use
-    /// [`RequestRecord::set_route_params`](crate::RequestRecord::set_route_params)
+    /// them only once the response is ready use
+    /// [`RequestSlot::set_route_params`](crate::RequestSlot::set_route_params)
     /// instead.
     #[must_use]
     pub fn route_params(mut self, params: &'a [(&'a str, &'a str)]) -> Self {

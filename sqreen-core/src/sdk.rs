@@ -237,44 +237,6 @@ impl Sqreen {
         self.record.is_some()
     }
 
-    /// For adapters: true when the request this handle records is still to
-    /// be copied ([`Agent::begin_on_demand`](crate::Agent::begin_on_demand)),
-    /// so that building a [`RequestInfo`](crate::RequestInfo) is worth it.
-    pub fn needs_request(&self) -> bool {
-        self.record.as_ref().is_some_and(|r| r.is_pending())
-    }
-
-    /// For adapters: copies the request into a record opened by
-    /// [`Agent::begin_on_demand`](crate::Agent::begin_on_demand), the first
-    /// time a handler's extractor asks for the handle. Later calls, calls on
-    /// a record that copied its request already, and calls on a disabled
-    /// handle do nothing; concurrent calls copy once.
-    ///
-    /// ```
-    /// use sqreen_core::{RequestInfo, Sqreen};
-    ///
-    /// let sq = Sqreen::disabled();
-    /// let headers: &[(&str, &str)] = &[("Host", "shop.example.com")];
-    /// if sq.needs_request() {
-    ///     sq.capture_request(&RequestInfo::new("GET", "/cart", &headers));
-    /// }
-    /// ```
-    pub fn capture_request(&self, info: &crate::RequestInfo<'_>) {
-        if let Some(record) = &self.record {
-            record.capture_request(info);
-        }
-    }
-
-    /// For adapters: attaches the request body, copied while it streamed
-    /// to the handler (a framework whose middleware cannot buffer it
-    /// first). Kept when the whole body fits `body_capture_limit`, the
-    /// request was copied already, no body was kept before, and the record
-    /// is still open; true then. Parsed as a form or JSON by the request's
-    /// `Content-Type`, and scrubbed, when the record is sent.
-    pub fn capture_body(&self, body: &[u8]) -> bool {
-        self.record.as_ref().is_some_and(|r| r.attach_body(body))
-    }
-
     /// Starts a custom event; it is recorded when the returned builder is
     /// dropped, so a bare statement works.
     ///

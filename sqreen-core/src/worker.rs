@@ -485,7 +485,7 @@ impl Worker {
         self.shared.queue_len.fetch_sub(1, Ordering::Relaxed);
         if record.is_pending() {
             // Recorded through a handle that no extractor handed out (see
-            // `Agent::begin_on_demand`): events and metrics are kept
+            // `RequestSlot::handle`): events and metrics are kept
             // without the request's fields (its client IP included) rather
             // than dropped.
             bump(&self.shared.counters.invalid_sdk_input, 1);

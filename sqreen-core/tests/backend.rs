@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqreen_core::transport::HttpTransport;
 use sqreen_core::{
-    Agent, AgentGuard, Begin, Config, ConfigBuilder, LoginState, RequestInfo, ResponseInfo,
+    Agent, AgentGuard, Config, ConfigBuilder, LoginState, Open, RequestInfo, ResponseInfo,
     SecurityResponse,
 };
 use sqreen_test_backend::{Mode, TestBackend};
@@ -52,8 +52,8 @@ fn tracked_request(agent: &Agent, ip: &str, event: &str) {
     let headers = [("X-Forwarded-For", ip), ("User-Agent", "tests/1")];
     let info = RequestInfo::new("POST", "/checkout", &headers)
         .peer(Some("127.0.0.1:40000".parse().unwrap()));
-    match agent.begin(&info) {
-        Begin::Record(record) => {
+    match opened(agent, info, None) {
+        Open::Request(mut record) => {
             record.handle().track_event(event);
             record.close(ResponseInfo::new(200));
         }
@@ -61,9 +61,21 @@ fn tracked_request(agent: &Agent, ip: &str, event: &str) {
     }
 }
 
-fn begin_from(agent: &Agent, ip: &str, path: &str) -> Begin {
+fn begin_from(agent: &Agent, ip: &str, path: &str) -> Open {
     let headers = [("X-Forwarded-For", ip)];
-    agent.begin(&RequestInfo::new("GET", path, &headers))
+    opened(agent, RequestInfo::new("GET", path, &headers), None)
+}
+
+/// Opens a request and copies it at once, as an adapter's extractor does
+/// when a handler asks for the handle.
+fn opened<'a>(agent: &Agent, info: RequestInfo<'a>, body: Option<&'a [u8]>) -> Open {
+    match agent.open(|| info, body) {
+        Open::Request(mut slot) => {
+            slot.handle_with(|| info);
+            Open::Request(slot)
+        }
+        other => other,
+    }
 }
 
 fn event_names(events: &[Value]) -> Vec<String> {
@@ -124,9 +136,8 @@ fn request_record_shape() {
     let info = RequestInfo::new("POST", "/orders/7", &headers)
         .query(Some("page=2&tag=a&tag=b"))
         .peer(Some("10.0.0.2:52114".parse().unwrap()))
-        .scheme("https")
-        .body(Some(body));
-    let Begin::Record(record) = agent.begin(&info) else {
+        .scheme("https");
+    let Open::Request(mut record) = opened(&agent, info, Some(body)) else {
         panic!("expected a record")
     };
     record.set_route_params([("id", "7")]);
@@ -202,10 +213,8 @@ fn records_are_scrubbed() {
         ("Referer", "https://x.example/?token=abc"),
     ];
     let body = b"username=bob&password=hunter2&note=4111-1111-1111-1111";
-    let info = RequestInfo::new("POST", "/pay", &headers)
-        .query(Some("api_key=k3y&q=ok"))
-        .body(Some(body));
-    let Begin::Record(record) = agent.begin(&info) else {
+    let info = RequestInfo::new("POST", "/pay", &headers).query(Some("api_key=k3y&q=ok"));
+    let Open::Request(mut record) = opened(&agent, info, Some(body)) else {
         panic!("expected a record")
     };
     record
@@ -278,16 +287,16 @@ fn commands_are_executed_and_reported() {
     assert_eq!(results["c5"]["status"], false);
     assert!(matches!(
         begin_from(&agent, "81.2.69.160", "/health/live"),
-        Begin::Pass
+        Open::Pass
     ));
-    assert!(matches!(begin_from(&agent, "1.2.3.4", "/"), Begin::Pass));
+    assert!(matches!(begin_from(&agent, "1.2.3.4", "/"), Open::Pass));
     assert!(matches!(
         begin_from(&agent, "8.8.8.8", "/"),
-        Begin::Record(_)
+        Open::Request(_)
     ));
     assert!(matches!(
         begin_from(&agent, "81.2.69.160", "/"),
-        Begin::Respond(SecurityResponse::Block { status: 403 })
+        Open::Respond(SecurityResponse::Block { status: 403 })
     ));
 }
 
@@ -299,13 +308,13 @@ fn instrumentation_remove_and_enable() {
     let agent = start_ready(config(&backend).heartbeat_delay(Duration::from_millis(200)));
     backend.push_command("instrumentation_remove", "r1", json!([]));
     assert!(backend.wait_for(WAIT, |s| s.command_results().iter().any(|(k, _)| k == "r1")));
-    assert!(matches!(begin_from(&agent, "8.8.8.8", "/"), Begin::Pass));
+    assert!(matches!(begin_from(&agent, "8.8.8.8", "/"), Open::Pass));
     assert_eq!(agent.stats().login_state, Some(LoginState::Paused));
     backend.push_command("instrumentation_enable", "e1", json!([]));
     assert!(backend.wait_for(WAIT, |s| s.command_results().iter().any(|(k, _)| k == "e1")));
     assert!(matches!(
         begin_from(&agent, "8.8.8.8", "/"),
-        Begin::Record(_)
+        Open::Request(_)
     ));
 }
 
@@ -321,11 +330,11 @@ fn ip_actions_are_enforced_and_recorded() {
     ]));
     let agent = start_ready(config(&backend).blocking_status(451));
     match begin_from(&agent, "81.2.69.160", "/") {
-        Begin::Respond(r) => assert_eq!(r.status(), 451),
+        Open::Respond(r) => assert_eq!(r.status(), 451),
         other => panic!("expected a block, got {other:?}"),
     }
     match begin_from(&agent, "[2001:db8::1]:443", "/") {
-        Begin::Respond(r) => {
+        Open::Respond(r) => {
             assert_eq!(r.status(), 303);
             assert_eq!(r.location(), Some("https://example.com/blocked"));
         }
@@ -352,7 +361,7 @@ fn user_block_through_identify() {
     backend.set_actions(json!([{"action_id": "u1", "action": "block_user",
         "parameters": {"users": [{"username": "mallory"}]}}]));
     let agent = start_ready(config(&backend));
-    let Begin::Record(record) = begin_from(&agent, "8.8.8.8", "/login") else {
+    let Open::Request(mut record) = begin_from(&agent, "8.8.8.8", "/login") else {
         panic!("expected a record")
     };
     let sq = record.handle();
@@ -381,7 +390,7 @@ fn auth_metrics_per_user_and_ip() {
         ("81.2.69.160", false),
         ("81.2.69.161", true),
     ] {
-        let Begin::Record(record) = begin_from(&agent, ip, "/login") else {
+        let Open::Request(mut record) = begin_from(&agent, ip, "/login") else {
             panic!("expected a record")
         };
         record
@@ -459,7 +468,7 @@ fn garbage_login_answer_keeps_agent_off() {
     let agent = start(config(&backend));
     assert!(backend.wait_for(WAIT, |s| s.misbehaved >= 1));
     assert!(!agent.wait_ready(Duration::from_millis(300)));
-    assert!(matches!(begin_from(&agent, "8.8.8.8", "/"), Begin::Pass));
+    assert!(matches!(begin_from(&agent, "8.8.8.8", "/"), Open::Pass));
     assert!(backend.wait_for(WAIT, |_| agent.stats().bad_backend_answers >= 1));
     assert_eq!(agent.stats().login_state, Some(LoginState::LoggingIn));
 }
@@ -471,7 +480,7 @@ fn bad_token_keeps_agent_off() {
     backend.require_token("the-right-one");
     let agent = start(config(&backend));
     assert!(backend.wait_for(WAIT, |s| s.logins.len() >= 2));
-    assert!(matches!(begin_from(&agent, "8.8.8.8", "/"), Begin::Pass));
+    assert!(matches!(begin_from(&agent, "8.8.8.8", "/"), Open::Pass));
     // The agent counts an attempt once its answer is read, which can be
     // just after the backend has seen the request.
     assert!(backend.wait_for(WAIT, |_| agent.stats().login_attempts >= 2));
@@ -494,7 +503,7 @@ fn error_answers_after_login_are_survived() {
     assert!(backend.wait_for(WAIT, |s| s.events().len() == 1));
     assert!(matches!(
         begin_from(&agent, "8.8.8.8", "/"),
-        Begin::Record(_)
+        Open::Request(_)
     ));
 }
 
@@ -512,7 +521,7 @@ fn hanging_backend_does_not_block_the_app() {
     // Requests are still recorded while the backend hangs.
     assert!(matches!(
         begin_from(&agent, "8.8.8.8", "/"),
-        Begin::Record(_)
+        Open::Request(_)
     ));
     assert!(!agent.shutdown(Duration::from_secs(1)));
     assert_eq!(agent.stats().login_state, Some(LoginState::ShutDown));
@@ -539,7 +548,7 @@ fn exit_flush_on_guard_drop() {
 fn no_token_means_off() {
     let backend = TestBackend::start();
     let agent = start(Config::builder().url(backend.url()));
-    assert!(matches!(begin_from(&agent, "8.8.8.8", "/"), Begin::Pass));
+    assert!(matches!(begin_from(&agent, "8.8.8.8", "/"), Open::Pass));
     assert!(agent.flush(Duration::from_secs(1)));
     assert_eq!(agent.stats().login_state, Some(LoginState::Off));
     assert!(backend.with(|s| s.logins.is_empty()));
@@ -557,8 +566,8 @@ fn concurrent_records_do_not_mix() {
                 for i in 0..50 {
                     let path = format!("/t{t}/r{i}");
                     let headers = [("X-Forwarded-For", "81.2.69.160")];
-                    let Begin::Record(record) =
-                        agent.begin(&RequestInfo::new("GET", &path, &headers))
+                    let Open::Request(mut record) =
+                        opened(&agent, RequestInfo::new("GET", &path, &headers), None)
                     else {
                         panic!("expected a record")
                     };

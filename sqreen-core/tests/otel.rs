@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
 use prost::Message;
 use sqreen_core::test::{start_captured, test_config};
-use sqreen_core::{Begin, RequestInfo, ResponseInfo};
+use sqreen_core::{Open, RequestInfo, ResponseInfo};
 
 const CHILD: &str = "SQREEN_OTEL_TEST_CHILD";
 
@@ -35,11 +35,11 @@ fn child() {
         ("X-Forwarded-For", "81.2.69.160"),
     ];
     let info = RequestInfo::new("POST", "/checkout", &headers).query(Some("password=hunter2"));
-    let Begin::Record(record) = guard.begin(&info) else {
+    let Open::Request(mut record) = guard.open(|| info, None) else {
         panic!("the agent does not record");
     };
     record
-        .handle()
+        .handle_with(|| info)
         .for_user([("email", "alice@example.com")])
         .track_event("checkout.failed")
         .with_properties([("amount", 42)])

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sqreen_core::transport::HttpTransport;
-use sqreen_core::{Agent, AgentGuard, Begin, Config, ConfigBuilder, RequestInfo, ResponseInfo};
+use sqreen_core::{Agent, AgentGuard, Config, ConfigBuilder, Open, RequestInfo, ResponseInfo};
 use sqreen_test_backend::{Snapshot, TestBackend};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -32,11 +32,23 @@ fn start(config: ConfigBuilder) -> AgentGuard {
     Agent::start(config, Arc::new(transport))
 }
 
+/// Opens a request and copies it at once, as an adapter's extractor does
+/// when a handler asks for the handle.
+fn opened<'a>(agent: &Agent, info: RequestInfo<'a>, body: Option<&'a [u8]>) -> Open {
+    match agent.open(|| info, body) {
+        Open::Request(mut slot) => {
+            slot.handle_with(|| info);
+            Open::Request(slot)
+        }
+        other => other,
+    }
+}
+
 /// A failed login of `user` from `ip`.
 fn failed_login(agent: &Agent, ip: &str, user: &str) {
     let headers = [("X-Forwarded-For", ip)];
-    match agent.begin(&RequestInfo::new("POST", "/login", &headers)) {
-        Begin::Record(record) => {
+    match opened(&agent, RequestInfo::new("POST", "/login", &headers), None) {
+        Open::Request(mut record) => {
             record
                 .handle()
                 .for_user([("username", user)])
@@ -133,7 +145,9 @@ fn a_refused_event_is_split_out() {
     assert!(agent.wait_ready(WAIT));
     for i in 0..20 {
         let headers = [("X-Forwarded-For", "81.2.69.160")];
-        let Begin::Record(record) = agent.begin(&RequestInfo::new("POST", "/x", &headers)) else {
+        let Open::Request(mut record) =
+            opened(&agent, RequestInfo::new("POST", "/x", &headers), None)
+        else {
             panic!("expected a record");
         };
         let name = if i == 7 { "poison" } else { "fine" };
@@ -178,7 +192,8 @@ fn records_hold_at_most_the_contract_tracks() {
     let agent = start(config(&backend));
     assert!(agent.wait_ready(WAIT));
     let headers = [("X-Forwarded-For", "81.2.69.160")];
-    let Begin::Record(record) = agent.begin(&RequestInfo::new("POST", "/x", &headers)) else {
+    let Open::Request(mut record) = opened(&agent, RequestInfo::new("POST", "/x", &headers), None)
+    else {
         panic!("expected a record");
     };
     for _ in 0..150 {
@@ -213,7 +228,7 @@ fn url_queries_are_scrubbed() {
     ];
     let info = RequestInfo::new("GET", "/reset?token=tok-4242-secret&lang=en", &headers)
         .query(Some("token=tok-4242-secret&lang=en"));
-    let Begin::Record(record) = agent.begin(&info) else {
+    let Open::Request(mut record) = opened(&agent, info, None) else {
         panic!("expected a record");
     };
     record.handle().track_event("password.reset");
@@ -240,7 +255,8 @@ fn batches_are_gzipped_when_the_backend_says_so() {
     let agent = start(config(&backend));
     assert!(agent.wait_ready(WAIT));
     let headers = [("X-Forwarded-For", "81.2.69.160")];
-    let Begin::Record(record) = agent.begin(&RequestInfo::new("POST", "/x", &headers)) else {
+    let Open::Request(mut record) = opened(&agent, RequestInfo::new("POST", "/x", &headers), None)
+    else {
         panic!("expected a record");
     };
     record.handle().track_event("zipped");
@@ -267,8 +283,8 @@ fn records_stay_within_the_context_bounds() {
         ("X-Forwarded-For", "81.2.69.160"),
         ("Content-Type", "application/json"),
     ];
-    let info = RequestInfo::new("POST", "/deep", &headers).body(Some(deep.as_bytes()));
-    let Begin::Record(record) = agent.begin(&info) else {
+    let info = RequestInfo::new("POST", "/deep", &headers);
+    let Open::Request(mut record) = opened(&agent, info, Some(deep.as_bytes())) else {
         panic!("expected a record");
     };
     let long = "v".repeat(1000);
@@ -311,7 +327,7 @@ fn spoofed_forwarding_headers_are_ignored() {
     let begin = |peer: &str, xff: &str| {
         let headers = [("X-Forwarded-For", xff)];
         let info = RequestInfo::new("GET", "/", &headers).peer(Some(peer.parse().unwrap()));
-        matches!(agent.begin(&info), Begin::Respond(_))
+        matches!(opened(&agent, info, None), Open::Respond(_))
     };
     // The blocked client claims a clean IP: still blocked.
     assert!(begin("81.2.69.160:5000", "203.0.113.1"));

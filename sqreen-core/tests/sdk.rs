@@ -8,11 +8,19 @@ use std::time::Duration;
 
 use serde_json::json;
 use sqreen_core::test::{start_captured, test_config, with_captured_events};
-use sqreen_core::{Agent, Begin, Config, PropertyValue, RequestInfo, ResponseInfo, Sqreen};
+use sqreen_core::{
+    Agent, Config, Open, PropertyValue, RequestInfo, RequestSlot, ResponseInfo, Sqreen,
+};
 
-fn record(agent: &Agent) -> sqreen_core::RequestRecord {
-    match agent.begin(&RequestInfo::new("GET", "/", &[("Host", "h")])) {
-        Begin::Record(record) => record,
+/// A request opened and copied, as an adapter's extractor does when a
+/// handler asks for the handle.
+fn record(agent: &Agent) -> RequestSlot {
+    let request = || RequestInfo::new("GET", "/", &[("Host", "h")]);
+    match agent.open(request, None) {
+        Open::Request(mut slot) => {
+            slot.handle_with(request);
+            slot
+        }
         other => panic!("expected a record, got {other:?}"),
     }
 }
@@ -22,7 +30,7 @@ fn record(agent: &Agent) -> sqreen_core::RequestRecord {
 #[test]
 fn input_limits_are_enforced_and_counted() {
     let (agent, backend) = start_captured(test_config().build().unwrap());
-    let rec = record(&agent);
+    let mut rec = record(&agent);
     let sq = rec.handle();
     sq.track_event(""); // dropped
     sq.track_event("x".repeat(1000)); // cut to 256 bytes
@@ -52,7 +60,7 @@ fn input_limits_are_enforced_and_counted() {
 fn timestamp_and_identifiers_are_sent() {
     let t = std::time::UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
     let events = with_captured_events(|agent| {
-        let rec = record(agent);
+        let mut rec = record(agent);
         rec.handle()
             .track_event("my.event")
             .with_timestamp(t)
@@ -79,7 +87,7 @@ fn timestamp_and_identifiers_are_sent() {
 #[test]
 fn calls_after_close_are_ignored() {
     let (agent, backend) = start_captured(test_config().build().unwrap());
-    let rec = record(&agent);
+    let mut rec = record(&agent);
     let sq = rec.handle();
     rec.close(ResponseInfo::new(200));
     sq.track_event("too.late");
@@ -92,7 +100,7 @@ fn calls_after_close_are_ignored() {
 #[test]
 fn dropped_record_is_closed() {
     let events = with_captured_events(|agent| {
-        let rec = record(agent);
+        let mut rec = record(agent);
         rec.handle().track_event("cancelled.handler");
         drop(rec);
     });
@@ -104,7 +112,7 @@ fn dropped_record_is_closed() {
 #[test]
 fn handles_cross_threads() {
     let events = with_captured_events(|agent| {
-        let rec = record(agent);
+        let mut rec = record(agent);
         let sq: Sqreen = rec.handle();
         std::thread::scope(|s| {
             for i in 0..4 {
@@ -123,11 +131,11 @@ fn handles_cross_threads() {
 #[tokio::test(flavor = "current_thread")]
 async fn flush_from_async_code() {
     let (agent, backend) = start_captured(test_config().build().unwrap());
-    let rec = record(&agent);
+    let mut rec = record(&agent);
     rec.handle().track_event("async");
     rec.close(ResponseInfo::new(200));
     assert!(agent.flush_async(Duration::from_secs(10)).await);
-    let rec = record(&agent);
+    let mut rec = record(&agent);
     rec.handle().track_event("sync-in-async");
     rec.close(ResponseInfo::new(200));
     assert!(agent.flush(Duration::from_secs(10)));
@@ -145,8 +153,8 @@ fn invalid_config_keeps_agent_off() {
     assert_eq!(err.key(), Some("strip_sensitive_key_regexp"));
     let agent = Agent::off(Config::default());
     assert!(matches!(
-        agent.begin(&RequestInfo::new("GET", "/", &[("Host", "h")])),
-        Begin::Pass
+        agent.open(|| RequestInfo::new("GET", "/", &[("Host", "h")]), None),
+        Open::Pass
     ));
     assert!(agent.flush(Duration::from_millis(10)));
 }
@@ -195,24 +203,20 @@ fn recycled_records_never_carry_another_requests_data() {
                         &headers,
                     )
                     .query((!n.is_multiple_of(5)).then_some(query.as_str()));
-                    // Requests with a body are copied at once (`begin`); the
-                    // others on demand, as the adapters open them, and copied
-                    // (with a route parameter) when "the handler takes the
-                    // handle": the tracked ones, and every eighth of the others.
+                    // Requests with a body are copied at once; the others on
+                    // demand, as the adapters open them, and copied (with a
+                    // route parameter) when "the handler takes the handle":
+                    // the tracked ones, and every eighth of the others.
                     let tracked = n % 3 != 2;
-                    let begin = if n.is_multiple_of(4) {
-                        agent.begin(&info.body(Some(body.as_bytes())))
-                    } else {
-                        agent.begin_on_demand(|| info)
-                    };
-                    let Begin::Record(record) = begin else {
+                    let body = n.is_multiple_of(4).then_some(body.as_bytes());
+                    let Open::Request(mut record) = agent.open(|| info, body) else {
                         panic!("the agent records");
                     };
                     let sq = record.handle();
                     if !n.is_multiple_of(4) && (tracked || n.is_multiple_of(8)) {
-                        assert!(sq.needs_request());
-                        sq.capture_request(&info.route_params(&params));
-                        assert!(!sq.needs_request());
+                        assert!(record.needs_request());
+                        record.handle_with(|| info.route_params(&params));
+                        assert!(!record.needs_request());
                     }
                     // Two requests in three are tracked.
                     if tracked {

@@ -5,12 +5,13 @@
 //! Modelled on `sentry::test::with_captured_events`.
 //!
 //! ```
-//! use sqreen_core::{RequestInfo, ResponseInfo, Begin};
+//! use sqreen_core::{Open, RequestInfo, ResponseInfo};
 //! let events = sqreen_core::test::with_captured_events(|agent| {
 //!     let headers: &[(&str, &str)] = &[("User-Agent", "curl/8")];
-//!     if let Begin::Record(record) = agent.begin(&RequestInfo::new("GET", "/", &headers)) {
-//!         record.handle().track_event("my.event").with_properties([("key", "value")]);
-//!         record.close(ResponseInfo::new(200));
+//!     let request = || RequestInfo::new("GET", "/", &headers);
+//!     if let Open::Request(mut slot) = agent.open(request, None) {
+//!         slot.handle_with(request).track_event("my.event").with_properties([("key", "value")]);
+//!         slot.close(ResponseInfo::new(200));
 //!     }
 //! });
 //! assert_eq!(events.len(), 1);
@@ -24,15 +25,16 @@
 //!
 //! ```
 //! use sqreen_core::test::{ObservationKind, start_captured, test_config};
-//! use sqreen_core::{Begin, RequestInfo, ResponseInfo};
+//! use sqreen_core::{Open, RequestInfo, ResponseInfo};
 //!
 //! let (agent, backend) = start_captured(test_config().build().unwrap());
 //! let headers: &[(&str, &str)] = &[("User-Agent", "curl/8")];
-//! if let Begin::Record(record) = agent.begin(&RequestInfo::new("POST", "/login", &headers)) {
-//!     let sq = record.handle();
+//! let request = || RequestInfo::new("POST", "/login", &headers);
+//! if let Open::Request(mut slot) = agent.open(request, None) {
+//!     let sq = slot.handle_with(request);
 //!     sq.track_event("login.page").with_properties([("step", 2)]);
 //!     sq.for_user([("username", "bob")]).track_auth_failure();
-//!     record.close(ResponseInfo::new(401));
+//!     slot.close(ResponseInfo::new(401));
 //! }
 //! drop(agent); // shuts down: the last batch, and a heartbeat with the counts
 //!
