@@ -29,13 +29,13 @@ pub(crate) type Renderer = Arc<dyn Fn(&SecurityResponse) -> HttpResponse + Send 
 /// fn render(response: &SecurityResponse) -> HttpResponse {
 ///     match response {
 ///         SecurityResponse::Block { .. } => HttpResponse::Forbidden().body("go away"),
-///         redirect => sqreen_actix::default_response(redirect),
+///         redirect => sqreen_actix::default_blocked_response(redirect),
 ///     }
 /// }
 /// let redirect = SecurityResponse::Redirect { location: "https://example.com/".into() };
 /// assert_eq!(render(&redirect).status(), 303);
 /// ```
-pub fn default_response(response: &SecurityResponse) -> HttpResponse {
+pub fn default_blocked_response(response: &SecurityResponse) -> HttpResponse {
     // The core only produces valid statuses; 403 keeps a hostile value closed.
     let status = StatusCode::from_u16(response.status()).unwrap_or(StatusCode::FORBIDDEN);
     let mut builder = HttpResponse::build(status);
@@ -49,7 +49,7 @@ pub fn default_response(response: &SecurityResponse) -> HttpResponse {
 
 /// The error a handler returns when `identify()` reports a blocked or
 /// redirected user: actix turns it into the same response as an IP block
-/// (see [`default_response`]), so `?` is all a handler needs.
+/// (see [`default_blocked_response`]), so `?` is all a handler needs.
 ///
 /// ```
 /// use actix_web::{HttpResponse, post};
@@ -102,6 +102,6 @@ impl ResponseError for Blocked {
     }
 
     fn error_response(&self) -> HttpResponse {
-        default_response(self.0.response())
+        default_blocked_response(self.0.response())
     }
 }

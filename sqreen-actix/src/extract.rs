@@ -1,11 +1,11 @@
-//! The [`Sqreen`] extractor: the request's SDK handle, placed in the request
-//! extensions by [`SqreenMiddleware`](crate::SqreenMiddleware).
+//! The [`Sqreen`] extractor: the SDK handle of the request that
+//! [`SqreenMiddleware`](crate::SqreenMiddleware) made current.
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use actix_web::{FromRequest, HttpRequest};
 
 /// The SDK handle of the current request, as an actix extractor.
 ///
@@ -48,49 +48,16 @@ impl Sqreen {
     /// The handle of `req`, disabled when the middleware did not record it.
     ///
     /// For code that holds an [`HttpRequest`] rather than extracting
-    /// `Sqreen` (other middleware, guards, error handlers).
+    /// `Sqreen` (middleware inside [`SqreenMiddleware`](crate::SqreenMiddleware),
+    /// guards): it reads the request's slot, current while the middleware
+    /// calls and polls the inner service, so a task spawned from a handler
+    /// must take the handle first and move it in.
     ///
     /// Like the extractor, it copies the request's details into the record
     /// the first time it is called for a request: the middleware copies
     /// nothing until something asks for the handle.
     pub fn of(req: &HttpRequest) -> Self {
-        let deferred = req.extensions().contains::<Slot>();
-        let handle = if deferred {
-            opened(req)
-        } else {
-            req.extensions().get::<Self>().cloned().unwrap_or_default()
-        };
-        crate::request::capture(&handle, req);
-        handle
-    }
-}
-
-/// In the request extensions when the middleware deferred the record
-/// (nothing loaded in the agent needed to see the request): the record is
-/// opened the first time something asks for the handle, and the middleware
-/// takes it back to close it.
-pub(crate) enum Slot {
-    Deferred(sqreen_core::DeferredRecord),
-    Opened(sqreen_core::RequestRecord),
-    /// The agent turned off since the request started.
-    Off,
-}
-
-/// The handle of a deferred request's record, opened now if it was not yet.
-fn opened(req: &HttpRequest) -> Sqreen {
-    let mut extensions = req.extensions_mut();
-    let Some(slot) = extensions.get_mut::<Slot>() else {
-        return Sqreen::default();
-    };
-    if let Slot::Deferred(_) = slot
-        && let Slot::Deferred(deferred) = std::mem::replace(slot, Slot::Off)
-        && let Some(record) = deferred.open()
-    {
-        *slot = Slot::Opened(record);
-    }
-    match slot {
-        Slot::Opened(record) => Sqreen(record.handle()),
-        Slot::Deferred(_) | Slot::Off => Sqreen::default(),
+        Self(crate::request::handle_for(req))
     }
 }
 

@@ -81,7 +81,7 @@
 //! ## Blocked responses
 //!
 //! By default an IP action, and a [`Blocked`] error from `identify()?`, are
-//! answered by [`default_response`]: the configured `blocking_status` (403 by
+//! answered by [`default_blocked_response`]: the configured `blocking_status` (403 by
 //! default) with sqreen's block page, or `303 See Other` with a `Location`
 //! for redirects. Render your own with
 //! [`SqreenMiddleware::blocked_response`]; it covers both IP actions and the
@@ -98,7 +98,7 @@
 //!         actix_web::http::StatusCode::from_u16(*status).unwrap_or(actix_web::http::StatusCode::FORBIDDEN),
 //!     )
 //!     .json(serde_json::json!({"error": "blocked"})),
-//!     redirect => sqreen_actix::default_response(redirect),
+//!     redirect => sqreen_actix::default_blocked_response(redirect),
 //! }));
 //! ```
 //!
@@ -151,6 +151,6 @@ mod extract;
 mod middleware;
 mod request;
 
-pub use blocked::{Blocked, default_response};
+pub use blocked::{Blocked, default_blocked_response};
 pub use extract::Sqreen;
 pub use middleware::{SqreenFuture, SqreenMiddleware, SqreenService};

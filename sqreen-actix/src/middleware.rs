@@ -3,29 +3,25 @@
 //! extractor, and closes the record with the response.
 //!
 //! ```text
-//! request ─▶ agent on? ─no─────────────────────────────▶ inner service (untouched)
-//!              │ yes
-//!              ├─ small form/JSON body? ─▶ buffer it, put it back as the payload
-//!              ▼
-//!          nothing loaded needs the request? ─yes─▶ deferred record in extensions ▶ inner service
-//!              │ no                (the extractor opens it and copies the request)
-//!              ▼                   ◀─ status, length, type ─ record.close, if opened
-//!          Agent::begin(_on_demand) ─ Pass ────────────▶ inner service
-//!                       ─ Respond ─▶ block page / redirect (inner service never runs)
-//!                       ─ Record ──▶ handle in extensions ▶ inner service
-//!                                    (the extractor copies the request, route params included)
-//!                                    ◀─ status, length, type ─ record.close
+//! call ─ agent absent/off ──────────────────────────────▶ inner service (untouched)
+//!      ─ form/JSON body, declared length ≤ limit ─ buffer ─┐
+//!      ─ otherwise ────────────────────────────────────────┴▶ Agent::open
+//!           Pass    ─▶ inner service, polled with an empty slot current
+//!           Respond ─▶ block page / redirect (inner service never runs)
+//!           Request ─▶ inner service, polled with the request's slot current
+//!                      (the extractor opens the record and copies the request)
+//!                      ◀─ route params, status, length, type ─ slot.close
 //! ```
 //!
-//! Without a buffered body, and with no passlist or IP action loaded, the
-//! record is opened and the request copied only when a handler takes the
-//! [`Sqreen`](crate::Sqreen) extractor (or calls
-//! [`Sqreen::of`](crate::Sqreen::of)): a request whose handler never asks
-//! costs an extensions entry, and no record at all.
+//! The request's [`RequestSlot`] is current ([`sqreen_core::current`])
+//! while the inner service is called and polled, as in `sqreen-axum`: the
+//! [`Sqreen`](crate::Sqreen) extractor (or [`Sqreen::of`](crate::Sqreen::of))
+//! finds it there. Without a buffered body, and with no passlist or IP
+//! action loaded, the record is opened and the request copied only when a
+//! handler asks: a request whose handler never asks costs no record at all.
 //!
-//! The common path allocates nothing of its own besides the record (and
-//! the handle's slot in the extensions): the response future is an enum,
-//! boxed only when a body is buffered.
+//! The common path allocates nothing of its own: the response future is an
+//! enum, boxed only when a body is buffered.
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -36,13 +32,13 @@ use std::task::{Context, Poll};
 use actix_web::body::{BodySize, EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::CONTENT_TYPE;
-use actix_web::{Error, HttpMessage, HttpResponse};
+use actix_web::{Error, HttpResponse};
 use pin_project_lite::pin_project;
-use sqreen_core::{Agent, Begin, LazyAgent, RequestRecord, ResponseInfo, SecurityResponse};
+use sqreen_core::current::enter;
+use sqreen_core::{Agent, LazyAgent, Open, RequestSlot, ResponseInfo, SecurityResponse};
 
-use crate::blocked::{Blocked, Renderer, default_response};
-use crate::extract::{Slot, Sqreen};
-use crate::request::{begin, buffer_body, wanted_body_len};
+use crate::blocked::{Blocked, Renderer, default_blocked_response};
+use crate::request::{buffer_body, open, wanted_body_len};
 
 /// The framework name and major version reported to the backend at login.
 const FRAMEWORK: (&str, &str) = ("actix", "4");
@@ -116,7 +112,7 @@ impl SqreenMiddleware {
     }
 
     /// Renders security responses with `render` instead of
-    /// [`default_response`]: IP blocks and redirects enforced before the
+    /// [`default_blocked_response`]: IP blocks and redirects enforced before the
     /// handler, and the [`Blocked`] errors handlers return from `identify()?`.
     ///
     /// ```
@@ -130,7 +126,7 @@ impl SqreenMiddleware {
     ///         SecurityResponse::Block { .. } => HttpResponse::Forbidden()
     ///             .content_type("text/plain")
     ///             .body("Blocked. Contact support@example.com"),
-    ///         redirect => sqreen_actix::default_response(redirect),
+    ///         redirect => sqreen_actix::default_blocked_response(redirect),
     ///     }
     /// });
     /// let app = App::new().wrap(sqreen);
@@ -196,7 +192,7 @@ where
         let agent = match self.agent.get() {
             // Off, or not logged in yet: not even the headers are looked at.
             Some(agent) if agent.is_enabled() => agent,
-            _ => return SqreenFuture::call(self.service.call(req), Held::Nothing, None),
+            _ => return SqreenFuture::call(self.service.call(req), None, None),
         };
         if let Some(declared) = wanted_body_len(agent, &req) {
             let service = Rc::clone(&self.service);
@@ -205,92 +201,49 @@ where
             let mut req = req;
             return SqreenFuture::boxed(Box::pin(async move {
                 let body = buffer_body(&mut req, declared).await;
-                let decision = begin(&agent, &req, body.as_deref());
-                dispatch(&*service, renderer.as_ref(), req, decision).await
+                dispatch(&*service, &agent, renderer.as_ref(), req, body.as_deref()).await
             }));
         }
-        // Nothing loaded needs to see the request: its record is opened
-        // only if something asks for the handle.
-        if let Some(deferred) = agent.defer() {
-            req.extensions_mut().insert(Slot::Deferred(deferred));
-            return SqreenFuture::call(
-                self.service.call(req),
-                Held::Deferred,
-                self.renderer.clone(),
-            );
-        }
-        let decision = begin(agent, &req, None);
-        dispatch(&*self.service, self.renderer.as_ref(), req, decision)
+        dispatch(&*self.service, agent, self.renderer.as_ref(), req, None)
     }
 }
 
-/// What a [`SqreenFuture`] closes once the inner service answers.
-enum Held {
-    /// Nothing: the request is not recorded.
-    Nothing,
-    /// The request's record.
-    Record(RequestRecord),
-    /// A deferred record, in the request's extensions (opened if a handler
-    /// asked for the handle). actix forbids keeping a clone of the request
-    /// while it is routed, so the record is taken back from the response's
-    /// request; when the service fails there is none, and the record
-    /// (dropped with the request) closes without a response: what it
-    /// tracked is still sent.
-    Deferred,
-}
-
-impl Held {
-    /// The record to close, if one was opened.
-    fn take_record<B>(
-        &mut self,
-        result: &Result<ServiceResponse<B>, Error>,
-    ) -> Option<RequestRecord> {
-        match std::mem::replace(self, Self::Nothing) {
-            Self::Nothing => None,
-            Self::Record(record) => Some(record),
-            Self::Deferred => match result
-                .as_ref()
-                .ok()?
-                .request()
-                .extensions_mut()
-                .remove::<Slot>()
-            {
-                Some(Slot::Opened(record)) => Some(record),
-                Some(Slot::Deferred(_) | Slot::Off) | None => None,
-            },
-        }
-    }
-}
-
-/// Acts on the agent's decision for a request.
+/// Asks the agent about the request and starts the inner service with the
+/// request's slot current, or answers in its place.
 fn dispatch<S, B>(
     service: &S,
+    agent: &Agent,
     renderer: Option<&Renderer>,
     req: ServiceRequest,
-    decision: Begin,
+    body: Option<&[u8]>,
 ) -> SqreenFuture<S::Future, B>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
     B: MessageBody,
 {
-    match decision {
-        Begin::Pass => SqreenFuture::call(service.call(req), Held::Nothing, None),
-        Begin::Respond(response) => {
+    let slot = match open(agent, &req, body) {
+        // A slot recording nothing is current: a request passlisted inside
+        // another recorded one must not see the outer request's handle.
+        Open::Pass => RequestSlot::default(),
+        Open::Respond(response) => {
             let response = render(renderer, &response);
             let (req, _payload) = req.into_parts();
-            SqreenFuture::ready(ServiceResponse::new(req, response).map_into_right_body())
+            return SqreenFuture::ready(ServiceResponse::new(req, response).map_into_right_body());
         }
-        Begin::Record(record) => {
-            req.extensions_mut().insert(Sqreen(record.handle()));
-            SqreenFuture::call(service.call(req), Held::Record(record), renderer.cloned())
-        }
-    }
+        Open::Request(slot) => slot,
+    };
+    let mut slot = Some(slot);
+    let fut = {
+        let _entered = enter(&mut slot);
+        service.call(req)
+    };
+    SqreenFuture::call(fut, slot, renderer.cloned())
 }
 
 fn render(renderer: Option<&Renderer>, response: &SecurityResponse) -> HttpResponse {
     match renderer {
         Some(render) => render(response),
-        None => default_response(response),
+        None => default_blocked_response(response),
     }
 }
 
@@ -300,6 +253,9 @@ type BoxedResponseFuture<B> =
 pin_project! {
     /// The response future of [`SqreenService`]: the inner service's
     /// future, then the record's close.
+    ///
+    /// Like every future, it must not be polled after it completed: it
+    /// panics then (as `sqreen-axum`'s does).
     pub struct SqreenFuture<F, B> {
         #[pin]
         state: State<F, B>,
@@ -309,8 +265,9 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F, B> {
-        // The inner service runs; `held`'s record is closed when it answers.
-        Call { #[pin] fut: F, held: Held, renderer: Option<Renderer> },
+        // The inner service runs, polled with `slot` current (`None`: the
+        // agent is off); the slot is closed when it answers.
+        Call { #[pin] fut: F, slot: Option<RequestSlot>, renderer: Option<Renderer> },
         // A security response decided before the inner service.
         Ready { response: Option<ServiceResponse<EitherBody<B>>> },
         // The body is being buffered (rare: small form/JSON bodies only).
@@ -319,11 +276,11 @@ pin_project! {
 }
 
 impl<F, B> SqreenFuture<F, B> {
-    fn call(fut: F, held: Held, renderer: Option<Renderer>) -> Self {
+    fn call(fut: F, slot: Option<RequestSlot>, renderer: Option<Renderer>) -> Self {
         Self {
             state: State::Call {
                 fut,
-                held,
+                slot,
                 renderer,
             },
         }
@@ -355,19 +312,20 @@ where
         match self.project().state.project() {
             StateProj::Call {
                 fut,
-                held,
+                slot,
                 renderer,
             } => {
-                let result = std::task::ready!(fut.poll(cx));
-                let record = held.take_record(&result);
-                Poll::Ready(finish(result, record, renderer.as_ref()))
+                let result = if slot.is_some() {
+                    let _entered = enter(slot);
+                    std::task::ready!(fut.poll(cx))
+                } else {
+                    std::task::ready!(fut.poll(cx))
+                };
+                Poll::Ready(finish(result, slot.take(), renderer.as_ref()))
             }
             StateProj::Ready { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
-                None => {
-                    tracing::error!(target: "sqreen::actix", "SqreenFuture polled after completion");
-                    Poll::Pending
-                }
+                None => panic!("sqreen_actix::SqreenFuture polled after it completed"),
             },
             StateProj::Boxed { fut } => fut.as_mut().poll(cx),
         }
@@ -377,10 +335,10 @@ where
 /// Closes the record (if any) with what the inner service answered.
 fn finish<B: MessageBody + 'static>(
     result: Result<ServiceResponse<B>, Error>,
-    record: Option<RequestRecord>,
+    slot: Option<RequestSlot>,
     renderer: Option<&Renderer>,
 ) -> Result<ServiceResponse<EitherBody<B>>, Error> {
-    let Some(record) = record else {
+    let Some(slot) = slot else {
         return result.map(ServiceResponse::map_into_left_body);
     };
     let res = match result {
@@ -388,7 +346,7 @@ fn finish<B: MessageBody + 'static>(
         Err(e) => {
             // actix renders service errors later; their status is known now.
             let status = e.as_response_error().status_code().as_u16();
-            record.close(ResponseInfo::new(status));
+            slot.close(ResponseInfo::new(status));
             return Err(e);
         }
     };
@@ -397,8 +355,8 @@ fn finish<B: MessageBody + 'static>(
     // extractor copied those matched when it ran, maybe only a scope's).
     // A record still waiting for its copy tracked nothing: no parameters.
     let params = res.request().match_info();
-    if params.segment_count() > 0 && !record.needs_request() {
-        record.set_route_params(params.iter());
+    if params.segment_count() > 0 && !slot.needs_request() {
+        slot.set_route_params(params.iter());
     }
     let res = match renderer.and_then(|r| blocked_of(&res).map(|b| r(b.0.response()))) {
         Some(custom) => {
@@ -407,7 +365,7 @@ fn finish<B: MessageBody + 'static>(
         }
         None => res.map_into_left_body(),
     };
-    close(record, &res);
+    close(slot, &res);
     Ok(res)
 }
 
@@ -416,9 +374,9 @@ fn blocked_of<B>(res: &ServiceResponse<B>) -> Option<&Blocked> {
     res.response().error().and_then(|e| e.as_error::<Blocked>())
 }
 
-fn close<B: MessageBody>(record: RequestRecord, res: &ServiceResponse<B>) {
+fn close<B: MessageBody>(slot: RequestSlot, res: &ServiceResponse<B>) {
     // Only a record holding entries reads the response headers.
-    record.close_with(|| {
+    slot.close_with(|| {
         let content_length = match res.response().body().size() {
             BodySize::Sized(len) => Some(len),
             BodySize::None => Some(0),

@@ -9,7 +9,8 @@ use actix_web::web::{Bytes, BytesMut};
 use actix_web::{HttpMessage, HttpRequest, error::PayloadError};
 use futures_util::StreamExt;
 use futures_util::stream::{self, Stream};
-use sqreen_core::{Agent, Begin, HeaderPairs, RequestInfo};
+use sqreen_core::current::with_slot;
+use sqreen_core::{Agent, HeaderPairs, Open, RequestInfo};
 
 /// actix's header map seen as the core's header lines, without copying.
 ///
@@ -43,28 +44,27 @@ pub(crate) fn wanted_body_len(agent: &Agent, req: &ServiceRequest) -> Option<u64
 /// Asks the agent what to do with the request. A request whose body was
 /// buffered is copied now (the handler consumes the body); any other is
 /// copied only if a handler takes the [`Sqreen`](crate::Sqreen) handle
-/// ([`capture`]).
-pub(crate) fn begin(agent: &Agent, req: &ServiceRequest, body: Option<&[u8]>) -> Begin {
+/// ([`handle_for`]).
+pub(crate) fn open(agent: &Agent, req: &ServiceRequest, body: Option<&[u8]>) -> Open {
     let headers = Headers(req.headers());
-    match body {
-        Some(_) => agent.begin(&request_info(req.request(), &headers).body(body)),
-        None => agent.begin_on_demand(|| request_info(req.request(), &headers)),
-    }
+    agent.open(|| request_info(req.request(), &headers), body)
 }
 
-/// Copies the request, with the route parameters actix matched, into
-/// `handle`'s record if it still needs it: what the extractor does.
-pub(crate) fn capture(handle: &sqreen_core::Sqreen, req: &HttpRequest) {
-    if !handle.needs_request() {
-        return;
-    }
+/// The handle of the request being served, its record opened and the
+/// request copied into it if not yet (route parameters included): what the
+/// [`Sqreen`](crate::Sqreen) extractor does when a handler takes it.
+pub(crate) fn handle_for(req: &HttpRequest) -> sqreen_core::Sqreen {
+    // Allocates only for a request still to be copied, on a route with parameters.
+    let params: Vec<(&str, &str)> =
+        if req.match_info().segment_count() > 0 && with_slot(|slot| slot.needs_request()) {
+            req.match_info().iter().collect()
+        } else {
+            Vec::new()
+        };
     let headers = Headers(req.headers());
-    // Allocates only for routes with parameters.
-    let params: Vec<(&str, &str)> = req.match_info().iter().collect();
-    handle.capture_request(&request_info(req, &headers).route_params(&params));
+    with_slot(|slot| slot.handle_with(|| request_info(req, &headers).route_params(&params)))
 }
 
-/// The core's view of `req`.
 fn request_info<'a>(req: &'a HttpRequest, headers: &'a Headers<'a>) -> RequestInfo<'a> {
     let uri = req.uri();
     // HTTP/1.1 requests carry an origin-form URI (no scheme, no authority):

@@ -4,24 +4,15 @@
 //! the inner service for a recorded request, that request's handle is the
 //! thread's *current* handle, as `tracing` enters a span or sentry binds a
 //! hub for the duration of each poll. The [`Sqreen`](crate::Sqreen)
-//! extractor, [`from_request`] and [`current`] read it. Entering and leaving swaps one
-//! pointer in a thread-local slot: it replaced putting the handle in the
-//! request extensions, which cost an allocation and a hash-map insert (often
-//! a rehash) per request, about 500 instructions.
+//! extractor, [`from_request`] and [`current`] read it, through
+//! [`sqreen_core::current`]: one thread-local swap per poll, no allocation.
 //!
-//! The thread-local holds the request's [`RequestSlot`] itself, not a
-//! handle to it (no reference count to take and give back per request):
-//! the slot opens the record the first time a handler asks for the handle,
-//! so a request whose handlers never ask costs no record at all when
-//! nothing loaded in the agent needs to see it.
-
-use std::cell::RefCell;
+//! The request's slot opens its record the first time a handler asks for
+//! the handle, so a request whose handlers never ask costs no record at all
+//! when nothing loaded in the agent needs to see it.
 
 use sqreen_core::RequestSlot;
-
-thread_local! {
-    static CURRENT: RefCell<Option<RequestSlot>> = const { RefCell::new(None) };
-}
+use sqreen_core::current::with_slot;
 
 /// The SDK handle of `request`, in a plain hyper or tonic service wrapped by
 /// [`SqreenLayer`](crate::SqreenLayer): what such a service calls where an
@@ -53,7 +44,7 @@ thread_local! {
 pub fn from_request<B>(request: &http::Request<B>) -> sqreen_core::Sqreen {
     let headers = crate::request::HeaderMapPairs(request.headers());
     let handle =
-        with_current(|slot| slot.handle_with(|| crate::request::request_info(request, &headers)));
+        with_slot(|slot| slot.handle_with(|| crate::request::request_info(request, &headers)));
     match request.extensions().get::<sqreen_core::Sqreen>() {
         // A handle another layer put in the extensions (`Extension` style).
         Some(found) if !handle.is_enabled() => found.clone(),
@@ -92,48 +83,5 @@ pub fn from_request<B>(request: &http::Request<B>) -> sqreen_core::Sqreen {
 /// let app: Router = Router::new().route("/export", get(export)).layer(SqreenLayer::new());
 /// ```
 pub fn current() -> sqreen_core::Sqreen {
-    with_current(RequestSlot::handle)
-}
-
-/// Runs `f` on the current request's slot; `R::default()` (a disabled
-/// handle) outside a recorded request. `f` only opens or copies a record, which calls nothing
-/// that could come back here.
-pub(crate) fn with_current<R: Default>(f: impl FnOnce(&mut RequestSlot) -> R) -> R {
-    CURRENT
-        .try_with(|current| match current.try_borrow_mut() {
-            Ok(mut current) => current.as_mut().map(f).unwrap_or_default(),
-            Err(_) => R::default(),
-        })
-        .unwrap_or_default()
-}
-
-/// Makes `slot` the current one until the guard drops; the previous one
-/// (usually none) waits in `slot` meanwhile and is put back, with the
-/// record it may have opened.
-pub(crate) fn enter(slot: &mut Option<RequestSlot>) -> Entered<'_> {
-    swap(slot);
-    Entered { slot }
-}
-
-/// Puts the previous slot back when dropped, a panic included.
-pub(crate) struct Entered<'a> {
-    slot: &'a mut Option<RequestSlot>,
-}
-
-impl Drop for Entered<'_> {
-    fn drop(&mut self) {
-        swap(self.slot);
-    }
-}
-
-/// Exchanges `slot` with the thread's. The thread's slot is only ever
-/// borrowed inside this module, for one swap or to make one handle (which
-/// calls nothing that could come back here), so the borrow cannot fail;
-/// nor can the thread-local be gone while a future is polled.
-fn swap(slot: &mut Option<RequestSlot>) {
-    let _ = CURRENT.try_with(|current| {
-        if let Ok(mut current) = current.try_borrow_mut() {
-            std::mem::swap(&mut *current, slot);
-        }
-    });
+    with_slot(RequestSlot::handle)
 }

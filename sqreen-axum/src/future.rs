@@ -183,7 +183,7 @@ where
                     renderer,
                 } => {
                     let result = if slot.is_some() {
-                        let _entered = crate::current::enter(slot);
+                        let _entered = sqreen_core::current::enter(slot);
                         ready!(future.poll(cx))
                     } else {
                         ready!(future.poll(cx))
@@ -335,7 +335,7 @@ where
     }
     let mut slot = Some(slot);
     let future = {
-        let _entered = crate::current::enter(&mut slot);
+        let _entered = sqreen_core::current::enter(&mut slot);
         service.call(req)
     };
     State::Inner {

@@ -85,7 +85,7 @@ fn info_from<'a>(
 /// when a handler takes it. The route parameters axum matched go with it.
 pub(crate) async fn handle_for(parts: &mut Parts) -> sqreen_core::Sqreen {
     // Route parameters are read only for a request still to be copied.
-    let params = if crate::current::with_current(|slot| slot.needs_request())
+    let params = if sqreen_core::current::with_slot(|slot| slot.needs_request())
         && has_route_params(&parts.extensions)
     {
         <RawPathParams as FromRequestParts<()>>::from_request_parts(parts, &())
@@ -97,7 +97,7 @@ pub(crate) async fn handle_for(parts: &mut Parts) -> sqreen_core::Sqreen {
     // Allocates only for routes with parameters.
     let pairs: Vec<(&str, &str)> = params.iter().flat_map(RawPathParams::iter).collect();
     let headers = HeaderMapPairs(&parts.headers);
-    crate::current::with_current(|slot| {
+    sqreen_core::current::with_slot(|slot| {
         slot.handle_with(|| parts_info(parts, &headers).route_params(&pairs))
     })
 }

@@ -58,8 +58,8 @@
 //! ```
 //!
 //! The adapters of this workspace keep the [`RequestSlot`] where their
-//! extractor finds it (a thread-local entered while the handler's future
-//! is polled, or the request's local storage), so that a request whose
+//! extractor finds it ([`current`], a thread-local entered while the
+//! handler's future is polled, or the request's local storage), so that a request whose
 //! handler never asks for the handle is never copied, and, when nothing
 //! loaded needs to see it, costs no record at all.
 //!
@@ -90,6 +90,7 @@ pub mod actions;
 mod agent;
 pub mod client_ip;
 pub mod config;
+pub mod current;
 mod event;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
