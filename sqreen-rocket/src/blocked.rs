@@ -28,13 +28,13 @@ pub(crate) struct BlockedPage(pub RenderFn);
 ///
 /// ```
 /// use rocket::http::Header;
-/// let mut response = sqreen_rocket::security_response(&sqreen_core::SecurityResponse::Block { status: 403 });
+/// let mut response = sqreen_rocket::default_blocked_response(&sqreen_core::SecurityResponse::Block { status: 403 });
 /// response.set_header(Header::new("Cache-Control", "no-store"));
 /// assert_eq!(response.status().code, 403);
 /// ```
 ///
 /// [the block page]: sqreen_core::actions::BLOCK_PAGE
-pub fn security_response(response: &SecurityResponse) -> Response<'static> {
+pub fn default_blocked_response(response: &SecurityResponse) -> Response<'static> {
     let body = response.body();
     let mut builder = Response::build();
     builder
@@ -52,7 +52,7 @@ pub fn security_response(response: &SecurityResponse) -> Response<'static> {
 pub(crate) fn render(request: &Request<'_>, response: &SecurityResponse) -> Response<'static> {
     match request.rocket().state::<BlockedPage>() {
         Some(page) => (page.0)(response),
-        None => security_response(response),
+        None => default_blocked_response(response),
     }
 }
 

@@ -3,15 +3,14 @@
 //! internal route, and flushes the agent when rocket shuts down.
 //!
 //! ```text
-//! on_request ── nothing loaded needs the request? → RequestState { deferred record }
-//!             │                 (the `Sqreen` guard opens it and copies the request)
-//!             └ agent.begin ─┬─ Pass    → nothing stored; guards yield a disabled handle
-//!  (on demand without a body) ├─ Record  → RequestState { record } in the local cache
-//!                            │            (the `Sqreen` guard copies the request, route params included)
+//! on_request ── Agent::open ─┬─ Pass    → nothing stored; guards yield a disabled handle
+//!  (a small form/JSON body   ├─ Request → RequestState { slot } in the local cache
+//!   is peeked and copied)    │            (the `Sqreen` guard opens the record and copies
+//!                            │             the request, route params included)
 //!                            └─ Respond → RequestState { blocked }, URI ← /__sqreen/blocked
 //! routing ── /__sqreen/blocked (rank isize::MIN, every method) answers the security response:
 //!            the application's routes, and so its handlers, never see the request
-//! on_response ── take the record (if one was opened), set route params, close with status/length/type
+//! on_response ── take the slot, set route params, close with status/length/type
 //! on_shutdown ── agent.flush_async(shutdown_timeout), or, for an agent the
 //!                fairing started (`from_env`), its whole shutdown and logout
 //! ```
@@ -26,8 +25,8 @@ use rocket::http::uri::Origin;
 use rocket::route::{Handler, Outcome, Route};
 use rocket::{Build, Data, Orbit, Request, Response, Rocket};
 use sqreen_core::{
-    Agent, AgentGuard, Begin, Config, DeferredRecord, HeaderPairs, LazyAgent, RequestInfo,
-    RequestRecord, ResponseInfo, SecurityResponse,
+    Agent, AgentGuard, Config, HeaderPairs, LazyAgent, Open, RequestInfo, RequestSlot,
+    ResponseInfo, SecurityResponse,
 };
 
 use crate::blocked::{BlockedPage, RenderFn, render};
@@ -68,30 +67,17 @@ const METHODS: [Method; 9] = [
 ];
 
 /// What the fairing keeps about one request, in rocket's request-local
-/// cache: the open record whose handle the [`Sqreen`](crate::Sqreen) guard
-/// hands out and `on_response` closes (or the deferred one, opened the
-/// first time the guard runs), or the security response the internal route
-/// answers.
+/// cache: the request's slot, whose handle the [`Sqreen`](crate::Sqreen)
+/// guard hands out and `on_response` closes, or the security response the
+/// internal route answers.
 ///
-/// The record lives in the request's cache, so it is owned by rocket's
-/// request future: if that future is dropped (client gone), the record's
-/// `Drop` closes it and nothing tracked is lost.
+/// The slot lives in the request's cache, so it is owned by rocket's
+/// request future: if that future is dropped (client gone), the slot's
+/// record closes on drop and nothing tracked is lost.
 #[derive(Debug, Default)]
 pub(crate) struct RequestState {
-    record: Mutex<Held>,
+    slot: Mutex<RequestSlot>,
     blocked: Option<SecurityResponse>,
-}
-
-/// The record of a [`RequestState`].
-#[derive(Debug, Default)]
-enum Held {
-    /// Not recorded (passlisted, agent off), or taken back to be closed.
-    #[default]
-    Nothing,
-    /// Nothing loaded needed to see the request: the record is opened the
-    /// first time a handler asks for the handle.
-    Deferred(DeferredRecord),
-    Record(RequestRecord),
 }
 
 impl RequestState {
@@ -100,39 +86,10 @@ impl RequestState {
         Self::default()
     }
 
-    fn recording(record: RequestRecord) -> Self {
+    fn recording(slot: RequestSlot) -> Self {
         Self {
-            record: Mutex::new(Held::Record(record)),
+            slot: Mutex::new(slot),
             blocked: None,
-        }
-    }
-
-    fn deferred(deferred: DeferredRecord) -> Self {
-        Self {
-            record: Mutex::new(Held::Deferred(deferred)),
-            blocked: None,
-        }
-    }
-
-    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
-        self.record
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The handle handlers get: of the request's record, opened now if it
-    /// was deferred; disabled when the request is not recorded.
-    pub fn handle(&self) -> sqreen_core::Sqreen {
-        let mut held = self.held();
-        if let Held::Deferred(_) = &*held
-            && let Held::Deferred(deferred) = std::mem::take(&mut *held)
-            && let Some(record) = deferred.open()
-        {
-            *held = Held::Record(record);
-        }
-        match &*held {
-            Held::Record(record) => record.handle(),
-            Held::Nothing | Held::Deferred(_) => sqreen_core::Sqreen::disabled(),
         }
     }
 
@@ -143,12 +100,33 @@ impl RequestState {
         }
     }
 
-    /// The record to close, if one was opened.
-    fn take_record(&self) -> Option<RequestRecord> {
-        match std::mem::take(&mut *self.held()) {
-            Held::Record(record) => Some(record),
-            Held::Nothing | Held::Deferred(_) => None,
-        }
+    /// The handle handlers get, the record opened and the request (with its
+    /// route parameters) copied into it if not yet: what the
+    /// [`Sqreen`](crate::Sqreen) guard does. Disabled when the request is
+    /// not recorded.
+    pub fn handle(&self, request: &Request<'_>) -> sqreen_core::Sqreen {
+        let mut slot = lock(&self.slot);
+        let params = if slot.needs_request() {
+            route_params(request)
+        } else {
+            Vec::new()
+        };
+        let pairs: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let headers = RocketHeaders(request.headers());
+        slot.handle_with(|| request_info(request, &headers).route_params(&pairs))
+    }
+
+    /// Keeps `body` as the request's body; see [`RequestSlot::attach_body`].
+    pub fn attach_body(&self, body: &[u8]) -> bool {
+        lock(&self.slot).attach_body(body)
+    }
+
+    /// The slot to close.
+    fn take_slot(&self) -> RequestSlot {
+        std::mem::take(&mut *lock(&self.slot))
     }
 }
 
@@ -286,7 +264,7 @@ impl SqreenFairing {
 
     /// Renders IP block/redirect responses, and [`Blocked`](crate::Blocked)
     /// errors returned by handlers, with your own function instead of the
-    /// default page ([`security_response`](crate::security_response)).
+    /// default page ([`default_blocked_response`](crate::default_blocked_response)).
     ///
     /// ```
     /// use rocket::http::Status;
@@ -360,21 +338,6 @@ fn request_info<'a>(request: &'a Request<'_>, pairs: &'a RocketHeaders<'a>) -> R
         .query(uri.query().map(|q| q.as_str()))
         .peer(request.remote())
         .scheme(scheme)
-}
-
-/// Copies the request, with its route parameters, into `handle`'s record if
-/// it still needs it: what the [`Sqreen`](crate::Sqreen) guard does.
-pub(crate) fn capture(handle: &sqreen_core::Sqreen, request: &Request<'_>) {
-    if !handle.needs_request() {
-        return;
-    }
-    let params = route_params(request);
-    let pairs: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let headers = RocketHeaders(request.headers());
-    handle.capture_request(&request_info(request, &headers).route_params(&pairs));
 }
 
 /// The internal route's handler: answers the security response stashed by
@@ -470,29 +433,18 @@ impl Fairing for SqreenFairing {
         } else {
             None
         };
-        // No body to copy, nothing loaded that needs to see the request:
-        // its record is opened only if a handler takes the `Sqreen` guard.
-        if body.is_none()
-            && let Some(deferred) = agent.defer()
-        {
-            request.local_cache(move || RequestState::deferred(deferred));
-            return;
-        }
-        let begin = {
+        // Without a body to copy, the request is copied only if a handler
+        // takes the `Sqreen` guard.
+        let open = {
             let pairs = RocketHeaders(request.headers());
-            match body {
-                // Copied now: the body is the handler's afterwards.
-                Some(_) => agent.begin(&request_info(request, &pairs).body(body)),
-                // Copied only if a handler takes the `Sqreen` guard.
-                None => agent.begin_on_demand(|| request_info(request, &pairs)),
-            }
+            agent.open(|| request_info(request, &pairs), body)
         };
-        match begin {
-            Begin::Pass => {}
-            Begin::Record(record) => {
-                request.local_cache(move || RequestState::recording(record));
+        match open {
+            Open::Pass => {}
+            Open::Request(slot) => {
+                request.local_cache(move || RequestState::recording(slot));
             }
-            Begin::Respond(response) => {
+            Open::Respond(response) => {
                 request.local_cache(move || RequestState::blocked(response));
                 request.set_uri(blocked_uri());
             }
@@ -503,17 +455,15 @@ impl Fairing for SqreenFairing {
         if let Some(owned) = &self.owned {
             owned.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
-        let Some(record) = request.local_cache(RequestState::passed).take_record() else {
-            return;
-        };
+        let slot = request.local_cache(RequestState::passed).take_slot();
         // The route that answered is known now (the guard may have run on
         // a route that forwarded): its parameters replace those copied by
-        // the guard. A record still waiting for its copy tracked nothing.
-        if !record.needs_request() {
-            record.set_route_params(route_params(request));
+        // the guard. A request not copied yet gets none.
+        if !slot.needs_request() {
+            slot.set_route_params(route_params(request));
         }
         // Only a record holding entries reads the response headers.
-        record.close_with(|| {
+        slot.close_with(|| {
             ResponseInfo::new(response.status().code)
                 .content_length(response.body().preset_size().map(|n| n as u64))
                 .content_type(response.headers().get_one("Content-Type"))

@@ -13,7 +13,7 @@ use rocket::form::{Errors, FromForm};
 use rocket::http::Status;
 use rocket::request::Request;
 
-use crate::fairing::{RequestState, capture};
+use crate::fairing::RequestState;
 
 /// A urlencoded form, parsed as [`rocket::form::Form`] parses it, whose
 /// body is also captured into the request's record, whole, up to the
@@ -87,9 +87,9 @@ impl<'r, T: FromForm<'r>> FromData<'r> for Form<T> {
         };
         // The record: opened now if it waited for a handler (the `Sqreen`
         // guard usually ran before, and copied the request).
-        let handle = req.local_cache(RequestState::passed).handle();
-        capture(&handle, req);
-        handle.capture_body(text.as_bytes());
+        let state = req.local_cache(RequestState::passed);
+        state.handle(req);
+        state.attach_body(text.as_bytes());
         match rocket::form::Form::<T>::parse(text) {
             Ok(value) => data::Outcome::Success(Form(value)),
             Err(e) => data::Outcome::Error((e.status(), e)),

@@ -45,9 +45,8 @@ impl<'r> FromRequest<'r> for Sqreen {
     type Error = Infallible;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Infallible> {
-        let handle = request.local_cache(RequestState::passed).handle();
         // The fairing copies nothing until a handler asks for the handle.
-        crate::fairing::capture(&handle, request);
+        let handle = request.local_cache(RequestState::passed).handle(request);
         Outcome::Success(Sqreen(handle))
     }
 }

@@ -97,7 +97,7 @@
 //! ## Customising the blocked response
 //!
 //! [`SqreenFairing::blocked_response`] replaces the default page (see
-//! [`security_response`]) for IP actions *and* for [`Blocked`] errors
+//! [`default_blocked_response`]) for IP actions *and* for [`Blocked`] errors
 //! returned by handlers:
 //!
 //! ```
@@ -107,7 +107,7 @@
 //!
 //! let fairing = SqreenFairing::new().blocked_response(|resp| {
 //!     if resp.location().is_some() {
-//!         return sqreen_rocket::security_response(resp); // keep redirects as they are
+//!         return sqreen_rocket::default_blocked_response(resp); // keep redirects as they are
 //!     }
 //!     let page = "<h1>Sorry!</h1>";
 //!     Response::build()
@@ -165,7 +165,7 @@ mod fairing;
 mod form;
 mod guard;
 
-pub use blocked::{Blocked, security_response};
+pub use blocked::{Blocked, default_blocked_response};
 pub use fairing::{BLOCKED_PATH, MAX_CAPTURED_BODY, SqreenFairing};
 pub use form::Form;
 pub use guard::Sqreen;
