@@ -460,6 +460,15 @@ impl Agent {
             && content_type.is_some_and(is_capturable_type)
     }
 
+    /// True when [`open`](Self::open) must see the request now: a path
+    /// passlist, an IP passlist or IP actions are loaded. Otherwise `open`
+    /// never calls its `request` argument (without a body), so an adapter
+    /// that pays to build the request's view (warp's filters clone what they
+    /// extract) builds it only when this is true.
+    pub fn checks_requests(&self) -> bool {
+        self.inner.looks_at_requests()
+    }
+
     /// Opens a request: decides what happens to it ([`Open`]) and, when it
     /// is recorded, hands the adapter its [`RequestSlot`](crate::RequestSlot).
     ///

@@ -12,7 +12,7 @@
 //! divide the total by the request count. Like `warp::serve`, `run` clones
 //! the filter for each request. Apps: `bare`, `off`,
 //! `untracked`, `tracked`, as in `middleware.rs`, and `core`: the agent's
-//! `begin` + `close` alone, without warp.
+//! `open` + `close` alone, without warp.
 
 // Benches abort loudly on a broken setup rather than measure the wrong path.
 #![allow(clippy::unwrap_used)]
@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqreen_core::test::{GatedBackend, test_config};
-use sqreen_core::{Agent, Begin, Config, RequestInfo, ResponseInfo};
+use sqreen_core::{Agent, Config, Open, RequestInfo, ResponseInfo};
 use sqreen_warp::SqreenWrapper;
 use tokio::runtime::Runtime;
 use warp::Filter;
@@ -74,7 +74,7 @@ where
     run(rt, app, n);
 }
 
-/// The core alone: `begin` + `close` of an untracked request with the same
+/// The core alone: `open` + `close` of an untracked request with the same
 /// headers, the floor of what any adapter costs.
 #[inline(never)]
 fn run_core(agent: &Agent, n: u64) {
@@ -90,8 +90,8 @@ fn run_core(agent: &Agent, n: u64) {
     for _ in 0..n {
         let info = RequestInfo::new("GET", "/", &headers)
             .peer(Some("203.0.113.195:52114".parse().unwrap()));
-        if let Begin::Record(record) = agent.begin(std::hint::black_box(&info)) {
-            record.close(ResponseInfo::new(200).content_length(Some(2)));
+        if let Open::Request(slot) = agent.open(|| *std::hint::black_box(&info), None) {
+            slot.close(ResponseInfo::new(200).content_length(Some(2)));
         }
     }
 }

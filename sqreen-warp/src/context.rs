@@ -27,12 +27,11 @@
 //! it then answers "nothing" (a disabled handle, the real body), logs a
 //! rate-limited warning, and never hands one request another's record.
 //!
-//! The entry owns the request's record (the wrapper takes it back to close
-//! it), so registering costs no extra reference count. When nothing loaded
-//! in the agent needs to see the request, the entry holds a
-//! [`DeferredRecord`] instead, and the record is opened the first time a
-//! route asks for the handle: a request whose routes never ask costs no
-//! record at all.
+//! The entry owns the request's [`RequestSlot`] (the wrapper takes it back
+//! to close it), so registering costs no extra reference count. The slot
+//! opens its record the first time a route asks for the handle: when
+//! nothing loaded in the agent needs to see the request, a request whose
+//! routes never ask costs no record at all.
 //!
 //! Cost: the table is split into shards by key, each a short `Vec` behind
 //! its own mutex held for a few instructions. Registering and removing take
@@ -45,7 +44,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use sqreen_core::{DeferredRecord, RequestRecord};
+use sqreen_core::{RequestInfo, RequestSlot};
 
 use crate::serve::BodyTap;
 
@@ -83,11 +82,9 @@ pub(crate) struct StashedBody {
 struct Entry {
     key: Key,
     id: u64,
-    /// `None` for a passlisted request whose body was buffered, and for a
-    /// deferred one until a route asks for the handle.
-    record: Option<RequestRecord>,
-    /// The record to open when a route first asks for the handle.
-    deferred: Option<DeferredRecord>,
+    /// The request's slot (one recording nothing for a passlisted request
+    /// whose body was buffered).
+    slot: RequestSlot,
     body: Option<StashedBody>,
     /// The body `SqreenService` copies while the route reads it.
     tap: Option<BodyTap>,
@@ -152,30 +149,19 @@ pub(crate) struct Registration {
     id: u64,
 }
 
-/// Registers the current request's record and buffered body under the
+/// Registers the current request's slot and buffered body under the
 /// current task (or thread).
-pub(crate) fn register(record: Option<RequestRecord>, body: Option<StashedBody>) -> Registration {
-    insert(record, None, body, None)
+pub(crate) fn register(slot: RequestSlot, body: Option<StashedBody>) -> Registration {
+    insert(slot, body, None)
 }
 
-/// Registers a record whose body `SqreenService` copies as the route
-/// reads it; the record takes the copy when the request ends.
-pub(crate) fn register_tapped(record: RequestRecord, tap: BodyTap) -> Registration {
-    insert(Some(record), None, None, Some(tap))
+/// Registers a request whose body is copied as it streams: the record
+/// takes it when the wrapper finishes.
+pub(crate) fn register_tapped(slot: RequestSlot, tap: BodyTap) -> Registration {
+    insert(slot, None, Some(tap))
 }
 
-/// Registers a request whose record is opened only if a route asks for
-/// the handle ([`current_handle`]).
-pub(crate) fn register_deferred(deferred: DeferredRecord) -> Registration {
-    insert(None, Some(deferred), None, None)
-}
-
-fn insert(
-    record: Option<RequestRecord>,
-    deferred: Option<DeferredRecord>,
-    body: Option<StashedBody>,
-    tap: Option<BodyTap>,
-) -> Registration {
+fn insert(slot: RequestSlot, body: Option<StashedBody>, tap: Option<BodyTap>) -> Registration {
     let key = Key::current();
     let mut shard = lock(key.shard());
     shard.next_id = shard.next_id.wrapping_add(1);
@@ -183,8 +169,7 @@ fn insert(
     shard.entries.push(Entry {
         key,
         id,
-        record,
-        deferred,
+        slot,
         body,
         tap,
         params: Vec::new(),
@@ -193,9 +178,8 @@ fn insert(
 }
 
 impl Registration {
-    /// Removes the entry, handing its record back (`None` when it was
-    /// never opened).
-    pub(crate) fn finish(mut self) -> Option<RequestRecord> {
+    /// Removes the entry, handing its slot back to be closed.
+    pub(crate) fn finish(mut self) -> Option<RequestSlot> {
         let record = self.remove();
         std::mem::forget(self);
         record
@@ -203,7 +187,7 @@ impl Registration {
 
     /// Removes the entry; its record takes the copied body and the route
     /// parameters (outside the shard's lock).
-    fn remove(&mut self) -> Option<RequestRecord> {
+    fn remove(&mut self) -> Option<RequestSlot> {
         let entry = {
             let mut shard = lock(self.key.shard());
             let i = shard
@@ -212,14 +196,14 @@ impl Registration {
                 .position(|e| e.id == self.id && e.key == self.key)?;
             shard.entries.swap_remove(i)
         };
-        let record = entry.record?;
+        let slot = entry.slot;
         if let Some(body) = entry.tap.as_ref().and_then(BodyTap::body) {
-            record.handle().capture_body(body);
+            slot.attach_body(body);
         }
         if !entry.params.is_empty() {
-            record.set_route_params(entry.params);
+            slot.set_route_params(entry.params);
         }
-        Some(record)
+        Some(slot)
     }
 }
 
@@ -269,21 +253,26 @@ fn with_current<T>(f: impl FnOnce(&mut Entry) -> T) -> Option<T> {
     shard.entries.get_mut(found?).map(f)
 }
 
-/// The handle of the request the current task is running, if a wrapper
-/// recorded it; a deferred record is opened now (under the shard's lock:
-/// opening takes a pooled record and calls nothing back here).
-pub(crate) fn current_handle() -> Option<sqreen_core::Sqreen> {
-    with_current(|e| {
-        if let Some(deferred) = e.deferred.take() {
-            // `None`: the agent turned off since the request started.
-            e.record = deferred.open();
-        }
-        e.record.as_ref().map(RequestRecord::handle)
-    })
-    .flatten()
+/// The handle of the request the current task is running when it needs
+/// nothing more: disabled when no wrapper registered it, or its record
+/// with the request copied (opened now if it was not yet, under the
+/// shard's lock: opening takes a pooled record and calls nothing back
+/// here). `None` when the request must be shown first ([`handle_with`]).
+pub(crate) fn copied_handle() -> Option<sqreen_core::Sqreen> {
+    match with_current(|e| (!e.slot.needs_request()).then(|| e.slot.handle())) {
+        Some(handle) => handle,
+        // Nothing registered (or ambiguous): a disabled handle.
+        None => Some(sqreen_core::Sqreen::disabled()),
+    }
 }
 
-/// The body the wrapper buffered for the request the current task is running.
+/// The current request's handle, its record opened and `request` copied
+/// into it if not yet; disabled when nothing (or more than one request) is
+/// registered for the task.
+pub(crate) fn handle_with<'a>(request: impl FnOnce() -> RequestInfo<'a>) -> sqreen_core::Sqreen {
+    with_current(|e| e.slot.handle_with(request)).unwrap_or_default()
+}
+
 pub(crate) fn current_body() -> Option<StashedBody> {
     with_current(|e| e.body.clone()).flatten()
 }
@@ -316,7 +305,7 @@ mod tests {
     /// A registration is visible to its own thread only, and gone once dropped.
     #[test]
     fn registration_is_scoped_to_the_thread_and_removed_on_drop() {
-        let reg = register(None, None);
+        let reg = register(RequestSlot::default(), None);
         assert!(with_current(|_| ()).is_some());
         std::thread::spawn(|| assert!(with_current(|_| ()).is_none()))
             .join()
@@ -329,20 +318,24 @@ mod tests {
     /// is asked for, and hands it back to close; never asked, there is no
     /// record at all.
     #[test]
-    fn deferred_record_opens_when_the_handle_is_asked_for() {
+    fn the_record_opens_when_the_handle_is_asked_for() {
         let config = sqreen_core::test::test_config().build().unwrap();
         let (guard, _backend) = sqreen_core::test::start_captured(config);
-        let agent = guard.agent();
-
-        let reg = register_deferred(agent.defer().expect("nothing loaded: deferred"));
-        assert!(reg.finish().is_none(), "never asked: never opened");
-
-        let reg = register_deferred(agent.defer().expect("deferred"));
-        let handle = current_handle().expect("registered");
-        assert!(handle.is_enabled() && handle.needs_request());
-        let again = current_handle().expect("registered");
+        assert!(guard.wait_ready(std::time::Duration::from_secs(10)));
+        let headers: &[(&str, &str)] = &[("Host", "h")];
+        let request = || RequestInfo::new("GET", "/", &headers);
+        let sqreen_core::Open::Request(slot) = guard.open(request, None) else {
+            panic!("the agent records");
+        };
+        let reg = register(slot, None);
+        assert!(copied_handle().is_none(), "the request must be shown first");
+        let handle = handle_with(request);
+        assert!(handle.is_enabled());
+        let again = copied_handle().expect("copied now");
+        assert!(again.is_enabled());
         drop((handle, again));
-        assert!(reg.finish().is_some(), "opened once, handed back");
+        let slot = reg.finish().expect("registered");
+        assert!(!slot.needs_request(), "opened and copied once, handed back");
     }
 
     /// Two registrations under one key are ambiguous: nothing is answered.
@@ -352,9 +345,9 @@ mod tests {
             bytes: Bytes::from_static(b"{}"),
             mime: "application/json".into(),
         };
-        let a = register(None, Some(body.clone()));
+        let a = register(RequestSlot::default(), Some(body.clone()));
         assert!(current_body().is_some());
-        let b = register(None, Some(body));
+        let b = register(RequestSlot::default(), Some(body));
         assert!(current_body().is_none());
         drop(a);
         assert!(current_body().is_some());

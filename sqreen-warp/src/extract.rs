@@ -52,18 +52,20 @@ pub fn sqreen() -> impl Filter<Extract = (Sqreen,), Error = Infallible> + Copy +
     // nothing (disabled, or copied already); the second extracts what the
     // record needs (warp clones the header map for that) and copies it.
     let ready = warp::any().and_then(|| {
-        let handle = context::current_handle().unwrap_or_default();
-        std::future::ready(if handle.needs_request() {
-            Err(warp::reject::not_found())
-        } else {
-            Ok(Sqreen(handle))
+        std::future::ready(match context::copied_handle() {
+            Some(handle) => Ok(Sqreen(handle)),
+            None => Err(warp::reject::not_found()),
         })
     });
     let copying =
         crate::wrapper::snapshot().map(|peer, method, query: Option<String>, path, headers| {
-            let handle = context::current_handle().unwrap_or_default();
-            crate::wrapper::capture(&handle, peer, &method, query.as_deref(), &path, &headers);
-            Sqreen(handle)
+            Sqreen(crate::wrapper::handle_with(
+                peer,
+                &method,
+                query.as_deref(),
+                &path,
+                &headers,
+            ))
         });
     ready.or(copying).unify()
 }

@@ -5,11 +5,11 @@
 //!  enabled? ─no──────────────────────────────────────────▶ pass (disabled handle)
 //!     │yes
 //!  capture body? (capture_bodies + agent.wants_body) ─▶ copied as it streams (SqreenService), or buffered
-//!  nothing loaded to check the request against? ─▶ record opened unseen
-//!  else snapshot: method, path, query, headers, peer ─▶ agent.begin(_on_demand)
+//!  nothing loaded to check the request against? ─▶ agent.open, unseen
+//!  else snapshot: method, path, query, headers, peer ─▶ agent.open
 //!     ├ Pass ──────────────▶ inner filter ──────────────▶ response
 //!     ├ Respond ─────────── (inner never runs) ─────────▶ block page / redirect
-//!     └ Record ─register─▶ inner filter ─▶ Blocked? ────▶ record.close(status, length, type)
+//!     └ Request ─register─▶ inner filter ─▶ Blocked? ───▶ slot.close(status, length, type)
 //! ```
 //!
 //! Cost. warp offers no borrowed view of the request and a sealed
@@ -37,7 +37,7 @@ use warp::reject::{self, Rejection};
 use warp::reply::{Reply, Response};
 
 use sqreen_core::SecurityResponse;
-use sqreen_core::{Agent, Begin, HeaderPairs, LazyAgent, RequestInfo, ResponseInfo};
+use sqreen_core::{Agent, HeaderPairs, LazyAgent, Open, RequestInfo, RequestSlot, ResponseInfo};
 
 use crate::Blocked;
 use crate::blocked::{BlockedMarker, Renderer, default_blocked_response};
@@ -315,12 +315,15 @@ impl HeaderPairs for Headers<'_> {
 /// along (a zero-sized value) instead of `untuple_one`, one layer less.
 struct Enabled;
 
-/// Opens the record: a `Ctx` for every request, or the IP action's
+/// The request view of a request that is not looked at.
+const NO_HEADERS: [(&str, &str); 0] = [];
+
+/// Opens the request: a `Ctx` for every request, or the IP action's
 /// response as an `IpResponse` rejection.
 ///
 /// Two arms, so that the common case (no body to capture) pays for no
 /// capture filter at all: `plain` runs when body capture is off, `captured`
-/// when it is on. Only one of them ever calls `agent.begin`. When the agent
+/// when it is on. Only one of them ever calls `agent.open`. When the agent
 /// is off both reject at once (no allocation) and `or_else` passes the
 /// request through: nothing is copied.
 fn begin(shared: &Shared) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone + use<> {
@@ -340,9 +343,17 @@ fn begin(shared: &Shared) -> impl Filter<Extract = (Ctx,), Error = Rejection> + 
         // the request if a handler asks for the handle.
         // Its record is not even opened until a handler asks.
         let without_request = warp::any().and_then(move || {
-            ready(match unseen.as_ref().and_then(|a| a.get()?.defer()) {
-                Some(deferred) => Ok(Ctx(Some(context::register_deferred(deferred)))),
-                None => Err(reject::not_found()),
+            ready(match unseen.as_ref().and_then(|a| a.get()) {
+                Some(agent) if agent.is_enabled() && !agent.checks_requests() => {
+                    // `open` does not look at the request then (should
+                    // something load meanwhile, it sees an empty one and
+                    // records it, as a request opened a moment earlier).
+                    match agent.open(|| RequestInfo::new("GET", "/", &NO_HEADERS), None) {
+                        Open::Request(slot) => Ok(Ctx(Some(context::register(slot, None)))),
+                        Open::Pass | Open::Respond(_) => Err(reject::not_found()),
+                    }
+                }
+                _ => Err(reject::not_found()),
             })
         });
         let with_request = warp::any()
@@ -398,7 +409,7 @@ fn enabled(agent: Option<&Arc<LazyAgent>>) -> Result<Enabled, Rejection> {
     }
 }
 
-/// What `agent.begin` reads of the request. Warp moves the values of a
+/// What `agent.open` reads of the request. Warp moves the values of a
 /// filter chain at every step: the large header map comes last.
 pub(crate) fn snapshot() -> impl Filter<
     Extract = (
@@ -438,26 +449,26 @@ fn begin_request(
 ) -> Result<Ctx, Rejection> {
     let headers = Headers(&headers);
     let info = request_info(peer, &method, query.as_deref(), &path, &headers);
-    let begin = match &body {
+    let open = match &body {
         // The handler reads the buffered body: copied now.
-        Body::Buffered(Some(body)) => agent.begin(&info.body(Some(&body.bytes[..]))),
+        Body::Buffered(Some(body)) => agent.open(|| info, Some(&body.bytes[..])),
+        Body::Buffered(None) | Body::Tapped(_) => agent.open(|| info, None),
+    };
+    match (open, body) {
+        // A buffered body is still handed back on passlisted requests.
+        (Open::Pass, Body::Buffered(body)) => {
+            Ok(Ctx(body.map(|b| {
+                context::register(RequestSlot::default(), Some(b))
+            })))
+        }
+        (Open::Pass, Body::Tapped(_)) => Ok(Ctx::pass()),
+        (Open::Respond(response), _) => Err(reject::custom(IpResponse(response))),
+        (Open::Request(slot), Body::Buffered(body)) => Ok(Ctx(Some(context::register(slot, body)))),
         // Copied as it streams: the request is copied now, so that the
         // record can take the body when the route has read it.
-        Body::Tapped(_) => agent.begin(&info),
-        Body::Buffered(None) => agent.begin_on_demand(|| info),
-    };
-    match (begin, body) {
-        // A buffered body is still handed back on passlisted requests.
-        (Begin::Pass, Body::Buffered(body)) => {
-            Ok(Ctx(body.map(|b| context::register(None, Some(b)))))
-        }
-        (Begin::Pass, Body::Tapped(_)) => Ok(Ctx::pass()),
-        (Begin::Respond(response), _) => Err(reject::custom(IpResponse(response))),
-        (Begin::Record(record), Body::Buffered(body)) => {
-            Ok(Ctx(Some(context::register(Some(record), body))))
-        }
-        (Begin::Record(record), Body::Tapped(tap)) => {
-            Ok(Ctx(Some(context::register_tapped(record, tap))))
+        (Open::Request(mut slot), Body::Tapped(tap)) => {
+            slot.handle_with(|| info);
+            Ok(Ctx(Some(context::register_tapped(slot, tap))))
         }
     }
 }
@@ -475,20 +486,18 @@ fn request_info<'a>(
         .peer(peer)
 }
 
-/// Copies the request into `handle`'s record if it still needs it: what
-/// the [`sqreen()`](crate::sqreen()) filter does with its [`snapshot`].
-pub(crate) fn capture(
-    handle: &sqreen_core::Sqreen,
+/// The current request's handle, with the request copied into its record
+/// if not yet: what the [`sqreen()`](crate::sqreen()) filter does with its
+/// [`snapshot`].
+pub(crate) fn handle_with(
     peer: Option<SocketAddr>,
     method: &Method,
     query: Option<&str>,
     path: &FullPath,
     headers: &HeaderMap,
-) {
-    if handle.needs_request() {
-        let headers = Headers(headers);
-        handle.capture_request(&request_info(peer, method, query, path, &headers));
-    }
+) -> sqreen_core::Sqreen {
+    let headers = Headers(headers);
+    context::handle_with(|| request_info(peer, method, query, path, &headers))
 }
 
 /// Where a captured body comes from.
@@ -591,9 +600,9 @@ fn close(renderer: Option<&Renderer>, ctx: Ctx, mut response: Response) -> Respo
         let security = security.clone();
         response = renderer(&security);
     }
-    if let Some(record) = ctx.0.and_then(Registration::finish) {
+    if let Some(slot) = ctx.0.and_then(Registration::finish) {
         // Read only when the record is kept (it tracked something).
-        record.close_with(|| {
+        slot.close_with(|| {
             let content_length = response
                 .headers()
                 .get(CONTENT_LENGTH)

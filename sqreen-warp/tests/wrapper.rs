@@ -368,16 +368,13 @@ async fn custom_blocked_response_is_used_everywhere() {
 #[tokio::test]
 async fn recover_blocked_without_the_wrapper() {
     let (agent, _backend) = agent_with_actions();
-    let record = match agent.begin(&sqreen_core::RequestInfo::new(
-        "POST",
-        "/",
-        &[("Host", "h")],
-    )) {
-        sqreen_core::Begin::Record(record) => record,
+    let request = || sqreen_core::RequestInfo::new("POST", "/", &[("Host", "h")]);
+    let mut record = match agent.open(request, None) {
+        sqreen_core::Open::Request(slot) => slot,
         other => panic!("expected a record, got {other:?}"),
     };
     let blocked = record
-        .handle()
+        .handle_with(request)
         .for_user([("username", "mallory")])
         .identify()
         .unwrap_err();
