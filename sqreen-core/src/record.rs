@@ -6,7 +6,8 @@
 //! ([`RequestSlot::handle_with`](crate::RequestSlot::handle_with)), or at
 //! once when a body is captured or an IP action matched: a request nobody
 //! asks about is never copied. Handlers add entries through their
-//! [`Sqreen`](crate::Sqreen) handle; [`RequestRecord::close`] hands the record to the agent thread only when it holds entries. Parsing
+//! [`Sqreen`](crate::Sqreen) handle; [`RequestRecord::close`] hands the
+//! record to the agent thread only when it holds entries. Parsing
 //! parameters, resolving the client IP (unless an IP action needed it
 //! already), scrubbing and serialising all happen on the agent thread.
 //!

@@ -101,7 +101,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use sqreen_core::{Agent, Begin, Config, RequestInfo, ResponseInfo};
+    use sqreen_core::{Agent, Config, Open, RequestInfo, ResponseInfo};
 
     use super::*;
 
@@ -114,10 +114,11 @@ mod tests {
         assert!(guard.wait_ready(Duration::from_secs(10)));
         for _ in 0..3 {
             let headers: &[(&str, &str)] = &[("Host", "h")];
-            let Begin::Record(record) = guard.begin(&RequestInfo::new("GET", "/", &headers)) else {
+            let request = || RequestInfo::new("GET", "/", &headers);
+            let Open::Request(mut record) = guard.open(request, None) else {
                 panic!("the agent should record");
             };
-            crate::track(&record.handle());
+            crate::track(&record.handle_with(request));
             record.close(ResponseInfo::new(200));
         }
         assert!(guard.flush(Duration::from_secs(10)));

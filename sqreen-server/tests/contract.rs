@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use sqreen_core::transport::HttpTransport;
-use sqreen_core::{Agent, Begin, Config, RequestInfo, ResponseInfo};
+use sqreen_core::{Agent, Config, Open, RequestInfo, ResponseInfo};
 
 /// `n` bytes of text, half of them control characters (six bytes each once
 /// escaped in JSON).
@@ -60,10 +60,10 @@ fn the_agents_largest_output_is_accepted() {
             .join("&");
         let path = format!("/{}", "a".repeat(8000));
         let info = RequestInfo::new("POST", &path, &headers).query(Some(&query));
-        let Begin::Record(record) = agent.begin(&info) else {
+        let Open::Request(mut record) = agent.open(|| info, None) else {
             panic!("expected a record");
         };
-        let sq = record.handle();
+        let sq = record.handle_with(|| info);
         for t in 0..100 {
             let long = heavy(4096, t);
             sq.track_event(format!("{r}-{t:0>250}"))
@@ -75,12 +75,12 @@ fn the_agents_largest_output_is_accepted() {
     // Failed logins with 3 000 distinct 4 KiB user names from one IP.
     for i in 0..3_000 {
         let headers = [("X-Forwarded-For", "81.2.69.161")];
-        let Begin::Record(record) = agent.begin(&RequestInfo::new("POST", "/login", &headers))
-        else {
+        let request = || RequestInfo::new("POST", "/login", &headers);
+        let Open::Request(mut record) = agent.open(request, None) else {
             panic!("expected a record");
         };
         record
-            .handle()
+            .handle_with(request)
             .for_user([("username", heavy(4096, i))])
             .track_auth_failure();
         record.close(ResponseInfo::new(401));
