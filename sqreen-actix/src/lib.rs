@@ -120,7 +120,9 @@
 //! code calls [`Sqreen::of`]); the middleware itself only checks the path
 //! passlist and, when the backend pushed IP actions, the client IP. With
 //! neither loaded (and no body to capture) it does not even open the
-//! record until then: it leaves a deferred one in the request extensions. For
+//! record until then: the request's slot, current while the middleware
+//! polls the handler, opens it when asked. [`Sqreen::of`] reads that slot,
+//! so a task a handler spawns must take the handle first and move it in. For
 //! each request the agent records (only requests whose handler tracked
 //! something are sent; the others go back to the agent's record pool at
 //! once):

@@ -122,6 +122,9 @@ where
 
 pin_project! {
     /// The response future of [`SqreenService`](crate::SqreenService).
+    ///
+    /// Like every future, it must not be polled after it completed: it
+    /// panics then (as `sqreen-actix`'s does).
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<B>>,

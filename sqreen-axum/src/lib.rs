@@ -63,8 +63,7 @@
 //!   too but skips unmatched requests.
 //! - **Or around the whole `Router`**, as a tower service. Every request
 //!   then goes through it before routing; it skips the plumbing axum adds
-//!   to every `Router::layer` layer (about 90 ns a request in this crate's
-//!   benchmark). Route parameters are still captured by the [`Sqreen`]
+//!   to every `Router::layer` layer (`wrapped` in `BENCHMARKS.md`). Route parameters are still captured by the [`Sqreen`]
 //!   extractor, except for requests whose body is captured or whose IP is
 //!   under an action (those are copied before routing):
 //!
@@ -178,12 +177,12 @@
 //! handler does not take the handle costs the passlist and action checks
 //! (two flags when nothing is loaded) and the clock: no record is opened
 //! and nothing is copied. Taking the [`Sqreen`] extractor opens a pooled
-//! record and copies the request into it (about 100 ns). Once the agent's
-//! record pool has filled, nothing is allocated: the request's record (or
-//! the deferred one) is made current for the inner service's polls (one
-//! pointer swapped in a thread-local, not an entry in the request
-//! extensions) and the response future is not boxed. Tracking adds the events themselves; everything
-//! else happens on the agent's thread.
+//! record and copies the request into it. Once the agent's record pool has
+//! filled, nothing is allocated: the request's slot is made current for
+//! the inner service's polls (one value swapped in a thread-local, not an
+//! entry in the request extensions) and the response future is not boxed.
+//! Tracking adds the events themselves; everything else happens on the
+//! agent's thread. `BENCHMARKS.md` has today's figures.
 //!
 //! When the agent is off or not logged in yet, the layer hands every
 //! request to the inner service untouched and [`Sqreen`] yields a disabled
