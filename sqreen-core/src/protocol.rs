@@ -12,15 +12,15 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 /// Path of the login call.
-pub const LOGIN_PATH: &str = "/sqreen/v1/app-login";
+pub const LOGIN_PATH: &str = sqreen_protocol::paths::LOGIN;
 /// Path of the heartbeat call.
-pub const BEAT_PATH: &str = "/sqreen/v1/app-beat";
+pub const BEAT_PATH: &str = sqreen_protocol::paths::BEAT;
 /// Path of the batch call.
-pub const BATCH_PATH: &str = "/sqreen/v0/batch";
+pub const BATCH_PATH: &str = sqreen_protocol::paths::BATCH;
 /// Path of the action pack call.
-pub const ACTIONSPACK_PATH: &str = "/sqreen/v0/actionspack";
+pub const ACTIONSPACK_PATH: &str = sqreen_protocol::paths::ACTIONSPACK;
 /// Path of the logout call.
-pub const LOGOUT_PATH: &str = "/sqreen/v0/app-logout";
+pub const LOGOUT_PATH: &str = sqreen_protocol::paths::LOGOUT;
 
 /// The `version` of the `request_record` events this agent sends.
 pub const REQUEST_RECORD_VERSION: &str = sqreen_protocol::REQUEST_RECORD_VERSION;

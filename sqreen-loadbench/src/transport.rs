@@ -9,19 +9,54 @@
 //! each body's `{"batch":[…]}` framing and counts bytes; the agent's own
 //! `events_sent` counter says how many events were delivered.
 
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqreen_core::protocol::{ACTIONSPACK_PATH, BATCH_PATH, BEAT_PATH, LOGIN_PATH, LOGOUT_PATH};
 use sqreen_core::transport::{ApiRequest, ApiResponse, BoxFuture, Transport, TransportError};
+use sqreen_protocol::answers::{
+    ActionsPackAnswer, BeatAnswer, ErrorAnswer, Features, LoginAnswer, StatusAnswer,
+};
 
-/// Answer to a login: accepted, one fixed session.
-const LOGIN_ANSWER: &[u8] = br#"{"status":true,"session_id":"bench"}"#;
-/// Answer to a heartbeat: no commands.
-const BEAT_ANSWER: &[u8] = br#"{"status":true,"commands":[]}"#;
-/// Answer to a batch or a logout.
-const OK_ANSWER: &[u8] = br#"{"status":true}"#;
-/// Answer to an action pack request: no actions.
-const ACTIONSPACK_ANSWER: &[u8] = br#"{"actions":[]}"#;
+/// The answers, serialized once from the protocol's types.
+struct Answers {
+    /// To a login: accepted, one fixed session, no actions.
+    login: Vec<u8>,
+    /// To a heartbeat: no commands.
+    beat: Vec<u8>,
+    /// To a batch or a logout.
+    ok: Vec<u8>,
+    /// To an action pack request: no actions.
+    actionspack: Vec<u8>,
+    /// To any other path.
+    not_found: Vec<u8>,
+}
+
+static ANSWERS: LazyLock<Answers> = LazyLock::new(|| {
+    let json = |value: Result<Vec<u8>, serde_json::Error>| value.unwrap_or_default();
+    let login: LoginAnswer = LoginAnswer {
+        actions: Vec::new(),
+        commands: Vec::new(),
+        error: String::new(),
+        features: Features::default(),
+        pack_id: None,
+        rules: None,
+        session_id: "bench".to_owned(),
+        status: true,
+    };
+    let beat: BeatAnswer = BeatAnswer {
+        commands: Vec::new(),
+        status: true,
+    };
+    let pack: ActionsPackAnswer = ActionsPackAnswer::new(Vec::new());
+    Answers {
+        login: json(serde_json::to_vec(&login)),
+        beat: json(serde_json::to_vec(&beat)),
+        ok: json(serde_json::to_vec(&StatusAnswer::OK)),
+        actionspack: json(serde_json::to_vec(&pack)),
+        not_found: json(serde_json::to_vec(&ErrorAnswer::new("not found"))),
+    }
+});
 
 /// The in-process backend: logs every agent in, acknowledges everything and
 /// keeps nothing but counters.
@@ -69,16 +104,17 @@ impl DiscardBackend {
 
     /// The status and body answering `request`.
     fn answer(&self, request: &ApiRequest) -> (u16, &'static [u8]) {
+        let answers: &'static Answers = &ANSWERS;
         match request.path {
-            LOGIN_PATH => (200, LOGIN_ANSWER),
-            BEAT_PATH => (200, BEAT_ANSWER),
+            LOGIN_PATH => (200, &answers.login),
+            BEAT_PATH => (200, &answers.beat),
             BATCH_PATH => {
                 self.count_batch(request.body.as_deref());
-                (200, OK_ANSWER)
+                (200, &answers.ok)
             }
-            LOGOUT_PATH => (200, OK_ANSWER),
-            ACTIONSPACK_PATH => (200, ACTIONSPACK_ANSWER),
-            _ => (404, br#"{"status":false}"#),
+            LOGOUT_PATH => (200, &answers.ok),
+            ACTIONSPACK_PATH => (200, &answers.actionspack),
+            _ => (404, &answers.not_found),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The contract between sqreen agents and a backend: the paths of the
 //! protocol's calls, the names both sides must spell alike (record
 //! version, metric stores, actions, commands) and the limits both sides
-//! keep, written once. `docs/PROTOCOL.md` describes the bodies.
+//! keep, written once; and the backend's answers as types ([`answers`]).
+//! `docs/PROTOCOL.md` describes the bodies.
 //!
 //! The agent (`sqreen-core`) never sends more than these limits allow, and
 //! `sqreen-server` accepts everything within them: a test in
@@ -90,7 +91,13 @@ pub mod actions {
 pub mod commands {
     /// Fetch the action pack again.
     pub const ACTIONS_RELOAD: &str = "actions_reload";
+    /// Turn the agent's instrumentation on: `sqreen-server` sends it at
+    /// login to the historical Python and Node.js agents (the Node.js agent
+    /// stays off until it gets it). Ours takes it too.
+    pub const INSTRUMENTATION_ENABLE: &str = "instrumentation_enable";
 }
+
+pub mod answers;
 
 pub mod limits {
     //! The limits both sides keep.

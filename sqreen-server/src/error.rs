@@ -5,7 +5,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use sqreen_protocol::answers::ErrorAnswer;
 
 use crate::store::StoreError;
 
@@ -84,7 +84,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.status,
-            axum::Json(json!({"status": false, "error": &self.message})),
+            axum::Json(ErrorAnswer::new(self.message.as_str())),
         )
             .into_response();
         response

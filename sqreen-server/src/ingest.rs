@@ -30,6 +30,9 @@
 //! limit, checked to be JSON, logged at debug level, counted and
 //! acknowledged. Every answer carries `"status": true`: both agents refuse
 //! an answer without it.
+//!
+//! Answers are the types of [`sqreen_protocol::answers`]; stored actions
+//! take their wire form in [`crate::protocol::wire_actions`].
 
 use std::sync::Arc;
 
@@ -40,8 +43,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Extension, Router};
-use serde_json::{Value, json};
-use sqreen_protocol::paths;
+use sqreen_protocol::answers::{
+    Action, ActionsPackAnswer, BatchAnswer, BeatAnswer, Command, LoginAnswer, Refusal,
+    RulespackAnswer, StatusAnswer,
+};
+use sqreen_protocol::{commands, paths};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 
@@ -177,7 +183,7 @@ async fn login(
     Extension(app): Extension<AppView>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<LoginAnswer>, ApiError> {
     let info = protocol::decode_login(&body).map_err(|e| ApiError::bad_request(e.0))?;
     let session = state.store.open_session(app.id, &info.agent).await?;
     let actions = live_actions(&state, app.id).await?;
@@ -187,32 +193,36 @@ async fn login(
         "agent logged in");
     let delay = state.settings.heartbeat_delay_s;
     let kind = AgentKind::from_agent_type(&info.agent_type);
-    let mut answer = json!({
-        "status": true, "session_id": session, "error": "", "commands": [],
-        "features": rulespack::login_features(kind, delay),
-        "actions": actions,
-    });
+    let mut answer = LoginAnswer {
+        actions,
+        commands: Vec::new(),
+        error: String::new(),
+        features: rulespack::login_features(kind, delay),
+        pack_id: None,
+        rules: None,
+        session_id: session,
+        status: true,
+    };
     if kind != AgentKind::Other {
         // The historical agents load these rules at login; the Node.js
         // agent keeps its instrumentation off until this command.
         let uuid = secret::random_id().map_err(StoreError::from)?;
-        answer["pack_id"] = json!(rulespack::pack_id(kind, delay));
-        answer["rules"] = json!(rulespack::rules(kind, delay));
-        answer["commands"] =
-            json!([{"name": "instrumentation_enable", "uuid": uuid, "params": []}]);
+        answer.pack_id = Some(rulespack::pack_id(kind, delay));
+        answer.rules = Some(rulespack::rules(kind, delay));
+        answer.commands = vec![Command::new(commands::INSTRUMENTATION_ENABLE, uuid)];
     }
     Ok(axum::Json(answer))
 }
 
 /// `GET /ping`: the Python agent checks that its URLs answer 200 before
 /// using them (else it falls back to a public legacy URL).
-async fn ping() -> axum::Json<Value> {
-    axum::Json(json!({"status": true}))
+async fn ping() -> axum::Json<StatusAnswer> {
+    axum::Json(StatusAnswer::OK)
 }
 
 /// `GET /sqreen/v0/rulespack`: the rules for the calling agent, told by
 /// its `User-Agent`.
-async fn rules(State(state): State<AppState>, headers: HeaderMap) -> axum::Json<Value> {
+async fn rules(State(state): State<AppState>, headers: HeaderMap) -> axum::Json<RulespackAnswer> {
     let kind = AgentKind::from_user_agent(header(&headers, "user-agent").unwrap_or_default());
     axum::Json(rulespack::rulespack(kind, state.settings.heartbeat_delay_s))
 }
@@ -223,13 +233,13 @@ async fn acknowledge(
     State(state): State<AppState>,
     uri: axum::http::Uri,
     body: Bytes,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<StatusAnswer>, ApiError> {
     serde_json::from_slice::<serde::de::IgnoredAny>(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
     state.stats.count_leniency(0, 1, 0);
     tracing::debug!(event = "agent.report_acknowledged", path = %uri.path(),
         bytes = body.len(), "agent report acknowledged, not stored");
-    Ok(axum::Json(json!({"status": true})))
+    Ok(axum::Json(StatusAnswer::OK))
 }
 
 /// `POST /sqreen/v0/metrics`: metric stores outside a heartbeat (the
@@ -238,12 +248,12 @@ async fn metrics(
     State(state): State<AppState>,
     Extension(s): Extension<SessionRow>,
     body: Bytes,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<StatusAnswer>, ApiError> {
     let (_, events, leniency) =
         protocol::decode_beat(&body, &s.id_hash).map_err(|e| ApiError::bad_request(e.0))?;
     state.stats.count_leniency(leniency.unknown_fields, 0, 0);
     ingest(&state, &s, events).await?;
-    Ok(axum::Json(json!({"status": true})))
+    Ok(axum::Json(StatusAnswer::OK))
 }
 
 /// `POST /sqreen/v0/request_record`: one record, stored as a batch of one.
@@ -251,14 +261,14 @@ async fn request_record(
     State(state): State<AppState>,
     Extension(s): Extension<SessionRow>,
     body: Bytes,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<StatusAnswer>, ApiError> {
     let (events, leniency) =
         protocol::decode_request_record(&body).map_err(|e| ApiError::bad_request(e.0))?;
     state
         .stats
         .count_leniency(leniency.unknown_fields, leniency.acknowledged, 0);
     ingest(&state, &s, events).await?;
-    Ok(axum::Json(json!({"status": true})))
+    Ok(axum::Json(StatusAnswer::OK))
 }
 
 /// Stores `events` of the session's app and runs the playbooks on them.
@@ -302,7 +312,7 @@ async fn beat(
     State(state): State<AppState>,
     Extension(s): Extension<SessionRow>,
     body: Bytes,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<BeatAnswer>, ApiError> {
     let (beat, events, leniency) =
         protocol::decode_beat(&body, &s.id_hash).map_err(|e| ApiError::bad_request(e.0))?;
     state.stats.count_leniency(leniency.unknown_fields, 0, 0);
@@ -327,12 +337,13 @@ async fn beat(
     let mut commands = Vec::new();
     if s.actions_version != app_version {
         let uuid = secret::random_id().map_err(StoreError::from)?;
-        commands.push(
-            json!({"name": sqreen_protocol::commands::ACTIONS_RELOAD, "uuid": uuid, "params": []}),
-        );
+        commands.push(Command::new(commands::ACTIONS_RELOAD, uuid));
     }
     state.store.touch_session(&s.id_hash, app_version).await?;
-    Ok(axum::Json(json!({"status": true, "commands": commands})))
+    Ok(axum::Json(BeatAnswer {
+        commands,
+        status: true,
+    }))
 }
 
 /// `POST /sqreen/v0/batch`, its handling time recorded
@@ -341,7 +352,7 @@ async fn batch(
     State(state): State<AppState>,
     session: Extension<SessionRow>,
     body: Bytes,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<BatchAnswer>, ApiError> {
     let started = std::time::Instant::now();
     let answer = handle_batch(&state, session, body).await;
     state.metrics.observe_batch(started.elapsed());
@@ -352,7 +363,7 @@ async fn handle_batch(
     state: &AppState,
     Extension(s): Extension<SessionRow>,
     body: Bytes,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<BatchAnswer>, ApiError> {
     let outcome = protocol::decode_batch(&body).map_err(|e| ApiError::bad_request(e.0))?;
     let leniency = &outcome.leniency;
     let refused = outcome.refused.len() as u64;
@@ -382,33 +393,35 @@ async fn handle_batch(
             "more events of a batch refused than logged one by one"
         );
     }
-    let refusals: Vec<Value> = outcome
+    let refusals: Vec<Refusal> = outcome
         .refused
         .iter()
         .take(protocol::MAX_REPORTED_REFUSALS)
-        .map(|r| json!({"index": r.index, "error": r.reason}))
+        .map(|r| Refusal {
+            error: r.reason.clone(),
+            index: r.index,
+        })
         .collect();
     ingest(state, &s, outcome.events).await?;
-    if refusals.is_empty() {
-        Ok(axum::Json(json!({"status": true})))
-    } else {
-        Ok(axum::Json(
-            json!({"status": true, "refused_count": refused, "refused": refusals}),
-        ))
-    }
+    // `{"status": true}` alone when nothing was refused.
+    Ok(axum::Json(BatchAnswer {
+        refused: refusals,
+        refused_count: refused,
+        status: true,
+    }))
 }
 
 async fn actionspack(
     State(state): State<AppState>,
     Extension(s): Extension<SessionRow>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<ActionsPackAnswer>, ApiError> {
     let actions = live_actions(&state, s.app_id).await?;
-    Ok(axum::Json(json!({"status": true, "actions": actions})))
+    Ok(axum::Json(ActionsPackAnswer::new(actions)))
 }
 
 /// The live actions of `app_id` in their wire form, at most the protocol's
 /// [`sqreen_protocol::limits::MAX_ACTIONS`] (the newest first are kept).
-async fn live_actions(state: &AppState, app_id: i64) -> Result<Vec<Value>, ApiError> {
+async fn live_actions(state: &AppState, app_id: i64) -> Result<Vec<Action>, ApiError> {
     let now = now_ms();
     let mut actions = state.store.list_actions(Some(app_id)).await?;
     let max = sqreen_protocol::limits::MAX_ACTIONS;
@@ -423,27 +436,14 @@ async fn live_actions(state: &AppState, app_id: i64) -> Result<Vec<Value>, ApiEr
         actions.sort_by(|a, b| b.created_at.cmp(&a.created_at));
         actions.truncate(max);
     }
-    Ok(actions
-        .iter()
-        .map(|a| {
-            let mut wire = a.to_protocol(now);
-            // "Until lifted": no `duration`. The Python agent reads 0 as
-            // already expired; ours, Go's and Node's read both as forever.
-            if wire["duration"] == 0
-                && let Some(map) = wire.as_object_mut()
-            {
-                map.remove("duration");
-            }
-            wire
-        })
-        .collect())
+    Ok(protocol::wire_actions(&actions, now))
 }
 
 async fn logout(
     State(state): State<AppState>,
     Extension(s): Extension<SessionRow>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<StatusAnswer>, ApiError> {
     state.store.close_session(&s.id_hash).await?;
     tracing::info!(event = "logout.ok", app_id = s.app_id, "agent logged out");
-    Ok(axum::Json(json!({"status": true})))
+    Ok(axum::Json(StatusAnswer::OK))
 }

@@ -45,6 +45,12 @@
 //! user-monitoring metric (`sdk-login-fail`, `sdk-login-success`,
 //! `sdk-signup`) becomes one event of that name whose `count` is the
 //! observed count, with the key's IP and user identifiers.
+//!
+//! # Answers
+//!
+//! The server answers agents with the types of [`sqreen_protocol::answers`]
+//! (`crate::ingest` builds them); a stored security action becomes its wire
+//! form here ([`wire_action`], [`wire_actions`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -58,7 +64,9 @@ use serde_json::{Map, Value};
 
 use sqreen_protocol::limits;
 
-use crate::store::NewEvent;
+use sqreen_protocol::answers::{Action, ActionKind, ActionParameters};
+
+use crate::store::{ActionView, NewEvent};
 use crate::time::parse_agent_time;
 
 /// Most events in one batch, counted after expanding each record's tracks
@@ -909,6 +917,48 @@ pub fn metric_events(metrics: &[MetricBody], session: &str) -> Result<Vec<NewEve
         }
     }
     Ok(events)
+}
+
+/// The wire form of a stored security action, sent to agents at login
+/// and in action packs, with its `duration` counted from `now` (ms) and
+/// rounded up to a whole second (at least 1 while it lives). An action
+/// until lifted has no `duration`: the Python agent reads `0` as already
+/// expired, while ours, Go's and Node's read both as forever.
+///
+/// # Errors
+/// A stored action whose kind or parameters are not the protocol's (the
+/// server stores none such; an edited database could).
+pub fn wire_action(action: &ActionView, now: i64) -> Result<Action, Invalid> {
+    let kind = ActionKind::from_name(&action.action)
+        .ok_or_else(|| invalid(format!("unknown action kind {:?}", action.action)))?;
+    let parameters: ActionParameters = serde_json::from_value(action.parameters.clone())
+        .map_err(|e| invalid(format!("bad parameters: {e}")))?;
+    let duration = action
+        .expires_at_ms
+        .map(|e| u64::try_from(((e - now).max(1) + 999) / 1000).unwrap_or(1));
+    Ok(Action {
+        action: kind,
+        action_id: action.action_id.clone(),
+        duration,
+        parameters,
+        send_response: true,
+    })
+}
+
+/// The wire forms of `actions` ([`wire_action`]); a stored action that
+/// has none is left out and logged.
+pub fn wire_actions(actions: &[ActionView], now: i64) -> Vec<Action> {
+    actions
+        .iter()
+        .filter_map(|a| match wire_action(a, now) {
+            Ok(wire) => Some(wire),
+            Err(e) => {
+                tracing::error!(event = "actions.unsendable", action_id = %a.action_id,
+                    error = %e.0, "a stored action is not in the protocol's form: not sent");
+                None
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

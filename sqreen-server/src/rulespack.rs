@@ -30,6 +30,7 @@
 //! served: those were Sqreen's own content.
 
 use serde_json::{Value, json};
+use sqreen_protocol::answers::{Features, RulespackAnswer};
 use sqreen_protocol::metric_stores;
 
 /// Which historical agent speaks, from its login `agent_type` or its
@@ -148,12 +149,12 @@ pub fn rules(kind: AgentKind, heartbeat_delay_s: u64) -> Vec<Value> {
 }
 
 /// The answer of `GET /sqreen/v0/rulespack` for `kind`.
-pub fn rulespack(kind: AgentKind, heartbeat_delay_s: u64) -> Value {
-    json!({
-        "status": true,
-        "pack_id": pack_id(kind, heartbeat_delay_s),
-        "rules": rules(kind, heartbeat_delay_s),
-    })
+pub fn rulespack(kind: AgentKind, heartbeat_delay_s: u64) -> RulespackAnswer {
+    RulespackAnswer {
+        pack_id: pack_id(kind, heartbeat_delay_s),
+        rules: rules(kind, heartbeat_delay_s),
+        status: true,
+    }
 }
 
 /// The Python agent's batch deliverer adds a random delay drawn from
@@ -168,17 +169,33 @@ pub fn python_max_staleness(heartbeat_delay_s: u64) -> u64 {
 /// for the historical ones, batching (else they post each record to
 /// `/sqreen/v0/request_record`) and no signals (else they post to an
 /// ingestion API this server does not serve).
-pub fn login_features(kind: AgentKind, heartbeat_delay_s: u64) -> Value {
+pub fn login_features(kind: AgentKind, heartbeat_delay_s: u64) -> Features {
+    let delay = Some(heartbeat_delay_s);
     match kind {
-        AgentKind::Other => json!({"heartbeat_delay": heartbeat_delay_s,
-            "max_staleness": heartbeat_delay_s, "batch_gzip": true}),
-        AgentKind::Python => json!({"heartbeat_delay": heartbeat_delay_s,
-            "max_staleness": python_max_staleness(heartbeat_delay_s),
-            "batch_size": 100, "use_signals": false,
-            "call_counts_metrics_period": 60, "whitelisted_metric": false}),
-        AgentKind::Node => json!({"heartbeat_delay": heartbeat_delay_s,
-            "max_staleness": heartbeat_delay_s,
-            "batch_size": 100, "use_signals": false}),
+        AgentKind::Other => Features {
+            heartbeat_delay: delay,
+            max_staleness: delay,
+            batch_gzip: Some(true),
+            ..Features::default()
+        },
+        AgentKind::Python => Features {
+            heartbeat_delay: delay,
+            max_staleness: Some(python_max_staleness(heartbeat_delay_s)),
+            batch_size: Some(100),
+            use_signals: Some(false),
+            call_counts_metrics_period: Some(60),
+            whitelisted_metric: Some(false),
+            ..Features::default()
+        },
+        // Only the features the Node.js agent knows: it reports any other
+        // name as an exception.
+        AgentKind::Node => Features {
+            heartbeat_delay: delay,
+            max_staleness: delay,
+            batch_size: Some(100),
+            use_signals: Some(false),
+            ..Features::default()
+        },
     }
 }
 

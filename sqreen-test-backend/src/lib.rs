@@ -28,6 +28,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use sqreen_protocol::answers::{
+    ActionsPackAnswer, BeatAnswer, ErrorAnswer, LoginAnswer, StatusAnswer,
+};
 use sqreen_protocol::{limits, paths};
 use tokio::sync::oneshot;
 
@@ -239,7 +242,8 @@ impl TestBackend {
         lock(&self.state).sessions.clear();
     }
 
-    /// Queues a command for the next login or heartbeat answer.
+    /// Queues a command for the next login or heartbeat answer (`params`
+    /// as given, even when not a list: a hostile backend's).
     pub fn push_command(&self, name: &str, uuid: &str, params: Value) {
         lock(&self.state)
             .commands
@@ -322,23 +326,19 @@ fn header(headers: &HeaderMap, name: &str) -> String {
         .to_owned()
 }
 
-fn json_response(status: u16, body: Value) -> Response {
+/// `body` as JSON with `status`. The answers are sqreen-protocol's types,
+/// whose actions, commands and features are any JSON here (set by tests,
+/// hostile ones included).
+fn json_response(status: u16, body: &impl serde::Serialize) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
-        status,
-        [("content-type", "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned());
+    (status, [("content-type", "application/json")], text).into_response()
 }
 
 /// A refusal for breaking the protocol's limits (counted), or `None`.
 fn refuse(state: &Shared, status: u16, why: String) -> Option<Response> {
     lock(state).refused += 1;
-    Some(json_response(
-        status,
-        json!({"status": false, "error": why}),
-    ))
+    Some(json_response(status, &ErrorAnswer::new(why)))
 }
 
 /// Whether a heartbeat body breaks the protocol's limits.
@@ -422,7 +422,7 @@ async fn misbehave(state: &Shared, batch: bool) -> Option<Response> {
             std::future::pending::<()>().await;
             None
         }
-        Mode::Status(code) => Some(json_response(code, json!({}))),
+        Mode::Status(code) => Some(json_response(code, &json!({}))),
     }
 }
 
@@ -434,10 +434,7 @@ fn check_session(state: &Shared, headers: &HeaderMap) -> Option<Response> {
         None
     } else {
         s.unauthorized += 1;
-        Some(json_response(
-            401,
-            json!({"status": false, "error": "session expired"}),
-        ))
+        Some(json_response(401, &ErrorAnswer::new("session expired")))
     }
 }
 
@@ -451,17 +448,23 @@ async fn login(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> 
     s.logins
         .push((body, token.clone(), header(&headers, "x-app-name")));
     if s.token.as_ref().is_some_and(|t| *t != token) {
-        return json_response(401, json!({"status": false, "error": "bad token"}));
+        return json_response(401, &ErrorAnswer::new("bad token"));
     }
     s.next_session += 1;
     let session = format!("session-{}", s.next_session);
     s.sessions.push(session.clone());
     let commands: Vec<Value> = s.commands.drain(..).collect();
-    json_response(
-        200,
-        json!({"status": true, "session_id": session, "error": "", "commands": commands,
-               "features": s.features.clone(), "actions": s.actions.clone()}),
-    )
+    let answer: LoginAnswer<Value, Value, Value> = LoginAnswer {
+        actions: s.actions.clone(),
+        commands,
+        error: String::new(),
+        features: s.features.clone(),
+        pack_id: None,
+        rules: None,
+        session_id: session,
+        status: true,
+    };
+    json_response(200, &answer)
 }
 
 async fn beat(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
@@ -478,7 +481,13 @@ async fn beat(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
     let mut s = lock(&state);
     s.beats.push(body);
     let commands: Vec<Value> = s.commands.drain(..).collect();
-    json_response(200, json!({"status": true, "commands": commands}))
+    json_response(
+        200,
+        &BeatAnswer {
+            commands,
+            status: true,
+        },
+    )
 }
 
 async fn batch(State(state): State<Shared>, headers: HeaderMap, raw: Bytes) -> Response {
@@ -495,7 +504,7 @@ async fn batch(State(state): State<Shared>, headers: HeaderMap, raw: Bytes) -> R
             .take(limits::MAX_BATCH_BYTES as u64 + 1)
             .read_to_end(&mut inflated);
         if read.is_err() {
-            return json_response(400, json!({"status": false, "error": "bad gzip"}));
+            return json_response(400, &ErrorAnswer::new("bad gzip"));
         }
         lock(&state).gzip_batches += 1;
         Bytes::from(inflated)
@@ -503,16 +512,16 @@ async fn batch(State(state): State<Shared>, headers: HeaderMap, raw: Bytes) -> R
         raw
     };
     let Ok(body) = serde_json::from_slice::<Value>(&raw) else {
-        return json_response(400, json!({"status": false, "error": "invalid JSON"}));
+        return json_response(400, &ErrorAnswer::new("invalid JSON"));
     };
     let Some(events) = body["batch"].as_array() else {
-        return json_response(400, json!({"status": false, "error": "no batch"}));
+        return json_response(400, &ErrorAnswer::new("no batch"));
     };
     if let Some(r) = batch_breaks_limits(&state, &raw, events) {
         return r;
     }
     lock(&state).batches.push(events.clone());
-    json_response(200, json!({"status": true}))
+    json_response(200, &StatusAnswer::OK)
 }
 
 async fn actionspack(State(state): State<Shared>, headers: HeaderMap) -> Response {
@@ -523,7 +532,7 @@ async fn actionspack(State(state): State<Shared>, headers: HeaderMap) -> Respons
         return r;
     }
     let actions = lock(&state).actions.clone();
-    json_response(200, json!({"actions": actions}))
+    json_response(200, &ActionsPackAnswer::new(actions))
 }
 
 async fn logout(State(state): State<Shared>, headers: HeaderMap) -> Response {
@@ -534,5 +543,5 @@ async fn logout(State(state): State<Shared>, headers: HeaderMap) -> Response {
         return r;
     }
     lock(&state).logouts += 1;
-    json_response(200, json!({"status": true}))
+    json_response(200, &StatusAnswer::OK)
 }

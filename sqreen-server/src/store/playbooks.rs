@@ -109,7 +109,8 @@ pub struct DeliveryView {
     pub detail: String,
 }
 
-/// A security action as the API shows it.
+/// A security action as the API shows it (agents get its wire form,
+/// [`crate::protocol::wire_action`]).
 #[derive(Clone, Debug, Serialize)]
 pub struct ActionView {
     /// Its id.
@@ -132,22 +133,6 @@ pub struct ActionView {
     pub actor: String,
     /// RFC 3339 creation time.
     pub created_at: String,
-}
-
-impl ActionView {
-    /// The protocol's Action object, with `duration` counted from `now`.
-    pub fn to_protocol(&self, now: i64) -> Value {
-        let duration = self
-            .expires_at_ms
-            .map_or(0, |e| ((e - now).max(1) + 999) / 1000);
-        serde_json::json!({
-            "action_id": self.action_id,
-            "action": self.action,
-            "duration": duration,
-            "send_response": true,
-            "parameters": self.parameters,
-        })
-    }
 }
 
 fn playbook_row(row: &sqlx::any::AnyRow) -> Result<PlaybookRow, StoreError> {
