@@ -90,11 +90,12 @@ pub mod actions;
 mod agent;
 pub mod client_ip;
 pub mod config;
-mod event;
+mod encode;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod lazy;
 mod metrics;
+mod model;
 mod open;
 #[cfg(feature = "otel")]
 pub mod otel;
@@ -103,6 +104,7 @@ mod record;
 mod request;
 pub mod scrub;
 mod sdk;
+mod shared;
 pub mod stats;
 #[cfg(feature = "test")]
 pub mod test;
@@ -113,7 +115,8 @@ pub use actions::SecurityResponse;
 pub use agent::{Agent, AgentGuard, for_user, init, init_from_env, track_event};
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use lazy::LazyAgent;
+pub use model::PropertyValue;
 pub use open::{Open, RequestSlot};
 pub use request::{HeaderPairs, RequestInfo, ResponseInfo};
-pub use sdk::{Blocked, PropertyValue, Sqreen, SqreenUser, TrackEvent};
+pub use sdk::{Blocked, Sqreen, SqreenUser, TrackEvent};
 pub use stats::{LoginState, Stats};

@@ -47,7 +47,7 @@ fn opened<'a>(agent: &Agent, info: RequestInfo<'a>, body: Option<&'a [u8]>) -> O
 /// A failed login of `user` from `ip`.
 fn failed_login(agent: &Agent, ip: &str, user: &str) {
     let headers = [("X-Forwarded-For", ip)];
-    match opened(&agent, RequestInfo::new("POST", "/login", &headers), None) {
+    match opened(agent, RequestInfo::new("POST", "/login", &headers), None) {
         Open::Request(mut record) => {
             record
                 .handle()

@@ -45,53 +45,19 @@ use sqreen_protocol::limits;
 use tokio::sync::mpsc;
 
 use crate::actions::{ActionStore, parse_cidr};
-use crate::agent::{RuntimeState, Shared, wake_threshold};
-use crate::event::{EventSettings, SensitiveHeaders, TimeText, request_record};
+use crate::encode::{EventSettings, SensitiveHeaders, TimeText, request_record};
 use crate::metrics::{MetricKind, MetricStores};
+use crate::model::{Entry, RuntimeState};
 use crate::protocol::{
     ACTIONSPACK_PATH, ActionsPack, BATCH_PATH, BEAT_PATH, BeatRequest, BeatResponse, Command,
     CommandResult, LOGIN_PATH, LOGOUT_PATH, LoginRequest, LoginResponse, Metric, VariousInfos,
     format_time,
 };
-use crate::record::{Entry, RecordInner, StoredHeaders};
+use crate::record::{RecordInner, StoredHeaders, wake_threshold};
 use crate::scrub::{Scrubber, ScrubberError};
+use crate::shared::{Control, Reply, Shared};
 use crate::stats::{LoginState, bump};
 use crate::transport::{ApiMethod, ApiRequest, ApiResponse, BoxFuture, Transport, TransportError};
-
-/// Where a flush or shutdown reports its outcome.
-#[derive(Debug)]
-pub(crate) enum Reply {
-    Sync(std::sync::mpsc::SyncSender<bool>),
-    Async(tokio::sync::oneshot::Sender<bool>),
-}
-
-impl Reply {
-    fn send(self, ok: bool) {
-        match self {
-            Reply::Sync(tx) => {
-                let _ = tx.try_send(ok);
-            }
-            Reply::Async(tx) => {
-                let _ = tx.send(ok);
-            }
-        }
-    }
-}
-
-/// Messages from the agent handle.
-#[derive(Debug)]
-pub(crate) enum Control {
-    /// An adapter named the framework: the first login need not wait longer.
-    FrameworkSet,
-    Flush {
-        deadline: Instant,
-        reply: Reply,
-    },
-    Shutdown {
-        deadline: Instant,
-        reply: Reply,
-    },
-}
 
 /// How long the first login waits for an adapter to name the framework.
 const FIRST_LOGIN_GRACE: Duration = Duration::from_millis(250);
@@ -133,7 +99,7 @@ impl Backoff {
 }
 
 /// One request record, already serialised and scrubbed (see
-/// [`crate::event`]), with its number of `track` entries (what the backend
+/// [`crate::encode`]), with its number of `track` entries (what the backend
 /// counts as events).
 #[derive(Debug, Default)]
 struct EventJson {
@@ -292,7 +258,7 @@ impl Worker {
         control: mpsc::UnboundedReceiver<Control>,
     ) -> Result<Self, ScrubberError> {
         let scrubber = shared.config.scrubber()?;
-        let sensitive_headers = SensitiveHeaders::new(&scrubber, shared.ip_header.as_deref());
+        let sensitive_headers = SensitiveHeaders::new(&scrubber, shared.home.ip_header.as_deref());
         let config = &shared.config;
         let now = Instant::now();
         Ok(Self {
@@ -383,7 +349,7 @@ impl Worker {
             Err(e) => {
                 tracing::error!(target: "sqreen::agent", event = "agent.runtime_error", error = %e,
                     "sqreen agent stops: cannot build its runtime");
-                self.shared.counters.set_login_state(LoginState::Off);
+                self.shared.home.counters.set_login_state(LoginState::Off);
             }
         }
         #[cfg(feature = "otel")]
@@ -411,7 +377,7 @@ impl Worker {
                 biased;
                 control = self.control.recv() => match control {
                     Some(Control::FrameworkSet) => {
-                        if self.session.is_none() && self.shared.counters.login_attempts.load(Ordering::Relaxed) == 0 {
+                        if self.session.is_none() && self.shared.home.counters.login_attempts.load(Ordering::Relaxed) == 0 {
                             self.login_at = Instant::now();
                         }
                     }
@@ -431,7 +397,7 @@ impl Worker {
                     self.in_flight = None;
                     self.handle(op, result);
                 }
-                () = self.shared.wake.notified() => self.on_wake(),
+                () = self.shared.home.wake.notified() => self.on_wake(),
                 () = tokio::time::sleep_until(wake.into()) => {}
             }
         }
@@ -454,15 +420,15 @@ impl Worker {
         if self.drain_at.is_some() {
             return;
         }
-        if self.shared.queue_len.load(Ordering::SeqCst) > 0 {
+        if self.shared.home.queue_len.load(Ordering::SeqCst) > 0 {
             self.drain_at = Some(now + DRAIN_TICK);
             return;
         }
         // SeqCst: a record enqueued after this store sees the flag and
         // wakes us; one enqueued before it is seen by the re-read below.
-        self.shared.worker_idle.store(true, Ordering::SeqCst);
-        if self.shared.queue_len.load(Ordering::SeqCst) > 0 {
-            self.shared.worker_idle.store(false, Ordering::SeqCst);
+        self.shared.home.worker_idle.store(true, Ordering::SeqCst);
+        if self.shared.home.queue_len.load(Ordering::SeqCst) > 0 {
+            self.shared.home.worker_idle.store(false, Ordering::SeqCst);
             self.drain_at = Some(now + DRAIN_TICK);
         }
     }
@@ -470,9 +436,9 @@ impl Worker {
     /// A wake-up from [`Shared::enqueue`]: the first record after idling
     /// starts the drain tick; a queue filling up is drained at once.
     fn on_wake(&mut self) {
-        self.shared.worker_idle.store(false, Ordering::SeqCst);
-        let limit = self.shared.queue_limit.load(Ordering::Relaxed);
-        if self.shared.queue_len.load(Ordering::Relaxed) >= wake_threshold(limit) {
+        self.shared.home.worker_idle.store(false, Ordering::SeqCst);
+        let limit = self.shared.home.queue_limit.load(Ordering::Relaxed);
+        if self.shared.home.queue_len.load(Ordering::Relaxed) >= wake_threshold(limit) {
             self.drain_queue();
         } else if self.drain_at.is_none() {
             self.drain_at = Some(Instant::now() + DRAIN_TICK);
@@ -482,14 +448,14 @@ impl Worker {
     // ── records ────────────────────────────────────────────────────────
 
     fn process(&mut self, record: &RecordInner) {
-        self.shared.queue_len.fetch_sub(1, Ordering::Relaxed);
+        self.shared.home.queue_len.fetch_sub(1, Ordering::Relaxed);
         if record.is_pending() {
             // Recorded through a handle that no extractor handed out (see
             // `RequestSlot::handle`): events and metrics are kept
             // without the request's fields (its client IP included) rather
             // than dropped.
-            bump(&self.shared.counters.invalid_sdk_input, 1);
-            if self.shared.sdk_warnings.allow() {
+            bump(&self.shared.home.counters.invalid_sdk_input, 1);
+            if self.shared.home.sdk_warnings.allow() {
                 tracing::warn!(
                     target: "sqreen::sdk",
                     event = "sdk.request_not_captured",
@@ -502,7 +468,7 @@ impl Worker {
         let state = record.state();
         let client_ip = record.client_ip.or_else(|| {
             self.shared.resolver.resolve(
-                &StoredHeaders(&state.request, self.shared.ip_header.as_deref()),
+                &StoredHeaders(&state.request, self.shared.home.ip_header.as_deref()),
                 state.request.peer.map(|p| p.ip()),
             )
         });
@@ -544,17 +510,17 @@ impl Worker {
             &EventSettings {
                 scrubber: &self.scrubber,
                 sensitive_headers: &self.sensitive_headers,
-                ip_header: self.shared.ip_header.as_deref(),
+                ip_header: self.shared.home.ip_header.as_deref(),
                 strip_referer: self.shared.config.strip_http_referer,
                 resolver: &self.shared.resolver,
             },
         );
         drop(state);
-        let counters = &self.shared.counters;
+        let counters = &self.shared.home.counters;
         bump(&counters.values_scrubbed, report.scrubbed);
         if report.invalid_input > 0 {
             bump(&counters.invalid_request_input, report.invalid_input);
-            if self.shared.input_warnings.allow() {
+            if self.shared.home.input_warnings.allow() {
                 tracing::warn!(target: "sqreen::request", event = "request.invalid_input",
                     skipped = report.invalid_input,
                     "request fields that are not valid UTF-8 or JSON were left out of a record");
@@ -564,7 +530,7 @@ impl Worker {
             // Thousands of long, escaped properties: no backend would take
             // it, and it would hold up the batches behind it.
             bump(&counters.invalid_sdk_input, 1);
-            if self.shared.sdk_warnings.allow() {
+            if self.shared.home.sdk_warnings.allow() {
                 tracing::warn!(target: "sqreen::sdk", event = "sdk.record_too_large",
                     bytes = event.len(), max = limits::MAX_RECORD_BYTES,
                     "a request tracked more than one record may carry; it is dropped");
@@ -595,8 +561,11 @@ impl Worker {
         self.retry.drain(..from_retry);
         over -= from_retry;
         self.pending.drain(..over.min(self.pending.len()));
-        bump(&self.shared.counters.events_dropped_retry_buffer, dropped);
-        if self.shared.queue_warnings.allow() {
+        bump(
+            &self.shared.home.counters.events_dropped_retry_buffer,
+            dropped,
+        );
+        if self.shared.home.queue_warnings.allow() {
             tracing::warn!(target: "sqreen::batch", event = "batch.buffer_full", dropped,
                 capacity = self.capacity,
                 "events waiting for the backend exceed the buffer: oldest dropped");
@@ -605,7 +574,7 @@ impl Worker {
     }
 
     fn update_pending_gauge(&self) {
-        self.shared.counters.events_pending.store(
+        self.shared.home.counters.events_pending.store(
             (self.pending.len() + self.retry.len()) as u64,
             Ordering::Relaxed,
         );
@@ -614,7 +583,7 @@ impl Worker {
     fn drain_queue(&mut self) {
         while let Ok(record) = self.rx.try_recv() {
             self.process(&record);
-            self.shared.recycle(record);
+            self.shared.home.recycle(record);
         }
         self.drain_at = None;
     }
@@ -635,7 +604,10 @@ impl Worker {
         if !self.retry.is_empty() && (now >= self.retry_at || self.flushing()) {
             let n = batch_len(self.retry.iter(), self.retry_records.min(self.batch_size));
             let events: Vec<EventJson> = self.retry.drain(..n).collect();
-            bump(&self.shared.counters.events_retried, events.len() as u64);
+            bump(
+                &self.shared.home.counters.events_retried,
+                events.len() as u64,
+            );
             self.update_pending_gauge();
             return Some(Op::Batch {
                 events,
@@ -688,7 +660,7 @@ impl Worker {
 
     /// Publishes the metric stores' losses in the agent's stats.
     fn publish_metric_losses(&self) {
-        let counters = &self.shared.counters;
+        let counters = &self.shared.home.counters;
         counters
             .metric_keys_folded
             .store(self.metrics.folded, Ordering::Relaxed);
@@ -838,7 +810,7 @@ impl Worker {
             }
             Op::Beat { results, metrics } => {
                 if ok {
-                    bump(&self.shared.counters.heartbeats_sent, 1);
+                    bump(&self.shared.home.counters.heartbeats_sent, 1);
                     match serde_json::from_slice::<BeatResponse>(&body) {
                         Ok(beat) => self.execute_commands(beat.commands),
                         Err(e) => self.bad_answer("app-beat", &e.to_string()),
@@ -848,7 +820,7 @@ impl Worker {
                         self.next_beat = Instant::now();
                     }
                 } else {
-                    bump(&self.shared.counters.heartbeats_failed, 1);
+                    bump(&self.shared.home.counters.heartbeats_failed, 1);
                     for (uuid, r) in results {
                         self.command_results.entry(uuid).or_insert(r);
                     }
@@ -913,7 +885,7 @@ impl Worker {
         outcome: BatchOutcome,
         problem: &str,
     ) {
-        let counters = &self.shared.counters;
+        let counters = &self.shared.home.counters;
         if outcome == BatchOutcome::Delivered {
             bump(&counters.events_sent, events.len() as u64);
             bump(&counters.batches_sent, 1);
@@ -938,7 +910,7 @@ impl Worker {
         let keep = match outcome {
             BatchOutcome::Refused if n == 1 => {
                 bump(&counters.events_refused, 1);
-                if self.shared.queue_warnings.allow() {
+                if self.shared.home.queue_warnings.allow() {
                     tracing::warn!(target: "sqreen::batch", event = "batch.event_refused",
                         problem = %problem,
                         "the backend refuses one event on its own: it is dropped");
@@ -997,14 +969,14 @@ impl Worker {
     }
 
     fn bad_answer(&self, call: &'static str, error: &str) {
-        bump(&self.shared.counters.bad_backend_answers, 1);
+        bump(&self.shared.home.counters.bad_backend_answers, 1);
         tracing::warn!(target: "sqreen::protocol", event = "protocol.bad_answer", call,
             error, "backend answer could not be understood");
     }
 
     fn on_login(&mut self, ok: bool, body: &[u8], problem: &str) -> bool {
         let shared = Arc::clone(&self.shared);
-        let counters = &shared.counters;
+        let counters = &shared.home.counters;
         bump(&counters.login_attempts, 1);
         let answer = if ok {
             match serde_json::from_slice::<LoginResponse>(body) {
@@ -1068,7 +1040,7 @@ impl Worker {
         }
         if let Some(n) = features.event_queue_length {
             let n = usize::try_from(n).unwrap_or(usize::MAX).clamp(1, 1_000_000);
-            self.shared.queue_limit.store(n, Ordering::Relaxed);
+            self.shared.home.queue_limit.store(n, Ordering::Relaxed);
             self.capacity = n.max(self.batch_size);
         }
     }
@@ -1086,7 +1058,7 @@ impl Worker {
             .len()
             .min(limits::MAX_ACTIONS)
             .saturating_sub(errors.iter().filter(|e| !e.is_too_many()).count());
-        let current = self.shared.runtime.load();
+        let current = self.shared.home.runtime.load();
         self.shared.set_runtime(current.with_actions(store));
         tracing::info!(target: "sqreen::actions", event = "actions.loaded", loaded,
             skipped = errors.len(), "security actions loaded");
@@ -1104,7 +1076,7 @@ impl Worker {
                     continue;
                 }
             };
-            bump(&self.shared.counters.commands_executed, 1);
+            bump(&self.shared.home.counters.commands_executed, 1);
             tracing::info!(target: "sqreen::commands", event = "command.received",
                 name = %command.name, uuid = %command.uuid, "executing backend command");
             let uuid = (!command.uuid.is_empty()).then(|| command.uuid.clone());
@@ -1118,13 +1090,19 @@ impl Worker {
                 "paths_whitelist" => self.set_path_passlist(&command.params),
                 "instrumentation_enable" => {
                     self.shared.enabled.store(true, Ordering::Relaxed);
-                    self.shared.counters.set_login_state(LoginState::LoggedIn);
+                    self.shared
+                        .home
+                        .counters
+                        .set_login_state(LoginState::LoggedIn);
                     Ok("instrumentation enabled".to_owned())
                 }
                 "instrumentation_remove" => {
                     self.shared.enabled.store(false, Ordering::Relaxed);
-                    self.shared.counters.set_login_state(LoginState::Paused);
-                    let current = self.shared.runtime.load();
+                    self.shared
+                        .home
+                        .counters
+                        .set_login_state(LoginState::Paused);
+                    let current = self.shared.home.runtime.load();
                     self.shared
                         .set_runtime(current.with_actions(ActionStore::default()));
                     Ok("instrumentation removed".to_owned())
@@ -1163,7 +1141,7 @@ impl Worker {
             .map(|c| parse_cidr(c).ok_or_else(|| format!("invalid CIDR `{c}`")))
             .collect::<Result<Vec<IpNet>, String>>()?;
         let n = nets.len();
-        let current = self.shared.runtime.load();
+        let current = self.shared.home.runtime.load();
         self.shared.set_runtime(RuntimeState {
             actions: Arc::clone(&current.actions),
             ip_passlist: nets.into(),
@@ -1175,7 +1153,7 @@ impl Worker {
     fn set_path_passlist(&mut self, params: &[Value]) -> Result<String, String> {
         let paths = Self::string_list(params)?;
         let n = paths.len();
-        let current = self.shared.runtime.load();
+        let current = self.shared.home.runtime.load();
         self.shared.set_runtime(RuntimeState {
             actions: Arc::clone(&current.actions),
             ip_passlist: Arc::clone(&current.ip_passlist),
@@ -1275,8 +1253,11 @@ impl Worker {
         for (_, reply) in self.flush_waiters.drain(..) {
             reply.send(false);
         }
-        let stats = self.shared.counters.snapshot();
-        self.shared.counters.set_login_state(LoginState::ShutDown);
+        let stats = self.shared.home.counters.snapshot();
+        self.shared
+            .home
+            .counters
+            .set_login_state(LoginState::ShutDown);
         tracing::info!(target: "sqreen::agent", event = "agent.shutdown", delivered = ok,
             undelivered_events = lost, events_sent = stats.events_sent,
             records_dropped_queue_full = stats.records_dropped_queue_full,

@@ -6,14 +6,18 @@
 //! ([`RequestSlot::handle_with`](crate::RequestSlot::handle_with)), or at
 //! once when a body is captured or an IP action matched: a request nobody
 //! asks about is never copied. Handlers add entries through their
-//! [`Sqreen`](crate::Sqreen) handle; [`RequestRecord::close`] hands the record to the agent thread only when it holds entries. Parsing
+//! [`Sqreen`](crate::Sqreen) handle; [`RequestRecord::close`] hands the
+//! record to the agent thread only when it holds entries. Parsing
 //! parameters, resolving the client IP (unless an IP action needed it
 //! already), scrubbing and serialising all happen on the agent thread.
 //!
 //! Records are recycled: once the agent thread has written a record's event,
 //! or a request closes without tracking anything, the record is cleared and
 //! goes back to the agent's pool (a bounded lock-free queue), and the next
-//! request fills it again. Once the pool holds records (it fills as the
+//! request fills it again. The pool, the queue to the agent thread and what
+//! records read and count while a request runs make up the record's
+//! [`Home`], the one interface between records and the agent (see
+//! [`home`](self::home) for what it holds). Once the pool holds records (it fills as the
 //! agent thread works), a request whose event has at most four properties,
 //! with names and string values of up to 24 bytes, allocates nothing for
 //! its record, and the agent thread frees nothing that a request thread
@@ -27,13 +31,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
-use compact_str::CompactString;
-use smallvec::SmallVec;
-
-use crate::agent::Shared;
+use crate::model::{Entry, MAX_ENTRIES_PER_RECORD, MAX_TRACKS_PER_RECORD};
 use crate::request::{HeaderPairs, RequestInfo, ResponseInfo};
-use crate::sdk::PropertyValue;
 use crate::stats::bump;
+
+mod home;
+
+pub(crate) use home::{Home, RecordSender, wake_threshold};
 
 /// Headers the protocol sends, in the order they are reported.
 pub(crate) const TRACKED_HEADERS: [&str; 15] = [
@@ -79,55 +83,14 @@ struct HeaderSpan {
     value: Span,
 }
 
-/// A user identifier map, sorted by key.
-pub(crate) type UserIds = Arc<[(CompactString, CompactString)]>;
-
-/// An event's properties: up to four inline, so that a typical event
-/// allocates nothing.
-pub(crate) type Properties = SmallVec<[(CompactString, PropertyValue); 4]>;
-
 /// A recycled record keeps its buffer up to this capacity; a record with a
 /// larger one is freed rather than pooled.
 const MAX_KEPT_BUF: usize = 2 * 1024;
-/// Most `track` entries in one record (the protocol's contract).
-pub(crate) const MAX_TRACKS_PER_RECORD: usize = sqreen_protocol::limits::MAX_TRACKS_PER_RECORD;
-/// Most entries of any kind in one record.
-pub(crate) const MAX_ENTRIES_PER_RECORD: usize = 256;
 
 /// A recycled record keeps room for this many entries at most.
 const MAX_KEPT_ENTRIES: usize = 4;
 /// A recycled record keeps room for this many route parameters at most.
 const MAX_KEPT_PARAMS: usize = 8;
-
-/// One thing a handler did during the request.
-///
-/// `Track` is much larger than the other variants on purpose: its
-/// properties are inline, and entries live in the record's reused `Vec`, so
-/// a tracked event allocates nothing (boxing it would allocate per event).
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Entry {
-    Track {
-        time: SystemTime,
-        name: CompactString,
-        properties: Properties,
-        user_identifiers: Option<UserIds>,
-        timestamp: Option<SystemTime>,
-    },
-    Identify {
-        time: SystemTime,
-        ids: UserIds,
-    },
-    /// `track_auth(success)`: counted into a metric store, never sent as an entry.
-    Auth {
-        success: bool,
-        ids: UserIds,
-    },
-    /// `track_signup()`: counted into a metric store.
-    Signup {
-        ids: UserIds,
-    },
-}
 
 /// What the response looked like, kept once the record is queued.
 #[derive(Debug, Clone, Copy)]
@@ -156,8 +119,9 @@ pub(crate) struct RecordState {
 
 /// The shared part of a record: the copied request plus its entries.
 pub(crate) struct RecordInner {
-    /// The agent; weak, so that the records pooled in it do not keep it alive.
-    pub shared: Weak<Shared>,
+    /// Where the record comes from and goes back to ([`Home`]); weak, so
+    /// that the records pooled in it do not keep the agent alive.
+    pub home: Weak<Home>,
     pub start: SystemTime,
     /// Set when the request path already had to resolve it (IP actions loaded).
     pub client_ip: Option<IpAddr>,
@@ -382,7 +346,7 @@ impl Captured {
 
     /// Copies what the protocol needs out of the borrowed request, reusing
     /// this capture's buffer.
-    fn fill(&mut self, shared: &Shared, info: &RequestInfo<'_>) {
+    fn fill(&mut self, home: &Home, info: &RequestInfo<'_>) {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         buf.reserve(
@@ -406,7 +370,7 @@ impl Captured {
         let mut user_agent = None;
         let mut referer = None;
         let mut dropped_lines = false;
-        let ip_header = shared.ip_header.as_deref();
+        let ip_header = home.ip_header.as_deref();
         info.headers
             .visit(&mut |name, value| match header_slot(name, ip_header) {
                 None => {}
@@ -436,16 +400,16 @@ impl Captured {
         self.body = info.body.and_then(|b| {
             if b.is_empty() {
                 None
-            } else if b.len() > shared.body_capture_limit {
-                bump(&shared.counters.invalid_request_input, 1);
+            } else if b.len() > home.body_capture_limit {
+                bump(&home.counters.invalid_request_input, 1);
                 None
             } else {
                 Some(Box::from(b))
             }
         });
         if copier.truncated || dropped_lines {
-            bump(&shared.counters.invalid_request_input, 1);
-            if shared.input_warnings.allow() {
+            bump(&home.counters.invalid_request_input, 1);
+            if home.input_warnings.allow() {
                 tracing::warn!(
                     target: "sqreen::request",
                     event = "request.truncated",
@@ -557,10 +521,10 @@ impl Captured {
 }
 
 impl RecordInner {
-    /// An empty record of the agent `shared`, to be [filled](Self::fill).
-    pub fn blank(shared: &Arc<Shared>) -> Self {
+    /// An empty record of `home`, to be [filled](Self::fill).
+    pub fn blank(home: &Arc<Home>) -> Self {
         Self {
-            shared: Arc::downgrade(shared),
+            home: Arc::downgrade(home),
             start: SystemTime::UNIX_EPOCH,
             client_ip: None,
             pending: AtomicBool::new(false),
@@ -568,22 +532,18 @@ impl RecordInner {
         }
     }
 
-    /// A new record of `shared` holding what the protocol needs of `info`.
-    pub fn capture(
-        shared: &Arc<Shared>,
-        info: &RequestInfo<'_>,
-        client_ip: Option<IpAddr>,
-    ) -> Self {
-        let mut record = Self::blank(shared);
-        record.fill(shared, info, client_ip);
+    /// A new record of `home` holding what the protocol needs of `info`.
+    pub fn capture(home: &Arc<Home>, info: &RequestInfo<'_>, client_ip: Option<IpAddr>) -> Self {
+        let mut record = Self::blank(home);
+        record.fill(home, info, client_ip);
         record
     }
 
     /// Copies what the protocol needs out of the borrowed request into this
     /// blank or [reset](Self::reset) record, reusing its buffer.
-    pub fn fill(&mut self, shared: &Shared, info: &RequestInfo<'_>, client_ip: Option<IpAddr>) {
+    pub fn fill(&mut self, home: &Home, info: &RequestInfo<'_>, client_ip: Option<IpAddr>) {
         let state = self.state_mut();
-        state.request.fill(shared, info);
+        state.request.fill(home, info);
         push_route_params(&mut state.route_params, info.route_params);
         *self.pending.get_mut() = false;
         self.start = SystemTime::now();
@@ -604,10 +564,10 @@ impl RecordInner {
     /// `body_capture_limit`, in a record that is open and holds its request
     /// (a form or JSON body cut short could not be parsed). True when kept.
     pub fn attach_body(&self, body: &[u8]) -> bool {
-        let Some(shared) = self.shared.upgrade() else {
+        let Some(home) = self.home.upgrade() else {
             return false;
         };
-        if body.is_empty() || body.len() > shared.body_capture_limit || self.is_pending() {
+        if body.is_empty() || body.len() > home.body_capture_limit || self.is_pending() {
             return false;
         }
         let mut state = self.state();
@@ -639,7 +599,7 @@ impl RecordInner {
         if !self.is_pending() {
             return;
         }
-        let Some(shared) = self.shared.upgrade() else {
+        let Some(home) = self.home.upgrade() else {
             return;
         };
         let mut state = self.state();
@@ -647,7 +607,7 @@ impl RecordInner {
         if state.closed || !self.pending.load(Ordering::Acquire) {
             return;
         }
-        state.request.fill(&shared, info);
+        state.request.fill(&home, info);
         push_route_params(&mut state.route_params, info.route_params);
         self.pending.store(false, Ordering::Release);
     }
@@ -720,11 +680,11 @@ impl RecordInner {
     /// Counts (and logs, rate-limited) an SDK call ignored because the
     /// record is `closed`, or else full.
     fn ignored_call(&self, closed: bool) {
-        let Some(shared) = self.shared.upgrade() else {
+        let Some(home) = self.home.upgrade() else {
             return;
         };
-        bump(&shared.counters.invalid_sdk_input, 1);
-        if !shared.sdk_warnings.allow() {
+        bump(&home.counters.invalid_sdk_input, 1);
+        if !home.sdk_warnings.allow() {
             return;
         }
         if closed {
@@ -790,7 +750,7 @@ impl HeaderPairs for StoredHeaders<'_> {
 /// without a response, so nothing tracked is lost.
 pub(crate) struct RequestRecord {
     inner: Option<Arc<RecordInner>>,
-    shared: Arc<Shared>,
+    home: Arc<Home>,
 }
 
 impl std::fmt::Debug for RequestRecord {
@@ -802,10 +762,10 @@ impl std::fmt::Debug for RequestRecord {
 }
 
 impl RequestRecord {
-    pub(crate) fn new(shared: Arc<Shared>, inner: Arc<RecordInner>) -> Self {
+    pub(crate) fn new(home: Arc<Home>, inner: Arc<RecordInner>) -> Self {
         Self {
             inner: Some(inner),
-            shared,
+            home,
         }
     }
 
@@ -814,9 +774,10 @@ impl RequestRecord {
         self.inner.as_deref()
     }
 
-    /// The SDK handle handlers track events through.
-    pub fn handle(&self) -> crate::Sqreen {
-        crate::Sqreen::from_record(self.inner.clone())
+    /// Another reference to the record, for the SDK handle handlers track
+    /// events through (`Sqreen::from_record`).
+    pub(crate) fn share(&self) -> Option<Arc<RecordInner>> {
+        self.inner.clone()
     }
 
     /// True while the request is still to be copied ([`RecordInner::defer`]).
@@ -872,9 +833,9 @@ impl RequestRecord {
     fn finish<'r>(&mut self, response: impl FnOnce() -> Option<ResponseInfo<'r>>) {
         if let Some(inner) = self.inner.take() {
             if inner.close(response) {
-                self.shared.enqueue(inner);
+                self.home.enqueue(inner);
             } else {
-                self.shared.recycle(inner);
+                self.home.recycle(inner);
             }
         }
     }
