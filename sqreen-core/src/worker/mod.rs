@@ -33,42 +33,43 @@
 //! oldest dropped and counted first. While re-logging in, requests go on
 //! being recorded (the session loss is transient); only before the first
 //! login, or after `instrumentation_remove`, do requests pass through.
+//!
+//! | file | concern |
+//! |---|---|
+//! | `mod.rs` | the thread, its loop, scheduling the next backend call and dispatching its answer; shutdown |
+//! | `intake.rs` | records in: draining the queue, record → event and metrics, the bound of waiting events |
+//! | `batch.rs` | events out: batches, their answers (split, retry, backoff, abandon), flushes |
+//! | `login.rs` | the login and the features it sets |
+//! | `beat.rs` | the heartbeat, backend commands, actions packs |
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use ipnet::IpNet;
-use serde_json::Value;
-use sqreen_protocol::limits;
 use tokio::sync::mpsc;
 
-use crate::actions::{ActionStore, parse_cidr};
-use crate::encode::{EventSettings, SensitiveHeaders, TimeText, request_record};
-use crate::metrics::{MetricKind, MetricStores};
-use crate::model::{Entry, RuntimeState};
+use crate::encode::{SensitiveHeaders, TimeText};
+use crate::metrics::MetricStores;
 use crate::protocol::{
-    ACTIONSPACK_PATH, ActionsPack, BATCH_PATH, BEAT_PATH, BeatRequest, BeatResponse, Command,
-    CommandResult, LOGIN_PATH, LOGOUT_PATH, LoginRequest, LoginResponse, Metric, VariousInfos,
-    format_time,
+    ACTIONSPACK_PATH, ActionsPack, BATCH_PATH, BEAT_PATH, BeatRequest, BeatResponse, CommandResult,
+    LOGIN_PATH, LOGOUT_PATH, Metric,
 };
-use crate::record::{RecordInner, StoredHeaders, wake_threshold};
+use crate::record::RecordInner;
 use crate::scrub::{Scrubber, ScrubberError};
 use crate::shared::{Control, Reply, Shared};
 use crate::stats::{LoginState, bump};
 use crate::transport::{ApiMethod, ApiRequest, ApiResponse, BoxFuture, Transport, TransportError};
 
+mod batch;
+mod beat;
+mod intake;
+mod login;
+
+use batch::{BatchOutcome, EventJson, batch_body, batch_len, gzip};
+
 /// How long the first login waits for an adapter to name the framework.
 const FIRST_LOGIN_GRACE: Duration = Duration::from_millis(250);
-
-/// How long queued records wait for the agent thread at most, unless
-/// [`wake_threshold`] records are queued first. Events wait for a batch far
-/// longer than this anyway (`max_staleness`, 60 s by default).
-const DRAIN_TICK: Duration = Duration::from_millis(20);
-
-/// Most emptied event buffers kept for reuse (about 1 KB each).
-const SPARE_BUFFERS: usize = 1024;
 
 /// Exponential backoff with full jitter: each wait is drawn uniformly
 /// from zero to a ceiling that starts at 1 s and doubles up to 5 min, so
@@ -97,81 +98,6 @@ impl Backoff {
         self.next = Self::FIRST;
     }
 }
-
-/// One request record, already serialised and scrubbed (see
-/// [`crate::encode`]), with its number of `track` entries (what the backend
-/// counts as events).
-#[derive(Debug, Default)]
-struct EventJson {
-    json: Vec<u8>,
-    tracks: usize,
-}
-
-/// Body of `POST /sqreen/v0/batch`: `{"batch":[e1,e2,…]}` from events that
-/// are already JSON, copied once.
-fn batch_body(events: &[EventJson]) -> Vec<u8> {
-    const HEAD: &[u8] = b"{\"batch\":[";
-    let len = HEAD.len() + 2 + events.iter().map(|e| e.json.len() + 1).sum::<usize>();
-    let mut body = Vec::with_capacity(len);
-    body.extend_from_slice(HEAD);
-    for (i, event) in events.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(&event.json);
-    }
-    body.extend_from_slice(b"]}");
-    body
-}
-
-/// How many of `events`, from the front, make one batch: at most `records`
-/// records, the protocol's events (tracks) and the agent's batch bytes,
-/// and always at least one.
-fn batch_len<'a>(events: impl Iterator<Item = &'a EventJson>, records: usize) -> usize {
-    let (mut n, mut tracks, mut bytes) = (0, 0, 16);
-    for e in events.take(records.max(1)) {
-        tracks += e.tracks;
-        bytes += e.json.len() + 1;
-        if n > 0 && (tracks > limits::MAX_BATCH_EVENTS || bytes > limits::AGENT_BATCH_BYTES) {
-            break;
-        }
-        n += 1;
-    }
-    n
-}
-
-/// `body` gzip-compressed (fast level: batches are JSON, which shrinks
-/// several times even so), or `None` if compression failed.
-fn gzip(body: &[u8]) -> Option<Vec<u8>> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 4),
-        flate2::Compression::fast(),
-    );
-    encoder.write_all(body).ok()?;
-    encoder.finish().ok()
-}
-
-/// How the backend's answer to a batch is handled.
-#[derive(Debug, PartialEq, Eq)]
-enum BatchOutcome {
-    Delivered,
-    /// 401: the session is gone; kept for after the next login.
-    SessionLost,
-    /// 400 or 413: something in the batch is refused; split it.
-    Refused,
-    /// 429, 503, a network error or a timeout: kept, backing off.
-    Unavailable,
-    /// Any other answer: kept for a few attempts, then abandoned.
-    Failed,
-}
-
-/// A batch answered [`BatchOutcome::Failed`] is abandoned once it has
-/// failed this many times in a row…
-const MAX_FAILED_ATTEMPTS: u32 = 8;
-/// … over at least this long (flushes retry at once, so attempts alone
-/// would pass quickly).
-const MIN_FAILING_TIME: Duration = Duration::from_secs(600);
 
 /// A backend call and what it carried, so its result can be handled.
 #[derive(Debug)]
@@ -403,197 +329,6 @@ impl Worker {
         }
     }
 
-    // ── records ────────────────────────────────────────────────────────
-
-    /// Drains the queue when its tick is due, and decides when to drain next.
-    ///
-    /// Records are drained in bulk every [`DRAIN_TICK`] while they come in,
-    /// not one wake-up per record: on a loaded core, a context switch per
-    /// tracked request costs more than building its event. With the queue
-    /// empty, the thread marks itself idle and the next record wakes it
-    /// ([`Shared::enqueue`]).
-    fn schedule_drain(&mut self, now: Instant) {
-        if self.drain_at.is_some_and(|at| now >= at) {
-            self.drain_at = None;
-            self.drain_queue();
-        }
-        if self.drain_at.is_some() {
-            return;
-        }
-        if self.shared.home.queue_len.load(Ordering::SeqCst) > 0 {
-            self.drain_at = Some(now + DRAIN_TICK);
-            return;
-        }
-        // SeqCst: a record enqueued after this store sees the flag and
-        // wakes us; one enqueued before it is seen by the re-read below.
-        self.shared.home.worker_idle.store(true, Ordering::SeqCst);
-        if self.shared.home.queue_len.load(Ordering::SeqCst) > 0 {
-            self.shared.home.worker_idle.store(false, Ordering::SeqCst);
-            self.drain_at = Some(now + DRAIN_TICK);
-        }
-    }
-
-    /// A wake-up from [`Shared::enqueue`]: the first record after idling
-    /// starts the drain tick; a queue filling up is drained at once.
-    fn on_wake(&mut self) {
-        self.shared.home.worker_idle.store(false, Ordering::SeqCst);
-        let limit = self.shared.home.queue_limit.load(Ordering::Relaxed);
-        if self.shared.home.queue_len.load(Ordering::Relaxed) >= wake_threshold(limit) {
-            self.drain_queue();
-        } else if self.drain_at.is_none() {
-            self.drain_at = Some(Instant::now() + DRAIN_TICK);
-        }
-    }
-
-    // ── records ────────────────────────────────────────────────────────
-
-    fn process(&mut self, record: &RecordInner) {
-        self.shared.home.queue_len.fetch_sub(1, Ordering::Relaxed);
-        if record.is_pending() {
-            // Recorded through a handle that no extractor handed out (see
-            // `RequestSlot::handle`): events and metrics are kept
-            // without the request's fields (its client IP included) rather
-            // than dropped.
-            bump(&self.shared.home.counters.invalid_sdk_input, 1);
-            if self.shared.home.sdk_warnings.allow() {
-                tracing::warn!(
-                    target: "sqreen::sdk",
-                    event = "sdk.request_not_captured",
-                    "SDK calls were recorded on a request whose details were never captured \
-                     (a handle not taken through the adapter's extractor): its events and \
-                     login/signup metrics are kept without the request (no path, no client IP)"
-                );
-            }
-        }
-        let state = record.state();
-        let client_ip = record.client_ip.or_else(|| {
-            self.shared.resolver.resolve(
-                &StoredHeaders(&state.request, self.shared.home.ip_header.as_deref()),
-                state.request.peer.map(|p| p.ip()),
-            )
-        });
-        let mut tracks = 0;
-        let mut observed = false;
-        for entry in &state.entries {
-            let (kind, ids) = match entry {
-                Entry::Auth { success: true, ids } => (MetricKind::LoginSuccess, ids),
-                Entry::Auth {
-                    success: false,
-                    ids,
-                } => (MetricKind::LoginFail, ids),
-                Entry::Signup { ids } => (MetricKind::Signup, ids),
-                Entry::Track { .. } => {
-                    tracks += 1;
-                    continue;
-                }
-                Entry::Identify { .. } => continue,
-            };
-            self.metrics.add(
-                kind,
-                ids.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                client_ip,
-            );
-            observed = true;
-        }
-        if observed {
-            self.publish_metric_losses();
-        }
-        if tracks == 0 {
-            return;
-        }
-        let (event, report) = request_record(
-            self.spare.pop().unwrap_or_default(),
-            &mut self.times,
-            record,
-            &state,
-            client_ip,
-            &EventSettings {
-                scrubber: &self.scrubber,
-                sensitive_headers: &self.sensitive_headers,
-                ip_header: self.shared.home.ip_header.as_deref(),
-                strip_referer: self.shared.config.strip_http_referer,
-                resolver: &self.shared.resolver,
-            },
-        );
-        drop(state);
-        let counters = &self.shared.home.counters;
-        bump(&counters.values_scrubbed, report.scrubbed);
-        if report.invalid_input > 0 {
-            bump(&counters.invalid_request_input, report.invalid_input);
-            if self.shared.home.input_warnings.allow() {
-                tracing::warn!(target: "sqreen::request", event = "request.invalid_input",
-                    skipped = report.invalid_input,
-                    "request fields that are not valid UTF-8 or JSON were left out of a record");
-            }
-        }
-        if event.len() > limits::MAX_RECORD_BYTES {
-            // Thousands of long, escaped properties: no backend would take
-            // it, and it would hold up the batches behind it.
-            bump(&counters.invalid_sdk_input, 1);
-            if self.shared.home.sdk_warnings.allow() {
-                tracing::warn!(target: "sqreen::sdk", event = "sdk.record_too_large",
-                    bytes = event.len(), max = limits::MAX_RECORD_BYTES,
-                    "a request tracked more than one record may carry; it is dropped");
-            }
-            return;
-        }
-        #[cfg(feature = "otel")]
-        if let Some(otel) = &self.otel {
-            otel.export(&event);
-        }
-        self.pending.push(EventJson {
-            json: event,
-            tracks,
-        });
-        self.pending_since.get_or_insert_with(Instant::now);
-        self.enforce_capacity();
-    }
-
-    /// Keeps pending + retry within `capacity`, dropping the oldest first.
-    fn enforce_capacity(&mut self) {
-        let mut over = (self.pending.len() + self.retry.len()).saturating_sub(self.capacity);
-        if over == 0 {
-            self.update_pending_gauge();
-            return;
-        }
-        let dropped = over as u64;
-        let from_retry = over.min(self.retry.len());
-        self.retry.drain(..from_retry);
-        over -= from_retry;
-        self.pending.drain(..over.min(self.pending.len()));
-        bump(
-            &self.shared.home.counters.events_dropped_retry_buffer,
-            dropped,
-        );
-        if self.shared.home.queue_warnings.allow() {
-            tracing::warn!(target: "sqreen::batch", event = "batch.buffer_full", dropped,
-                capacity = self.capacity,
-                "events waiting for the backend exceed the buffer: oldest dropped");
-        }
-        self.update_pending_gauge();
-    }
-
-    fn update_pending_gauge(&self) {
-        self.shared.home.counters.events_pending.store(
-            (self.pending.len() + self.retry.len()) as u64,
-            Ordering::Relaxed,
-        );
-    }
-
-    fn drain_queue(&mut self) {
-        while let Ok(record) = self.rx.try_recv() {
-            self.process(&record);
-            self.shared.home.recycle(record);
-        }
-        self.drain_at = None;
-    }
-
-    // ── scheduling ─────────────────────────────────────────────────────
-
-    fn flushing(&self) -> bool {
-        !self.flush_waiters.is_empty()
-    }
-
     fn next_op(&mut self, now: Instant) -> Option<Op> {
         if self.session.is_none() {
             return (now >= self.login_at).then_some(Op::Login);
@@ -629,46 +364,6 @@ impl Worker {
         None
     }
 
-    fn take_pending_batch(&mut self) -> Op {
-        let n = batch_len(self.pending.iter(), self.batch_size);
-        let events: Vec<EventJson> = self.pending.drain(..n).collect();
-        self.pending_since = if self.pending.is_empty() {
-            None
-        } else {
-            Some(Instant::now())
-        };
-        self.update_pending_gauge();
-        Op::Batch {
-            events,
-            retried: false,
-        }
-    }
-
-    /// The next heartbeat: every command result, and the metrics that fit
-    /// what is left of the protocol's heartbeat size (the rest follow in
-    /// the next heartbeats, sent at once).
-    fn beat_op(&mut self, now: SystemTime) -> Op {
-        self.next_beat = Instant::now() + self.heartbeat_delay;
-        let results = std::mem::take(&mut self.command_results);
-        let results_size = serde_json::to_vec(&results).map_or(0, |r| r.len());
-        // Room for the envelope and the estimate's slack.
-        let budget = limits::MAX_BEAT_BYTES.saturating_sub(results_size + 16 * 1024);
-        let metrics = self.metrics.take(now, budget, limits::MAX_METRIC_STORES);
-        self.metrics_left = !self.metrics.is_empty();
-        Op::Beat { results, metrics }
-    }
-
-    /// Publishes the metric stores' losses in the agent's stats.
-    fn publish_metric_losses(&self) {
-        let counters = &self.shared.home.counters;
-        counters
-            .metric_keys_folded
-            .store(self.metrics.folded, Ordering::Relaxed);
-        counters
-            .metric_observations_dropped
-            .store(self.metrics.dropped, Ordering::Relaxed);
-    }
-
     fn next_wakeup(&self) -> Instant {
         let mut wake = Instant::now() + Duration::from_secs(3600);
         if self.in_flight.is_none() {
@@ -689,8 +384,6 @@ impl Worker {
         }
         wake
     }
-
-    // ── calls ──────────────────────────────────────────────────────────
 
     fn request(&self, method: ApiMethod, path: &'static str, body: Option<Vec<u8>>) -> ApiRequest {
         let mut headers = Vec::with_capacity(2);
@@ -748,40 +441,11 @@ impl Worker {
         Box::pin(async move { (op, call.await) })
     }
 
-    fn login_body(&self) -> Vec<u8> {
-        let config = &self.shared.config;
-        let (framework_type, framework_version) = self
-            .shared
-            .framework
-            .lock()
-            .map(|f| f.clone())
-            .unwrap_or_default()
-            .unwrap_or_default();
-        let body = LoginRequest {
-            agent_type: "rust",
-            agent_version: env!("CARGO_PKG_VERSION"),
-            os_type: format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
-            hostname: gethostname::gethostname().to_string_lossy().into_owned(),
-            runtime_version: env!("CARGO_PKG_RUST_VERSION"),
-            framework_type,
-            framework_version,
-            environment: String::new(),
-            various_infos: VariousInfos {
-                time: format_time(self.started),
-                pid: std::process::id(),
-                name: config.app_name.clone().unwrap_or_default(),
-            },
-        };
-        serde_json::to_vec(&body).unwrap_or_default()
-    }
-
     /// Runs one call to completion (shutdown path).
     async fn run_op(&mut self, op: Op) -> bool {
         let (op, result) = self.start_op(op).await;
         self.handle(op, result)
     }
-
-    // ── results ────────────────────────────────────────────────────────
 
     /// Handles a call's outcome; true when it succeeded.
     fn handle(&mut self, op: Op, result: Result<ApiResponse, TransportError>) -> bool {
@@ -877,335 +541,10 @@ impl Worker {
         ok
     }
 
-    /// Handles a batch's outcome (see [`BatchOutcome`]).
-    fn on_batch(
-        &mut self,
-        events: Vec<EventJson>,
-        retried: bool,
-        outcome: BatchOutcome,
-        problem: &str,
-    ) {
-        let counters = &self.shared.home.counters;
-        if outcome == BatchOutcome::Delivered {
-            bump(&counters.events_sent, events.len() as u64);
-            bump(&counters.batches_sent, 1);
-            self.retry_backoff.reset();
-            self.failed_attempts = 0;
-            self.failing_since = None;
-            self.retry_records = self.retry_records.saturating_mul(2).min(self.batch_size);
-            tracing::debug!(target: "sqreen::batch", event = "batch.sent",
-                events = events.len(), retried, "batch delivered");
-            // Delivered events' buffers are written over by the next
-            // events instead of being freed and allocated again.
-            let room = SPARE_BUFFERS.saturating_sub(self.spare.len());
-            self.spare.extend(events.into_iter().take(room).map(|e| {
-                let mut json = e.json;
-                json.clear();
-                json
-            }));
-            return;
-        }
-        bump(&counters.batches_failed, 1);
-        let n = events.len();
-        let keep = match outcome {
-            BatchOutcome::Refused if n == 1 => {
-                bump(&counters.events_refused, 1);
-                if self.shared.home.queue_warnings.allow() {
-                    tracing::warn!(target: "sqreen::batch", event = "batch.event_refused",
-                        problem = %problem,
-                        "the backend refuses one event on its own: it is dropped");
-                }
-                false
-            }
-            BatchOutcome::Refused => {
-                // Send halves until the refused event is alone.
-                bump(&counters.batches_split, 1);
-                self.retry_records = n.div_ceil(2);
-                self.retry_at = Instant::now();
-                tracing::debug!(target: "sqreen::batch", event = "batch.split", events = n,
-                    problem = %problem, "batch refused; sending it in halves");
-                true
-            }
-            BatchOutcome::Failed
-                if self.failed_attempts + 1 >= MAX_FAILED_ATTEMPTS
-                    && self
-                        .failing_since
-                        .is_some_and(|t| t.elapsed() >= MIN_FAILING_TIME) =>
-            {
-                self.failed_attempts = 0;
-                self.failing_since = None;
-                bump(&counters.events_abandoned, n as u64);
-                tracing::error!(target: "sqreen::batch", event = "batch.abandoned", events = n,
-                    attempts = MAX_FAILED_ATTEMPTS, problem = %problem,
-                    "batch failed too many times: its events are dropped");
-                false
-            }
-            BatchOutcome::Failed | BatchOutcome::Unavailable | BatchOutcome::SessionLost => {
-                if outcome == BatchOutcome::Failed {
-                    self.failed_attempts = self.failed_attempts.saturating_add(1);
-                    self.failing_since.get_or_insert_with(Instant::now);
-                }
-                if self.flushing() {
-                    self.flush_failed = true;
-                }
-                let delay = self.retry_backoff.step();
-                self.retry_at = Instant::now() + delay;
-                tracing::warn!(target: "sqreen::batch", event = "batch.failed",
-                    events = n, problem = %problem,
-                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    "batch not delivered; kept for retry");
-                true
-            }
-            BatchOutcome::Delivered => false,
-        };
-        if keep {
-            for event in events.into_iter().rev() {
-                self.retry.push_front(event);
-            }
-            self.enforce_capacity();
-        } else {
-            self.update_pending_gauge();
-        }
-    }
-
     fn bad_answer(&self, call: &'static str, error: &str) {
         bump(&self.shared.home.counters.bad_backend_answers, 1);
         tracing::warn!(target: "sqreen::protocol", event = "protocol.bad_answer", call,
             error, "backend answer could not be understood");
-    }
-
-    fn on_login(&mut self, ok: bool, body: &[u8], problem: &str) -> bool {
-        let shared = Arc::clone(&self.shared);
-        let counters = &shared.home.counters;
-        bump(&counters.login_attempts, 1);
-        let answer = if ok {
-            match serde_json::from_slice::<LoginResponse>(body) {
-                Ok(a) if a.status && !a.session_id.is_empty() => Ok(a),
-                Ok(a) => Err(if a.error.is_empty() {
-                    "login refused".to_owned()
-                } else {
-                    format!("login refused: {}", a.error)
-                }),
-                Err(e) => {
-                    self.bad_answer("app-login", &e.to_string());
-                    Err(format!("invalid login answer: {e}"))
-                }
-            }
-        } else {
-            Err(problem.to_owned())
-        };
-        let login = match answer {
-            Ok(login) => login,
-            Err(error) => {
-                let delay = self.login_backoff.step();
-                self.login_at = Instant::now() + delay;
-                tracing::warn!(target: "sqreen::login", event = "login.failed", error = %error,
-                    token = self.shared.config.redacted_token().as_deref().unwrap_or(""),
-                    retry_in_s = delay.as_secs(), "sqreen login failed; retrying with backoff");
-                return false;
-            }
-        };
-        bump(&counters.logins, 1);
-        self.session = Some(login.session_id);
-        self.login_backoff.reset();
-        self.retry_at = Instant::now();
-        self.apply_features(&login.features);
-        self.next_beat = Instant::now() + self.heartbeat_delay;
-        self.load_actions(&login.actions);
-        if counters.login_state() != LoginState::Paused {
-            counters.set_login_state(LoginState::LoggedIn);
-            self.shared.enabled.store(true, Ordering::Relaxed);
-        }
-        tracing::info!(target: "sqreen::login", event = "login.ok",
-            heartbeat_delay_s = self.heartbeat_delay.as_secs(), batch_size = self.batch_size,
-            "sqreen agent logged in");
-        self.execute_commands(login.commands);
-        self.shared.set_ready(true);
-        true
-    }
-
-    fn apply_features(&mut self, features: &crate::protocol::Features) {
-        self.batch_gzip = features.batch_gzip;
-        if let Some(s) = features.heartbeat_delay {
-            self.heartbeat_delay = Duration::from_secs(s.min(86_400));
-        }
-        if let Some(n) = features.batch_size {
-            self.batch_size = usize::try_from(n)
-                .unwrap_or(usize::MAX)
-                .clamp(1, limits::MAX_BATCH_EVENTS);
-            self.retry_records = self.batch_size;
-        }
-        if let Some(s) = features.max_staleness {
-            self.max_staleness = Duration::from_secs(s.min(86_400));
-        }
-        if let Some(n) = features.event_queue_length {
-            let n = usize::try_from(n).unwrap_or(usize::MAX).clamp(1, 1_000_000);
-            self.shared.home.queue_limit.store(n, Ordering::Relaxed);
-            self.capacity = n.max(self.batch_size);
-        }
-    }
-
-    fn load_actions(&mut self, actions: &[Value]) -> usize {
-        let (store, errors) = ActionStore::from_json(
-            actions,
-            Instant::now(),
-            self.shared.config.ipv6_action_prefix,
-        );
-        for e in &errors {
-            self.bad_answer("actions", &e.to_string());
-        }
-        let loaded = actions
-            .len()
-            .min(limits::MAX_ACTIONS)
-            .saturating_sub(errors.iter().filter(|e| !e.is_too_many()).count());
-        let current = self.shared.home.runtime.load();
-        self.shared.set_runtime(current.with_actions(store));
-        tracing::info!(target: "sqreen::actions", event = "actions.loaded", loaded,
-            skipped = errors.len(), "security actions loaded");
-        loaded
-    }
-
-    // ── commands ───────────────────────────────────────────────────────
-
-    fn execute_commands(&mut self, commands: Vec<Value>) {
-        for raw in commands {
-            let command: Command = match serde_json::from_value(raw) {
-                Ok(c) => c,
-                Err(e) => {
-                    self.bad_answer("command", &e.to_string());
-                    continue;
-                }
-            };
-            bump(&self.shared.home.counters.commands_executed, 1);
-            tracing::info!(target: "sqreen::commands", event = "command.received",
-                name = %command.name, uuid = %command.uuid, "executing backend command");
-            let uuid = (!command.uuid.is_empty()).then(|| command.uuid.clone());
-            let result = match command.name.as_str() {
-                sqreen_protocol::commands::ACTIONS_RELOAD => {
-                    // Reported once the action pack arrives.
-                    self.reload_actions = Some(uuid);
-                    continue;
-                }
-                "ips_whitelist" => self.set_ip_passlist(&command.params),
-                "paths_whitelist" => self.set_path_passlist(&command.params),
-                "instrumentation_enable" => {
-                    self.shared.enabled.store(true, Ordering::Relaxed);
-                    self.shared
-                        .home
-                        .counters
-                        .set_login_state(LoginState::LoggedIn);
-                    Ok("instrumentation enabled".to_owned())
-                }
-                "instrumentation_remove" => {
-                    self.shared.enabled.store(false, Ordering::Relaxed);
-                    self.shared
-                        .home
-                        .counters
-                        .set_login_state(LoginState::Paused);
-                    let current = self.shared.home.runtime.load();
-                    self.shared
-                        .set_runtime(current.with_actions(ActionStore::default()));
-                    Ok("instrumentation removed".to_owned())
-                }
-                _ => Err("command is not supported".to_owned()),
-            };
-            if let Some(uuid) = uuid {
-                let (status, output) = match result {
-                    Ok(o) => (true, o),
-                    Err(o) => (false, o),
-                };
-                self.command_results
-                    .insert(uuid, CommandResult { status, output });
-            }
-        }
-    }
-
-    fn string_list(params: &[Value]) -> Result<Vec<String>, String> {
-        let list = params
-            .first()
-            .and_then(Value::as_array)
-            .ok_or_else(|| "params[0] must be a list of strings".to_owned())?;
-        list.iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| format!("not a string: {v}"))
-            })
-            .collect()
-    }
-
-    fn set_ip_passlist(&mut self, params: &[Value]) -> Result<String, String> {
-        let list = Self::string_list(params)?;
-        let nets = list
-            .iter()
-            .map(|c| parse_cidr(c).ok_or_else(|| format!("invalid CIDR `{c}`")))
-            .collect::<Result<Vec<IpNet>, String>>()?;
-        let n = nets.len();
-        let current = self.shared.home.runtime.load();
-        self.shared.set_runtime(RuntimeState {
-            actions: Arc::clone(&current.actions),
-            ip_passlist: nets.into(),
-            path_passlist: Arc::clone(&current.path_passlist),
-        });
-        Ok(format!("{n} IP ranges passlisted"))
-    }
-
-    fn set_path_passlist(&mut self, params: &[Value]) -> Result<String, String> {
-        let paths = Self::string_list(params)?;
-        let n = paths.len();
-        let current = self.shared.home.runtime.load();
-        self.shared.set_runtime(RuntimeState {
-            actions: Arc::clone(&current.actions),
-            ip_passlist: Arc::clone(&current.ip_passlist),
-            path_passlist: paths.into(),
-        });
-        Ok(format!("{n} paths passlisted"))
-    }
-
-    // ── flush and shutdown ─────────────────────────────────────────────
-
-    fn begin_flush(&mut self, deadline: Instant, reply: Reply) {
-        self.drain_queue();
-        if self.session.is_none() {
-            reply.send(self.pending.is_empty() && self.retry.is_empty());
-            return;
-        }
-        if self.flush_waiters.is_empty() {
-            self.flush_failed = false;
-        }
-        self.flush_waiters.push((deadline, reply));
-        self.check_flush_done();
-    }
-
-    fn batch_in_flight(&self) -> bool {
-        // A login or beat in flight holds no events; a batch does.
-        self.in_flight.is_some() && self.in_flight_batch
-    }
-
-    fn check_flush_done(&mut self) {
-        if self.flush_waiters.is_empty() {
-            return;
-        }
-        let drained = self.pending.is_empty() && self.retry.is_empty();
-        if self.flush_failed || (drained && !self.batch_in_flight()) {
-            let ok = !self.flush_failed;
-            for (_, reply) in self.flush_waiters.drain(..) {
-                reply.send(ok);
-            }
-            self.flush_failed = false;
-        }
-    }
-
-    fn expire_flush_waiters(&mut self, now: Instant) {
-        let mut i = 0;
-        while i < self.flush_waiters.len() {
-            if self.flush_waiters[i].0 <= now {
-                let (_, reply) = self.flush_waiters.swap_remove(i);
-                reply.send(false);
-            } else {
-                i += 1;
-            }
-        }
     }
 
     async fn shutdown(&mut self, deadline: Instant) -> bool {
