@@ -81,6 +81,42 @@
 //! |---|---|
 //! | `test` | [`test::CaptureBackend`], an in-memory backend, and [`test::with_captured_events`] |
 //!
+//! ## Modules
+//!
+//! The modules form layers, bottom to top: a module uses only modules of
+//! lower layers (`tests/layers.rs` holds the same table and fails on any
+//! import of a module of the same or a higher layer).
+//!
+//! ```text
+//! 9  lazy        LazyAgent: the global agent, looked up on first use
+//!    test        (feature `test`) an in-memory backend, captured events
+//!    fuzzing     (feature `fuzzing`) entry points of the fuzz targets
+//! 8  agent       Agent, AgentGuard, init, track_event, for_user: the public handle
+//!    current     the RequestSlot current while a middleware polls the handler
+//! 7  open        Agent::open's decision (Open) and the RequestSlot adapters hold
+//!    worker/     the agent thread: mod (loop, calls), intake (record → event),
+//!                batch (batches, retries, flushes), login, beat (heartbeat, commands)
+//! 6  shared      Shared: one agent's state (config, its Home, enabled flag,
+//!                control channel to the thread, the thread); Control messages
+//!    encode      a closed record → its JSON event, scrubbed
+//! 5  sdk         Sqreen, TrackEvent, SqreenUser, Blocked: what handlers call
+//! 4  record/     RecordInner, RequestRecord: one request's copy and entries;
+//!                record::Home, the one interface between records and the agent:
+//!                pool, queue, counters, warning limits, capture settings, actions
+//! 3  transport   the backend connection (HTTP, or the test backend)
+//! 2  config      Config: settings from code, sqreen.toml and SQREEN_* variables
+//! 1  client_ip   the client IP from proxy headers and the peer
+//!    metrics     the heartbeat's metric stores
+//!    model       plain data of records: PropertyValue, Entry, user ids, limits,
+//!                RuntimeState (actions and passlists in force)
+//! 0  request     RequestInfo, ResponseInfo, HeaderPairs: the adapter's view
+//!    protocol    the backend protocol's messages
+//!    scrub       the scrubber of personal data
+//!    stats       counters and their Stats snapshot
+//!    actions     security responses and the action store
+//!    otel        (feature `otel`) OpenTelemetry export of events
+//! ```
+//!
 //! ## Logs
 //!
 //! Every log line goes through `tracing` under the `sqreen::*` targets with a
@@ -91,11 +127,12 @@ mod agent;
 pub mod client_ip;
 pub mod config;
 pub mod current;
-mod event;
+mod encode;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod lazy;
 mod metrics;
+mod model;
 mod open;
 #[cfg(feature = "otel")]
 pub mod otel;
@@ -104,6 +141,7 @@ mod record;
 mod request;
 pub mod scrub;
 mod sdk;
+mod shared;
 pub mod stats;
 #[cfg(feature = "test")]
 pub mod test;
@@ -114,7 +152,8 @@ pub use actions::SecurityResponse;
 pub use agent::{Agent, AgentGuard, for_user, init, init_from_env, track_event};
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use lazy::LazyAgent;
+pub use model::PropertyValue;
 pub use open::{Open, RequestSlot};
 pub use request::{HeaderPairs, RequestInfo, ResponseInfo};
-pub use sdk::{Blocked, PropertyValue, Sqreen, SqreenUser, TrackEvent};
+pub use sdk::{Blocked, Sqreen, SqreenUser, TrackEvent};
 pub use stats::{LoginState, Stats};

@@ -25,10 +25,11 @@ use std::time::{Instant, SystemTime};
 use compact_str::CompactString;
 
 use crate::actions::SecurityResponse;
-use crate::agent::Shared;
-use crate::record::{Entry, RequestRecord};
+use crate::model::{Entry, PropertyValue};
+use crate::record::RequestRecord;
 use crate::request::{RequestInfo, ResponseInfo};
-use crate::sdk::{PropertyValue, Sqreen};
+use crate::sdk::Sqreen;
+use crate::shared::Shared;
 use crate::stats::bump;
 
 /// What [`Agent::open`](crate::Agent::open) decided for a request.
@@ -101,7 +102,7 @@ impl RequestSlot {
     /// since the request started.
     pub fn handle(&mut self) -> Sqreen {
         match self.record() {
-            Some(record) => record.handle(),
+            Some(record) => Sqreen::from_record(record),
             None => Sqreen::disabled(),
         }
     }
@@ -128,7 +129,7 @@ impl RequestSlot {
         match self.record() {
             Some(record) => {
                 record.capture_request(request);
-                record.handle()
+                Sqreen::from_record(record)
             }
             None => Sqreen::disabled(),
         }
@@ -140,8 +141,8 @@ impl RequestSlot {
         if let SlotState::Deferred { shared, start } = &self.state {
             // The agent may have turned off since the request started.
             self.state = if shared.enabled.load(Ordering::Relaxed) {
-                let inner = shared.new_deferred_record(*start, None);
-                SlotState::Open(RequestRecord::new(Arc::clone(shared), inner))
+                let inner = shared.home.new_deferred_record(*start, None);
+                SlotState::Open(RequestRecord::new(Arc::clone(&shared.home), inner))
             } else {
                 SlotState::Off
             };
@@ -226,8 +227,8 @@ pub(crate) fn open<'a>(
         return Open::Request(match body {
             // The handler consumes the body: the request is copied now.
             Some(body) => RequestSlot::open(RequestRecord::new(
-                Arc::clone(shared),
-                shared.new_record(&request().body(Some(body)), None),
+                Arc::clone(&shared.home),
+                shared.home.new_record(&request().body(Some(body)), None),
             )),
             // Nothing opened until a handler asks.
             None => RequestSlot {
@@ -238,7 +239,7 @@ pub(crate) fn open<'a>(
             },
         });
     }
-    let state = shared.runtime.load();
+    let state = shared.home.runtime.load();
     let info = &request().body(body);
     if !state.path_passlist.is_empty()
         && state
@@ -259,9 +260,9 @@ pub(crate) fn open<'a>(
                 return Open::Pass;
             }
             if let Some(action) = state.actions.match_ip(ip, Instant::now()) {
-                let record = shared.new_record(info, Some(ip));
+                let record = shared.home.new_record(info, Some(ip));
                 record.push(action_entry(action.kind.event_name(), &action.id, ip));
-                bump(&shared.counters.actions_enforced, 1);
+                bump(&shared.home.counters.actions_enforced, 1);
                 // Debug only: a client IP is personal data, and a blocked
                 // attacker would fill the logs at info.
                 tracing::debug!(
@@ -272,8 +273,8 @@ pub(crate) fn open<'a>(
                     client_ip = %ip,
                     "security response applied to a client IP"
                 );
-                let record = RequestRecord::new(Arc::clone(shared), record);
-                if let Some(response) = action.response(shared.blocking_status) {
+                let record = RequestRecord::new(Arc::clone(&shared.home), record);
+                if let Some(response) = action.response(shared.home.blocking_status) {
                     record.close(ResponseInfo::new(response.status()));
                     return Open::Respond(response);
                 }
@@ -282,13 +283,15 @@ pub(crate) fn open<'a>(
         }
     }
     let record = if body.is_some() {
-        shared.new_record(info, client_ip)
+        shared.home.new_record(info, client_ip)
     } else {
         // Checked, not copied: the extractor copies it if a handler asks.
-        shared.new_deferred_record(SystemTime::now(), client_ip)
+        shared
+            .home
+            .new_deferred_record(SystemTime::now(), client_ip)
     };
     Open::Request(RequestSlot::open(RequestRecord::new(
-        Arc::clone(shared),
+        Arc::clone(&shared.home),
         record,
     )))
 }
@@ -319,8 +322,8 @@ mod tests {
 
     use super::*;
     use crate::Agent;
-    use crate::agent::RuntimeState;
     use crate::config::Config;
+    use crate::model::RuntimeState;
     use crate::record::RecordInner;
 
     fn agent_with_queue(
@@ -397,12 +400,18 @@ mod tests {
         shared.enabled.store(true, Ordering::Relaxed);
 
         // Never opened: the pool is not touched, nothing is queued.
-        shared.recycle(Arc::new(RecordInner::blank(&shared)));
+        shared
+            .home
+            .recycle(Arc::new(RecordInner::blank(&shared.home)));
         let Open::Request(untouched) = agent.open(|| unreachable!(), None) else {
             panic!("recorded");
         };
         untouched.close(ResponseInfo::new(200));
-        assert_eq!(shared.pool_len(), 1, "no record was taken from the pool");
+        assert_eq!(
+            shared.home.pool_len(),
+            1,
+            "no record was taken from the pool"
+        );
 
         let before = SystemTime::now();
         let Open::Request(mut slot) = agent.open(|| unreachable!(), None) else {
@@ -410,7 +419,7 @@ mod tests {
         };
         std::thread::sleep(Duration::from_millis(5));
         let sq = slot.handle();
-        assert_eq!(shared.pool_len(), 0, "the pooled record was taken");
+        assert_eq!(shared.home.pool_len(), 0, "the pooled record was taken");
         assert!(slot.needs_request(), "opened without the request");
         let late = slot.handle_with(|| RequestInfo::new("GET", "/late", &[("Host", "h")]));
         assert!(!slot.needs_request());

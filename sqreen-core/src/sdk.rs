@@ -23,115 +23,14 @@ use std::time::{Instant, SystemTime};
 use compact_str::CompactString;
 
 use crate::actions::SecurityResponse;
-use crate::record::{Entry, Properties, RecordInner, RequestRecord, UserIds};
+use crate::model::{Entry, Properties, PropertyValue, UserIds};
+use crate::record::{RecordInner, RequestRecord};
 use crate::stats::bump;
 
 const MAX_NAME_LEN: usize = 256;
 const MAX_KEY_LEN: usize = 256;
 const MAX_VALUE_LEN: usize = 4096;
 const MAX_PROPERTIES: usize = 16;
-
-/// A scalar property value: a string, a number or a boolean.
-///
-/// Anything that converts into a JSON scalar converts into it; a JSON array
-/// or object becomes its JSON text, and `null` the string `"null"`.
-///
-/// ```
-/// use sqreen_core::PropertyValue;
-/// assert_eq!(PropertyValue::from(3), PropertyValue::Int(3));
-/// assert_eq!(PropertyValue::from("eur"), PropertyValue::String("eur".into()));
-/// assert_eq!(PropertyValue::from(serde_json::json!(true)), PropertyValue::Bool(true));
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub enum PropertyValue {
-    /// A string (short ones are stored inline, without allocating).
-    String(CompactString),
-    /// A signed integer.
-    Int(i64),
-    /// An unsigned integer too large for `i64`.
-    UInt(u64),
-    /// A floating-point number (NaN and infinities are sent as `null`).
-    Float(f64),
-    /// A boolean.
-    Bool(bool),
-}
-
-impl From<&str> for PropertyValue {
-    fn from(s: &str) -> Self {
-        Self::String(CompactString::new(s))
-    }
-}
-impl From<&String> for PropertyValue {
-    fn from(s: &String) -> Self {
-        Self::String(CompactString::new(s))
-    }
-}
-impl From<String> for PropertyValue {
-    fn from(s: String) -> Self {
-        Self::String(CompactString::from(s))
-    }
-}
-impl From<CompactString> for PropertyValue {
-    fn from(s: CompactString) -> Self {
-        Self::String(s)
-    }
-}
-impl From<bool> for PropertyValue {
-    fn from(b: bool) -> Self {
-        Self::Bool(b)
-    }
-}
-impl From<f64> for PropertyValue {
-    fn from(f: f64) -> Self {
-        Self::Float(f)
-    }
-}
-impl From<f32> for PropertyValue {
-    fn from(f: f32) -> Self {
-        Self::Float(f64::from(f))
-    }
-}
-macro_rules! int_property {
-    ($($t:ty),*) => {$(
-        impl From<$t> for PropertyValue {
-            fn from(i: $t) -> Self {
-                Self::Int(i64::from(i))
-            }
-        }
-    )*};
-}
-int_property!(i8, i16, i32, i64, u8, u16, u32);
-impl From<u64> for PropertyValue {
-    fn from(u: u64) -> Self {
-        i64::try_from(u).map_or(Self::UInt(u), Self::Int)
-    }
-}
-impl From<usize> for PropertyValue {
-    fn from(u: usize) -> Self {
-        Self::from(u as u64)
-    }
-}
-impl From<isize> for PropertyValue {
-    fn from(i: isize) -> Self {
-        Self::Int(i as i64)
-    }
-}
-impl From<serde_json::Value> for PropertyValue {
-    fn from(v: serde_json::Value) -> Self {
-        use serde_json::Value;
-        match v {
-            Value::String(s) => Self::from(s),
-            Value::Bool(b) => Self::Bool(b),
-            Value::Number(n) => n
-                .as_i64()
-                .map(Self::Int)
-                .or_else(|| n.as_u64().map(Self::UInt))
-                .unwrap_or_else(|| Self::Float(n.as_f64().unwrap_or(f64::NAN))),
-            Value::Null => Self::String(CompactString::const_new("null")),
-            other => Self::String(CompactString::from(other.to_string())),
-        }
-    }
-}
 
 /// The error a handler gets when a security response applies to its user.
 ///
@@ -215,16 +114,19 @@ impl Drop for Sqreen {
     fn drop(&mut self) {
         if let Some(record) = self.record.take()
             && Arc::strong_count(&record) == 1
-            && let Some(shared) = record.shared.upgrade()
+            && let Some(home) = record.home.upgrade()
         {
-            shared.recycle(record);
+            home.recycle(record);
         }
     }
 }
 
 impl Sqreen {
-    pub(crate) fn from_record(record: Option<Arc<RecordInner>>) -> Self {
-        Self { record }
+    /// The handle of an open record (of none: a disabled handle).
+    pub(crate) fn from_record(record: &RequestRecord) -> Self {
+        Self {
+            record: record.share(),
+        }
     }
 
     /// A handle that records nothing.
@@ -273,11 +175,11 @@ impl Sqreen {
 
 /// Counts and warns (rate-limited) about invalid SDK input.
 fn invalid_input(record: &RecordInner, what: &'static str) {
-    let Some(shared) = record.shared.upgrade() else {
+    let Some(home) = record.home.upgrade() else {
         return;
     };
-    bump(&shared.counters.invalid_sdk_input, 1);
-    if shared.sdk_warnings.allow() {
+    bump(&home.counters.invalid_sdk_input, 1);
+    if home.sdk_warnings.allow() {
         tracing::warn!(
             target: "sqreen::sdk",
             event = "sdk.invalid_input",
@@ -516,7 +418,7 @@ impl SqreenUser {
         let Some(record) = record else {
             return Sqreen::disabled().for_user(identifiers);
         };
-        let sq = record.handle();
+        let sq = Sqreen::from_record(&record);
         let mut user = sq.for_user(identifiers);
         user.detached = Some(Arc::new(record));
         user
@@ -576,10 +478,10 @@ impl SqreenUser {
             time: SystemTime::now(),
             ids: Arc::clone(&self.ids),
         });
-        let Some(shared) = record.shared.upgrade() else {
+        let Some(home) = record.home.upgrade() else {
             return Ok(());
         };
-        let state = shared.runtime.load();
+        let state = home.runtime.load();
         if !state.actions.has_user_actions() {
             return Ok(());
         }
@@ -587,7 +489,7 @@ impl SqreenUser {
         let Some(action) = state.actions.match_user(ids, Instant::now()) else {
             return Ok(());
         };
-        bump(&shared.counters.actions_enforced, 1);
+        bump(&home.counters.actions_enforced, 1);
         let user = serde_json::Value::Object(
             self.ids
                 .iter()
@@ -617,7 +519,7 @@ impl SqreenUser {
             action = action.kind.event_name(),
             "security response applied to an identified user"
         );
-        match action.response(shared.blocking_status) {
+        match action.response(home.blocking_status) {
             Some(response) => Err(Blocked::new(response)),
             None => Ok(()),
         }
@@ -653,21 +555,5 @@ mod tests {
         user.track_signup();
         user.track_event("y");
         assert_eq!(user.identify(), Ok(()));
-    }
-
-    /// Property values convert from the usual scalar types.
-    #[test]
-    fn property_conversions() {
-        assert_eq!(PropertyValue::from(u64::MAX), PropertyValue::UInt(u64::MAX));
-        assert_eq!(PropertyValue::from(7u64), PropertyValue::Int(7));
-        assert_eq!(PropertyValue::from(1.5f32), PropertyValue::Float(1.5));
-        assert_eq!(
-            PropertyValue::from(serde_json::json!([1, 2])),
-            PropertyValue::String("[1,2]".into())
-        );
-        assert_eq!(
-            PropertyValue::from(serde_json::Value::Null),
-            PropertyValue::String("null".into())
-        );
     }
 }

@@ -20,12 +20,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::client_ip::ClientIpResolver;
+use crate::model::{Entry, PropertyValue};
 use crate::protocol::REQUEST_RECORD_VERSION;
-use crate::record::{
-    Entry, IP_HEADER_SLOT, RecordInner, RecordState, StoredHeaders, TRACKED_HEADERS,
-};
+use crate::record::{IP_HEADER_SLOT, RecordInner, RecordState, StoredHeaders, TRACKED_HEADERS};
 use crate::scrub::{REDACTED, Scrubber};
-use crate::sdk::PropertyValue;
 use sqreen_protocol::limits;
 
 /// What building one event found worth counting.
@@ -822,14 +820,14 @@ mod tests {
             .ip_header("X-Secret-Ip")
             .build()
             .unwrap();
-        let shared = std::sync::Arc::new(crate::agent::Shared::new(config, None));
+        let home = std::sync::Arc::new(crate::record::Home::new(&config, None));
         let headers = [
             ("Host", "example.com"),
             ("X-Forwarded-For", "81.2.69.160"),
             ("X-Secret-Ip", "81.2.69.161"),
         ];
         let info = crate::RequestInfo::new("GET", "/", &headers);
-        let record = RecordInner::capture(&shared, &info, None);
+        let record = RecordInner::capture(&home, &info, None);
         let state = record.state();
         for (key_regex, masked) in [
             (None, vec!["X-Secret-Ip"]),
