@@ -217,7 +217,7 @@ impl Home {
 /// fully loaded core the agent thread may only run on its drain tick, so
 /// the pool holds about one tick's records at 50 000 tracked requests a
 /// second (20 ms × 50 000); a request that finds it empty allocates a
-/// record (about 1 500 instructions more). A pooled record with one entry
+/// record. A pooled record with one entry
 /// takes 1–1.5 KB (1–1.5 MB for a full pool), at most about 4 KB (a 2 KiB
 /// buffer and four entries; records with larger buffers are not pooled).
 /// The pool does not shrink while the agent runs.

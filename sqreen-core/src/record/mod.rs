@@ -22,9 +22,9 @@
 //! with names and string values of up to 24 bytes, allocates nothing for
 //! its record, and the agent thread frees nothing that a request thread
 //! allocated: with glibc malloc, memory freed on another thread sent each
-//! tracked request's allocations down malloc's slow path (about 1 900 of the
-//! 3 300 instructions a tracked request cost). A request that finds the
-//! pool empty allocates a new record.
+//! tracked request's allocations down malloc's slow path, which cost more
+//! than the rest of the request's recording. A request that finds the pool
+//! empty allocates a new record.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
