@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +18,8 @@ use sqreen_core::{
     SecurityResponse,
 };
 use sqreen_test_backend::{Mode, TestBackend};
+
+use common::opened;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -64,18 +68,6 @@ fn tracked_request(agent: &Agent, ip: &str, event: &str) {
 fn begin_from(agent: &Agent, ip: &str, path: &str) -> Open {
     let headers = [("X-Forwarded-For", ip)];
     opened(agent, RequestInfo::new("GET", path, &headers), None)
-}
-
-/// Opens a request and copies it at once, as an adapter's extractor does
-/// when a handler asks for the handle.
-fn opened<'a>(agent: &Agent, info: RequestInfo<'a>, body: Option<&'a [u8]>) -> Open {
-    match agent.open(|| info, body) {
-        Open::Request(mut slot) => {
-            slot.handle_with(|| info);
-            Open::Request(slot)
-        }
-        other => other,
-    }
 }
 
 fn event_names(events: &[Value]) -> Vec<String> {

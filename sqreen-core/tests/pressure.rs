@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +16,8 @@ use serde_json::Value;
 use sqreen_core::transport::HttpTransport;
 use sqreen_core::{Agent, AgentGuard, Config, ConfigBuilder, Open, RequestInfo, ResponseInfo};
 use sqreen_test_backend::{Snapshot, TestBackend};
+
+use common::opened;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -30,18 +34,6 @@ fn start(config: ConfigBuilder) -> AgentGuard {
     let config = config.build().unwrap();
     let transport = HttpTransport::new(&config).unwrap();
     Agent::start(config, Arc::new(transport))
-}
-
-/// Opens a request and copies it at once, as an adapter's extractor does
-/// when a handler asks for the handle.
-fn opened<'a>(agent: &Agent, info: RequestInfo<'a>, body: Option<&'a [u8]>) -> Open {
-    match agent.open(|| info, body) {
-        Open::Request(mut slot) => {
-            slot.handle_with(|| info);
-            Open::Request(slot)
-        }
-        other => other,
-    }
 }
 
 /// A failed login of `user` from `ip`.
