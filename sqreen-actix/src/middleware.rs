@@ -272,6 +272,8 @@ pin_project! {
         Ready { response: Option<ServiceResponse<EitherBody<B>>> },
         // The body is being buffered (rare: small form/JSON bodies only).
         Boxed { fut: BoxedResponseFuture<B> },
+        // The response was handed out: polling again panics.
+        Done,
     }
 }
 
@@ -309,7 +311,8 @@ where
     type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
+        let mut state = self.project().state;
+        let output = match state.as_mut().project() {
             StateProj::Call {
                 fut,
                 slot,
@@ -321,15 +324,23 @@ where
                 } else {
                     std::task::ready!(fut.poll(cx))
                 };
-                Poll::Ready(finish(result, slot.take(), renderer.as_ref()))
+                finish(result, slot.take(), renderer.as_ref())
             }
             StateProj::Ready { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                None => panic!("sqreen_actix::SqreenFuture polled after it completed"),
+                Some(response) => Ok(response),
+                None => polled_after_completion(),
             },
-            StateProj::Boxed { fut } => fut.as_mut().poll(cx),
-        }
+            StateProj::Boxed { fut } => std::task::ready!(fut.as_mut().poll(cx)),
+            StateProj::Done => polled_after_completion(),
+        };
+        state.set(State::Done);
+        Poll::Ready(output)
     }
+}
+
+/// Futures may panic when polled after they completed; this one says so.
+fn polled_after_completion<T>() -> T {
+    panic!("sqreen_actix::SqreenFuture polled after it completed")
 }
 
 /// Closes the record (if any) with what the inner service answered.
@@ -353,11 +364,7 @@ fn finish<B: MessageBody + 'static>(
     // App-level middleware runs before routing; by now the request was
     // routed, so its match info holds all the route's parameters (the
     // extractor copied those matched when it ran, maybe only a scope's).
-    // A record still waiting for its copy tracked nothing: no parameters.
-    let params = res.request().match_info();
-    if params.segment_count() > 0 && !slot.needs_request() {
-        slot.set_route_params(params.iter());
-    }
+    slot.set_route_params(|| res.request().match_info().iter());
     let res = match renderer.and_then(|r| blocked_of(&res).map(|b| r(b.0.response()))) {
         Some(custom) => {
             let (req, _default) = res.into_parts();

@@ -65,6 +65,7 @@ pub(crate) fn handle_for(req: &HttpRequest) -> sqreen_core::Sqreen {
     with_slot(|slot| slot.handle_with(|| request_info(req, &headers).route_params(&params)))
 }
 
+/// The core's view of `req`.
 fn request_info<'a>(req: &'a HttpRequest, headers: &'a Headers<'a>) -> RequestInfo<'a> {
     let uri = req.uri();
     // HTTP/1.1 requests carry an origin-form URI (no scheme, no authority):

@@ -30,7 +30,7 @@ use sqreen_core::{Agent, LazyAgent, Open, RequestSlot, ResponseInfo, SecurityRes
 use tower_service::Service;
 
 use crate::blocked::{BlockedMarker, default_blocked_response};
-use crate::request::{HeaderMapPairs, rebuild, request_info, set_route_params};
+use crate::request::{HeaderMapPairs, rebuild, request_info, route_params};
 
 /// A custom renderer of security responses.
 pub(crate) type Renderer = Arc<dyn Fn(&SecurityResponse) -> Response + Send + Sync>;
@@ -101,6 +101,8 @@ pin_project! {
         Buffer { buffering: Pin<Box<Buffering<S, B>>> },
         /// Answered without the inner service.
         Ready { response: Option<Response> },
+        /// The response was handed out: polling again panics.
+        Done,
     }
 }
 
@@ -159,6 +161,7 @@ where
             State::Inner { slot: None, .. } => "inner, agent off",
             State::Buffer { .. } => "buffer",
             State::Ready { .. } => "ready",
+            State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -196,13 +199,17 @@ where
                     // sent.
                     let slot = slot.take();
                     let renderer = renderer.take();
+                    state.set(State::Done);
                     return Poll::Ready(
                         result.map(|response| finish(response.map(Body::new), slot, renderer)),
                     );
                 }
                 StateProj::Ready { response } => {
-                    return Poll::Ready(Ok(response.take().unwrap_or_else(polled_after_ready)));
+                    let response = response.take();
+                    state.set(State::Done);
+                    return Poll::Ready(Ok(response.unwrap_or_else(polled_after_ready)));
                 }
+                StateProj::Done => polled_after_ready(),
                 StateProj::Buffer { buffering } => {
                     let buffering = buffering.as_mut().project();
                     let collected = ready!(buffering.collect.poll(cx));
@@ -311,7 +318,7 @@ where
         let headers = HeaderMapPairs(req.headers());
         agent.open(|| request_info(&req, &headers), body)
     };
-    let mut slot = match open {
+    let slot = match open {
         // A slot recording nothing is current: a request passlisted inside
         // another recorded one (an in-process sub-request) must not see the
         // outer request's handle.
@@ -321,21 +328,22 @@ where
                 response: Some(settings.render(&response)),
             };
         }
-        Open::Request(slot) => slot,
+        Open::Request(mut slot) => {
+            if settings.in_extensions {
+                // The handle travels with the request to wherever the
+                // thread-local does not (a task behind a `Buffer`): the
+                // request is copied now, as the layer sees it.
+                let headers = HeaderMapPairs(req.headers());
+                let handle = slot.handle_with(|| request_info(&req, &headers));
+                req.extensions_mut().insert(handle);
+            }
+            slot
+        }
     };
-    if settings.in_extensions {
-        // The handle must exist before the call, and may be used where the
-        // thread-local is not (a task behind a `Buffer`): copied now.
-        let headers = HeaderMapPairs(req.headers());
-        let handle = slot.handle_with(|| request_info(&req, &headers));
-        req.extensions_mut().insert(handle);
-    }
-    // A request not copied yet gets its route parameters with the request,
-    // from the extractor; one copied now (a captured body, an IP action,
-    // the handle in the extensions) gets them here.
-    if !slot.needs_request() {
-        set_route_params(&slot, &mut req);
-    }
+    // A request copied now (a captured body, an IP action, the handle in
+    // the extensions) gets its route parameters here; one copied later, by
+    // the extractor, gets them with the request.
+    slot.set_route_params(|| route_params(&mut req));
     let mut slot = Some(slot);
     let future = {
         let _entered = sqreen_core::current::enter(&mut slot);
@@ -348,6 +356,8 @@ where
     }
 }
 
+/// The answer when a request body to capture cannot be read: the client
+/// sent less or more than it declared, or went away.
 pub(crate) fn unreadable_body() -> Response {
     let mut response = Response::new(Body::from("invalid request body"));
     *response.status_mut() = http::StatusCode::BAD_REQUEST;

@@ -135,8 +135,10 @@ impl SqreenLayer {
     /// something between the layer and the handler moves the request to
     /// another task (a middleware that runs `tokio::spawn(next.run(req))`,
     /// a `tower::buffer::Buffer`): the handle then travels with the request,
-    /// and the extractor falls back on it. It costs an allocation and a
-    /// hash-map insert per recorded request.
+    /// and the extractor falls back on it. The request is then copied when
+    /// the layer runs, as the layer sees it (route parameters included when
+    /// the layer runs after routing, as `Router::layer` does), and each
+    /// recorded request costs that copy, an allocation and a hash-map insert.
     ///
     /// ```
     /// let layer = sqreen_axum::SqreenLayer::new().handle_in_extensions(true);

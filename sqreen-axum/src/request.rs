@@ -17,7 +17,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
 use http::{Extensions, HeaderMap, Method, Request, Uri};
 use http_body_util::Full;
-use sqreen_core::{HeaderPairs, RequestInfo, RequestSlot};
+use sqreen_core::{HeaderPairs, RequestInfo};
 
 /// The request's header map seen as the core's [`HeaderPairs`], without copying.
 pub(crate) struct HeaderMapPairs<'a>(pub &'a HeaderMap);
@@ -147,8 +147,8 @@ pub(crate) fn rebuild<B: 'static>(bytes: Bytes) -> Option<B> {
     slot
 }
 
-/// Hands the route parameters axum matched (`/users/{id}` → `id`) to the
-/// record, when the layer runs after routing (`Router::layer`).
+/// The route parameters axum matched (`/users/{id}` → `id`), when the
+/// layer runs after routing (`Router::layer`); none before.
 ///
 /// The matched route (`MatchedPath`, a cheap lookup) says whether there are
 /// any: most routes have none, and cost nothing more. axum keeps the values
@@ -157,21 +157,23 @@ pub(crate) fn rebuild<B: 'static>(bytes: Bytes) -> Option<B> {
 /// `Parts` but only reads the extensions, so the request's extensions are
 /// lent to an empty `Parts` (a pointer swap) rather than taking the request
 /// apart. Its extraction is synchronous, so it is polled once in place.
-pub(crate) fn set_route_params<B>(slot: &RequestSlot, req: &mut Request<B>) {
+pub(crate) fn route_params<B>(req: &mut Request<B>) -> Vec<(String, String)> {
     if !has_route_params(req.extensions()) {
-        return;
+        return Vec::new();
     }
     let (mut parts, ()) = Request::new(()).into_parts();
     std::mem::swap(&mut parts.extensions, req.extensions_mut());
+    let mut owned = Vec::new();
     {
         let extract = <RawPathParams as FromRequestParts<()>>::from_request_parts(&mut parts, &());
         let mut extract = std::pin::pin!(extract);
         let mut cx = Context::from_waker(Waker::noop());
         if let Poll::Ready(Ok(params)) = extract.as_mut().poll(&mut cx) {
-            slot.set_route_params(params.iter());
+            owned.extend(params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())));
         }
     }
     std::mem::swap(&mut parts.extensions, req.extensions_mut());
+    owned
 }
 
 #[cfg(test)]

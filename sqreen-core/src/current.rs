@@ -4,29 +4,38 @@
 //! `tracing` enters a span or sentry binds a hub for the duration of each
 //! poll, and the framework's extractor finds it with [`with_slot`].
 //!
-//! Entering and leaving swaps one pointer-sized value in a thread-local: no
-//! allocation and no map insert, where putting a handle in the request's
-//! extensions cost both. The thread-local holds the slot itself, not a
+//! Entering and leaving swaps the slot (a few machine words) with the
+//! thread-local's: no allocation and no map insert, where putting a handle
+//! in the request's extensions cost both. The thread-local holds the slot itself, not a
 //! handle to it (no reference count to take and give back per request).
 //!
 //! ```
-//! use sqreen_core::{Agent, Config, Open, RequestInfo, RequestSlot, current};
+//! use sqreen_core::{Agent, Config, Open, RequestInfo, RequestSlot, ResponseInfo, current};
 //!
-//! # let agent = Agent::off(Config::default());
-//! let headers: &[(&str, &str)] = &[];
-//! let request = || RequestInfo::new("GET", "/", &headers);
-//! let mut slot = match agent.open(request, None) {
-//!     Open::Request(slot) => Some(slot),
-//!     // A passed request makes an empty slot current.
-//!     _ => Some(RequestSlot::default()),
-//! };
-//! {
-//!     let _entered = current::enter(&mut slot);
-//!     // … poll the handler's future; its extractor does:
-//!     let sq = current::with_slot(|slot| slot.handle_with(request));
-//!     sq.track_event("page.viewed");
+//! fn serve(agent: &Agent) -> u16 {
+//!     let headers: &[(&str, &str)] = &[];
+//!     let request = || RequestInfo::new("GET", "/", &headers);
+//!     let mut slot = match agent.open(request, None) {
+//!         Open::Request(slot) => Some(slot),
+//!         // A passed request makes an empty slot current: code under it
+//!         // must not see an enclosing request's handle.
+//!         Open::Pass => Some(RequestSlot::default()),
+//!         // The handler must not run.
+//!         Open::Respond(response) => return response.status(),
+//!     };
+//!     {
+//!         let _entered = current::enter(&mut slot);
+//!         // … poll the handler's future; its extractor does:
+//!         let sq = current::with_slot(|slot| slot.handle_with(request));
+//!         sq.track_event("page.viewed");
+//!     }
+//!     // `slot` is back, with the record the extractor opened: close it.
+//!     if let Some(slot) = slot {
+//!         slot.close(ResponseInfo::new(200));
+//!     }
+//!     200
 //! }
-//! // `slot` is back, with the record the extractor opened: close it.
+//! # assert_eq!(serve(&Agent::off(Config::default())), 200);
 //! ```
 
 use std::cell::RefCell;

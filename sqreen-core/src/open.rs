@@ -32,8 +32,10 @@ use crate::sdk::Sqreen;
 use crate::shared::Shared;
 use crate::stats::bump;
 
-/// What [`Agent::open`](crate::Agent::open) decided for a request.
+/// What [`Agent::open`](crate::Agent::open) decided for a request. Every
+/// arm matters: `Respond` must answer in the handler's place.
 #[derive(Debug)]
+#[must_use = "a request under an IP action must be answered with `Open::Respond`"]
 pub enum Open {
     /// Let the request through untouched: the agent is off or not logged in,
     /// or the path or client IP is passlisted. Handlers get a disabled handle.
@@ -118,11 +120,15 @@ impl RequestSlot {
     /// # let agent = Agent::off(Config::default());
     /// let headers: &[(&str, &str)] = &[("Host", "shop.example.com")];
     /// let request = || RequestInfo::new("GET", "/cart", &headers);
-    /// if let Open::Request(mut slot) = agent.open(request, None) {
-    ///     // In the handler's extractor:
-    ///     let sq = slot.handle_with(request);
-    ///     sq.track_event("cart.viewed");
-    ///     slot.close(ResponseInfo::new(200));
+    /// match agent.open(request, None) {
+    ///     Open::Request(mut slot) => {
+    ///         // In the handler's extractor:
+    ///         let sq = slot.handle_with(request);
+    ///         sq.track_event("cart.viewed");
+    ///         slot.close(ResponseInfo::new(200));
+    ///     }
+    ///     Open::Pass => { /* serve the request, unrecorded */ }
+    ///     Open::Respond(response) => { /* answer with it */ let _ = response; }
     /// }
     /// ```
     pub fn handle_with<'a>(&mut self, request: impl FnOnce() -> RequestInfo<'a>) -> Sqreen {
@@ -169,24 +175,30 @@ impl RequestSlot {
     /// exposes them; sent as `parameters.params`. They replace those the
     /// record holds: an adapter that knows the final route only once the
     /// response is ready (a scope matched before the resource) sets the
-    /// authoritative ones at close. Only for a request already copied (see
-    /// [`needs_request`](Self::needs_request)).
-    pub fn set_route_params<I, K, V>(&self, params: I)
+    /// authoritative ones at close.
+    ///
+    /// `params` runs only when the slot holds a record whose request was
+    /// copied: a request not recorded, or not copied yet (its parameters
+    /// come with the request, from [`RequestInfo::route_params`]), costs
+    /// nothing.
+    pub fn set_route_params<I, K, V>(&self, params: impl FnOnce() -> I)
     where
         I: IntoIterator<Item = (K, V)>,
         K: Into<String>,
         V: Into<String>,
     {
-        if let SlotState::Open(record) = &self.state {
-            record.set_route_params(params);
+        if let SlotState::Open(record) = &self.state
+            && !record.needs_request()
+        {
+            record.set_route_params(params());
         }
     }
 
     /// Attaches the request body, copied while it streamed to the handler
-    /// (a framework whose middleware cannot buffer it first). Kept when the
-    /// whole body fits `body_capture_limit`, the request was copied
-    /// already, no body was kept before, and the record is still open; true
-    /// then. Parsed as a form or JSON by the request's `Content-Type`, and
+    /// (a framework whose middleware cannot buffer it first). Kept, and true
+    /// returned, when the whole body fits `body_capture_limit`, the request
+    /// was copied already, no body was kept before, and the record is still
+    /// open. Parsed as a form or JSON by the request's `Content-Type`, and
     /// scrubbed, when the record is sent.
     pub fn attach_body(&self, body: &[u8]) -> bool {
         match &self.state {

@@ -132,7 +132,7 @@ fn request_record_shape() {
     let Open::Request(mut record) = opened(&agent, info, Some(body)) else {
         panic!("expected a record")
     };
-    record.set_route_params([("id", "7")]);
+    record.set_route_params(|| [("id", "7")]);
     let sq = record.handle();
     sq.track_event("order.placed")
         .with_properties([("amount", 42)])

@@ -2,11 +2,13 @@
 //! of lower layers (the DAG drawn in the crate docs, `src/lib.rs`).
 //!
 //! This test reads `src/**/*.rs`, collects each top-level module's
-//! references to the crate (`crate::module::…`, `crate::{a, b}`, and the
-//! names `lib.rs` re-exports, such as `crate::Sqreen`), leaving out
-//! comments, doc comments and `#[cfg(test)]` modules, and fails on any
-//! reference to a module of the same or a higher layer, or to a module
-//! missing from [`LAYERS`].
+//! references to the crate (`crate::module::…`, `crate::{a, b}`, the
+//! `super::` chain that reaches the root, and the names `lib.rs`
+//! re-exports, such as `crate::Sqreen`), leaving out comments, doc
+//! comments and `#[cfg(test)]` modules, and fails on any reference to a
+//! module of the same or a higher layer, to a module missing from
+//! [`LAYERS`], or to a glob. It also checks that the crate docs draw the
+//! same table.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -106,13 +108,17 @@ fn ident_at(s: &str) -> &str {
     &s[..end]
 }
 
-/// The first path segments `code` names under `crate::` (and under
-/// `super::` when `super_is_crate`, in a top-level module's files).
-fn crate_names(code: &str, super_is_crate: bool) -> BTreeSet<String> {
+/// The first path segments `code` names under `crate::`, and under the
+/// `super::` chain that reaches the crate root from a file `depth` modules
+/// deep (`src/x.rs`, `src/x/mod.rs`: 1, `super::`; `src/x/y.rs`: 2,
+/// `super::super::`). A glob (`crate::*`) is named `*`, which no module
+/// is: globs are refused.
+fn crate_names(code: &str, depth: usize) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
+    let supers = "super::".repeat(depth);
     let mut prefixes = vec!["crate::"];
-    if super_is_crate {
-        prefixes.push("super::");
+    if depth > 0 {
+        prefixes.push(&supers);
     }
     for prefix in prefixes {
         for (i, _) in code.match_indices(prefix) {
@@ -132,6 +138,10 @@ fn crate_names(code: &str, super_is_crate: bool) -> BTreeSet<String> {
                         '}' if depth == 0 => break,
                         '}' => depth -= 1,
                         ',' if depth == 0 => at_start = true,
+                        '*' if at_start && depth == 0 => {
+                            at_start = false;
+                            names.insert("*".to_owned());
+                        }
                         c if at_start && depth == 0 && !c.is_whitespace() => {
                             at_start = false;
                             let name = ident_at(&group[j..]);
@@ -142,6 +152,8 @@ fn crate_names(code: &str, super_is_crate: bool) -> BTreeSet<String> {
                         _ => {}
                     }
                 }
+            } else if rest.starts_with('*') {
+                names.insert("*".to_owned());
             } else {
                 let name = ident_at(rest);
                 if !name.is_empty() {
@@ -202,17 +214,19 @@ fn scan() -> Vec<FileUses> {
         if parts == ["lib.rs"] {
             continue;
         }
-        // `config/tests.rs` and the like: a whole test module.
-        if parts.last().is_some_and(|f| f == "tests.rs") {
+        // `config/tests.rs` and the like: a whole test module, when its
+        // parent declares it `#[cfg(test)] mod tests;`.
+        if parts.last().is_some_and(|f| f == "tests.rs") && declared_for_tests(&path) {
             continue;
         }
         let module = parts[0].trim_end_matches(".rs").to_owned();
-        // In `src/x.rs` and `src/x/mod.rs`, `super` is the crate root.
-        let super_is_crate = parts.len() == 1 || (parts.len() == 2 && parts[1] == "mod.rs");
+        // How many modules deep the file is: `src/x.rs` and `src/x/mod.rs`
+        // are 1, `src/x/y.rs` 2.
+        let depth = parts.len() - usize::from(parts.last().is_some_and(|f| f == "mod.rs"));
         let source = std::fs::read_to_string(&path).expect("source is readable");
         let mut uses = BTreeSet::new();
         let mut unknown = BTreeSet::new();
-        for name in crate_names(&strip(&source), super_is_crate) {
+        for name in crate_names(&strip(&source), depth) {
             let target = if layer_of(&name).is_some() {
                 name.clone()
             } else if let Some(module) = reexported.get(&name) {
@@ -233,6 +247,63 @@ fn scan() -> Vec<FileUses> {
         });
     }
     out
+}
+
+/// True when the `mod.rs` beside `tests_rs` declares it a test module.
+fn declared_for_tests(tests_rs: &Path) -> bool {
+    let parent = tests_rs.with_file_name("mod.rs");
+    std::fs::read_to_string(parent).is_ok_and(|s| {
+        s.lines()
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .windows(2)
+            .any(|w| w[0] == "#[cfg(test)]" && w[1] == "mod tests;")
+    })
+}
+
+/// The layers the crate docs draw (`src/lib.rs`, "Modules"): each module
+/// line starts with its layer number, or with blanks under the previous
+/// one's.
+fn documented_layers(lib: &str) -> Vec<Vec<String>> {
+    let mut layers: Vec<Vec<String>> = Vec::new();
+    let mut current = None;
+    let mut in_table = false;
+    let mut seen_heading = false;
+    for line in lib.lines() {
+        let Some(doc) = line.strip_prefix("//!") else {
+            continue;
+        };
+        let doc = doc.strip_prefix(' ').unwrap_or(doc);
+        if doc.starts_with("## Modules") {
+            seen_heading = true;
+            continue;
+        }
+        if seen_heading && doc.starts_with("```") {
+            if in_table {
+                break;
+            }
+            in_table = true;
+            continue;
+        }
+        if !in_table || doc.len() < 4 || doc.as_bytes()[3] == b' ' {
+            continue;
+        }
+        let name = doc[3..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('/');
+        let number = match doc[..3].trim() {
+            "" => current.expect("a layer number on the table's first line"),
+            number => number.parse::<usize>().expect("a layer number"),
+        };
+        current = Some(number);
+        while layers.len() <= number {
+            layers.push(Vec::new());
+        }
+        layers[number].push(name.to_owned());
+    }
+    layers
 }
 
 /// What is wrong with `file` of `module` using `uses`.
@@ -270,6 +341,24 @@ fn no_module_uses_one_above_it() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// The crate docs draw the same layers as [`LAYERS`].
+#[test]
+fn the_crate_docs_draw_these_layers() {
+    let lib = std::fs::read_to_string(src_dir().join("lib.rs")).expect("lib.rs");
+    let mut documented = documented_layers(&lib);
+    let mut expected: Vec<Vec<String>> = LAYERS
+        .iter()
+        .map(|layer| layer.iter().map(|m| (*m).to_owned()).collect())
+        .collect();
+    for layer in documented.iter_mut().chain(expected.iter_mut()) {
+        layer.sort();
+    }
+    assert_eq!(
+        documented, expected,
+        "src/lib.rs's Modules table and LAYERS differ"
+    );
+}
+
 /// Every module of the table exists (a module removed or renamed is
 /// removed or renamed in the table too).
 #[test]
@@ -290,14 +379,17 @@ fn every_layered_module_exists() {
 #[test]
 fn an_upward_import_is_caught() {
     let cases = [
-        "use crate::agent::Shared;",
-        "use crate::{model::Entry, sdk::Sqreen};",
-        "fn f() -> crate::Sqreen { todo!() }",
-        "let _ = super::open::open;",
+        ("use crate::agent::Shared;", 1),
+        ("use crate::{model::Entry, sdk::Sqreen};", 1),
+        ("fn f() -> crate::Sqreen { todo!() }", 1),
+        ("let _ = super::open::open;", 1),
+        ("let _ = super::super::open::open;", 2),
+        ("use crate::*;", 1),
+        ("use crate::{model::Entry, *};", 1),
     ];
     let reexported = reexports("pub use sdk::{Blocked, Sqreen};\npub use agent::Agent;");
-    for case in cases {
-        let uses: BTreeSet<String> = crate_names(&strip(case), true)
+    for (case, depth) in cases {
+        let uses: BTreeSet<String> = crate_names(&strip(case), depth)
             .into_iter()
             .map(|n| reexported.get(&n).cloned().unwrap_or(n))
             .collect();
@@ -314,7 +406,7 @@ mod tests {
     use crate::agent::Agent;
 }
 ";
-    let uses = crate_names(&strip(harmless), false);
+    let uses = crate_names(&strip(harmless), 0);
     assert_eq!(uses, BTreeSet::from(["model".to_owned()]));
     assert!(violations("record/mod.rs", "record", &uses).is_empty());
 }

@@ -458,10 +458,8 @@ impl Fairing for SqreenFairing {
         let slot = request.local_cache(RequestState::passed).take_slot();
         // The route that answered is known now (the guard may have run on
         // a route that forwarded): its parameters replace those copied by
-        // the guard. A request not copied yet gets none.
-        if !slot.needs_request() {
-            slot.set_route_params(route_params(request));
-        }
+        // the guard.
+        slot.set_route_params(|| route_params(request));
         // Only a record holding entries reads the response headers.
         slot.close_with(|| {
             ResponseInfo::new(response.status().code)

@@ -201,7 +201,7 @@ impl Registration {
             slot.attach_body(body);
         }
         if !entry.params.is_empty() {
-            slot.set_route_params(entry.params);
+            slot.set_route_params(|| entry.params);
         }
         Some(slot)
     }
@@ -273,6 +273,7 @@ pub(crate) fn handle_with<'a>(request: impl FnOnce() -> RequestInfo<'a>) -> sqre
     with_current(|e| e.slot.handle_with(request)).unwrap_or_default()
 }
 
+/// The body the wrapper buffered for the request the current task is running.
 pub(crate) fn current_body() -> Option<StashedBody> {
     with_current(|e| e.body.clone()).flatten()
 }

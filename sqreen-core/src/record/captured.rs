@@ -360,11 +360,14 @@ impl Captured {
         self.body.as_deref()
     }
 
-    /// Keeps `body` as the request's body, unless one is kept already.
-    pub fn set_body(&mut self, body: &[u8]) {
-        if self.body.is_none() {
-            self.body = Some(body.into());
+    /// Keeps `body` as the request's body, unless one is kept already;
+    /// true when kept.
+    pub fn set_body(&mut self, body: &[u8]) -> bool {
+        if self.body.is_some() {
+            return false;
         }
+        self.body = Some(body.into());
+        true
     }
 
     /// Kept header lines as (canonical name, raw value); `ip_header` is the

@@ -172,8 +172,7 @@ impl RecordInner {
         if state.closed {
             return false;
         }
-        state.request.set_body(body);
-        true
+        state.request.set_body(body)
     }
 
     /// Opens the record for events tracked outside any request
