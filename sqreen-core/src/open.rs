@@ -363,16 +363,22 @@ mod tests {
         shared.enabled.store(true, Ordering::Relaxed);
         let headers = [("Content-Type", "application/x-www-form-urlencoded")];
         let plain = RequestInfo::new("GET", "/", &headers);
-        let mut asked = false;
-        let Open::Request(slot) = agent.open(
-            || {
-                asked = true;
-                plain
-            },
-            None,
-        ) else {
-            panic!("recorded");
+        // Opens `plain`, saying whether `open` built its view.
+        let open_plain = || {
+            let mut asked = false;
+            let open = agent.open(
+                || {
+                    asked = true;
+                    plain
+                },
+                None,
+            );
+            match open {
+                Open::Request(slot) => (slot, asked),
+                other => panic!("recorded, got {other:?}"),
+            }
         };
+        let (slot, asked) = open_plain();
         assert!(slot.needs_request());
         assert!(
             !asked,
@@ -385,15 +391,7 @@ mod tests {
         });
         let health = RequestInfo::new("GET", "/health/live", &headers);
         assert!(matches!(agent.open(|| health, None), Open::Pass));
-        let Open::Request(slot) = agent.open(
-            || {
-                asked = true;
-                plain
-            },
-            None,
-        ) else {
-            panic!("recorded");
-        };
+        let (slot, asked) = open_plain();
         assert!(asked && slot.needs_request());
         let with_body = RequestInfo::new("POST", "/login", &headers);
         let Open::Request(slot) = agent.open(|| with_body, Some(b"user=a")) else {
