@@ -164,3 +164,229 @@ impl Worker {
         Ok(format!("{n} paths passlisted"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::tests::logged_in;
+    use super::*;
+    use crate::metrics::MetricKind;
+
+    fn command(name: &str, uuid: &str, params: Value) -> Value {
+        json!({"name": name, "uuid": uuid, "params": params})
+    }
+
+    /// A known command is answered with an ok result, an unknown one with
+    /// an error result; both are counted.
+    #[test]
+    fn commands_are_answered() {
+        let mut w = logged_in(10);
+        w.execute_commands(vec![
+            command("instrumentation_enable", "known", json!([])),
+            command("self_destruct", "unknown", json!([])),
+        ]);
+        let known = &w.command_results["known"];
+        assert!(known.status);
+        assert_eq!(known.output, "instrumentation enabled");
+        let unknown = &w.command_results["unknown"];
+        assert!(!unknown.status);
+        assert_eq!(unknown.output, "command is not supported");
+        assert_eq!(
+            w.shared
+                .home
+                .counters
+                .commands_executed
+                .load(Ordering::Relaxed),
+            2
+        );
+    }
+
+    /// A command without a uuid runs but has no result; a malformed one is
+    /// a bad answer and does not run.
+    #[test]
+    fn commands_without_uuid_or_malformed() {
+        let mut w = logged_in(10);
+        w.execute_commands(vec![
+            json!({"name": "instrumentation_enable"}),
+            json!("not a command"),
+        ]);
+        assert!(w.command_results.is_empty());
+        assert!(w.shared.enabled.load(Ordering::Relaxed));
+        let stats = w.shared.home.counters.snapshot();
+        assert_eq!((stats.commands_executed, stats.bad_backend_answers), (1, 1));
+    }
+
+    /// `instrumentation_remove` stops recording, pauses the agent and drops
+    /// the actions; `instrumentation_enable` turns recording back on.
+    #[test]
+    fn instrumentation_remove_and_enable() {
+        let mut w = logged_in(10);
+        w.shared.enabled.store(true, Ordering::Relaxed);
+        w.load_actions(&[json!({"action_id": "a", "action": "block_ip",
+            "parameters": {"ip_cidr": ["10.0.0.1/32"]}})]);
+        assert!(w.shared.looks_at_requests());
+        w.execute_commands(vec![command("instrumentation_remove", "r", json!([]))]);
+        assert!(w.command_results["r"].status);
+        assert!(!w.shared.enabled.load(Ordering::Relaxed));
+        let shared = Arc::clone(&w.shared);
+        assert_eq!(shared.home.counters.login_state(), LoginState::Paused);
+        assert!(!shared.home.runtime.load().actions.has_ip_actions());
+        assert!(!shared.looks_at_requests());
+        w.execute_commands(vec![command("instrumentation_enable", "e", json!([]))]);
+        assert!(shared.enabled.load(Ordering::Relaxed));
+        assert_eq!(shared.home.counters.login_state(), LoginState::LoggedIn);
+    }
+
+    /// `actions_reload` asks for the actions pack and answers only once it
+    /// arrives.
+    #[test]
+    fn actions_reload_is_answered_later() {
+        let mut w = logged_in(10);
+        w.execute_commands(vec![command(
+            sqreen_protocol::commands::ACTIONS_RELOAD,
+            "u",
+            json!([]),
+        )]);
+        assert_eq!(w.reload_actions, Some(Some("u".to_owned())));
+        assert!(w.command_results.is_empty());
+    }
+
+    /// `ips_whitelist` replaces the IP passlist and keeps the path passlist;
+    /// an invalid CIDR or parameter fails and changes nothing.
+    #[test]
+    fn ip_passlist_is_applied_or_refused_whole() {
+        let mut w = logged_in(10);
+        w.execute_commands(vec![
+            command("paths_whitelist", "p", json!([["/health"]])),
+            command(
+                "ips_whitelist",
+                "ok",
+                json!([["10.0.0.0/8", "2001:db8::1"]]),
+            ),
+        ]);
+        assert_eq!(w.command_results["ok"].output, "2 IP ranges passlisted");
+        let runtime = w.shared.home.runtime.load();
+        assert_eq!(runtime.ip_passlist.len(), 2);
+        assert_eq!(runtime.path_passlist.len(), 1);
+        assert!(w.shared.looks_at_requests());
+
+        w.execute_commands(vec![
+            command("ips_whitelist", "cidr", json!([["10.0.0.0/8", "nope"]])),
+            command("ips_whitelist", "type", json!([[1]])),
+            command("ips_whitelist", "none", json!([])),
+        ]);
+        assert_eq!(w.command_results["cidr"].output, "invalid CIDR `nope`");
+        assert_eq!(w.command_results["type"].output, "not a string: 1");
+        assert_eq!(
+            w.command_results["none"].output,
+            "params[0] must be a list of strings"
+        );
+        assert!(
+            ["cidr", "type", "none"]
+                .iter()
+                .all(|u| !w.command_results[*u].status)
+        );
+        assert_eq!(w.shared.home.runtime.load().ip_passlist.len(), 2);
+    }
+
+    /// `paths_whitelist` replaces the path passlist and keeps the IP one;
+    /// an empty list clears it.
+    #[test]
+    fn path_passlist_is_replaced() {
+        let mut w = logged_in(10);
+        w.execute_commands(vec![
+            command("ips_whitelist", "i", json!([["10.0.0.0/8"]])),
+            command("paths_whitelist", "p", json!([["/a", "/b"]])),
+        ]);
+        assert_eq!(w.command_results["p"].output, "2 paths passlisted");
+        let runtime = w.shared.home.runtime.load();
+        assert_eq!(&*runtime.path_passlist, ["/a".to_owned(), "/b".to_owned()]);
+        assert_eq!(runtime.ip_passlist.len(), 1);
+        w.execute_commands(vec![command("paths_whitelist", "e", json!([[]]))]);
+        assert!(w.shared.home.runtime.load().path_passlist.is_empty());
+        assert_eq!(w.command_results["e"].output, "0 paths passlisted");
+    }
+
+    /// Loading actions replaces those in force, counts only valid ones and
+    /// reports the invalid ones as bad answers.
+    #[test]
+    fn actions_pack_is_loaded_with_its_errors() {
+        let mut w = logged_in(10);
+        let loaded = w.load_actions(&[
+            json!({"action_id": "a", "action": "block_ip",
+                "parameters": {"ip_cidr": ["192.0.2.0/24"]}}),
+            json!({"action_id": "b", "action": "launch_missiles"}),
+        ]);
+        assert_eq!(loaded, 1);
+        assert_eq!(
+            w.shared
+                .home
+                .counters
+                .bad_backend_answers
+                .load(Ordering::Relaxed),
+            1
+        );
+        let now = Instant::now();
+        let runtime = w.shared.home.runtime.load();
+        let ip = "192.0.2.7".parse().expect("IP");
+        assert!(runtime.actions.match_ip(ip, now).is_some());
+        assert_eq!(w.load_actions(&[]), 0);
+        assert!(!w.shared.home.runtime.load().actions.has_ip_actions());
+    }
+
+    /// A heartbeat takes every command result and the waiting metrics, and
+    /// schedules the next one.
+    #[test]
+    fn beat_op_takes_results_and_metrics() {
+        let mut w = logged_in(10);
+        w.execute_commands(vec![command("instrumentation_enable", "c", json!([]))]);
+        w.metrics
+            .add(MetricKind::LoginFail, [("email", "a@b")].into_iter(), None);
+        let before = Instant::now();
+        let Op::Beat { results, metrics } = w.beat_op(SystemTime::now()) else {
+            panic!("a beat");
+        };
+        assert_eq!(results.keys().collect::<Vec<_>>(), ["c"]);
+        assert_eq!(metrics.len(), 1);
+        assert_eq!(metrics[0].name, "sdk-login-fail");
+        assert_eq!(metrics[0].observation.values().sum::<u64>(), 1);
+        assert!(w.command_results.is_empty() && w.metrics.is_empty());
+        assert!(!w.metrics_left);
+        assert!(w.next_beat >= before + w.heartbeat_delay);
+    }
+
+    /// Metrics that do not fit one heartbeat wait for the next, sent at once.
+    #[test]
+    fn beat_op_leaves_what_does_not_fit() {
+        let mut w = logged_in(10);
+        let long = "x".repeat(200);
+        for i in 0..8_000 {
+            let id = format!("{long}{i}");
+            w.metrics
+                .add(MetricKind::Signup, [("u", id.as_str())].into_iter(), None);
+        }
+        let Op::Beat { metrics, .. } = w.beat_op(SystemTime::now()) else {
+            panic!("a beat");
+        };
+        let sent: u64 = metrics.iter().flat_map(|m| m.observation.values()).sum();
+        let size = serde_json::to_vec(&metrics).expect("JSON").len();
+        assert!(size <= limits::MAX_BEAT_BYTES, "{size}");
+        assert!(sent > 0 && sent < 8_000);
+        assert!(w.metrics_left);
+    }
+
+    /// The metric stores' losses are published in the stats.
+    #[test]
+    fn metric_losses_are_published() {
+        let mut w = logged_in(10);
+        w.metrics.folded = 3;
+        w.metrics.dropped = 5;
+        w.publish_metric_losses();
+        let stats = w.shared.home.counters.snapshot();
+        assert_eq!(
+            (stats.metric_keys_folded, stats.metric_observations_dropped),
+            (3, 5)
+        );
+    }
+}

@@ -613,3 +613,447 @@ async fn wait(in_flight: &mut Option<BoxFuture<OpResult>>) -> OpResult {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::batch::{MAX_FAILED_ATTEMPTS, MIN_FAILING_TIME};
+    use super::*;
+    use crate::config::Config;
+
+    /// An in-memory backend for the worker's unit tests: answers every call
+    /// with one status and body, and keeps the requests it was sent.
+    pub(super) struct Fixed {
+        pub status: u16,
+        pub body: Vec<u8>,
+        pub requests: Mutex<Vec<ApiRequest>>,
+    }
+
+    impl Transport for Fixed {
+        fn call(&self, request: ApiRequest) -> BoxFuture<Result<ApiResponse, TransportError>> {
+            self.requests
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(request);
+            let answer = ApiResponse {
+                status: self.status,
+                body: self.body.clone(),
+            };
+            Box::pin(async move { Ok(answer) })
+        }
+    }
+
+    /// A worker on `config` whose backend answers 200 `{}`, with its
+    /// transport, and no session yet.
+    pub(super) fn worker_on(config: Config) -> (Worker, Arc<Fixed>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (_control_tx, control_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::new(config, Some(tx)));
+        let transport = Arc::new(Fixed {
+            status: 200,
+            body: b"{}".to_vec(),
+            requests: Mutex::new(Vec::new()),
+        });
+        let worker = Worker::new(
+            shared,
+            Arc::clone(&transport) as Arc<dyn Transport>,
+            rx,
+            control_rx,
+        )
+        .expect("valid scrubber");
+        (worker, transport)
+    }
+
+    /// A worker with a token, an app name and `batch_size`.
+    pub(super) fn worker(batch_size: usize) -> Worker {
+        let config = Config::builder()
+            .token("test-token")
+            .app_name("unit")
+            .batch_size(batch_size)
+            .build()
+            .expect("valid config");
+        worker_on(config).0
+    }
+
+    /// A worker as [`worker`] makes it, logged in (session `s`).
+    pub(super) fn logged_in(batch_size: usize) -> Worker {
+        let mut worker = worker(batch_size);
+        worker.session = Some("s".to_owned());
+        worker
+    }
+
+    /// An event of one track whose JSON is `{"id":id}`.
+    pub(super) fn event(id: usize) -> EventJson {
+        EventJson {
+            json: format!("{{\"id\":{id}}}").into_bytes(),
+            tracks: 1,
+        }
+    }
+
+    /// The ids of `events`, as [`event`] wrote them.
+    pub(super) fn ids<'a>(events: impl IntoIterator<Item = &'a EventJson>) -> Vec<u64> {
+        events
+            .into_iter()
+            .map(|e| {
+                let v: serde_json::Value = serde_json::from_slice(&e.json).expect("event JSON");
+                v["id"].as_u64().expect("an id")
+            })
+            .collect()
+    }
+
+    /// Runs `future` to completion on a current-thread runtime.
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    fn answer(status: u16, body: &str) -> Result<ApiResponse, TransportError> {
+        Ok(ApiResponse {
+            status,
+            body: body.as_bytes().to_vec(),
+        })
+    }
+
+    /// The backoff ceiling starts at 1 s, doubles at each step and stops at 5 min.
+    #[test]
+    fn backoff_ceiling_doubles_up_to_the_cap() {
+        let mut backoff = Backoff::new();
+        let mut ceilings = Vec::new();
+        for _ in 0..12 {
+            ceilings.push(backoff.next.as_secs());
+            backoff.step();
+        }
+        assert_eq!(ceilings, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(backoff.next, Backoff::CAP);
+    }
+
+    /// Each wait is drawn between zero and the current ceiling (full jitter),
+    /// and the draws differ.
+    #[test]
+    fn backoff_waits_are_jittered_within_the_ceiling() {
+        fastrand::seed(7);
+        let mut waits = Vec::new();
+        for _ in 0..200 {
+            let mut backoff = Backoff::new();
+            for _ in 0..10 {
+                backoff.step();
+            }
+            // The ceiling is now the cap.
+            waits.push(backoff.step());
+        }
+        assert!(waits.iter().all(|w| *w <= Backoff::CAP));
+        let first = waits[0];
+        assert!(
+            waits.iter().any(|w| *w != first),
+            "full jitter draws different waits"
+        );
+        let mut first_step = Backoff::new();
+        assert!(first_step.step() <= Backoff::FIRST);
+    }
+
+    /// `reset` brings the ceiling back to 1 s.
+    #[test]
+    fn backoff_resets_to_the_first_ceiling() {
+        let mut backoff = Backoff::new();
+        for _ in 0..5 {
+            backoff.step();
+        }
+        assert_eq!(backoff.next, Duration::from_secs(32));
+        backoff.reset();
+        assert_eq!(backoff.next, Backoff::FIRST);
+        assert!(backoff.step() <= Backoff::FIRST);
+    }
+
+    /// Without a session the only call is the login, once its time came.
+    #[test]
+    fn next_op_logs_in_first() {
+        let mut w = worker(10);
+        w.pending.push(event(1));
+        w.pending_since = Some(Instant::now());
+        assert!(w.next_op(w.login_at - Duration::from_millis(1)).is_none());
+        assert!(matches!(w.next_op(w.login_at), Some(Op::Login)));
+    }
+
+    /// Logged in: an actions reload goes first, then retried events, then a
+    /// full pending batch, then the heartbeat when it is due.
+    #[test]
+    fn next_op_orders_reload_retry_batch_beat() {
+        let mut w = logged_in(2);
+        let now = Instant::now();
+        w.next_beat = now;
+        w.retry_at = now;
+        w.reload_actions = Some(Some("u".to_owned()));
+        w.retry.push_back(event(1));
+        w.pending.extend([event(2), event(3), event(4)]);
+        w.pending_since = Some(now);
+
+        assert!(matches!(w.next_op(now), Some(Op::ActionsPack { uuid: Some(u) }) if u == "u"));
+        match w.next_op(now) {
+            Some(Op::Batch { events, retried }) => {
+                assert!(retried);
+                assert_eq!(ids(&events), [1]);
+            }
+            other => panic!("a retried batch, not {other:?}"),
+        }
+        assert_eq!(
+            w.shared
+                .home
+                .counters
+                .events_retried
+                .load(Ordering::Relaxed),
+            1
+        );
+        match w.next_op(now) {
+            Some(Op::Batch { events, retried }) => {
+                assert!(!retried);
+                assert_eq!(ids(&events), [2, 3], "at most batch_size events");
+            }
+            other => panic!("a pending batch, not {other:?}"),
+        }
+        // One event left: below batch_size and not stale yet.
+        assert!(matches!(w.next_op(now), Some(Op::Beat { .. })));
+        assert!(w.next_op(now).is_none(), "the next beat is a delay away");
+        assert_eq!(ids(&w.pending), [4]);
+    }
+
+    /// A pending event is sent on its own once it waited `max_staleness`;
+    /// retried events wait for `retry_at`.
+    #[test]
+    fn next_op_sends_stale_events_and_waits_for_retry_time() {
+        let mut w = logged_in(10);
+        let now = Instant::now();
+        w.next_beat = now + Duration::from_secs(3600);
+        w.retry_at = now + w.max_staleness * 2;
+        w.retry.push_back(event(1));
+        w.pending.push(event(2));
+        w.pending_since = Some(now);
+        assert!(w.next_op(now).is_none());
+        match w.next_op(now + w.max_staleness) {
+            Some(Op::Batch { events, retried }) => {
+                assert!(!retried);
+                assert_eq!(ids(&events), [2]);
+            }
+            other => panic!("the stale batch, not {other:?}"),
+        }
+        assert_eq!(w.pending_since, None);
+        assert!(w.next_op(now + w.max_staleness).is_none());
+        assert!(matches!(
+            w.next_op(now + w.max_staleness * 2),
+            Some(Op::Batch { retried: true, .. })
+        ));
+    }
+
+    /// The login request carries the token and app name, and no session key.
+    #[test]
+    fn login_request_carries_the_api_key_and_app_name() {
+        let (mut w, transport) = worker_on(
+            Config::builder()
+                .token("tok")
+                .app_name("app")
+                .build()
+                .expect("valid config"),
+        );
+        w.session = Some("old".to_owned());
+        let (op, result) = block_on(w.start_op(Op::Login));
+        assert!(matches!(op, Op::Login));
+        assert_eq!(result.expect("answered").status, 200);
+        let requests = transport.requests.lock().expect("requests");
+        let login = &requests[0];
+        assert_eq!(login.method, ApiMethod::Post);
+        assert_eq!(login.path, LOGIN_PATH);
+        assert_eq!(login.header("X-Api-Key"), Some("tok"));
+        assert_eq!(login.header("X-App-Name"), Some("app"));
+        assert_eq!(login.header("X-Session-Key"), None);
+    }
+
+    /// Calls after the login carry the session key; a batch body is
+    /// gzipped only when the backend announced it takes gzip.
+    #[test]
+    fn batch_requests_carry_the_session_and_gzip_when_announced() {
+        let (mut w, transport) = worker_on(Config::builder().token("t").build().expect("config"));
+        w.session = Some("sess".to_owned());
+        let ops = [
+            Op::Batch {
+                events: vec![event(1)],
+                retried: false,
+            },
+            Op::Batch {
+                events: vec![event(2)],
+                retried: false,
+            },
+            Op::Logout,
+        ];
+        for (i, op) in ops.into_iter().enumerate() {
+            w.batch_gzip = i == 1;
+            let (_, result) = block_on(w.start_op(op));
+            assert_eq!(result.expect("answered").status, 200);
+        }
+        let requests = transport.requests.lock().expect("requests");
+        let plain = &requests[0];
+        assert_eq!(plain.path, BATCH_PATH);
+        assert_eq!(plain.header("X-Session-Key"), Some("sess"));
+        assert_eq!(plain.header("Content-Encoding"), None);
+        assert_eq!(
+            plain.body.as_deref(),
+            Some(&b"{\"batch\":[{\"id\":1}]}"[..])
+        );
+        let zipped = &requests[1];
+        assert_eq!(zipped.header("Content-Encoding"), Some("gzip"));
+        assert_eq!(
+            zipped.body.as_deref().map(|b| &b[..2]),
+            Some(&[0x1f, 0x8b][..])
+        );
+        let logout = &requests[2];
+        assert_eq!((logout.method, logout.path), (ApiMethod::Get, LOGOUT_PATH));
+        assert_eq!(logout.body, None);
+    }
+
+    /// Batch answers map to outcomes: 2xx delivered, 400/413 refused (a lone
+    /// event dropped), 429/503/network error kept for retry, 401 kept and
+    /// the session dropped.
+    #[test]
+    fn handle_maps_batch_answers_to_outcomes() {
+        let mut w = logged_in(10);
+        let batch = |id| Op::Batch {
+            events: vec![event(id)],
+            retried: false,
+        };
+        assert!(w.handle(batch(1), answer(204, "")));
+        assert!(!w.handle(batch(2), answer(413, "")));
+        assert!(!w.handle(batch(3), answer(429, "")));
+        assert!(!w.handle(batch(4), Err(TransportError::Timeout)));
+        assert!(!w.handle(batch(5), answer(500, "")));
+        assert_eq!(w.session.as_deref(), Some("s"));
+        assert!(!w.handle(batch(6), answer(401, "")));
+        assert_eq!(w.session, None, "a 401 drops the session");
+        let stats = w.shared.home.counters.snapshot();
+        assert_eq!(stats.events_sent, 1);
+        assert_eq!(stats.events_refused, 1);
+        assert_eq!(stats.batches_failed, 5);
+        assert_eq!(w.failed_attempts, 1, "only the 500 counts as a failure");
+        let mut kept = ids(&w.retry);
+        kept.sort_unstable();
+        assert_eq!(kept, [3, 4, 5, 6]);
+    }
+
+    /// A delivered heartbeat runs the commands of its answer; a failed one
+    /// keeps its command results, and its metrics unless it was refused.
+    #[test]
+    fn handle_beat_answers() {
+        let mut w = logged_in(10);
+        let beat = r#"{"commands":[{"name":"instrumentation_enable","uuid":"c1"}]}"#;
+        let op = Op::Beat {
+            results: BTreeMap::new(),
+            metrics: Vec::new(),
+        };
+        assert!(w.handle(op, answer(200, beat)));
+        assert!(w.command_results["c1"].status);
+        assert_eq!(
+            w.shared
+                .home
+                .counters
+                .heartbeats_sent
+                .load(Ordering::Relaxed),
+            1
+        );
+
+        let now = SystemTime::now();
+        w.metrics.add(
+            crate::metrics::MetricKind::Signup,
+            [("u", "a")].into_iter(),
+            None,
+        );
+        let Op::Beat { results, metrics } = w.beat_op(now) else {
+            panic!("a beat");
+        };
+        assert_eq!(results.len(), 1);
+        assert_eq!(metrics.len(), 1);
+        assert!(w.metrics.is_empty() && w.command_results.is_empty());
+        assert!(!w.handle(Op::Beat { results, metrics }, answer(503, "")));
+        assert!(!w.metrics.is_empty(), "a failed beat's metrics are kept");
+        assert!(w.command_results.contains_key("c1"));
+
+        let Op::Beat { results, metrics } = w.beat_op(now) else {
+            panic!("a beat");
+        };
+        assert!(!w.handle(Op::Beat { results, metrics }, answer(400, "")));
+        assert!(w.metrics.is_empty(), "a refused beat's metrics are dropped");
+        assert!(w.command_results.contains_key("c1"));
+        let stats = w.shared.home.counters.snapshot();
+        assert_eq!(stats.heartbeats_failed, 2);
+        assert_eq!(stats.metric_observations_dropped, 1);
+    }
+
+    /// A beat answer that is not JSON counts as a bad answer.
+    #[test]
+    fn handle_counts_bad_beat_answers() {
+        let mut w = logged_in(10);
+        let op = Op::Beat {
+            results: BTreeMap::new(),
+            metrics: Vec::new(),
+        };
+        assert!(w.handle(op, answer(200, "not json")));
+        let stats = w.shared.home.counters.snapshot();
+        assert_eq!((stats.heartbeats_sent, stats.bad_backend_answers), (1, 1));
+    }
+
+    /// An actions pack answers its reload command with how many actions
+    /// loaded, or with the failure.
+    #[test]
+    fn handle_actions_pack_answers_the_reload_command() {
+        let mut w = logged_in(10);
+        let pack = r#"{"actions":[{"action_id":"a","action":"block_ip",
+            "parameters":{"ip_cidr":["10.0.0.0/8"]}}]}"#;
+        let op = |uuid: &str| Op::ActionsPack {
+            uuid: Some(uuid.to_owned()),
+        };
+        assert!(w.handle(op("ok"), answer(200, pack)));
+        assert!(w.handle(op("bad"), answer(200, "\"nope\"")));
+        assert!(!w.handle(op("down"), answer(503, "")));
+        let ok = &w.command_results["ok"];
+        assert!(ok.status);
+        assert_eq!(ok.output, "1 actions loaded");
+        assert!(w.shared.home.runtime.load().actions.has_ip_actions());
+        assert!(!w.command_results["bad"].status);
+        assert!(
+            w.command_results["bad"]
+                .output
+                .starts_with("invalid actionspack answer")
+        );
+        assert_eq!(
+            w.command_results["down"].output,
+            "actionspack failed: status 503"
+        );
+    }
+
+    /// The abandon thresholds are what the module docs say: 8 failures over
+    /// 10 minutes.
+    #[test]
+    fn abandon_thresholds() {
+        assert_eq!(MAX_FAILED_ATTEMPTS, 8);
+        assert_eq!(MIN_FAILING_TIME, Duration::from_secs(600));
+    }
+
+    /// The next wake-up is the login time without a session, and the
+    /// earliest of beat, staleness and retry with one; none while a call runs.
+    #[test]
+    fn next_wakeup_follows_the_schedule() {
+        let mut w = worker(10);
+        assert_eq!(w.next_wakeup(), w.login_at);
+        w.session = Some("s".to_owned());
+        let now = Instant::now();
+        w.next_beat = now + Duration::from_secs(50);
+        assert_eq!(w.next_wakeup(), w.next_beat);
+        w.pending_since = Some(now);
+        w.max_staleness = Duration::from_secs(20);
+        assert_eq!(w.next_wakeup(), now + Duration::from_secs(20));
+        w.retry.push_back(event(1));
+        w.retry_at = now + Duration::from_secs(5);
+        assert_eq!(w.next_wakeup(), w.retry_at);
+        w.in_flight = Some(Box::pin(async { (Op::Logout, answer(200, "")) }));
+        assert!(w.next_wakeup() > now + Duration::from_secs(3000));
+    }
+}
