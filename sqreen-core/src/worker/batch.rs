@@ -94,14 +94,17 @@ pub(super) const MAX_FAILED_ATTEMPTS: u32 = 8;
 pub(super) const MIN_FAILING_TIME: Duration = Duration::from_secs(600);
 
 impl Worker {
-    /// The next batch of pending events, taken off the front.
+    /// The next batch of pending events, taken off the front. Those left
+    /// keep the time the oldest pending event started waiting: none of
+    /// them waited longer, so they are sent within `max_staleness` (maybe
+    /// a little early), never later.
     pub(super) fn take_pending_batch(&mut self) -> Op {
         let n = batch_len(self.pending.iter(), self.batch_size);
         let events: Vec<EventJson> = self.pending.drain(..n).collect();
         self.pending_since = if self.pending.is_empty() {
             None
         } else {
-            Some(Instant::now())
+            self.pending_since.or_else(|| Some(Instant::now()))
         };
         self.update_pending_gauge();
         Op::Batch {
@@ -340,19 +343,20 @@ mod tests {
     }
 
     /// Taking a batch drains the front of the pending events; the rest
-    /// wait from now on.
+    /// keep the oldest event's waiting time.
     #[test]
     fn take_pending_batch_takes_the_front() {
         let mut w = logged_in(2);
         w.pending.extend(events(3));
-        w.pending_since = Some(Instant::now());
+        let since = Instant::now();
+        w.pending_since = Some(since);
         let Op::Batch { events, retried } = w.take_pending_batch() else {
             panic!("a batch");
         };
         assert!(!retried);
         assert_eq!(ids(&events), [0, 1]);
         assert_eq!(ids(&w.pending), [2]);
-        assert!(w.pending_since.is_some());
+        assert_eq!(w.pending_since, Some(since), "the staleness clock goes on");
         assert_eq!(
             w.shared
                 .home

@@ -110,8 +110,12 @@ impl Worker {
         if let Some(n) = features.event_queue_length {
             let n = usize::try_from(n).unwrap_or(usize::MAX).clamp(1, 1_000_000);
             self.shared.home.queue_limit.store(n, Ordering::Relaxed);
-            self.capacity = n.max(self.batch_size);
+            self.capacity = n;
         }
+        // A full batch must fit in what may wait, whichever feature moved:
+        // otherwise only staleness would ever send, and events would be
+        // dropped before a batch filled.
+        self.capacity = self.capacity.max(self.batch_size);
     }
 }
 
@@ -228,6 +232,16 @@ mod tests {
         assert!(w.on_login(true, &body, ""));
         assert_eq!(w.capacity, 500);
         assert_eq!(w.shared.home.queue_limit.load(Ordering::Relaxed), 20);
+    }
+
+    /// A larger batch size alone raises the waiting-events bound too.
+    #[test]
+    fn batch_size_alone_raises_the_bound() {
+        let mut w = worker(10);
+        let body = login_answer(json!({"batch_size": 500}));
+        assert!(w.on_login(true, &body, ""));
+        assert_eq!(w.batch_size, 500);
+        assert!(w.capacity >= 500, "capacity {}", w.capacity);
     }
 
     /// Absent features keep the configuration's values.
