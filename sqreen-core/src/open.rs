@@ -26,7 +26,7 @@ use compact_str::CompactString;
 
 use crate::actions::SecurityResponse;
 use crate::model::{Entry, PropertyValue};
-use crate::record::RequestRecord;
+use crate::record::{Home, RecordInner, RequestRecord};
 use crate::request::{RequestInfo, ResponseInfo};
 use crate::sdk::Sqreen;
 use crate::shared::Shared;
@@ -98,6 +98,11 @@ impl RequestSlot {
         }
     }
 
+    /// A slot over `inner`, a record just taken from `home`.
+    fn recording(home: &Arc<Home>, inner: Arc<RecordInner>) -> Self {
+        Self::open(RequestRecord::new(Arc::clone(home), inner))
+    }
+
     /// The request's handle, opening its record if it was not yet; the
     /// request is not copied (see [`handle_with`](Self::handle_with)).
     /// Disabled when the slot records nothing, or when the agent turned off
@@ -146,11 +151,10 @@ impl RequestSlot {
     fn record(&mut self) -> Option<&RequestRecord> {
         if let SlotState::Deferred { shared, start } = &self.state {
             // The agent may have turned off since the request started.
-            self.state = if shared.enabled.load(Ordering::Relaxed) {
-                let inner = shared.home.new_deferred_record(*start, None);
-                SlotState::Open(RequestRecord::new(Arc::clone(&shared.home), inner))
+            *self = if shared.enabled.load(Ordering::Relaxed) {
+                Self::recording(&shared.home, shared.home.new_deferred_record(*start, None))
             } else {
-                SlotState::Off
+                Self::default()
             };
         }
         match &self.state {
@@ -238,10 +242,10 @@ pub(crate) fn open<'a>(
         // Nothing to check against the request.
         return Open::Request(match body {
             // The handler consumes the body: the request is copied now.
-            Some(body) => RequestSlot::open(RequestRecord::new(
-                Arc::clone(&shared.home),
+            Some(body) => RequestSlot::recording(
+                &shared.home,
                 shared.home.new_record(&request().body(Some(body)), None),
-            )),
+            ),
             // Nothing opened until a handler asks.
             None => RequestSlot {
                 state: SlotState::Deferred {
@@ -302,10 +306,7 @@ pub(crate) fn open<'a>(
             .home
             .new_deferred_record(SystemTime::now(), client_ip)
     };
-    Open::Request(RequestSlot::open(RequestRecord::new(
-        Arc::clone(&shared.home),
-        record,
-    )))
+    Open::Request(RequestSlot::recording(&shared.home, record))
 }
 
 /// The `track` entry recording an IP action.

@@ -931,11 +931,14 @@ pub fn metric_events(metrics: &[MetricBody], session: &str) -> Result<Vec<NewEve
 pub fn wire_action(action: &ActionView, now: i64) -> Result<Action, Invalid> {
     let kind = ActionKind::from_name(&action.action)
         .ok_or_else(|| invalid(format!("unknown action kind {:?}", action.action)))?;
-    let parameters: ActionParameters = serde_json::from_value(action.parameters.clone())
+    let parameters = ActionParameters::deserialize(&action.parameters)
         .map_err(|e| invalid(format!("bad parameters: {e}")))?;
-    let duration = action
-        .expires_at_ms
-        .map(|e| u64::try_from(((e - now).max(1) + 999) / 1000).unwrap_or(1));
+    // Whole seconds left, at least one; saturating: an edited row may hold
+    // any time.
+    let duration = action.expires_at_ms.map(|e| {
+        let ms = e.saturating_sub(now).max(1);
+        u64::try_from(ms).map_or(1, |ms| ms.div_ceil(1000))
+    });
     Ok(Action {
         action: kind,
         action_id: action.action_id.clone(),
